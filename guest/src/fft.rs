@@ -1,0 +1,169 @@
+//! A deterministic FFT of any length: iterative radix-2 for powers of two, Bluestein's chirp-z
+//! for every other length (primes included).
+//!
+//! Written here rather than taken from rustfft because bit-identical results across native and
+//! wasm builds need twiddle factors from `libm` (rustfft computes them with the platform's
+//! `sin`/`cos`, which differ between glibc and wasi-libc in the last bit) and one code path on
+//! every platform (rustfft picks SIMD algorithms per CPU).
+
+use core::f64::consts::PI;
+
+/// A complex number.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Complex {
+    /// Real part.
+    pub re: f64,
+    /// Imaginary part.
+    pub im: f64,
+}
+
+impl Complex {
+    fn mul(self, o: Self) -> Self {
+        Self {
+            re: self.re * o.re - self.im * o.im,
+            im: self.re * o.im + self.im * o.re,
+        }
+    }
+
+    fn conj(self) -> Self {
+        Self {
+            re: self.re,
+            im: -self.im,
+        }
+    }
+
+    /// e^{-i angle}.
+    fn expi_neg(angle: f64) -> Self {
+        let (s, c) = libm::sincos(angle);
+        Self { re: c, im: -s }
+    }
+}
+
+/// The forward DFT of `x`: X[k] = sum_j x[j] e^{-2 pi i j k / n}.
+pub fn forward(x: &[Complex]) -> Vec<Complex> {
+    let n = x.len();
+    if n.is_power_of_two() {
+        let mut buf = x.to_vec();
+        radix2(&mut buf);
+        buf
+    } else {
+        bluestein(x)
+    }
+}
+
+/// In-place radix-2 decimation-in-time FFT; `buf.len()` must be a power of two (or 0).
+fn radix2(buf: &mut [Complex]) {
+    let n = buf.len();
+    if n <= 1 {
+        return;
+    }
+    let bits = n.trailing_zeros();
+    for i in 0..n {
+        let j = i.reverse_bits() >> (usize::BITS - bits);
+        if i < j {
+            buf.swap(i, j);
+        }
+    }
+    let twiddles: Vec<Complex> = (0..n / 2)
+        .map(|k| Complex::expi_neg(2.0 * PI * k as f64 / n as f64))
+        .collect();
+    let mut len = 2;
+    while len <= n {
+        let stride = n / len;
+        for start in (0..n).step_by(len) {
+            for k in 0..len / 2 {
+                let w = twiddles[k * stride];
+                let a = buf[start + k];
+                let b = buf[start + k + len / 2].mul(w);
+                buf[start + k] = Complex {
+                    re: a.re + b.re,
+                    im: a.im + b.im,
+                };
+                buf[start + k + len / 2] = Complex {
+                    re: a.re - b.re,
+                    im: a.im - b.im,
+                };
+            }
+        }
+        len *= 2;
+    }
+}
+
+/// Bluestein's algorithm: the length-n DFT as a circular convolution of power-of-two length.
+fn bluestein(x: &[Complex]) -> Vec<Complex> {
+    let n = x.len();
+    let m = (2 * n - 1).next_power_of_two();
+    // chirp[k] = e^{-i pi k^2 / n}, with k^2 reduced mod 2n exactly so the angle stays small.
+    let chirp: Vec<Complex> = (0..n as u64)
+        .map(|k| {
+            let r = (k * k) % (2 * n as u64);
+            Complex::expi_neg(PI * r as f64 / n as f64)
+        })
+        .collect();
+    let mut a = vec![Complex::default(); m];
+    for (k, (&xk, &ck)) in x.iter().zip(&chirp).enumerate() {
+        a[k] = xk.mul(ck);
+    }
+    let mut b = vec![Complex::default(); m];
+    b[0] = chirp[0].conj();
+    for k in 1..n {
+        b[k] = chirp[k].conj();
+        b[m - k] = chirp[k].conj();
+    }
+    radix2(&mut a);
+    radix2(&mut b);
+    // Inverse FFT of the product through conjugation: ifft(v) = conj(fft(conj(v))) / m.
+    let mut c: Vec<Complex> = a.iter().zip(&b).map(|(p, q)| p.mul(*q).conj()).collect();
+    radix2(&mut c);
+    let scale = 1.0 / m as f64;
+    (0..n)
+        .map(|k| {
+            let v = Complex {
+                re: c[k].re * scale,
+                im: -c[k].im * scale,
+            };
+            v.mul(chirp[k])
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &[Complex]) -> Vec<Complex> {
+        let n = x.len();
+        (0..n)
+            .map(|k| {
+                x.iter()
+                    .enumerate()
+                    .fold(Complex::default(), |acc, (j, &v)| {
+                        let w = Complex::expi_neg(2.0 * PI * ((j * k) % n) as f64 / n as f64);
+                        let p = v.mul(w);
+                        Complex {
+                            re: acc.re + p.re,
+                            im: acc.im + p.im,
+                        }
+                    })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_definition_for_many_lengths() {
+        for n in [1usize, 2, 3, 5, 7, 8, 12, 16, 31, 97, 100, 128] {
+            let x: Vec<Complex> = (0..n)
+                .map(|i| Complex {
+                    re: libm::sin(i as f64 * 0.37) + 0.1 * i as f64,
+                    im: 0.0,
+                })
+                .collect();
+            for (got, want) in forward(&x).iter().zip(naive(&x)) {
+                assert!(
+                    (got.re - want.re).abs() < 1e-9 && (got.im - want.im).abs() < 1e-9,
+                    "n={n}"
+                );
+            }
+        }
+    }
+}

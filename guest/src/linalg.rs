@@ -1,0 +1,144 @@
+//! Dense linear algebra: `matmul` and least squares (`ols`).
+//!
+//! Loops are written out in a fixed order (no BLAS, no runtime CPU dispatch) so that every
+//! platform computes the same sums in the same order.
+
+use crate::check::{self, domain, invalid};
+use crate::tensor::{KernelError, Params, Tensor};
+use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+
+/// `matmul`: [A (m x k), B (k x n)] -> A @ B.
+pub fn matmul(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+    let [a, b] = check::inputs(item, ["A", "B"])?;
+    let (a, b) = (check::matrix(a, "A")?, check::matrix(b, "B")?);
+    if a.ncols() != b.nrows() {
+        return Err(invalid(format!(
+            "inner dimensions differ: A is {}x{}, B is {}x{}",
+            a.nrows(),
+            a.ncols(),
+            b.nrows(),
+            b.ncols()
+        )));
+    }
+    let c = product(a, b);
+    Ok(Tensor::matrix(
+        c.nrows(),
+        c.ncols(),
+        c.into_raw_vec_and_offset().0,
+    ))
+}
+
+/// C = A B, accumulating each row of C as a sum of scaled rows of B (vectorises well).
+fn product(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
+    let mut c = Array2::<f64>::zeros((a.nrows(), b.ncols()));
+    for (a_row, mut c_row) in a.outer_iter().zip(c.outer_iter_mut()) {
+        let c_row = c_row.as_slice_mut().expect("fresh arrays are contiguous");
+        for (&a_ik, b_row) in a_row.iter().zip(b.outer_iter()) {
+            for (c_ij, &b_kj) in c_row.iter_mut().zip(b_row.iter()) {
+                *c_ij += a_ik * b_kj;
+            }
+        }
+    }
+    c
+}
+
+/// `ols`: [X (n x p), y (n)] -> the coefficients b minimising |X b - y|.
+///
+/// Householder QR. Unlike `lstsq`, which returns a minimum-norm solution, a rank-deficient or
+/// under-determined X (n < p) is a domain error: the coefficients are not unique.
+pub fn ols(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+    let [x, y] = check::inputs(item, ["X", "y"])?;
+    let x = check::matrix(x, "X")?;
+    let y = check::vector(y, "y")?;
+    let (n, p) = x.dim();
+    if y.len() != n {
+        return Err(invalid(format!(
+            "X has {n} rows but y has {} values",
+            y.len()
+        )));
+    }
+    if p == 0 {
+        return Err(invalid("X has no columns".to_string()));
+    }
+    if n < p {
+        return Err(domain(format!(
+            "under-determined: {n} observations for {p} coefficients"
+        )));
+    }
+    let mut r = x.to_owned();
+    let mut qty = Array1::from(y.to_vec());
+    let scale = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for j in 0..p {
+        householder_step(&mut r, &mut qty, j);
+        let pivot = r[[j, j]];
+        if pivot.is_nan() {
+            return Ok(Tensor::vector(vec![f64::NAN; p]));
+        }
+        if pivot.abs() <= scale * f64::EPSILON * n as f64 {
+            return Err(domain(format!(
+                "X is rank-deficient: column {j} is (nearly) a combination of the columns before it"
+            )));
+        }
+    }
+    let mut b = vec![0.0; p];
+    for j in (0..p).rev() {
+        let tail: f64 = (j + 1..p).map(|k| r[[j, k]] * b[k]).sum();
+        b[j] = (qty[j] - tail) / r[[j, j]];
+    }
+    Ok(Tensor::vector(b))
+}
+
+/// Zeroes column `j` of `r` below the diagonal with a Householder reflection, applied to the
+/// remaining columns and to `qty`.
+fn householder_step(r: &mut Array2<f64>, qty: &mut Array1<f64>, j: usize) {
+    let norm = libm::sqrt(r.slice(s![j.., j]).iter().map(|v| v * v).sum::<f64>());
+    if norm == 0.0 {
+        return;
+    }
+    let alpha = if r[[j, j]] > 0.0 { -norm } else { norm };
+    let mut v = r.slice(s![j.., j]).to_owned();
+    v[0] -= alpha;
+    let v_norm2: f64 = v.iter().map(|x| x * x).sum();
+    if v_norm2 == 0.0 {
+        return;
+    }
+    let mut tail = r.slice_mut(s![j.., j..]);
+    for mut col in tail.axis_iter_mut(Axis(1)) {
+        let f = 2.0 * v.dot(&col) / v_norm2;
+        col.scaled_add(-f, &v);
+    }
+    let mut q_tail = qty.slice_mut(s![j..]);
+    let f = 2.0 * v.dot(&q_tail) / v_norm2;
+    q_tail.scaled_add(-f, &v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_small() {
+        let a = Tensor::matrix(2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let b = Tensor::matrix(3, 1, vec![1.0, 0.0, -1.0]);
+        let c = matmul(Params(&[]), &[a.clone(), b]).unwrap();
+        assert_eq!((c.shape, c.data), (vec![2, 1], vec![-2.0, -2.0]));
+        assert!(matmul(Params(&[]), &[a.clone(), a]).is_err());
+    }
+
+    #[test]
+    fn ols_recovers_exact_fit() {
+        let x = Tensor::matrix(4, 2, vec![1.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1.0, 3.0]);
+        let y = Tensor::vector(vec![1.0, 3.0, 5.0, 7.0]);
+        let b = ols(Params(&[]), &[x, y]).unwrap();
+        assert!((b.data[0] - 1.0).abs() < 1e-14 && (b.data[1] - 2.0).abs() < 1e-14);
+    }
+
+    #[test]
+    fn ols_rejects_rank_deficient() {
+        let x = Tensor::matrix(3, 2, vec![1.0, 2.0, 2.0, 4.0, 3.0, 6.0]);
+        let y = Tensor::vector(vec![1.0, 2.0, 3.0]);
+        assert!(
+            matches!(ols(Params(&[]), &[x, y]), Err(KernelError::Domain(m)) if m.contains("rank"))
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Descriptive statistics: `describe`, `percentile` and `corrcoef`.
+//!
+//! Edge cases follow NumPy/SciPy: an empty sample is an invalid-input error (NumPy raises); a
+//! NaN in the sample makes every statistic derived from it NaN; a constant sample has NaN
+//! skewness and kurtosis; a single observation has NaN variance (ddof=1); a constant column or
+//! fewer than two rows gives NaN correlations.
+
+use crate::check::{self, invalid};
+use crate::tensor::{KernelError, Params, Tensor};
+use ndarray::Array2;
+
+/// `describe`: [x] -> [nobs, min, max, mean, variance, skewness, kurtosis].
+pub fn describe(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+    let [x] = check::inputs(item, ["x"])?;
+    let x = check::nonempty_vector(x, "x")?;
+    let n = x.len() as f64;
+    let (min, max) = x.iter().fold((x[0], x[0]), |(lo, hi), &v| {
+        if v.is_nan() || lo.is_nan() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (lo.min(v), hi.max(v))
+        }
+    });
+    let mean = x.iter().sum::<f64>() / n;
+    let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
+    for &v in x {
+        let d = v - mean;
+        let d2 = d * d;
+        m2 += d2;
+        m3 += d2 * d;
+        m4 += d2 * d2;
+    }
+    let (m2, m3, m4) = (m2 / n, m3 / n, m4 / n);
+    let variance = m2 * n / (n - 1.0);
+    let skewness = m3 / libm::pow(m2, 1.5);
+    let kurtosis = m4 / (m2 * m2) - 3.0;
+    Ok(Tensor::vector(vec![
+        n, min, max, mean, variance, skewness, kurtosis,
+    ]))
+}
+
+/// `percentile`: [x] with param `q` -> the q-th percentiles of x (linear interpolation).
+pub fn percentile(params: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+    let q = params.require("q")?;
+    if let Some(bad) = q.data.iter().find(|v| !(0.0..=100.0).contains(*v)) {
+        return Err(invalid(format!(
+            "parameter `q` must hold percentages in [0, 100], got {bad}"
+        )));
+    }
+    let [x] = check::inputs(item, ["x"])?;
+    let x = check::nonempty_vector(x, "x")?;
+    if x.iter().any(|v| v.is_nan()) {
+        return Ok(Tensor::new(q.shape.clone(), vec![f64::NAN; q.data.len()]));
+    }
+    let mut sorted = x.to_vec();
+    sorted.sort_unstable_by(f64::total_cmp);
+    let last = (sorted.len() - 1) as f64;
+    let values = q
+        .data
+        .iter()
+        .map(|&pct| {
+            let position = pct / 100.0 * last;
+            let below = libm::floor(position);
+            let gamma = position - below;
+            let i = below as usize;
+            let a = sorted[i];
+            let b = sorted[(i + 1).min(sorted.len() - 1)];
+            lerp(a, b, gamma)
+        })
+        .collect();
+    Ok(Tensor::new(q.shape.clone(), values))
+}
+
+/// Linear interpolation as NumPy's `_lerp`: from the nearer end, so that t = 1 gives b exactly.
+fn lerp(a: f64, b: f64, t: f64) -> f64 {
+    let diff = b - a;
+    if t >= 0.5 {
+        b - diff * (1.0 - t)
+    } else {
+        a + diff * t
+    }
+}
+
+/// `corrcoef`: [X (n x p)] -> the p x p Pearson correlations of X's columns.
+pub fn corrcoef(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+    let [x] = check::inputs(item, ["X"])?;
+    let x = check::matrix(x, "X")?;
+    let (n, p) = x.dim();
+    let means: Vec<f64> = x
+        .columns()
+        .into_iter()
+        .map(|c| c.sum() / n as f64)
+        .collect();
+    let centered = Array2::from_shape_fn((n, p), |(i, j)| x[[i, j]] - means[j]);
+    let scale = 1.0 / (n as f64 - 1.0);
+    let mut corr = Array2::<f64>::zeros((p, p));
+    for i in 0..p {
+        for j in i..p {
+            let dot: f64 = centered
+                .column(i)
+                .iter()
+                .zip(centered.column(j))
+                .map(|(a, b)| a * b)
+                .sum();
+            corr[[i, j]] = dot * scale;
+            corr[[j, i]] = dot * scale;
+        }
+    }
+    let stddev: Vec<f64> = (0..p).map(|i| libm::sqrt(corr[[i, i]])).collect();
+    for ((i, j), c) in corr.indexed_iter_mut() {
+        *c = (*c / stddev[i] / stddev[j]).clamp(-1.0, 1.0);
+    }
+    Ok(Tensor::matrix(p, p, corr.into_raw_vec_and_offset().0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(v: &[f64]) -> Vec<Tensor> {
+        vec![Tensor::vector(v.to_vec())]
+    }
+
+    #[test]
+    fn describe_small_sample() {
+        let d = describe(Params(&[]), &one(&[1.0, 2.0, 3.0, 4.0]))
+            .unwrap()
+            .data;
+        assert_eq!(&d[..5], &[4.0, 1.0, 4.0, 2.5, 5.0 / 3.0]);
+        assert!(d[5].abs() < 1e-15);
+        assert!((d[6] - (-1.36)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn describe_edges() {
+        assert!(matches!(
+            describe(Params(&[]), &one(&[])),
+            Err(KernelError::InvalidInput(_))
+        ));
+        let single = describe(Params(&[]), &one(&[3.0])).unwrap().data;
+        assert!(single[4].is_nan() && single[5].is_nan());
+        let nan = describe(Params(&[]), &one(&[1.0, f64::NAN])).unwrap().data;
+        assert!(nan[1..].iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn percentile_interpolates_and_checks_q() {
+        let q = vec![(
+            "q".to_string(),
+            Tensor::vector(vec![0.0, 50.0, 100.0, 25.0]),
+        )];
+        let out = percentile(Params(&q), &one(&[4.0, 1.0, 3.0, 2.0])).unwrap();
+        assert_eq!(out.data, vec![1.0, 2.5, 4.0, 1.75]);
+        let bad = vec![("q".to_string(), Tensor::vector(vec![101.0]))];
+        assert!(percentile(Params(&bad), &one(&[1.0])).is_err());
+        assert!(percentile(Params(&[]), &one(&[1.0])).is_err());
+    }
+
+    #[test]
+    fn corrcoef_of_linear_columns() {
+        let x = Tensor::matrix(3, 2, vec![1.0, -2.0, 2.0, -4.0, 3.0, -6.0]);
+        let c = corrcoef(Params(&[]), &[x]).unwrap();
+        assert_eq!(c.shape, vec![2, 2]);
+        assert!((c.data[1] + 1.0).abs() < 1e-15 && (c.data[0] - 1.0).abs() < 1e-15);
+    }
+}

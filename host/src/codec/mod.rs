@@ -1,0 +1,110 @@
+//! The file formats of `crunch run`: JSON (for people), NPY (dense batches, one row per item)
+//! and Crunch binary (raw little-endian f64, several tensors per item). See `docs/formats.md`.
+
+mod binary;
+mod json;
+mod npy;
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+
+use crate::types::{Item, ItemResult};
+
+pub use binary::MAGIC as BINARY_MAGIC;
+
+/// A file format for items and results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JSON: `{"items": [[TENSOR, ...], ...]}` in, `{"items": [TENSOR | {"error": ...}]}` out.
+    Json,
+    /// NumPy `.npy`: an array whose first axis is the item axis.
+    Npy,
+    /// Crunch binary (`.crb`): a small header, then tensors of raw little-endian f64.
+    Binary,
+}
+
+impl Format {
+    /// The format a file's extension implies (`.json`, `.npy`, `.crb` or `.bin`).
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("json") => Ok(Self::Json),
+            Some("npy") => Ok(Self::Npy),
+            Some("crb" | "bin") => Ok(Self::Binary),
+            _ => bail!(
+                "cannot tell the format of {} from its extension: use .json, .npy or .crb, or pass --format",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "npy" => Ok(Self::Npy),
+            "crb" | "bin" | "binary" => Ok(Self::Binary),
+            other => bail!("unknown format `{other}`: expected json, npy or crb"),
+        }
+    }
+}
+
+/// Reads every item of an input file.
+pub fn read_items(path: &Path, format: Format) -> Result<Vec<Item>> {
+    let file = File::open(path).with_context(|| format!("opening input {}", path.display()))?;
+    let reader = BufReader::new(file);
+    let items = match format {
+        Format::Json => json::read_items(reader),
+        Format::Npy => npy::read_items(reader),
+        Format::Binary => binary::read_items(reader),
+    };
+    items.with_context(|| format!("reading input {}", path.display()))
+}
+
+/// Writes one result per item to an output file.
+pub fn write_results(path: &Path, format: Format, results: &[ItemResult]) -> Result<()> {
+    let file = File::create(path).with_context(|| format!("creating output {}", path.display()))?;
+    let mut writer = BufWriter::new(file);
+    match format {
+        Format::Json => json::write_results(&mut writer, results),
+        Format::Npy => npy::write_results(&mut writer, results),
+        Format::Binary => binary::write_results(&mut writer, results),
+    }
+    .and_then(|()| writer.flush().map_err(Into::into))
+    .with_context(|| format!("writing output {}", path.display()))
+}
+
+/// Reads results back (JSON or binary), for tests and for chaining runs.
+pub fn read_results(path: &Path, format: Format) -> Result<Vec<ItemResult>> {
+    let file = File::open(path).with_context(|| format!("opening results {}", path.display()))?;
+    let reader = BufReader::new(file);
+    match format {
+        Format::Json => json::read_results(reader),
+        Format::Binary => binary::read_results(reader),
+        Format::Npy => bail!("NPY results carry no per-item errors; read them with an NPY reader"),
+    }
+    .with_context(|| format!("reading results {}", path.display()))
+}
+
+/// Writes items as an input file (used to prepare inputs, e.g. the demo data).
+pub fn write_items(path: &Path, format: Format, items: &[Item]) -> Result<()> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut writer = BufWriter::new(file);
+    match format {
+        Format::Json => json::write_items(&mut writer, items),
+        Format::Npy => npy::write_items(&mut writer, items),
+        Format::Binary => binary::write_items(&mut writer, items),
+    }
+    .and_then(|()| writer.flush().map_err(Into::into))
+    .with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,151 @@
+//! NumPy `.npy` items and results: the first axis is the item axis, each item one tensor.
+//!
+//! Input: a little-endian float64 array in C order of shape `[n, ...]`; item i is the tensor
+//! `a[i]` (shape `[]` for a 1-D array). Output: the results stacked into `[n, ...]`; they must
+//! share one shape, and failed items are rows of NaN (the CLI lists their errors beside it).
+
+use std::io::{Read, Write};
+
+use anyhow::{Context, Result, bail, ensure};
+use npyz::WriterBuilder;
+
+use crate::types::{Item, ItemResult, Tensor};
+
+pub fn read_items(reader: impl Read) -> Result<Vec<Item>> {
+    let npy = npyz::NpyFile::new(reader).context("not a valid .npy file")?;
+    ensure!(
+        npy.order() == npyz::Order::C,
+        "Fortran-ordered arrays are not supported; save with numpy.ascontiguousarray"
+    );
+    let shape: Vec<u64> = npy.shape().to_vec();
+    let Some((&count, rest)) = shape.split_first() else {
+        bail!("a 0-d array holds no items: the first axis must be the item axis");
+    };
+    let rest: Vec<u32> = rest
+        .iter()
+        .map(|&d| u32::try_from(d).context("dimension too large"))
+        .collect::<Result<_>>()?;
+    let dtype = npy.dtype().descr();
+    let data: Vec<f64> = npy
+        .into_vec()
+        .with_context(|| format!("expected little-endian float64 ('<f8') data, got {dtype}"))?;
+    let per_item = crate::types::element_count(&rest).context("item shape overflows")?;
+    ensure!(
+        data.len() as u64 == count * per_item as u64,
+        "array holds {} values, shape {shape:?} needs {}",
+        data.len(),
+        count * per_item as u64
+    );
+    if per_item == 0 {
+        return Ok((0..count)
+            .map(|_| {
+                vec![Tensor {
+                    shape: rest.clone(),
+                    data: vec![],
+                }]
+            })
+            .collect());
+    }
+    Ok(data
+        .chunks_exact(per_item)
+        .map(|chunk| {
+            vec![Tensor {
+                shape: rest.clone(),
+                data: chunk.to_vec(),
+            }]
+        })
+        .collect())
+}
+
+pub fn write_items(writer: &mut impl Write, items: &[Item]) -> Result<()> {
+    let tensors = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item.as_slice() {
+            [t] => Ok(t),
+            _ => bail!(
+                "item {i} has {} tensors; NPY holds one per item",
+                item.len()
+            ),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    stack(writer, tensors.iter().map(|t| Some(*t)).collect())
+}
+
+pub fn write_results(writer: &mut impl Write, results: &[ItemResult]) -> Result<()> {
+    stack(writer, results.iter().map(|r| r.as_ref().ok()).collect())
+}
+
+/// Writes tensors of one shape as `[n, ...shape]`; `None` entries become rows of NaN.
+fn stack(writer: &mut impl Write, rows: Vec<Option<&Tensor>>) -> Result<()> {
+    let shape: Vec<u32> = rows
+        .iter()
+        .flatten()
+        .next()
+        .map(|t| t.shape.clone())
+        .unwrap_or_else(|| vec![0]);
+    if let Some((i, t)) = rows
+        .iter()
+        .enumerate()
+        .find_map(|(i, t)| t.filter(|t| t.shape != shape).map(|t| (i, t)))
+    {
+        bail!(
+            "results differ in shape ({:?} at item {i}, {shape:?} before): NPY needs one shape, use .json or .crb",
+            t.shape
+        );
+    }
+    let per_item = crate::types::element_count(&shape).context("shape overflows")?;
+    let mut full_shape = vec![rows.len() as u64];
+    full_shape.extend(shape.iter().map(|&d| u64::from(d)));
+    let mut npy = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&full_shape)
+        .writer(writer)
+        .begin_nd()?;
+    let nan_row = vec![f64::NAN; per_item];
+    for row in &rows {
+        npy.extend(row.map_or(&nan_row[..], |t| &t.data[..]).iter().copied())?;
+    }
+    npy.finish()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ItemError;
+
+    #[test]
+    fn rows_round_trip_and_failures_are_nan() {
+        let t = |v: Vec<f64>| Tensor {
+            shape: vec![2],
+            data: v,
+        };
+        let mut buf = Vec::new();
+        write_results(
+            &mut buf,
+            &[
+                Ok(t(vec![1.0, 2.0])),
+                Err(ItemError::BatchFailed("x".into())),
+            ],
+        )
+        .unwrap();
+        let items = read_items(&buf[..]).unwrap();
+        assert_eq!(items[0][0], t(vec![1.0, 2.0]));
+        assert!(items[1][0].data.iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn mixed_shapes_are_refused() {
+        let a = Tensor {
+            shape: vec![1],
+            data: vec![1.0],
+        };
+        let b = Tensor {
+            shape: vec![2],
+            data: vec![1.0, 2.0],
+        };
+        let err = write_results(&mut Vec::new(), &[Ok(a), Ok(b)]).unwrap_err();
+        assert!(err.to_string().contains("item 1"));
+    }
+}

@@ -1,0 +1,223 @@
+//! The process-wide wasmtime engine: one `Engine` and `Linker`, pooling allocation, epoch
+//! interruption driven by a ticker on its own OS thread, and the per-batch sandbox (a fresh
+//! `Store` with WASI denied by default and memory limits).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// How often the epoch advances; batch time limits are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The most kernel stderr (panic messages) kept per batch.
+const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// Limits applied to every batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Wall-clock time one batch may run before it is interrupted.
+    pub batch_time: Duration,
+    /// Linear memory one batch's instance may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Wasm stack, in bytes; deeper recursion traps.
+    pub stack_bytes: usize,
+    /// Instances that may be alive at once (sizes the pooling allocator).
+    pub max_concurrent_batches: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            batch_time: Duration::from_secs(60),
+            memory_bytes: 1 << 30,
+            stack_bytes: 1 << 20,
+            max_concurrent_batches: 64,
+        }
+    }
+}
+
+/// State held by each batch's `Store`: a deny-by-default WASI context and the limits.
+pub struct BatchState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    stderr: MemoryOutputPipe,
+}
+
+impl BatchState {
+    /// What the kernel wrote to stderr (for example a panic message), lossily decoded.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+}
+
+impl WasiView for BatchState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// One wasmtime engine and linker for the whole process, with its epoch ticker.
+///
+/// Cloning is cheap and shares everything; the ticker stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    linker: Linker<BatchState>,
+    limits: Limits,
+    ticker: Ticker,
+}
+
+impl Engine {
+    /// Builds the engine, the linker (WASI p2 with no environment, arguments, files or
+    /// network) and starts the epoch ticker.
+    pub fn new(limits: Limits) -> Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        let slots = limits.max_concurrent_batches.max(1);
+        pool.total_component_instances(slots)
+            .total_memories(slots * 2)
+            .total_tables(slots * 4)
+            .total_core_instances(slots * 8)
+            .total_stacks(slots)
+            .max_memory_size(limits.memory_bytes);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(limits.stack_bytes)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("adding WASI to the linker")?;
+
+        let ticker = Ticker::start(engine.clone()).context("starting the epoch ticker thread")?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                ticker,
+            }),
+        })
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    /// The linker every pack is instantiated against.
+    pub fn linker(&self) -> &Linker<BatchState> {
+        &self.inner.linker
+    }
+
+    /// The limits every batch runs under.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// A fresh store for one batch: empty WASI context, memory limit, epoch deadline.
+    pub fn new_store(&self, batch_time: Duration) -> Store<BatchState> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let limits = wasmtime::StoreLimitsBuilder::new()
+            .memory_size(self.inner.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            &self.inner.engine,
+            BatchState {
+                wasi,
+                table: ResourceTable::new(),
+                limits,
+                stderr,
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(epoch_ticks(batch_time));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Whether the ticker thread is running (it is for the engine's whole life).
+    pub fn ticker_running(&self) -> bool {
+        self.inner
+            .ticker
+            .handle
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+    }
+}
+
+/// A time limit in epoch ticks, rounded up, at least one.
+fn epoch_ticks(limit: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    let ticks = limit.as_nanos().div_ceil(tick);
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a dedicated OS thread.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: wasmtime::Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("crunch-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_round_up() {
+        assert_eq!(epoch_ticks(Duration::ZERO), 1);
+        assert_eq!(epoch_ticks(Duration::from_millis(15)), 2);
+        assert_eq!(epoch_ticks(Duration::from_secs(1)), 100);
+    }
+}

@@ -1,0 +1,17 @@
+//! The Crunch host: loads a kernel pack component once, then runs batches of items through it,
+//! each batch in a fresh, limited, sandboxed wasmtime instance, many batches in parallel.
+//!
+//! [`Engine`] holds the process-wide wasmtime engine, linker and epoch ticker; [`KernelPack`] a
+//! compiled, pre-instantiated pack; [`run_batch`] and [`run_batches`] the work itself; [`codec`]
+//! the file formats of `crunch run`.
+
+pub mod batch;
+pub mod codec;
+pub mod engine;
+pub mod pack;
+pub mod types;
+
+pub use batch::{BatchError, BatchOutcome, Job, run_batch, run_batches};
+pub use engine::{Engine, Limits};
+pub use pack::KernelPack;
+pub use types::{Item, ItemError, ItemResult, KernelError, KernelInfo, Tensor};

@@ -1,0 +1,54 @@
+# Every developer task; CI runs the same recipes (see .ci/run). `just --list` shows them all.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+target := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "target")
+components := target / "wasm32-wasip2/component"
+pack := components / "crunch_kernels.wasm"
+crunch := target / "release/crunch"
+demo_data := target / "release/examples/demo_data"
+demo := target / "demo"
+
+# List the recipes.
+default:
+    @just --list
+
+# Add the wasm32-wasip2 target (rust-toolchain.toml names it; this makes sure it is there).
+setup:
+    @rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# Build the kernel pack component, the test components and the host, and print the pack's size.
+build: setup
+    cargo build --profile component --target wasm32-wasip2 -p crunch-kernels -p crunch-hostile-kernels
+    cargo build --release -p crunch --bins --examples
+    @echo "kernel pack: {{pack}} ($(stat -c %s {{pack}}) bytes)"
+
+# Run every test: kernel unit tests, host tests, golden vectors through the component, CLI.
+test: build
+    cargo test --release --workspace
+
+# 1,000,000 black_scholes items, then 100,000 implied_vol items, through `crunch run`.
+demo: build
+    mkdir -p {{demo}}
+    {{demo_data}} contracts --count 1000000 --output {{demo}}/contracts.crb
+    {{crunch}} run --kernel black_scholes --input {{demo}}/contracts.crb --output {{demo}}/greeks.crb
+    {{demo_data}} implied-vol-inputs --contracts {{demo}}/contracts.crb --greeks {{demo}}/greeks.crb --count 100000 --output {{demo}}/iv-inputs.crb
+    {{crunch}} run --kernel implied_vol --input {{demo}}/iv-inputs.crb --output {{demo}}/implied-vols.crb
+    {{demo_data}} show --contracts {{demo}}/contracts.crb --greeks {{demo}}/greeks.crb --implied-vols {{demo}}/implied-vols.crb
+
+# Formatting and clippy (-D warnings) for the host and, on the wasm target, for the guests.
+lint: setup
+    cargo fmt --all --check
+    cargo clippy --release --workspace --all-targets -- -D warnings
+    cargo clippy --profile component --target wasm32-wasip2 -p crunch-kernels -p crunch-hostile-kernels --all-targets -- -D warnings
+
+# Validate the components with wasm-tools and show the kernel pack's WIT world.
+validate: build
+    @command -v wasm-tools >/dev/null || { echo "wasm-tools is missing: cargo install wasm-tools --locked"; exit 1; }
+    wasm-tools validate {{pack}}
+    wasm-tools validate {{components}}/crunch_hostile_kernels.wasm
+    wasm-tools component wit {{pack}} | sed -n '/^world/,/^}/p'
+    @echo "kernel pack: $(stat -c %s {{pack}}) bytes, valid"
+
+# What CI runs: lint, tests, component validation.
+ci: lint test validate

@@ -1,0 +1,114 @@
+//! Test-only kernel pack whose kernels misbehave on purpose, to show that the host contains
+//! them: each kernel echoes its item's first tensor, unless the item's first value is
+//! negative, in which case it traps, loops forever, exhausts memory or recurses without end.
+//! Built as `crunch_hostile_kernels.wasm`; never shipped.
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    // The export glue that wit-bindgen generates uses `unsafe` attributes.
+    #![allow(unsafe_code)]
+
+    mod bindings {
+        wit_bindgen::generate!({ path: "../../../wit", world: "kernel-pack" });
+    }
+
+    use bindings::crunch::kernel::types::{KernelError, KernelInfo, Tensor};
+    use bindings::exports::crunch::kernel::kernels::Guest;
+    use std::hint::black_box;
+
+    const KERNELS: [(&str, &str); 5] = [
+        ("echo", "returns the first tensor"),
+        (
+            "trap_on_negative",
+            "panics (a wasm trap) when the first value is negative",
+        ),
+        (
+            "spin_on_negative",
+            "loops forever when the first value is negative",
+        ),
+        (
+            "grow_on_negative",
+            "allocates without bound when the first value is negative",
+        ),
+        (
+            "recurse_on_negative",
+            "recurses without bound when the first value is negative",
+        ),
+    ];
+
+    struct HostilePack;
+
+    impl Guest for HostilePack {
+        fn list_kernels() -> Vec<KernelInfo> {
+            KERNELS
+                .iter()
+                .map(|(name, summary)| KernelInfo {
+                    name: name.to_string(),
+                    summary: summary.to_string(),
+                })
+                .collect()
+        }
+
+        fn run(
+            kernel: String,
+            _params: Vec<(String, Tensor)>,
+            items: Vec<Vec<Tensor>>,
+        ) -> Vec<Result<Tensor, KernelError>> {
+            items
+                .into_iter()
+                .map(|item| run_item(&kernel, item))
+                .collect()
+        }
+    }
+
+    fn run_item(kernel: &str, mut item: Vec<Tensor>) -> Result<Tensor, KernelError> {
+        if item.is_empty() {
+            return Err(KernelError::InvalidInput(
+                "expected at least one tensor".into(),
+            ));
+        }
+        let first = item.swap_remove(0);
+        let negative = first.data.first().is_some_and(|v| *v < 0.0);
+        if negative {
+            match kernel {
+                "trap_on_negative" => panic!("hostile kernel: negative input {}", first.data[0]),
+                "spin_on_negative" => spin(),
+                "grow_on_negative" => grow(),
+                "recurse_on_negative" => {
+                    black_box(recurse(black_box(1)));
+                }
+                _ => {}
+            }
+        }
+        if KERNELS.iter().any(|(name, _)| *name == kernel) {
+            Ok(first)
+        } else {
+            Err(KernelError::UnknownKernel(kernel.to_string()))
+        }
+    }
+
+    fn spin() {
+        let mut x = 0u64;
+        loop {
+            x = black_box(x.wrapping_add(1));
+        }
+    }
+
+    fn grow() {
+        let mut hoard: Vec<Vec<u8>> = Vec::new();
+        loop {
+            hoard.push(vec![1u8; 16 << 20]);
+            black_box(&hoard);
+        }
+    }
+
+    fn recurse(depth: u64) -> u64 {
+        if depth == u64::MAX {
+            return 0;
+        }
+        let frame = black_box([depth; 16]);
+        recurse(frame[3] + 1) + frame[7]
+    }
+
+    bindings::export!(HostilePack with_types_in bindings);
+}

@@ -1,0 +1,5 @@
+//! Shared helpers for Crunch's integration tests: the golden reference vectors and the paths of
+//! the artefacts (`crunch` binary, kernel components) that `just build` produces.
+
+pub mod golden;
+pub mod paths;

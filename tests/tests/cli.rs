@@ -1,0 +1,209 @@
+//! The `crunch` binary end to end: listing kernels, running files in every format, errors and
+//! exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crunch::Tensor;
+use crunch::codec::{self, Format};
+use crunch_tests::{golden, paths};
+
+fn crunch(args: &[&str]) -> Output {
+    Command::new(paths::crunch_bin())
+        .args(args)
+        .env("CRUNCH_PACK", paths::component("crunch_kernels"))
+        .output()
+        .expect("running crunch")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn golden_items(kernel: &str) -> Vec<Vec<Tensor>> {
+    let file = golden::load(kernel).expect("golden file");
+    file.cases
+        .iter()
+        .flat_map(|c| c.items.iter())
+        .map(|it| {
+            it.inputs
+                .iter()
+                .map(|t| Tensor {
+                    shape: t.shape.clone(),
+                    data: t.data.clone(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn kernels_lists_all_twelve() {
+    let out = crunch(&["kernels"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for k in golden::KERNELS {
+        assert!(text.contains(k), "missing {k} in:\n{text}");
+    }
+    assert!(text.contains("sha256:"));
+}
+
+#[test]
+fn every_format_gives_the_same_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let items = golden_items("black_scholes");
+    let mut outputs = Vec::new();
+    for (input_format, ext) in [
+        (Format::Json, "json"),
+        (Format::Npy, "npy"),
+        (Format::Binary, "crb"),
+    ] {
+        let input = dir.path().join(format!("in.{ext}"));
+        codec::write_items(&input, input_format, &items).expect("write input");
+        let output = dir.path().join(format!("out-{ext}.crb"));
+        let out = crunch(&[
+            "run",
+            "-k",
+            "black_scholes",
+            "-i",
+            path_str(&input),
+            "-o",
+            path_str(&output),
+            "--batch-size",
+            "7",
+        ]);
+        assert!(out.status.success(), "{ext}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("{} ok, 0 failed", items.len())),
+            "{}",
+            stderr(&out)
+        );
+        outputs.push(codec::read_results(&output, Format::Binary).expect("read results"));
+    }
+    assert_eq!(outputs[0].len(), items.len());
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+}
+
+#[test]
+fn bad_items_get_their_own_errors_and_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    std::fs::write(
+        &input,
+        r#"{"items": [[100, 100, 1, 0.01, 0.2, 1], [100, 100, 1], [-5, 100, 1, 0.01, 0.2, 0], [100, 90, 0.5, 0.02, 0.3, 0]]}"#,
+    )
+    .expect("write");
+    let output = dir.path().join("out.json");
+    let out = crunch(&[
+        "run",
+        "-k",
+        "black_scholes",
+        "-i",
+        path_str(&input),
+        "-o",
+        path_str(&output),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("item 1") && err.contains("invalid-input"),
+        "{err}"
+    );
+    assert!(err.contains("item 2") && err.contains("domain"), "{err}");
+    let results = codec::read_results(&output, Format::Json).expect("results");
+    assert!(results[0].is_ok() && results[3].is_ok());
+    assert_eq!(results[1].as_ref().unwrap_err().kind(), "invalid-input");
+    assert_eq!(results[2].as_ref().unwrap_err().kind(), "domain");
+}
+
+#[test]
+fn malformed_inputs_and_arguments_fail_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("out.json");
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("trunc.crb", b"CRNCHBIN\x01\x00\x00\x00", "truncated"),
+        ("magic.crb", b"NOTCRUNCHFILE....", "not a Crunch binary"),
+        (
+            "bad.json",
+            br#"[[1, 2], {"shape": [2, 2], "data": [1]}]"#,
+            "item 1",
+        ),
+        ("bad.npy", b"\x93NUMPY garbage", "not a valid .npy"),
+    ];
+    for (name, bytes, expected) in cases {
+        let input = dir.path().join(name);
+        std::fs::write(&input, bytes).expect("write");
+        let out = crunch(&[
+            "run",
+            "-k",
+            "norm_cdf",
+            "-i",
+            path_str(&input),
+            "-o",
+            path_str(&output),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
+    }
+    let input = dir.path().join("ok.json");
+    std::fs::write(&input, "[[1]]").expect("write");
+    let out = crunch(&[
+        "run",
+        "-k",
+        "no_such_kernel",
+        "-i",
+        path_str(&input),
+        "-o",
+        path_str(&output),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no kernel `no_such_kernel`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = crunch(&[
+        "run",
+        "-k",
+        "percentile",
+        "-p",
+        "q=abc",
+        "-i",
+        path_str(&input),
+        "-o",
+        path_str(&output),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a number"), "{}", stderr(&out));
+}
+
+#[test]
+fn npy_output_with_failures_lists_errors_beside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, "[[1, 2, 3], [4, 5, 6]]").expect("write");
+    let output = dir.path().join("out.npy");
+    let out = crunch(&[
+        "run",
+        "-k",
+        "percentile",
+        "-p",
+        "q=50,200",
+        "-i",
+        path_str(&input),
+        "-o",
+        path_str(&output),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let sidecar = dir.path().join("out.npy.errors.json");
+    let text = std::fs::read_to_string(&sidecar).expect("sidecar");
+    assert!(
+        text.contains("\"item\": 1") && text.contains("[0, 100]"),
+        "{text}"
+    );
+}
