@@ -3,13 +3,17 @@
 //!
 //! [`Engine`] holds the process-wide wasmtime engine, linker and epoch ticker; [`KernelPack`] a
 //! compiled, pre-instantiated pack; [`run_batch`] and [`run_batches`] the work itself; [`codec`]
-//! the file formats of `crunch run`.
+//! the file formats of `crunch run`; [`store`], [`jobs`] and [`worker`] the Redis data plane
+//! (protocol v1, `docs/protocol.md`).
 
 pub mod batch;
 pub mod codec;
 pub mod engine;
+pub mod jobs;
 pub mod pack;
+pub mod store;
 pub mod types;
+pub mod worker;
 
 pub use batch::{BatchError, BatchOutcome, Job, run_batch, run_batches};
 pub use engine::{Engine, Limits};

@@ -37,17 +37,21 @@ pub fn read_items(reader: impl Read) -> Result<Vec<Item>> {
 fn item(value: Value) -> Result<Item> {
     match value {
         Value::Array(values) if values.iter().all(is_scalar) => Ok(vec![flat(values)?]),
-        Value::Array(tensors) => tensors
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| tensor(t).with_context(|| format!("tensor {i}")))
-            .collect(),
+        Value::Array(tensors) => tensor_list(tensors),
         Value::Object(mut map) => match map.remove("inputs") {
-            Some(inputs) => item(inputs),
-            None => bail!("an item object needs an `inputs` list"),
+            Some(Value::Array(tensors)) => tensor_list(tensors),
+            _ => bail!("an item object needs an `inputs` list of tensors"),
         },
         other => bail!("expected a list of tensors, got {}", kind(&other)),
     }
+}
+
+fn tensor_list(tensors: Vec<Value>) -> Result<Item> {
+    tensors
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| tensor(t).with_context(|| format!("tensor {i}")))
+        .collect()
 }
 
 fn tensor(value: Value) -> Result<Tensor> {

@@ -108,3 +108,28 @@ pub fn write_items(path: &Path, format: Format, items: &[Item]) -> Result<()> {
     .and_then(|()| writer.flush().map_err(Into::into))
     .with_context(|| format!("writing {}", path.display()))
 }
+
+/// Items as Crunch binary bytes (the encoding of batches in Redis).
+pub fn encode_items(items: &[Item]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    // Writing to a Vec cannot fail; tensors hold at most u32::MAX dimensions by construction.
+    let _ = binary::write_items(&mut bytes, items);
+    bytes
+}
+
+/// Items from Crunch binary bytes.
+pub fn decode_items(bytes: &[u8]) -> Result<Vec<Item>> {
+    binary::read_items(bytes)
+}
+
+/// Results as Crunch binary bytes.
+pub fn encode_results(results: &[ItemResult]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = binary::write_results(&mut bytes, results);
+    bytes
+}
+
+/// Results from Crunch binary bytes.
+pub fn decode_results(bytes: &[u8]) -> Result<Vec<ItemResult>> {
+    binary::read_results(bytes)
+}

@@ -1,9 +1,13 @@
 //! `crunch`: run numeric kernels from a wasm kernel pack over files of items, on all cores.
 
+mod job_cmds;
 mod kernels;
 mod pack_path;
 mod params;
+mod redis_args;
 mod run;
+mod submit;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -29,6 +33,21 @@ enum Command {
     /// succeeded, 2 when some failed (their errors are in the output and summarised on
     /// stderr), 1 when the run could not be done at all.
     Run(run::RunArgs),
+    /// Submit a job to Redis: the spec, the input batches and the queue; prints the job id.
+    Submit(submit::SubmitArgs),
+    /// Run as a long-lived pull worker: claim batches of the jobs in Redis and run them.
+    Worker(worker::WorkerArgs),
+    /// Show a job's progress, failed items and dead-lettered batches.
+    ///
+    /// Exit status: 0 while the job runs or when it is done; 2 when it ended with failures,
+    /// failed or was cancelled.
+    Status(job_cmds::StatusArgs),
+    /// Write a finished job's results, in input order, to a file.
+    Results(job_cmds::ResultsArgs),
+    /// List the jobs in Redis.
+    Jobs(job_cmds::JobsArgs),
+    /// Cancel a job: its queued batches are dropped.
+    Cancel(job_cmds::CancelArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +62,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Kernels(args) => kernels::main(args),
         Command::Run(args) => run::main(args),
+        Command::Submit(args) => submit::main(args),
+        Command::Worker(args) => worker::main(args),
+        Command::Status(args) => job_cmds::status(args),
+        Command::Results(args) => job_cmds::results(args),
+        Command::Jobs(args) => job_cmds::list(args),
+        Command::Cancel(args) => job_cmds::cancel(args),
     };
     match result {
         Ok(code) => code,

@@ -59,15 +59,13 @@ pub struct RunArgs {
 pub fn main(args: RunArgs) -> Result<ExitCode> {
     let input_format = resolve_format(args.input_format, &args.input)?;
     let output_format = resolve_format(args.output_format, &args.output)?;
-    if args.time_limit <= 0.0 || !args.time_limit.is_finite() {
-        bail!("--time-limit must be a positive number of seconds");
-    }
+    let batch_time = seconds("--time-limit", args.time_limit)?;
     let threads = args
         .threads
         .map(|t| t as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let limits = Limits {
-        batch_time: Duration::from_secs_f64(args.time_limit),
+        batch_time,
         memory_bytes: args.memory_limit.saturating_mul(1 << 20),
         max_concurrent_batches: u32::try_from(threads * 2).unwrap_or(u32::MAX),
         ..Limits::default()
@@ -167,6 +165,14 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// A positive, finite number of seconds given as option `name`.
+pub fn seconds(name: &str, value: f64) -> Result<Duration> {
+    if value <= 0.0 || !value.is_finite() {
+        bail!("{name} must be a positive number of seconds, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 fn resolve_format(given: Option<Format>, path: &Path) -> Result<Format> {

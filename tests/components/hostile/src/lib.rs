@@ -1,6 +1,7 @@
 //! Test-only kernel pack whose kernels misbehave on purpose, to show that the host contains
 //! them: each kernel echoes its item's first tensor, unless the item's first value is
-//! negative, in which case it traps, loops forever, exhausts memory or recurses without end.
+//! negative, in which case it traps, loops forever, exhausts memory or recurses without end;
+//! `burn` first busy-loops for a time set by the first value (a slow but finite batch).
 //! Built as `crunch_hostile_kernels.wasm`; never shipped.
 
 #[cfg(target_arch = "wasm32")]
@@ -16,7 +17,8 @@ mod component {
     use bindings::exports::crunch::kernel::kernels::Guest;
     use std::hint::black_box;
 
-    const KERNELS: [(&str, &str); 5] = [
+    const KERNELS: [(&str, &str); 6] = [
+        ("burn", "busy-loops for about the first value times a million steps, then echoes"),
         ("echo", "returns the first tensor"),
         (
             "trap_on_negative",
@@ -69,6 +71,9 @@ mod component {
         }
         let first = item.swap_remove(0);
         let negative = first.data.first().is_some_and(|v| *v < 0.0);
+        if kernel == "burn" {
+            burn(first.data.first().copied().unwrap_or(0.0));
+        }
         if negative {
             match kernel {
                 "trap_on_negative" => panic!("hostile kernel: negative input {}", first.data[0]),
@@ -84,6 +89,14 @@ mod component {
             Ok(first)
         } else {
             Err(KernelError::UnknownKernel(kernel.to_string()))
+        }
+    }
+
+    fn burn(millions: f64) {
+        let steps = (millions.max(0.0) * 1e6) as u64;
+        let mut x = 0u64;
+        for _ in 0..steps {
+            x = black_box(x.wrapping_add(1));
         }
     }
 

@@ -1,0 +1,21 @@
+//! The `--redis` option shared by the subcommands that talk to Redis.
+
+use anyhow::Result;
+use clap::Args;
+use crunch::store::Store;
+
+/// Where the jobs live.
+#[derive(Args, Debug, Clone)]
+pub struct RedisArgs {
+    /// Redis URL: redis://[user:password@]host:port[/db], or redis+cluster://host:port,host:port
+    /// for a Redis Cluster.
+    #[arg(long, env = "CRUNCH_REDIS", default_value = "redis://127.0.0.1:6379", value_name = "URL")]
+    pub redis: String,
+}
+
+impl RedisArgs {
+    /// Connects (retrying with backoff).
+    pub fn connect(&self) -> Result<Store> {
+        Store::connect(&self.redis)
+    }
+}

@@ -1,0 +1,96 @@
+//! `crunch submit`: write a job (spec, input batches, queue) to Redis and print its id.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use crunch::codec::{self, Format};
+use crunch::jobs::{self, SubmitOptions};
+use crunch::{Engine, KernelPack, Limits, Tensor};
+
+use crate::pack_path::PackArgs;
+use crate::redis_args::RedisArgs;
+
+/// Arguments of `crunch submit`.
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// Kernel to run (see `crunch kernels`).
+    #[arg(long, short)]
+    kernel: String,
+    /// Kernel parameter NAME=VALUE; VALUE is a number or a list `a,b,c`. Repeatable.
+    #[arg(long = "param", short, value_name = "NAME=VALUE", value_parser = crate::params::parse)]
+    params: Vec<(String, Tensor)>,
+    /// Input items: .json, .npy or .crb.
+    #[arg(long, short)]
+    input: PathBuf,
+    /// Input format, when the extension does not tell.
+    #[arg(long, value_name = "json|npy|crb")]
+    input_format: Option<Format>,
+    /// Items per batch, or `auto` (about 256 batches of 64 to 8192 items).
+    #[arg(long, default_value = "auto", value_name = "N|auto")]
+    batch_size: String,
+    /// Seconds every key of the job lives in Redis.
+    #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
+    ttl: u64,
+    /// Deliveries after which a failing batch goes to the dead-letter stream.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    max_deliveries: u64,
+    /// Seconds one batch may run before it is interrupted.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    time_limit: f64,
+    /// Seconds a claim may stay idle before another worker takes it over. Default: twice the
+    /// time limit plus 10.
+    #[arg(long, value_name = "SECONDS")]
+    lease: Option<f64>,
+    #[command(flatten)]
+    pack: PackArgs,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+pub fn main(args: SubmitArgs) -> Result<ExitCode> {
+    let batch_size = match args.batch_size.as_str() {
+        "auto" => None,
+        n => match n.parse::<usize>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => bail!("--batch-size must be a positive number or `auto`, got `{n}`"),
+        },
+    };
+    let time_limit = crate::run::seconds("--time-limit", args.time_limit)?;
+    let lease = args.lease.map(|s| crate::run::seconds("--lease", s)).transpose()?;
+    let pack_path = args.pack.resolve()?;
+    let engine = Engine::new(Limits { max_concurrent_batches: 2, ..Limits::default() })?;
+    let pack = KernelPack::load(&engine, &pack_path)?;
+    let format = match args.input_format {
+        Some(f) => f,
+        None => Format::from_path(&args.input)?,
+    };
+    let items = codec::read_items(&args.input, format)?;
+    let pack_path = std::path::absolute(&pack_path)
+        .with_context(|| format!("resolving {}", pack_path.display()))?;
+    let options = SubmitOptions {
+        kernel: args.kernel,
+        params: args.params,
+        pack_path: pack_path.display().to_string(),
+        batch_size,
+        ttl: Duration::from_secs(args.ttl),
+        max_deliveries: args.max_deliveries,
+        batch_time: time_limit,
+        lease,
+    };
+    let mut store = args.redis.connect()?;
+    let spec = jobs::submit(&mut store, &pack, &items, &options)?;
+    eprintln!(
+        "submitted {} items in {} batches of up to {} to {} ({} {})",
+        spec.item_count,
+        spec.batch_count,
+        spec.batch_size,
+        store.url(),
+        spec.kernel,
+        spec.pack_digest
+    );
+    println!("{}", spec.job);
+    Ok(ExitCode::SUCCESS)
+}

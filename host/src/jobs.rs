@@ -1,0 +1,297 @@
+//! The client side of protocol v1: submit a job to Redis, follow its progress, gather its
+//! results in input order, list and cancel jobs.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::pack::KernelPack;
+use crate::store::keys::{self, JobKeys};
+use crate::store::spec::{JobSpec, Progress};
+use crate::store::Store;
+use crate::types::{Item, ItemResult, Tensor};
+
+/// Batches written per pipeline round trip at submit.
+const PIPELINE_CHUNK: usize = 64;
+
+/// How a job is cut into batches and how it is run.
+#[derive(Clone, Debug)]
+pub struct SubmitOptions {
+    /// Kernel name.
+    pub kernel: String,
+    /// Kernel parameters.
+    pub params: Vec<(String, Tensor)>,
+    /// Path of the pack, which workers must be able to read.
+    pub pack_path: String,
+    /// Items per batch; `None` picks one (see [`auto_batch_size`]).
+    pub batch_size: Option<usize>,
+    /// Lifetime of every key of the job.
+    pub ttl: Duration,
+    /// Deliveries after which a failing batch is dead-lettered.
+    pub max_deliveries: u64,
+    /// Time limit of one batch.
+    pub batch_time: Duration,
+    /// Idle time after which another worker takes a claim over; default twice the batch
+    /// time limit plus 10 s.
+    pub lease: Option<Duration>,
+}
+
+/// About 256 batches, each of 64 to 8192 items (fewer when there are fewer items).
+pub fn auto_batch_size(items: usize) -> usize {
+    items.div_ceil(256).clamp(64, 8192).min(items.max(1))
+}
+
+/// A new job id: the creation time in ms (hex, so ids sort by age) and 32 random bits.
+pub fn new_job_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(now_ms() as u128 ^ u128::from(std::process::id()));
+    format!("{:011x}{:08x}", now_ms(), hasher.finish() as u32)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Writes the spec, the input batches and the queue entries, then marks the job queued.
+pub fn submit(store: &mut Store, pack: &KernelPack, items: &[Item], opts: &SubmitOptions) -> Result<JobSpec> {
+    ensure!(!items.is_empty(), "the input holds no items");
+    ensure!(
+        pack.has_kernel(&opts.kernel),
+        "the pack has no kernel `{}` (it has: {})",
+        opts.kernel,
+        pack.kernels().iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let batch_size = opts.batch_size.unwrap_or_else(|| auto_batch_size(items.len())).max(1);
+    let job = new_job_id();
+    let keys = JobKeys::new(&job);
+    let ttl = opts.ttl.as_secs().max(1);
+    let lease = opts.lease.unwrap_or(opts.batch_time * 2 + Duration::from_secs(10));
+    let spec = JobSpec {
+        job: job.clone(),
+        kernel: opts.kernel.clone(),
+        pack_digest: pack.digest().to_string(),
+        pack_path: opts.pack_path.clone(),
+        params: opts.params.clone(),
+        batch_count: items.len().div_ceil(batch_size) as u64,
+        item_count: items.len() as u64,
+        batch_size: batch_size as u64,
+        ttl_seconds: ttl,
+        max_deliveries: opts.max_deliveries.max(1),
+        batch_time_ms: opts.batch_time.as_millis() as u64,
+        lease_ms: lease.as_millis() as u64,
+        created_ms: now_ms(),
+    };
+    let fields = spec.to_fields()?;
+    let mut pipe = redis::pipe();
+    pipe.hset_multiple(keys.spec(), &fields)
+                .ignore()
+                .expire(keys.spec(), ttl as i64)
+                .ignore()
+                .hset_multiple(
+                    keys.progress(),
+                    &[
+                        ("state", "submitting".to_string()),
+                        ("batch_count", spec.batch_count.to_string()),
+                        ("item_count", spec.item_count.to_string()),
+                        ("batches_done", "0".into()),
+                        ("batches_dead", "0".into()),
+                        ("items_ok", "0".into()),
+                        ("items_failed", "0".into()),
+                    ],
+                )
+                .ignore()
+                .expire(keys.progress(), ttl as i64)
+                .ignore()
+                .cmd("XGROUP")
+                .arg("CREATE")
+                .arg(keys.queue())
+                .arg(keys::GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .ignore()
+                .expire(keys.queue(), ttl as i64)
+                .ignore();
+    let url = store.url().to_string();
+    store
+        .pipeline::<()>(&pipe)
+        .with_context(|| format!("writing job {job} to {url}"))?;
+    let batches: Vec<&[Item]> = items.chunks(batch_size).collect();
+    for (chunk_index, chunk) in batches.chunks(PIPELINE_CHUNK).enumerate() {
+        let encoded: Vec<(u64, Vec<u8>)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, batch)| ((chunk_index * PIPELINE_CHUNK + i) as u64, codec::encode_items(batch)))
+            .collect();
+        let mut pipe = redis::pipe();
+        for (b, bytes) in &encoded {
+            pipe.set_ex(keys.input(*b), bytes, ttl).ignore();
+        }
+        for (b, _) in &encoded {
+            pipe.cmd("XADD").arg(keys.queue()).arg("*").arg("batch").arg(*b).arg("attempt").arg(1).ignore();
+        }
+        store
+            .pipeline::<()>(&pipe)
+            .with_context(|| format!("writing the batches of job {job}"))?;
+    }
+    store.run(|c| {
+        redis::cmd("HSET").arg(keys.progress()).arg("state").arg("queued").query::<()>(c)
+    })?;
+    store.run(|c| redis::cmd("ZADD").arg(keys::JOBS).arg(spec.created_ms).arg(&job).query::<()>(c))?;
+    Ok(spec)
+}
+
+/// The spec of `job`, or an error saying the job is unknown or expired.
+pub fn spec(store: &mut Store, job: &str) -> Result<JobSpec> {
+    ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
+    let keys = JobKeys::new(job);
+    let fields: HashMap<String, String> = store.run(|c| redis::cmd("HGETALL").arg(keys.spec()).query(c))?;
+    if fields.is_empty() {
+        bail!("no job `{job}` in {} (unknown, or expired with its TTL)", store.url());
+    }
+    JobSpec::from_fields(&fields).with_context(|| format!("reading the spec of job {job}"))
+}
+
+/// The state and counters of `job`.
+pub fn progress(store: &mut Store, job: &str) -> Result<Progress> {
+    ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
+    let keys = JobKeys::new(job);
+    let fields: HashMap<String, String> = store.run(|c| redis::cmd("HGETALL").arg(keys.progress()).query(c))?;
+    if fields.is_empty() {
+        bail!("no job `{job}` in {} (unknown, or expired with its TTL)", store.url());
+    }
+    Ok(Progress::from_fields(&fields))
+}
+
+/// One failed item, as recorded with its batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailedItem {
+    /// Index of the item in the job's input.
+    pub item: u64,
+    /// Error kind (`invalid-input`, `domain`, `unknown-kernel`, `batch-failed`).
+    pub kind: String,
+    /// The reason.
+    pub message: String,
+}
+
+/// Every recorded failed item of `job`, in item order.
+pub fn failed_items(store: &mut Store, job: &str) -> Result<Vec<FailedItem>> {
+    let keys = JobKeys::new(job);
+    let fields: HashMap<String, String> = store.run(|c| redis::cmd("HGETALL").arg(keys.errors()).query(c))?;
+    let mut items = Vec::new();
+    for (batch, json) in fields {
+        let list: Vec<FailedItem> =
+            serde_json::from_str(&json).with_context(|| format!("errors of batch {batch} of job {job}"))?;
+        items.extend(list);
+    }
+    items.sort_by_key(|f| f.item);
+    Ok(items)
+}
+
+/// A batch in the dead-letter stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    /// Batch index.
+    pub batch: u64,
+    /// Deliveries it had.
+    pub deliveries: u64,
+    /// Its last error.
+    pub error: String,
+}
+
+/// The dead-lettered batches of `job`.
+pub fn dead_letters(store: &mut Store, job: &str) -> Result<Vec<DeadLetter>> {
+    let keys = JobKeys::new(job);
+    let entries: Vec<(String, HashMap<String, String>)> =
+        store.run(|c| redis::cmd("XRANGE").arg(keys.dead()).arg("-").arg("+").query(c))?;
+    Ok(entries
+        .into_iter()
+        .map(|(_, f)| DeadLetter {
+            batch: f.get("batch").and_then(|v| v.parse().ok()).unwrap_or(0),
+            deliveries: f.get("deliveries").and_then(|v| v.parse().ok()).unwrap_or(0),
+            error: f.get("error").cloned().unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Every result of `job` in input order; an error while any batch has no result yet.
+pub fn results(store: &mut Store, job: &str) -> Result<Vec<ItemResult>> {
+    let spec = spec(store, job)?;
+    let keys = JobKeys::new(job);
+    let mut results = Vec::with_capacity(spec.item_count as usize);
+    let all: Vec<u64> = (0..spec.batch_count).collect();
+    for chunk in all.chunks(PIPELINE_CHUNK) {
+        let mut pipe = redis::pipe();
+        for b in chunk {
+            pipe.get(keys.output(*b));
+        }
+        let blobs: Vec<Option<Vec<u8>>> = store.pipeline(&pipe)?;
+        for (b, blob) in chunk.iter().zip(blobs) {
+            let Some(bytes) = blob else {
+                let p = progress(store, job)?;
+                bail!(
+                    "job {job} is {} with {} of {} batches finished: batch {b} has no results yet",
+                    p.state,
+                    p.batches_done,
+                    p.batch_count
+                );
+            };
+            results.extend(codec::decode_results(&bytes).with_context(|| format!("results of batch {b} of job {job}"))?);
+        }
+    }
+    ensure!(
+        results.len() as u64 == spec.item_count,
+        "job {job} has {} results for {} items",
+        results.len(),
+        spec.item_count
+    );
+    Ok(results)
+}
+
+/// Cancels `job`: workers stop taking its batches; results already written stay.
+pub fn cancel(store: &mut Store, job: &str) -> Result<Progress> {
+    let before = progress(store, job)?;
+    if before.is_final() {
+        return Ok(before);
+    }
+    let keys = JobKeys::new(job);
+    let mut pipe = redis::pipe();
+    pipe.hset(keys.progress(), "state", "cancelled").ignore().del(keys.queue()).ignore();
+    store.pipeline::<()>(&pipe)?;
+    progress(store, job)
+}
+
+/// Every job still in Redis, oldest first; ids whose keys have expired are dropped from the
+/// index as a side effect.
+pub fn list(store: &mut Store) -> Result<Vec<(String, Progress)>> {
+    let ids: Vec<String> = store.run(|c| redis::cmd("ZRANGE").arg(keys::JOBS).arg(0).arg(-1).query(c))?;
+    let mut out = Vec::new();
+    for id in ids {
+        match progress(store, &id) {
+            Ok(p) => out.push((id, p)),
+            Err(_) => {
+                store.run(|c| redis::cmd("ZREM").arg(keys::JOBS).arg(&id).query::<()>(c))?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The failed items of one batch's results, as recorded in `crunch:{JOB}:errors`.
+pub fn batch_failures(first_item: u64, results: &[ItemResult]) -> Vec<FailedItem> {
+    results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            r.as_ref().err().map(|e| FailedItem {
+                item: first_item + i as u64,
+                kind: e.kind().to_string(),
+                message: e.message().to_string(),
+            })
+        })
+        .collect()
+}

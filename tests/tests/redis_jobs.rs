@@ -1,0 +1,271 @@
+//! Jobs through Redis (protocol v1) against a private redis-server: many batches over two
+//! worker processes, a worker killed mid-batch, bad items and poison batches, TTLs, and a
+//! Redis Cluster.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crunch::Tensor;
+use crunch::codec::{self, Format};
+use crunch_tests::paths;
+use crunch_tests::redis_server::{RedisCluster, RedisServer};
+
+fn crunch(redis: &str, args: &[&str]) -> Output {
+    Command::new(paths::crunch_bin())
+        .args(args)
+        .env("CRUNCH_REDIS", redis)
+        .env("CRUNCH_PACK", paths::component("crunch_kernels"))
+        .output()
+        .expect("running crunch")
+}
+
+fn ok_stdout(out: Output) -> String {
+    assert!(out.status.success(), "crunch failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn spawn_worker(redis: &str, args: &[&str]) -> Child {
+    Command::new(paths::crunch_bin())
+        .arg("worker")
+        .args(args)
+        .env("CRUNCH_REDIS", redis)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting a worker")
+}
+
+fn wait(mut child: Child, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("polling worker") {
+            assert!(status.success(), "worker exited with {status}");
+            return;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("worker still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `count` black_scholes contracts, deterministic.
+fn contracts(count: usize) -> Vec<Vec<Tensor>> {
+    (0..count)
+        .map(|i| {
+            let f = i as f64;
+            let s = 80.0 + (f * 0.37) % 40.0;
+            let k = 90.0 + (f * 0.73) % 20.0;
+            let t = 0.1 + (f * 0.011) % 2.0;
+            let sigma = 0.1 + (f * 0.0037) % 0.5;
+            vec![Tensor { shape: vec![6], data: vec![s, k, t, 0.02, sigma, (i % 2) as f64] }]
+        })
+        .collect()
+}
+
+fn progress(redis: &RedisServer, job: &str) -> HashMap<String, String> {
+    let mut c = redis.connection().expect("connection");
+    redis::cmd("HGETALL").arg(format!("crunch:{{{job}}}:progress")).query(&mut c).expect("progress")
+}
+
+/// Submits, runs `workers` worker processes to completion, and returns (job, items/s).
+fn run_job(redis: &RedisServer, input: &Path, workers: usize) -> (String, f64) {
+    let job = ok_stdout(crunch(&redis.url(), &["submit", "-k", "black_scholes", "-i", path(input), "--batch-size", "100"]));
+    let start = Instant::now();
+    let children: Vec<Child> = (0..workers)
+        .map(|_| spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "2"]))
+        .collect();
+    for c in children {
+        wait(c, Duration::from_secs(300));
+    }
+    let rate = 100_000.0 / start.elapsed().as_secs_f64();
+    (job, rate)
+}
+
+#[test]
+fn two_workers_compute_100k_items_once_in_order_like_crunch_run() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.crb");
+    codec::write_items(&input, Format::Binary, &contracts(100_000)).expect("input");
+    let local = dir.path().join("local.crb");
+    let out = Command::new(paths::crunch_bin())
+        .args(["run", "-k", "black_scholes", "-i", path(&input), "-o", path(&local), "--pack"])
+        .arg(paths::component("crunch_kernels"))
+        .output()
+        .expect("crunch run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (_, one_rate) = run_job(&redis, &input, 1);
+    let (job, two_rate) = run_job(&redis, &input, 2);
+    let p = progress(&redis, &job);
+    assert_eq!(p["state"], "done");
+    assert_eq!(p["batch_count"], "1000");
+    assert_eq!(p["batches_done"], "1000");
+    assert_eq!(p["items_ok"], "100000");
+    assert_eq!(p["items_failed"], "0");
+    let mut c = redis.connection().expect("connection");
+    let counted: u64 = redis::cmd("SCARD").arg(format!("crunch:{{{job}}}:done")).query(&mut c).expect("scard");
+    assert_eq!(counted, 1000);
+
+    let remote = dir.path().join("remote.crb");
+    ok_stdout(crunch(&redis.url(), &["results", &job, "-o", path(&remote)]));
+    let (a, b) = (std::fs::read(&local).expect("local"), std::fs::read(&remote).expect("remote"));
+    assert!(a == b, "results through Redis differ from crunch run");
+    println!("end to end through Redis: {one_rate:.0} items/s with one worker, {two_rate:.0} items/s with two");
+}
+
+fn hostile(redis: &str, args: &[&str]) -> Output {
+    Command::new(paths::crunch_bin())
+        .args(args)
+        .env("CRUNCH_REDIS", redis)
+        .env("CRUNCH_PACK", paths::component("crunch_hostile_kernels"))
+        .output()
+        .expect("running crunch")
+}
+
+fn pending(redis: &RedisServer, job: &str) -> u64 {
+    let mut c = redis.connection().expect("connection");
+    let summary: redis::Value = redis::cmd("XPENDING")
+        .arg(format!("crunch:{{{job}}}:queue"))
+        .arg("workers")
+        .query(&mut c)
+        .expect("xpending");
+    match summary {
+        redis::Value::Array(v) => match v.first() {
+            Some(redis::Value::Int(n)) => *n as u64,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_batch_loses_nothing() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    // Ten batches of two slow items (each ~0.2-0.5 s of busy work).
+    let items: Vec<String> = (0..20).map(|i| format!("[{}]", 200 + 10 * i)).collect();
+    std::fs::write(&input, format!("[{}]", items.join(","))).expect("input");
+    let job = ok_stdout(hostile(&redis.url(), &["submit", "-k", "burn", "-i", path(&input), "--batch-size", "2", "--lease", "1"]));
+
+    let mut victim = spawn_worker(&redis.url(), &["--job", &job, "--threads", "1"]);
+    let start = Instant::now();
+    while pending(&redis, &job) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the worker never claimed a batch");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    victim.kill().expect("SIGKILL");
+    victim.wait().expect("reap");
+    assert!(pending(&redis, &job) > 0, "the killed worker's claim must be left pending");
+
+    wait(spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "2"]), Duration::from_secs(120));
+    let p = progress(&redis, &job);
+    assert_eq!(p["state"], "done", "{p:?}");
+    assert_eq!(p["batches_done"], "10");
+    assert_eq!(p["items_ok"], "20");
+    assert_eq!(p["items_failed"], "0");
+    assert_eq!(pending(&redis, &job), 0);
+    let out = dir.path().join("out.json");
+    ok_stdout(hostile(&redis.url(), &["results", &job, "-o", path(&out)]));
+    let results = codec::read_results(&out, Format::Json).expect("results");
+    let values: Vec<f64> = results.iter().map(|r| r.as_ref().expect("ok").data[0]).collect();
+    let expected: Vec<f64> = (0..20).map(|i| (200 + 10 * i) as f64).collect();
+    assert_eq!(values, expected);
+}
+
+#[test]
+fn bad_items_and_poison_batches_end_the_job_with_failures() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    // Batch 0: fine. Batch 1: an item with no tensors (invalid input). Batch 2: traps always.
+    std::fs::write(&input, r#"{"items": [[1], [2], [3], {"inputs": []}, [-1], [4]]}"#).expect("input");
+    let job = ok_stdout(hostile(
+        &redis.url(),
+        &["submit", "-k", "trap_on_negative", "-i", path(&input), "--batch-size", "2", "--max-deliveries", "2"],
+    ));
+    wait(spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "2"]), Duration::from_secs(60));
+
+    let status = hostile(&redis.url(), &["status", &job]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(2), "{text}");
+    assert!(text.contains("done-with-failures"), "{text}");
+    assert!(text.contains("item 3: invalid-input: expected at least one tensor"), "{text}");
+    assert!(text.contains("dead     batch 2 after 2 deliveries"), "{text}");
+    assert!(text.contains("hostile kernel: negative input -1"), "{text}");
+    let p = progress(&redis, &job);
+    assert_eq!((p["items_ok"].as_str(), p["items_failed"].as_str()), ("3", "3"), "{p:?}");
+    assert_eq!(p["batches_dead"], "1");
+
+    // Every key of the finished job has a TTL.
+    let mut c = redis.connection().expect("connection");
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("crunch:{{{job}}}:*")).query(&mut c).expect("keys");
+    assert!(keys.len() >= 8, "{keys:?}");
+    for key in &keys {
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut c).expect("ttl");
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
+}
+
+#[test]
+fn results_written_twice_count_once() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.crb");
+    codec::write_items(&input, Format::Binary, &contracts(10)).expect("input");
+    let job = ok_stdout(crunch(&redis.url(), &["submit", "-k", "black_scholes", "-i", path(&input), "--batch-size", "5"]));
+    wait(spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "1"]), Duration::from_secs(60));
+    let before = progress(&redis, &job);
+    // Replay the completion of batch 0 as a late duplicate worker would.
+    let mut c = redis.connection().expect("connection");
+    let out: Vec<u8> = redis::cmd("GET").arg(format!("crunch:{{{job}}}:out:0")).query(&mut c).expect("out");
+    let keys = crunch::store::keys::JobKeys::new(&job);
+    let counted: i64 = crunch::store::scripts::COMPLETE
+        .key(keys.progress())
+        .key(keys.done())
+        .key(keys.output(0))
+        .key(keys.errors())
+        .key(keys.queue())
+        .key(keys.dead())
+        .key(keys.last_error())
+        .arg(0)
+        .arg("0-1")
+        .arg(out)
+        .arg(5)
+        .arg(0)
+        .arg("")
+        .arg(60)
+        .arg("workers")
+        .arg("")
+        .arg(1)
+        .invoke(&mut c)
+        .expect("complete");
+    assert_eq!(counted, 0);
+    assert_eq!(progress(&redis, &job), before);
+}
+
+#[test]
+fn a_job_completes_on_a_three_master_cluster() {
+    let cluster = RedisCluster::start().expect("cluster");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.crb");
+    codec::write_items(&input, Format::Binary, &contracts(500)).expect("input");
+    let url = cluster.url();
+    let job = ok_stdout(crunch(&url, &["submit", "-k", "black_scholes", "-i", path(&input), "--batch-size", "50"]));
+    wait(spawn_worker(&url, &["--job", &job, "--exit-when-done", "--threads", "2"]), Duration::from_secs(120));
+    let status = crunch(&url, &["status", &job]);
+    let text = ok_stdout(status);
+    assert!(text.contains("state    done"), "{text}");
+    let out: PathBuf = dir.path().join("out.crb");
+    ok_stdout(crunch(&url, &["results", &job, "-o", path(&out)]));
+    assert_eq!(codec::read_results(&out, Format::Binary).expect("results").len(), 500);
+}
