@@ -7,6 +7,7 @@ components := target / "wasm32-wasip2/component"
 pack := components / "crunch_kernels.wasm"
 crunch := target / "release/crunch"
 demo_data := target / "release/examples/demo_data"
+py_env := target / "py-env"
 demo := target / "demo"
 
 # List the recipes.
@@ -23,9 +24,15 @@ build: setup
     cargo build --release -p crunch --bins --examples
     @echo "kernel pack: {{pack}} ($(stat -c %s {{pack}}) bytes)"
 
-# Run every test: kernel unit tests, host tests, golden vectors through the component, CLI.
-test: build
-    cargo test --release --workspace
+# A Python virtualenv with redis-py and NumPy, for the Python example.
+py-env:
+    @test -x {{py_env}}/bin/python || python3 -m venv {{py_env}}
+    {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+
+# Run every test: unit, golden vectors through the component, CLI, Redis jobs (private
+# redis-server processes; needs redis-server and redis-cli), the Python example.
+test: build py-env
+    CRUNCH_PYTHON={{py_env}}/bin/python cargo test --release --workspace
 
 # 1,000,000 black_scholes items, then 100,000 implied_vol items, through `crunch run`.
 demo: build

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::pack::KernelPack;
+use crate::store::Store;
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::{JobSpec, Progress};
-use crate::store::Store;
 use crate::types::{Item, ItemResult, Tensor};
 
 /// Batches written per pipeline round trip at submit.
@@ -54,23 +54,39 @@ pub fn new_job_id() -> String {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Writes the spec, the input batches and the queue entries, then marks the job queued.
-pub fn submit(store: &mut Store, pack: &KernelPack, items: &[Item], opts: &SubmitOptions) -> Result<JobSpec> {
+pub fn submit(
+    store: &mut Store,
+    pack: &KernelPack,
+    items: &[Item],
+    opts: &SubmitOptions,
+) -> Result<JobSpec> {
     ensure!(!items.is_empty(), "the input holds no items");
     ensure!(
         pack.has_kernel(&opts.kernel),
         "the pack has no kernel `{}` (it has: {})",
         opts.kernel,
-        pack.kernels().iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")
+        pack.kernels()
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let batch_size = opts.batch_size.unwrap_or_else(|| auto_batch_size(items.len())).max(1);
+    let batch_size = opts
+        .batch_size
+        .unwrap_or_else(|| auto_batch_size(items.len()))
+        .max(1);
     let job = new_job_id();
     let keys = JobKeys::new(&job);
     let ttl = opts.ttl.as_secs().max(1);
-    let lease = opts.lease.unwrap_or(opts.batch_time * 2 + Duration::from_secs(10));
+    let lease = opts
+        .lease
+        .unwrap_or(opts.batch_time * 2 + Duration::from_secs(10));
     let spec = JobSpec {
         job: job.clone(),
         kernel: opts.kernel.clone(),
@@ -89,33 +105,33 @@ pub fn submit(store: &mut Store, pack: &KernelPack, items: &[Item], opts: &Submi
     let fields = spec.to_fields()?;
     let mut pipe = redis::pipe();
     pipe.hset_multiple(keys.spec(), &fields)
-                .ignore()
-                .expire(keys.spec(), ttl as i64)
-                .ignore()
-                .hset_multiple(
-                    keys.progress(),
-                    &[
-                        ("state", "submitting".to_string()),
-                        ("batch_count", spec.batch_count.to_string()),
-                        ("item_count", spec.item_count.to_string()),
-                        ("batches_done", "0".into()),
-                        ("batches_dead", "0".into()),
-                        ("items_ok", "0".into()),
-                        ("items_failed", "0".into()),
-                    ],
-                )
-                .ignore()
-                .expire(keys.progress(), ttl as i64)
-                .ignore()
-                .cmd("XGROUP")
-                .arg("CREATE")
-                .arg(keys.queue())
-                .arg(keys::GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .ignore()
-                .expire(keys.queue(), ttl as i64)
-                .ignore();
+        .ignore()
+        .expire(keys.spec(), ttl as i64)
+        .ignore()
+        .hset_multiple(
+            keys.progress(),
+            &[
+                ("state", "submitting".to_string()),
+                ("batch_count", spec.batch_count.to_string()),
+                ("item_count", spec.item_count.to_string()),
+                ("batches_done", "0".into()),
+                ("batches_dead", "0".into()),
+                ("items_ok", "0".into()),
+                ("items_failed", "0".into()),
+            ],
+        )
+        .ignore()
+        .expire(keys.progress(), ttl as i64)
+        .ignore()
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg(keys.queue())
+        .arg(keys::GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .ignore()
+        .expire(keys.queue(), ttl as i64)
+        .ignore();
     let url = store.url().to_string();
     store
         .pipeline::<()>(&pipe)
@@ -125,23 +141,45 @@ pub fn submit(store: &mut Store, pack: &KernelPack, items: &[Item], opts: &Submi
         let encoded: Vec<(u64, Vec<u8>)> = chunk
             .iter()
             .enumerate()
-            .map(|(i, batch)| ((chunk_index * PIPELINE_CHUNK + i) as u64, codec::encode_items(batch)))
+            .map(|(i, batch)| {
+                (
+                    (chunk_index * PIPELINE_CHUNK + i) as u64,
+                    codec::encode_items(batch),
+                )
+            })
             .collect();
         let mut pipe = redis::pipe();
         for (b, bytes) in &encoded {
             pipe.set_ex(keys.input(*b), bytes, ttl).ignore();
         }
         for (b, _) in &encoded {
-            pipe.cmd("XADD").arg(keys.queue()).arg("*").arg("batch").arg(*b).arg("attempt").arg(1).ignore();
+            pipe.cmd("XADD")
+                .arg(keys.queue())
+                .arg("*")
+                .arg("batch")
+                .arg(*b)
+                .arg("attempt")
+                .arg(1)
+                .ignore();
         }
         store
             .pipeline::<()>(&pipe)
             .with_context(|| format!("writing the batches of job {job}"))?;
     }
     store.run(|c| {
-        redis::cmd("HSET").arg(keys.progress()).arg("state").arg("queued").query::<()>(c)
+        redis::cmd("HSET")
+            .arg(keys.progress())
+            .arg("state")
+            .arg("queued")
+            .query::<()>(c)
     })?;
-    store.run(|c| redis::cmd("ZADD").arg(keys::JOBS).arg(spec.created_ms).arg(&job).query::<()>(c))?;
+    store.run(|c| {
+        redis::cmd("ZADD")
+            .arg(keys::JOBS)
+            .arg(spec.created_ms)
+            .arg(&job)
+            .query::<()>(c)
+    })?;
     Ok(spec)
 }
 
@@ -149,9 +187,13 @@ pub fn submit(store: &mut Store, pack: &KernelPack, items: &[Item], opts: &Submi
 pub fn spec(store: &mut Store, job: &str) -> Result<JobSpec> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
     let keys = JobKeys::new(job);
-    let fields: HashMap<String, String> = store.run(|c| redis::cmd("HGETALL").arg(keys.spec()).query(c))?;
+    let fields: HashMap<String, String> =
+        store.run(|c| redis::cmd("HGETALL").arg(keys.spec()).query(c))?;
     if fields.is_empty() {
-        bail!("no job `{job}` in {} (unknown, or expired with its TTL)", store.url());
+        bail!(
+            "no job `{job}` in {} (unknown, or expired with its TTL)",
+            store.url()
+        );
     }
     JobSpec::from_fields(&fields).with_context(|| format!("reading the spec of job {job}"))
 }
@@ -160,9 +202,13 @@ pub fn spec(store: &mut Store, job: &str) -> Result<JobSpec> {
 pub fn progress(store: &mut Store, job: &str) -> Result<Progress> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
     let keys = JobKeys::new(job);
-    let fields: HashMap<String, String> = store.run(|c| redis::cmd("HGETALL").arg(keys.progress()).query(c))?;
+    let fields: HashMap<String, String> =
+        store.run(|c| redis::cmd("HGETALL").arg(keys.progress()).query(c))?;
     if fields.is_empty() {
-        bail!("no job `{job}` in {} (unknown, or expired with its TTL)", store.url());
+        bail!(
+            "no job `{job}` in {} (unknown, or expired with its TTL)",
+            store.url()
+        );
     }
     Ok(Progress::from_fields(&fields))
 }
@@ -181,11 +227,12 @@ pub struct FailedItem {
 /// Every recorded failed item of `job`, in item order.
 pub fn failed_items(store: &mut Store, job: &str) -> Result<Vec<FailedItem>> {
     let keys = JobKeys::new(job);
-    let fields: HashMap<String, String> = store.run(|c| redis::cmd("HGETALL").arg(keys.errors()).query(c))?;
+    let fields: HashMap<String, String> =
+        store.run(|c| redis::cmd("HGETALL").arg(keys.errors()).query(c))?;
     let mut items = Vec::new();
     for (batch, json) in fields {
-        let list: Vec<FailedItem> =
-            serde_json::from_str(&json).with_context(|| format!("errors of batch {batch} of job {job}"))?;
+        let list: Vec<FailedItem> = serde_json::from_str(&json)
+            .with_context(|| format!("errors of batch {batch} of job {job}"))?;
         items.extend(list);
     }
     items.sort_by_key(|f| f.item);
@@ -206,13 +253,21 @@ pub struct DeadLetter {
 /// The dead-lettered batches of `job`.
 pub fn dead_letters(store: &mut Store, job: &str) -> Result<Vec<DeadLetter>> {
     let keys = JobKeys::new(job);
-    let entries: Vec<(String, HashMap<String, String>)> =
-        store.run(|c| redis::cmd("XRANGE").arg(keys.dead()).arg("-").arg("+").query(c))?;
+    let entries: Vec<(String, HashMap<String, String>)> = store.run(|c| {
+        redis::cmd("XRANGE")
+            .arg(keys.dead())
+            .arg("-")
+            .arg("+")
+            .query(c)
+    })?;
     Ok(entries
         .into_iter()
         .map(|(_, f)| DeadLetter {
             batch: f.get("batch").and_then(|v| v.parse().ok()).unwrap_or(0),
-            deliveries: f.get("deliveries").and_then(|v| v.parse().ok()).unwrap_or(0),
+            deliveries: f
+                .get("deliveries")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             error: f.get("error").cloned().unwrap_or_default(),
         })
         .collect())
@@ -240,7 +295,10 @@ pub fn results(store: &mut Store, job: &str) -> Result<Vec<ItemResult>> {
                     p.batch_count
                 );
             };
-            results.extend(codec::decode_results(&bytes).with_context(|| format!("results of batch {b} of job {job}"))?);
+            results.extend(
+                codec::decode_results(&bytes)
+                    .with_context(|| format!("results of batch {b} of job {job}"))?,
+            );
         }
     }
     ensure!(
@@ -260,7 +318,10 @@ pub fn cancel(store: &mut Store, job: &str) -> Result<Progress> {
     }
     let keys = JobKeys::new(job);
     let mut pipe = redis::pipe();
-    pipe.hset(keys.progress(), "state", "cancelled").ignore().del(keys.queue()).ignore();
+    pipe.hset(keys.progress(), "state", "cancelled")
+        .ignore()
+        .del(keys.queue())
+        .ignore();
     store.pipeline::<()>(&pipe)?;
     progress(store, job)
 }
@@ -268,7 +329,8 @@ pub fn cancel(store: &mut Store, job: &str) -> Result<Progress> {
 /// Every job still in Redis, oldest first; ids whose keys have expired are dropped from the
 /// index as a side effect.
 pub fn list(store: &mut Store) -> Result<Vec<(String, Progress)>> {
-    let ids: Vec<String> = store.run(|c| redis::cmd("ZRANGE").arg(keys::JOBS).arg(0).arg(-1).query(c))?;
+    let ids: Vec<String> =
+        store.run(|c| redis::cmd("ZRANGE").arg(keys::JOBS).arg(0).arg(-1).query(c))?;
     let mut out = Vec::new();
     for id in ids {
         match progress(store, &id) {

@@ -22,7 +22,12 @@ use crate::types::{ItemError, ItemResult};
 #[derive(Debug)]
 enum Claim {
     /// A batch to run.
-    Batch { entry: String, batch: u64, attempt: u64, deliveries: u64 },
+    Batch {
+        entry: String,
+        batch: u64,
+        attempt: u64,
+        deliveries: u64,
+    },
     /// Nothing claimable right now.
     Empty,
     /// The job is not runnable (finished, cancelled, failed or gone).
@@ -71,7 +76,11 @@ impl Worker {
             engine,
             packs: Mutex::new(HashMap::new()),
             specs: Mutex::new(HashMap::new()),
-            consumer_prefix: format!("{host}-{}-{}", std::process::id(), &jobs::new_job_id()[11..]),
+            consumer_prefix: format!(
+                "{host}-{}-{}",
+                std::process::id(),
+                &jobs::new_job_id()[11..]
+            ),
         }
     }
 
@@ -125,7 +134,9 @@ impl Worker {
         while keep_going(&mut store) {
             let jobs = match only_job {
                 Some(j) => vec![j.to_string()],
-                None => store.run(|c| redis::cmd("ZRANGE").arg(keys::JOBS).arg(0).arg(-1).query(c))?,
+                None => {
+                    store.run(|c| redis::cmd("ZRANGE").arg(keys::JOBS).arg(0).arg(-1).query(c))?
+                }
             };
             let mut worked = false;
             for job in jobs {
@@ -152,7 +163,13 @@ impl Worker {
     /// Drains `job`: claims and runs its batches one after another until none is claimable,
     /// or until the next batch could not finish before `deadline` (estimated from the batch
     /// times seen so far). Unfinished work stays queued for others.
-    pub fn drain(&self, store: &mut Store, job: &str, consumer: &str, deadline: Option<Instant>) -> Result<WorkSummary> {
+    pub fn drain(
+        &self,
+        store: &mut Store,
+        job: &str,
+        consumer: &str,
+        deadline: Option<Instant>,
+    ) -> Result<WorkSummary> {
         let mut summary = WorkSummary::default();
         while let Some(s) = self.work_one(store, job, consumer, deadline)? {
             summary.add(s);
@@ -161,7 +178,13 @@ impl Worker {
     }
 
     /// Claims and processes at most one batch of `job`; `None` when there was nothing to do.
-    fn work_one(&self, store: &mut Store, job: &str, consumer: &str, deadline: Option<Instant>) -> Result<Option<WorkSummary>> {
+    fn work_one(
+        &self,
+        store: &mut Store,
+        job: &str,
+        consumer: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<WorkSummary>> {
         let spec = self.spec(store, job)?;
         if let Some(deadline) = deadline
             && Instant::now() + Duration::from_millis(spec.batch_time_ms) > deadline
@@ -171,9 +194,21 @@ impl Worker {
         let keys = JobKeys::new(job);
         let claim = claim(store, &keys, consumer, spec.lease_ms)?;
         match claim {
-            Claim::Batch { entry, batch, attempt, deliveries } => {
+            Claim::Batch {
+                entry,
+                batch,
+                attempt,
+                deliveries,
+            } => {
                 let summary = self
-                    .process(store, &spec, &keys, &entry, batch, attempt.saturating_sub(1) + deliveries)
+                    .process(
+                        store,
+                        &spec,
+                        &keys,
+                        &entry,
+                        batch,
+                        attempt.saturating_sub(1) + deliveries,
+                    )
                     .with_context(|| format!("job {job}, batch {batch}"))?;
                 Ok(Some(summary))
             }
@@ -186,7 +221,12 @@ impl Worker {
     }
 
     fn spec(&self, store: &mut Store, job: &str) -> Result<Arc<JobSpec>> {
-        if let Some(spec) = self.specs.lock().map_err(|_| anyhow::anyhow!("spec cache poisoned"))?.get(job) {
+        if let Some(spec) = self
+            .specs
+            .lock()
+            .map_err(|_| anyhow::anyhow!("spec cache poisoned"))?
+            .get(job)
+        {
             return Ok(Arc::clone(spec));
         }
         let spec = Arc::new(jobs::spec(store, job)?);
@@ -199,7 +239,10 @@ impl Worker {
 
     /// The compiled pack of `spec`, compiled on first use and checked against its digest.
     fn pack(&self, spec: &JobSpec) -> Result<KernelPack> {
-        let mut packs = self.packs.lock().map_err(|_| anyhow::anyhow!("pack cache poisoned"))?;
+        let mut packs = self
+            .packs
+            .lock()
+            .map_err(|_| anyhow::anyhow!("pack cache poisoned"))?;
         if let Some(pack) = packs.get(&spec.pack_digest) {
             return Ok(pack.clone());
         }
@@ -219,46 +262,110 @@ impl Worker {
         Ok(pack)
     }
 
-    fn process(&self, store: &mut Store, spec: &JobSpec, keys: &JobKeys, entry: &str, batch: u64, attempts: u64) -> Result<WorkSummary> {
+    fn process(
+        &self,
+        store: &mut Store,
+        spec: &JobSpec,
+        keys: &JobKeys,
+        entry: &str,
+        batch: u64,
+        attempts: u64,
+    ) -> Result<WorkSummary> {
         let first_item = batch * spec.batch_size;
-        let batch_items = spec.batch_size.min(spec.item_count.saturating_sub(first_item));
+        let batch_items = spec
+            .batch_size
+            .min(spec.item_count.saturating_sub(first_item));
         if attempts > spec.max_deliveries {
-            let last: Option<String> =
-                store.run(|c| redis::cmd("HGET").arg(keys.last_error()).arg(batch).query(c))?;
+            let last: Option<String> = store.run(|c| {
+                redis::cmd("HGET")
+                    .arg(keys.last_error())
+                    .arg(batch)
+                    .query(c)
+            })?;
             let reason = last.unwrap_or_else(|| {
-                format!("its worker was lost {attempts} times (claim lease of {} ms expired)", spec.lease_ms)
+                format!(
+                    "its worker was lost {attempts} times (claim lease of {} ms expired)",
+                    spec.lease_ms
+                )
             });
-            return self.dead_letter(store, spec, keys, entry, batch, batch_items, attempts, &reason);
+            return self.dead_letter(
+                store,
+                spec,
+                keys,
+                entry,
+                batch,
+                batch_items,
+                attempts,
+                &reason,
+            );
         }
         let pack = match self.pack(spec) {
             Ok(pack) => pack,
             Err(e) => {
                 let reason = format!("{e:#}");
                 store.run(|c| {
-                    redis::cmd("HSET").arg(keys.progress()).arg("state").arg("failed").arg("error").arg(&reason).query::<()>(c)
+                    redis::cmd("HSET")
+                        .arg(keys.progress())
+                        .arg("state")
+                        .arg("failed")
+                        .arg("error")
+                        .arg(&reason)
+                        .query::<()>(c)
                 })?;
                 bail!("job {} failed: {reason}", spec.job);
             }
         };
-        let bytes: Option<Vec<u8>> = store.run(|c| redis::cmd("GET").arg(keys.input(batch)).query(c))?;
+        let bytes: Option<Vec<u8>> =
+            store.run(|c| redis::cmd("GET").arg(keys.input(batch)).query(c))?;
         let items = match bytes.map(|b| codec::decode_items(&b)) {
             Some(Ok(items)) => items,
             Some(Err(e)) => {
                 let reason = format!("input of batch {batch} is malformed: {e:#}");
-                return self.dead_letter(store, spec, keys, entry, batch, batch_items, attempts, &reason);
+                return self.dead_letter(
+                    store,
+                    spec,
+                    keys,
+                    entry,
+                    batch,
+                    batch_items,
+                    attempts,
+                    &reason,
+                );
             }
             None => {
                 let reason = format!("input of batch {batch} is missing (expired or deleted)");
-                return self.dead_letter(store, spec, keys, entry, batch, batch_items, attempts, &reason);
+                return self.dead_letter(
+                    store,
+                    spec,
+                    keys,
+                    entry,
+                    batch,
+                    batch_items,
+                    attempts,
+                    &reason,
+                );
             }
         };
-        let job = Job { kernel: &spec.kernel, params: &spec.params, batch_time: Duration::from_millis(spec.batch_time_ms) };
+        let job = Job {
+            kernel: &spec.kernel,
+            params: &spec.params,
+            batch_time: Duration::from_millis(spec.batch_time_ms),
+        };
         let outcome = run_batch(&pack, &job, batch as usize, &items);
         if let Some(error) = &outcome.error {
             let reason = format!("job {}: {error}", spec.job);
             tracing::warn!(job = %spec.job, batch, attempts, "{reason}");
             if attempts >= spec.max_deliveries {
-                return self.dead_letter(store, spec, keys, entry, batch, items.len() as u64, attempts, &reason);
+                return self.dead_letter(
+                    store,
+                    spec,
+                    keys,
+                    entry,
+                    batch,
+                    items.len() as u64,
+                    attempts,
+                    &reason,
+                );
             }
             let requeued: i64 = store.run(|c| {
                 scripts::RETRY
@@ -272,27 +379,64 @@ impl Worker {
                     .arg(spec.ttl_seconds)
                     .invoke(c)
             })?;
-            return Ok(WorkSummary { retried: requeued as u64, ..WorkSummary::default() });
+            return Ok(WorkSummary {
+                retried: requeued as u64,
+                ..WorkSummary::default()
+            });
         }
-        self.complete(store, spec, keys, entry, batch, &outcome.results, "", attempts)
+        self.complete(
+            store,
+            spec,
+            keys,
+            entry,
+            batch,
+            &outcome.results,
+            "",
+            attempts,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn dead_letter(&self, store: &mut Store, spec: &JobSpec, keys: &JobKeys, entry: &str, batch: u64, items: u64, attempts: u64, reason: &str) -> Result<WorkSummary> {
+    fn dead_letter(
+        &self,
+        store: &mut Store,
+        spec: &JobSpec,
+        keys: &JobKeys,
+        entry: &str,
+        batch: u64,
+        items: u64,
+        attempts: u64,
+        reason: &str,
+    ) -> Result<WorkSummary> {
         tracing::error!(job = %spec.job, batch, attempts, "dead-lettered: {reason}");
         let headline = reason.lines().next().unwrap_or_default().to_string();
         let results: Vec<ItemResult> = vec![Err(ItemError::BatchFailed(headline)); items as usize];
-        let mut summary = self.complete(store, spec, keys, entry, batch, &results, reason, attempts)?;
+        let mut summary =
+            self.complete(store, spec, keys, entry, batch, &results, reason, attempts)?;
         summary.dead = summary.batches;
         Ok(summary)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn complete(&self, store: &mut Store, spec: &JobSpec, keys: &JobKeys, entry: &str, batch: u64, results: &[ItemResult], dead_reason: &str, attempts: u64) -> Result<WorkSummary> {
+    fn complete(
+        &self,
+        store: &mut Store,
+        spec: &JobSpec,
+        keys: &JobKeys,
+        entry: &str,
+        batch: u64,
+        results: &[ItemResult],
+        dead_reason: &str,
+        attempts: u64,
+    ) -> Result<WorkSummary> {
         let failures = batch_failures(batch * spec.batch_size, results);
         let failed = failures.len() as u64;
         let ok = results.len() as u64 - failed;
-        let errors = if failures.is_empty() { String::new() } else { serde_json::to_string(&failures)? };
+        let errors = if failures.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&failures)?
+        };
         let encoded = codec::encode_results(results);
         let counted: i64 = store.run(|c| {
             scripts::COMPLETE
@@ -318,7 +462,12 @@ impl Worker {
         if counted == 0 {
             return Ok(WorkSummary::default());
         }
-        Ok(WorkSummary { batches: 1, items_ok: ok, items_failed: failed, ..WorkSummary::default() })
+        Ok(WorkSummary {
+            batches: 1,
+            items_ok: ok,
+            items_failed: failed,
+            ..WorkSummary::default()
+        })
     }
 }
 
@@ -339,7 +488,9 @@ fn claim(store: &mut Store, keys: &JobKeys, consumer: &str, lease_ms: u64) -> Re
         [kind, state] if kind == "state" => Ok(Claim::NotRunnable(state.clone())),
         [kind, entry, batch, attempt, deliveries] if kind == "claim" => Ok(Claim::Batch {
             entry: entry.clone(),
-            batch: batch.parse().with_context(|| format!("queue entry {entry} has batch {batch:?}"))?,
+            batch: batch
+                .parse()
+                .with_context(|| format!("queue entry {entry} has batch {batch:?}"))?,
             attempt: attempt.parse().unwrap_or(1),
             deliveries: deliveries.parse().unwrap_or(1),
         }),

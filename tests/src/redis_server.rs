@@ -29,10 +29,19 @@ impl RedisServer {
     fn start_with(extra: &[&str], dir: Option<&Path>) -> Result<Self> {
         let port = free_port()?;
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         if let Some(dir) = dir {
             cmd.current_dir(dir);
         }
@@ -42,6 +51,80 @@ impl RedisServer {
         let server = Self { child, port };
         server.wait_ready()?;
         Ok(server)
+    }
+
+    /// Starts a TLS-only server (certificates made with `openssl` under `dir`, signed by a CA
+    /// whose PEM is returned) that accepts only ACL user `user` with `password`, limited to
+    /// Crunch's keys.
+    pub fn start_tls_acl(
+        dir: &Path,
+        user: &str,
+        password: &str,
+    ) -> Result<(Self, std::path::PathBuf)> {
+        let sh = |script: &str| -> Result<()> {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .current_dir(dir)
+                .output()?;
+            if !out.status.success() {
+                bail!("{script}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=crunch-test-ca -keyout ca.key -out ca.crt",
+        )?;
+        sh(
+            "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr",
+        )?;
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )?;
+        sh(
+            "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile san.ext -out server.crt",
+        )?;
+        let port = free_port()?;
+        let acl = format!(">{password}");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--tls-cert-file",
+                "server.crt",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.crt",
+            ])
+            .args(["--tls-auth-clients", "no"])
+            .args(["--user", "default", "off"])
+            .args(["--user", user, "on", &acl, "~crunch:*", "+@all"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server with TLS")?;
+        let server = Self { child, port };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("TLS redis-server on port {port} did not open within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok((server, dir.join("ca.crt")))
     }
 
     fn wait_ready(&self) -> Result<()> {
@@ -55,7 +138,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("redis-server on port {} did not answer within 10 s", self.port)
+        bail!(
+            "redis-server on port {} did not answer within 10 s",
+            self.port
+        )
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -95,12 +181,22 @@ impl RedisCluster {
             .map(|i| {
                 let conf = format!("nodes-{i}.conf");
                 RedisServer::start_with(
-                    &["--cluster-enabled", "yes", "--cluster-config-file", &conf, "--cluster-node-timeout", "5000"],
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        &conf,
+                        "--cluster-node-timeout",
+                        "5000",
+                    ],
                     Some(dir.path()),
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
@@ -108,7 +204,10 @@ impl RedisCluster {
             .output()
             .context("running redis-cli --cluster create")?;
         if !out.status.success() {
-            bail!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+            bail!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
         let cluster = Self { nodes, _dir: dir };
         cluster.wait_ok()?;
@@ -120,7 +219,9 @@ impl RedisCluster {
         while start.elapsed() < Duration::from_secs(20) {
             let ok = self.nodes.iter().all(|n| {
                 n.connection()
-                    .and_then(|mut c| Ok(redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c)?))
+                    .and_then(|mut c| {
+                        Ok(redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c)?)
+                    })
                     .is_ok_and(|info| info.contains("cluster_state:ok"))
             });
             if ok {
@@ -133,7 +234,11 @@ impl RedisCluster {
 
     /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
     pub fn url(&self) -> String {
-        let nodes: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
         format!("redis+cluster://{}", nodes.join(","))
     }
 }

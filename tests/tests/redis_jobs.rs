@@ -22,7 +22,11 @@ fn crunch(redis: &str, args: &[&str]) -> Output {
 }
 
 fn ok_stdout(out: Output) -> String {
-    assert!(out.status.success(), "crunch failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "crunch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -65,22 +69,44 @@ fn contracts(count: usize) -> Vec<Vec<Tensor>> {
             let k = 90.0 + (f * 0.73) % 20.0;
             let t = 0.1 + (f * 0.011) % 2.0;
             let sigma = 0.1 + (f * 0.0037) % 0.5;
-            vec![Tensor { shape: vec![6], data: vec![s, k, t, 0.02, sigma, (i % 2) as f64] }]
+            vec![Tensor {
+                shape: vec![6],
+                data: vec![s, k, t, 0.02, sigma, (i % 2) as f64],
+            }]
         })
         .collect()
 }
 
 fn progress(redis: &RedisServer, job: &str) -> HashMap<String, String> {
     let mut c = redis.connection().expect("connection");
-    redis::cmd("HGETALL").arg(format!("crunch:{{{job}}}:progress")).query(&mut c).expect("progress")
+    redis::cmd("HGETALL")
+        .arg(format!("crunch:{{{job}}}:progress"))
+        .query(&mut c)
+        .expect("progress")
 }
 
 /// Submits, runs `workers` worker processes to completion, and returns (job, items/s).
 fn run_job(redis: &RedisServer, input: &Path, workers: usize) -> (String, f64) {
-    let job = ok_stdout(crunch(&redis.url(), &["submit", "-k", "black_scholes", "-i", path(input), "--batch-size", "100"]));
+    let job = ok_stdout(crunch(
+        &redis.url(),
+        &[
+            "submit",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(input),
+            "--batch-size",
+            "100",
+        ],
+    ));
     let start = Instant::now();
     let children: Vec<Child> = (0..workers)
-        .map(|_| spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "2"]))
+        .map(|_| {
+            spawn_worker(
+                &redis.url(),
+                &["--job", &job, "--exit-when-done", "--threads", "2"],
+            )
+        })
         .collect();
     for c in children {
         wait(c, Duration::from_secs(300));
@@ -97,11 +123,24 @@ fn two_workers_compute_100k_items_once_in_order_like_crunch_run() {
     codec::write_items(&input, Format::Binary, &contracts(100_000)).expect("input");
     let local = dir.path().join("local.crb");
     let out = Command::new(paths::crunch_bin())
-        .args(["run", "-k", "black_scholes", "-i", path(&input), "-o", path(&local), "--pack"])
+        .args([
+            "run",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(&input),
+            "-o",
+            path(&local),
+            "--pack",
+        ])
         .arg(paths::component("crunch_kernels"))
         .output()
         .expect("crunch run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let (_, one_rate) = run_job(&redis, &input, 1);
     let (job, two_rate) = run_job(&redis, &input, 2);
@@ -112,14 +151,25 @@ fn two_workers_compute_100k_items_once_in_order_like_crunch_run() {
     assert_eq!(p["items_ok"], "100000");
     assert_eq!(p["items_failed"], "0");
     let mut c = redis.connection().expect("connection");
-    let counted: u64 = redis::cmd("SCARD").arg(format!("crunch:{{{job}}}:done")).query(&mut c).expect("scard");
+    let counted: u64 = redis::cmd("SCARD")
+        .arg(format!("crunch:{{{job}}}:done"))
+        .query(&mut c)
+        .expect("scard");
     assert_eq!(counted, 1000);
 
     let remote = dir.path().join("remote.crb");
-    ok_stdout(crunch(&redis.url(), &["results", &job, "-o", path(&remote)]));
-    let (a, b) = (std::fs::read(&local).expect("local"), std::fs::read(&remote).expect("remote"));
+    ok_stdout(crunch(
+        &redis.url(),
+        &["results", &job, "-o", path(&remote)],
+    ));
+    let (a, b) = (
+        std::fs::read(&local).expect("local"),
+        std::fs::read(&remote).expect("remote"),
+    );
     assert!(a == b, "results through Redis differ from crunch run");
-    println!("end to end through Redis: {one_rate:.0} items/s with one worker, {two_rate:.0} items/s with two");
+    println!(
+        "end to end through Redis: {one_rate:.0} items/s with one worker, {two_rate:.0} items/s with two"
+    );
 }
 
 fn hostile(redis: &str, args: &[&str]) -> Output {
@@ -155,19 +205,44 @@ fn a_worker_killed_mid_batch_loses_nothing() {
     // Ten batches of two slow items (each ~0.2-0.5 s of busy work).
     let items: Vec<String> = (0..20).map(|i| format!("[{}]", 200 + 10 * i)).collect();
     std::fs::write(&input, format!("[{}]", items.join(","))).expect("input");
-    let job = ok_stdout(hostile(&redis.url(), &["submit", "-k", "burn", "-i", path(&input), "--batch-size", "2", "--lease", "1"]));
+    let job = ok_stdout(hostile(
+        &redis.url(),
+        &[
+            "submit",
+            "-k",
+            "burn",
+            "-i",
+            path(&input),
+            "--batch-size",
+            "2",
+            "--lease",
+            "1",
+        ],
+    ));
 
     let mut victim = spawn_worker(&redis.url(), &["--job", &job, "--threads", "1"]);
     let start = Instant::now();
     while pending(&redis, &job) == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the worker never claimed a batch");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the worker never claimed a batch"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     victim.kill().expect("SIGKILL");
     victim.wait().expect("reap");
-    assert!(pending(&redis, &job) > 0, "the killed worker's claim must be left pending");
+    assert!(
+        pending(&redis, &job) > 0,
+        "the killed worker's claim must be left pending"
+    );
 
-    wait(spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "2"]), Duration::from_secs(120));
+    wait(
+        spawn_worker(
+            &redis.url(),
+            &["--job", &job, "--exit-when-done", "--threads", "2"],
+        ),
+        Duration::from_secs(120),
+    );
     let p = progress(&redis, &job);
     assert_eq!(p["state"], "done", "{p:?}");
     assert_eq!(p["batches_done"], "10");
@@ -177,7 +252,10 @@ fn a_worker_killed_mid_batch_loses_nothing() {
     let out = dir.path().join("out.json");
     ok_stdout(hostile(&redis.url(), &["results", &job, "-o", path(&out)]));
     let results = codec::read_results(&out, Format::Json).expect("results");
-    let values: Vec<f64> = results.iter().map(|r| r.as_ref().expect("ok").data[0]).collect();
+    let values: Vec<f64> = results
+        .iter()
+        .map(|r| r.as_ref().expect("ok").data[0])
+        .collect();
     let expected: Vec<f64> = (0..20).map(|i| (200 + 10 * i) as f64).collect();
     assert_eq!(values, expected);
 }
@@ -188,27 +266,60 @@ fn bad_items_and_poison_batches_end_the_job_with_failures() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.json");
     // Batch 0: fine. Batch 1: an item with no tensors (invalid input). Batch 2: traps always.
-    std::fs::write(&input, r#"{"items": [[1], [2], [3], {"inputs": []}, [-1], [4]]}"#).expect("input");
+    std::fs::write(
+        &input,
+        r#"{"items": [[1], [2], [3], {"inputs": []}, [-1], [4]]}"#,
+    )
+    .expect("input");
     let job = ok_stdout(hostile(
         &redis.url(),
-        &["submit", "-k", "trap_on_negative", "-i", path(&input), "--batch-size", "2", "--max-deliveries", "2"],
+        &[
+            "submit",
+            "-k",
+            "trap_on_negative",
+            "-i",
+            path(&input),
+            "--batch-size",
+            "2",
+            "--max-deliveries",
+            "2",
+        ],
     ));
-    wait(spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "2"]), Duration::from_secs(60));
+    wait(
+        spawn_worker(
+            &redis.url(),
+            &["--job", &job, "--exit-when-done", "--threads", "2"],
+        ),
+        Duration::from_secs(60),
+    );
 
     let status = hostile(&redis.url(), &["status", &job]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(status.status.code(), Some(2), "{text}");
     assert!(text.contains("done-with-failures"), "{text}");
-    assert!(text.contains("item 3: invalid-input: expected at least one tensor"), "{text}");
-    assert!(text.contains("dead     batch 2 after 2 deliveries"), "{text}");
+    assert!(
+        text.contains("item 3: invalid-input: expected at least one tensor"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dead     batch 2 after 2 deliveries"),
+        "{text}"
+    );
     assert!(text.contains("hostile kernel: negative input -1"), "{text}");
     let p = progress(&redis, &job);
-    assert_eq!((p["items_ok"].as_str(), p["items_failed"].as_str()), ("3", "3"), "{p:?}");
+    assert_eq!(
+        (p["items_ok"].as_str(), p["items_failed"].as_str()),
+        ("3", "3"),
+        "{p:?}"
+    );
     assert_eq!(p["batches_dead"], "1");
 
     // Every key of the finished job has a TTL.
     let mut c = redis.connection().expect("connection");
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("crunch:{{{job}}}:*")).query(&mut c).expect("keys");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("crunch:{{{job}}}:*"))
+        .query(&mut c)
+        .expect("keys");
     assert!(keys.len() >= 8, "{keys:?}");
     for key in &keys {
         let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut c).expect("ttl");
@@ -222,12 +333,32 @@ fn results_written_twice_count_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.crb");
     codec::write_items(&input, Format::Binary, &contracts(10)).expect("input");
-    let job = ok_stdout(crunch(&redis.url(), &["submit", "-k", "black_scholes", "-i", path(&input), "--batch-size", "5"]));
-    wait(spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "1"]), Duration::from_secs(60));
+    let job = ok_stdout(crunch(
+        &redis.url(),
+        &[
+            "submit",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(&input),
+            "--batch-size",
+            "5",
+        ],
+    ));
+    wait(
+        spawn_worker(
+            &redis.url(),
+            &["--job", &job, "--exit-when-done", "--threads", "1"],
+        ),
+        Duration::from_secs(60),
+    );
     let before = progress(&redis, &job);
     // Replay the completion of batch 0 as a late duplicate worker would.
     let mut c = redis.connection().expect("connection");
-    let out: Vec<u8> = redis::cmd("GET").arg(format!("crunch:{{{job}}}:out:0")).query(&mut c).expect("out");
+    let out: Vec<u8> = redis::cmd("GET")
+        .arg(format!("crunch:{{{job}}}:out:0"))
+        .query(&mut c)
+        .expect("out");
     let keys = crunch::store::keys::JobKeys::new(&job);
     let counted: i64 = crunch::store::scripts::COMPLETE
         .key(keys.progress())
@@ -260,12 +391,113 @@ fn a_job_completes_on_a_three_master_cluster() {
     let input = dir.path().join("in.crb");
     codec::write_items(&input, Format::Binary, &contracts(500)).expect("input");
     let url = cluster.url();
-    let job = ok_stdout(crunch(&url, &["submit", "-k", "black_scholes", "-i", path(&input), "--batch-size", "50"]));
-    wait(spawn_worker(&url, &["--job", &job, "--exit-when-done", "--threads", "2"]), Duration::from_secs(120));
+    let job = ok_stdout(crunch(
+        &url,
+        &[
+            "submit",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(&input),
+            "--batch-size",
+            "50",
+        ],
+    ));
+    wait(
+        spawn_worker(&url, &["--job", &job, "--exit-when-done", "--threads", "2"]),
+        Duration::from_secs(120),
+    );
     let status = crunch(&url, &["status", &job]);
     let text = ok_stdout(status);
     assert!(text.contains("state    done"), "{text}");
     let out: PathBuf = dir.path().join("out.crb");
     ok_stdout(crunch(&url, &["results", &job, "-o", path(&out)]));
-    assert_eq!(codec::read_results(&out, Format::Binary).expect("results").len(), 500);
+    assert_eq!(
+        codec::read_results(&out, Format::Binary)
+            .expect("results")
+            .len(),
+        500
+    );
+}
+
+#[test]
+fn tls_with_an_acl_user_limited_to_crunch_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, ca) =
+        RedisServer::start_tls_acl(dir.path(), "crunch", "s3cret").expect("tls redis");
+    let url = format!("rediss://crunch:s3cret@127.0.0.1:{}", server.port());
+    let input = dir.path().join("in.crb");
+    codec::write_items(&input, Format::Binary, &contracts(40)).expect("input");
+    let run = |args: &[&str]| {
+        Command::new(paths::crunch_bin())
+            .args(args)
+            .env("CRUNCH_REDIS", &url)
+            .env("CRUNCH_REDIS_CA", &ca)
+            .env("CRUNCH_PACK", paths::component("crunch_kernels"))
+            .output()
+            .expect("crunch")
+    };
+    let job = ok_stdout(run(&[
+        "submit",
+        "-k",
+        "black_scholes",
+        "-i",
+        path(&input),
+        "--batch-size",
+        "10",
+    ]));
+    let worker = Command::new(paths::crunch_bin())
+        .args([
+            "worker",
+            "--job",
+            &job,
+            "--exit-when-done",
+            "--threads",
+            "1",
+        ])
+        .env("CRUNCH_REDIS", &url)
+        .env("CRUNCH_REDIS_CA", &ca)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    wait(worker, Duration::from_secs(60));
+    assert!(ok_stdout(run(&["status", &job])).contains("state    done"));
+    // A wrong password is refused with a clear error, not retried forever.
+    let bad = Command::new(paths::crunch_bin())
+        .args(["jobs"])
+        .env("CRUNCH_REDIS", url.replace("s3cret", "wrong"))
+        .env("CRUNCH_REDIS_CA", &ca)
+        .output()
+        .expect("crunch");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("***") && !err.contains("wrong"), "{err}");
+}
+
+#[test]
+fn a_changed_pack_fails_the_job_and_cancel_stops_one() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.crb");
+    codec::write_items(&input, Format::Binary, &contracts(20)).expect("input");
+    let pack = dir.path().join("pack.wasm");
+    std::fs::copy(paths::component("crunch_kernels"), &pack).expect("copy pack");
+    let job = ok_stdout(crunch(&redis.url(), &["submit", "-k", "black_scholes", "-i", path(&input), "--pack", path(&pack)]));
+    // The file changes after submission: workers must refuse it, not run other code.
+    std::fs::copy(paths::component("crunch_hostile_kernels"), &pack).expect("swap pack");
+    wait(spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "1"]), Duration::from_secs(60));
+    let status = crunch(&redis.url(), &["status", &job]);
+    assert_eq!(status.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("state    failed") && text.contains("digest"), "{text}");
+
+    let job = ok_stdout(crunch(&redis.url(), &["submit", "-k", "black_scholes", "-i", path(&input)]));
+    assert!(ok_stdout(crunch(&redis.url(), &["jobs"])).contains(&job));
+    assert!(ok_stdout(crunch(&redis.url(), &["cancel", &job])).contains("cancelled"));
+    let status = crunch(&redis.url(), &["status", &job]);
+    assert_eq!(status.status.code(), Some(2));
+    let results = crunch(&redis.url(), &["results", &job, "-o", path(&dir.path().join("o.json"))]);
+    assert!(!results.status.success());
+    assert!(String::from_utf8_lossy(&results.stderr).contains("cancelled"));
 }

@@ -16,7 +16,9 @@ pub struct JobKeys {
 impl JobKeys {
     /// Keys of job `job`.
     pub fn new(job: &str) -> Self {
-        Self { prefix: format!("crunch:{{{job}}}") }
+        Self {
+            prefix: format!("crunch:{{{job}}}"),
+        }
     }
 
     /// Hash: the job spec.
@@ -75,5 +77,7 @@ impl JobKeys {
 pub fn valid_job_id(job: &str) -> bool {
     !job.is_empty()
         && job.len() <= 64
-        && job.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && job
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -25,14 +25,14 @@ pub struct Store {
 
 enum Conn {
     Single(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl Conn {
     fn as_dyn(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Self::Single(c) => c,
-            Self::Cluster(c) => c,
+            Self::Cluster(c) => c.as_mut(),
         }
     }
 }
@@ -49,12 +49,16 @@ impl Store {
             let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
             Target::Cluster(
                 redis::cluster::ClusterClient::new(nodes)
-                    .with_context(|| format!("invalid Redis Cluster URL {url}"))?,
+                    .with_context(|| format!("invalid Redis Cluster URL {}", redacted(url)))?,
             )
         } else {
-            Target::Single(redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?)
+            Target::Single(single_client(url)?)
         };
-        let mut store = Self { target, conn: None, url: redacted(url) };
+        let mut store = Self {
+            target,
+            conn: None,
+            url: redacted(url),
+        };
         store.reconnect()?;
         Ok(store)
     }
@@ -70,7 +74,7 @@ impl Store {
         for _ in 0..RECONNECT_ATTEMPTS {
             let attempt = match &self.target {
                 Target::Single(c) => c.get_connection().map(Conn::Single),
-                Target::Cluster(c) => c.get_connection().map(Conn::Cluster),
+                Target::Cluster(c) => c.get_connection().map(|c| Conn::Cluster(Box::new(c))),
             };
             match attempt {
                 Ok(conn) => {
@@ -83,18 +87,28 @@ impl Store {
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
-                Err(e) => return Err(e).with_context(|| format!("connecting to Redis at {}", self.url)),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("connecting to Redis at {}", self.url));
+                }
             }
         }
         match last {
-            Some(e) => Err(e).with_context(|| format!("connecting to Redis at {} (gave up after {RECONNECT_ATTEMPTS} attempts)", self.url)),
+            Some(e) => Err(e).with_context(|| {
+                format!(
+                    "connecting to Redis at {} (gave up after {RECONNECT_ATTEMPTS} attempts)",
+                    self.url
+                )
+            }),
             None => bail!("connecting to Redis at {}", self.url),
         }
     }
 
     /// Runs `op`, reconnecting and retrying it when the connection drops. `op` must be safe to
     /// repeat: every write of the protocol is idempotent.
-    pub fn run<T>(&mut self, mut op: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>) -> Result<T> {
+    pub fn run<T>(
+        &mut self,
+        mut op: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+    ) -> Result<T> {
         self.run_conn(|conn| op(conn.as_dyn()))
     }
 
@@ -109,7 +123,7 @@ impl Store {
                 for cmd in pipe.cmd_iter() {
                     cluster_pipe.add_command(cmd.clone());
                 }
-                cluster_pipe.query(c)
+                cluster_pipe.query(c.as_mut())
             }
         })
     }
@@ -130,6 +144,33 @@ impl Store {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+}
+
+/// A client for one node; for `rediss://`, `CRUNCH_REDIS_CA` may name a PEM file of the CA
+/// to trust instead of the system's roots.
+fn single_client(url: &str) -> Result<redis::Client> {
+    let ca = std::env::var_os("CRUNCH_REDIS_CA");
+    match ca {
+        Some(ca) if url.starts_with("rediss://") => {
+            let root_cert = std::fs::read(&ca).with_context(|| {
+                format!(
+                    "reading CRUNCH_REDIS_CA {}",
+                    std::path::Path::new(&ca).display()
+                )
+            })?;
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            )
+            .with_context(|| format!("invalid Redis URL {}", redacted(url)))
+        }
+        _ => {
+            redis::Client::open(url).with_context(|| format!("invalid Redis URL {}", redacted(url)))
         }
     }
 }

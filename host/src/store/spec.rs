@@ -54,7 +54,10 @@ impl JobSpec {
             .params
             .iter()
             .map(|(k, t)| {
-                let json = JsonTensor { shape: t.shape.clone(), data: t.data.clone() };
+                let json = JsonTensor {
+                    shape: t.shape.clone(),
+                    data: t.data.clone(),
+                };
                 Ok((k.clone(), serde_json::to_value(json)?))
             })
             .collect::<Result<_>>()?;
@@ -79,25 +82,30 @@ impl JobSpec {
     /// Reads a spec back from its hash fields; every missing or malformed field is named.
     pub fn from_fields(fields: &HashMap<String, String>) -> Result<Self> {
         let text = |name: &str| -> Result<String> {
-            fields.get(name).cloned().with_context(|| format!("job spec has no `{name}` field"))
+            fields
+                .get(name)
+                .cloned()
+                .with_context(|| format!("job spec has no `{name}` field"))
         };
         let number = |name: &str| -> Result<u64> {
             let v = text(name)?;
-            v.parse().with_context(|| format!("job spec field `{name}` is not a whole number: {v:?}"))
+            v.parse()
+                .with_context(|| format!("job spec field `{name}` is not a whole number: {v:?}"))
         };
         let protocol = text("protocol")?;
         if protocol.split('.').next() != Some(PROTOCOL) {
             bail!("job spec uses protocol {protocol}; this build speaks {PROTOCOL}");
         }
         let params_text = text("params")?;
-        let params: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&params_text).context("job spec field `params` is not a JSON object")?;
+        let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&params_text)
+            .context("job spec field `params` is not a JSON object")?;
         let params = params
             .into_iter()
             .map(|(k, v)| {
                 let t: JsonTensor = serde_json::from_value(v)
                     .with_context(|| format!("parameter `{k}` is not a {{shape, data}} tensor"))?;
-                let tensor = Tensor::checked(t.shape, t.data).map_err(|e| anyhow::anyhow!("parameter `{k}`: {e}"))?;
+                let tensor = Tensor::checked(t.shape, t.data)
+                    .map_err(|e| anyhow::anyhow!("parameter `{k}`: {e}"))?;
                 Ok((k, tensor))
             })
             .collect::<Result<_>>()?;
@@ -145,7 +153,10 @@ impl Progress {
     pub fn from_fields(fields: &HashMap<String, String>) -> Self {
         let n = |k: &str| fields.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
         Self {
-            state: fields.get("state").cloned().unwrap_or_else(|| "unknown".into()),
+            state: fields
+                .get("state")
+                .cloned()
+                .unwrap_or_else(|| "unknown".into()),
             batches_done: n("batches_done"),
             batches_dead: n("batches_dead"),
             batch_count: n("batch_count"),
@@ -158,7 +169,10 @@ impl Progress {
 
     /// Whether the job will not change any more.
     pub fn is_final(&self) -> bool {
-        matches!(self.state.as_str(), "done" | "done-with-failures" | "failed" | "cancelled")
+        matches!(
+            self.state.as_str(),
+            "done" | "done-with-failures" | "failed" | "cancelled"
+        )
     }
 
     /// Whether workers should take the job's batches.
@@ -183,7 +197,13 @@ mod tests {
             kernel: "percentile".into(),
             pack_digest: "sha256:00".into(),
             pack_path: "/p.wasm".into(),
-            params: vec![("q".into(), Tensor { shape: vec![2], data: vec![5.0, 95.0] })],
+            params: vec![(
+                "q".into(),
+                Tensor {
+                    shape: vec![2],
+                    data: vec![5.0, 95.0],
+                },
+            )],
             batch_count: 3,
             item_count: 10,
             batch_size: 4,
@@ -193,13 +213,22 @@ mod tests {
             lease_ms: 5000,
             created_ms: 1,
         };
-        let mut fields: HashMap<String, String> =
-            spec.to_fields().unwrap().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut fields: HashMap<String, String> = spec
+            .to_fields()
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         assert_eq!(JobSpec::from_fields(&fields).unwrap(), spec);
         fields.insert("batch_count".into(), "many".into());
         let err = JobSpec::from_fields(&fields).unwrap_err().to_string();
         assert!(err.contains("batch_count"), "{err}");
         fields.remove("kernel");
-        assert!(JobSpec::from_fields(&fields).unwrap_err().to_string().contains("kernel"));
+        assert!(
+            JobSpec::from_fields(&fields)
+                .unwrap_err()
+                .to_string()
+                .contains("kernel")
+        );
     }
 }

@@ -36,7 +36,9 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let mut progress = jobs::progress(&mut store, &args.job)?;
     if args.wait && !progress.is_final() {
         let bar = ProgressBar::new(progress.item_count);
-        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} items  {per_sec}  eta {eta}  {msg}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} items  {per_sec}  eta {eta}  {msg}")
+        {
             bar.set_style(style);
         }
         while !progress.is_final() {
@@ -52,9 +54,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     println!("state    {}", progress.state);
     println!(
         "batches  {} of {} done, {} dead-lettered",
-        progress.batches_done,
-        progress.batch_count,
-        progress.batches_dead
+        progress.batches_done, progress.batch_count, progress.batches_dead
     );
     println!(
         "items    {} of {}: {} ok, {} failed",
@@ -67,18 +67,29 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         println!("error    {error}");
     }
     let failed = jobs::failed_items(&mut store, &args.job)?;
-    for f in failed.iter().filter(|f| f.kind != "batch-failed").take(LISTED_FAILURES) {
+    for f in failed
+        .iter()
+        .filter(|f| f.kind != "batch-failed")
+        .take(LISTED_FAILURES)
+    {
         println!("failed   item {}: {}: {}", f.item, f.kind, f.message);
     }
     for dead in jobs::dead_letters(&mut store, &args.job)? {
         let first_line = dead.error.lines().next().unwrap_or_default();
-        println!("dead     batch {} after {} deliveries: {first_line}", dead.batch, dead.deliveries);
+        println!(
+            "dead     batch {} after {} deliveries: {first_line}",
+            dead.batch, dead.deliveries
+        );
     }
     Ok(exit_code(&progress))
 }
 
 fn exit_code(progress: &Progress) -> ExitCode {
-    if progress.is_final() && !progress.is_success() { ExitCode::from(2) } else { ExitCode::SUCCESS }
+    if progress.is_final() && !progress.is_success() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Arguments of `crunch results`.
@@ -106,8 +117,16 @@ pub fn results(args: ResultsArgs) -> Result<ExitCode> {
     let results = jobs::results(&mut store, &args.job)?;
     codec::write_results(&args.output, format, &results)?;
     let failed = results.iter().filter(|r| r.is_err()).count();
-    eprintln!("{} results written to {} ({failed} failed)", results.len(), args.output.display());
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    eprintln!(
+        "{} results written to {} ({failed} failed)",
+        results.len(),
+        args.output.display()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// Arguments of `crunch jobs`.
@@ -121,7 +140,10 @@ pub struct JobsArgs {
 pub fn list(args: JobsArgs) -> Result<ExitCode> {
     let mut store = args.redis.connect()?;
     let jobs = jobs::list(&mut store)?;
-    println!("{:<20} {:<19} {:>15} {:>12} {:>8}", "JOB", "STATE", "BATCHES", "ITEMS OK", "FAILED");
+    println!(
+        "{:<20} {:<19} {:>15} {:>12} {:>8}",
+        "JOB", "STATE", "BATCHES", "ITEMS OK", "FAILED"
+    );
     for (id, p) in jobs {
         println!(
             "{id:<20} {:<19} {:>15} {:>12} {:>8}",

@@ -9,7 +9,12 @@ use crunch::store::Store;
 pub struct RedisArgs {
     /// Redis URL: redis://[user:password@]host:port[/db], or redis+cluster://host:port,host:port
     /// for a Redis Cluster.
-    #[arg(long, env = "CRUNCH_REDIS", default_value = "redis://127.0.0.1:6379", value_name = "URL")]
+    #[arg(
+        long,
+        env = "CRUNCH_REDIS",
+        default_value = "redis://127.0.0.1:6379",
+        value_name = "URL"
+    )]
     pub redis: String,
 }
 

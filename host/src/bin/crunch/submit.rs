@@ -59,9 +59,15 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
         },
     };
     let time_limit = crate::run::seconds("--time-limit", args.time_limit)?;
-    let lease = args.lease.map(|s| crate::run::seconds("--lease", s)).transpose()?;
+    let lease = args
+        .lease
+        .map(|s| crate::run::seconds("--lease", s))
+        .transpose()?;
     let pack_path = args.pack.resolve()?;
-    let engine = Engine::new(Limits { max_concurrent_batches: 2, ..Limits::default() })?;
+    let engine = Engine::new(Limits {
+        max_concurrent_batches: 2,
+        ..Limits::default()
+    })?;
     let pack = KernelPack::load(&engine, &pack_path)?;
     let format = match args.input_format {
         Some(f) => f,

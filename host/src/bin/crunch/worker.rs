@@ -44,7 +44,11 @@ pub fn main(args: WorkerArgs) -> Result<ExitCode> {
     // Fail fast on a bad URL or an unreachable server.
     let mut store = args.redis.connect()?;
     let worker = Arc::new(Worker::new(engine));
-    eprintln!("worker {} on {} with {threads} threads", worker.consumer(0), store.url());
+    eprintln!(
+        "worker {} on {} with {threads} threads",
+        worker.consumer(0),
+        store.url()
+    );
     let exit_when_done = args.exit_when_done;
     let only = args.job.clone();
     let keep_going = move |store: &mut crunch::store::Store| {
@@ -52,8 +56,12 @@ pub fn main(args: WorkerArgs) -> Result<ExitCode> {
             return true;
         }
         match &only {
-            Some(job) => jobs::progress(store, job).map(|p| !p.is_final()).unwrap_or(false),
-            None => jobs::list(store).map(|l| l.iter().any(|(_, p)| !p.is_final())).unwrap_or(false),
+            Some(job) => jobs::progress(store, job)
+                .map(|p| !p.is_final())
+                .unwrap_or(false),
+            None => jobs::list(store)
+                .map(|l| l.iter().any(|(_, p)| !p.is_final()))
+                .unwrap_or(false),
         }
     };
     if let Some(job) = &args.job {

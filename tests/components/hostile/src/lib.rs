@@ -18,7 +18,10 @@ mod component {
     use std::hint::black_box;
 
     const KERNELS: [(&str, &str); 6] = [
-        ("burn", "busy-loops for about the first value times a million steps, then echoes"),
+        (
+            "burn",
+            "busy-loops for about the first value times a million steps, then echoes",
+        ),
         ("echo", "returns the first tensor"),
         (
             "trap_on_negative",
