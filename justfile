@@ -30,7 +30,8 @@ py-env:
     {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
 
 # Run every test: unit, golden vectors through the component, CLI, Redis jobs (private
-# redis-server processes; needs redis-server and redis-cli), the Python example.
+# redis-server processes; needs redis-server and redis-cli), the Python example, and the Lambda
+# bootstrap under cargo-lambda's emulator (needs cargo-lambda: pip install cargo-lambda).
 test: build py-env
     CRUNCH_PYTHON={{py_env}}/bin/python cargo test --release --workspace
 
@@ -42,6 +43,20 @@ demo: build
     {{demo_data}} implied-vol-inputs --contracts {{demo}}/contracts.crb --greeks {{demo}}/greeks.crb --count 100000 --output {{demo}}/iv-inputs.crb
     {{crunch}} run --kernel implied_vol --input {{demo}}/iv-inputs.crb --output {{demo}}/implied-vols.crb
     {{demo_data}} show --contracts {{demo}}/contracts.crb --greeks {{demo}}/greeks.crb --implied-vols {{demo}}/implied-vols.crb
+
+# The bootstrap under cargo-lambda's Runtime API emulator (pip install cargo-lambda), with Redis
+# at $CRUNCH_REDIS. Invoke with `crunch submit ... --lambda _ --lambda-endpoint http://127.0.0.1:9000`.
+lambda-watch: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
+    cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P 9000 &
+    trap 'kill %1' EXIT
+    sleep 2
+    AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:9000/.rt AWS_LAMBDA_FUNCTION_NAME=_ \
+    AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=2048 \
+    CRUNCH_REDIS="${CRUNCH_REDIS:-redis://127.0.0.1:6379}" CRUNCH_TIME_BUDGET_MS="${CRUNCH_TIME_BUDGET_MS:-60000}" \
+    {{target}}/release/bootstrap
 
 # Formatting and clippy (-D warnings) for the host and, on the wasm target, for the guests.
 lint: setup

@@ -9,7 +9,9 @@
 pub mod batch;
 pub mod codec;
 pub mod engine;
+pub mod fanout;
 pub mod jobs;
+pub mod lambda;
 pub mod pack;
 pub mod store;
 pub mod types;

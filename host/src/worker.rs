@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
-use crate::batch::{Job, run_batch};
+use crate::batch::{BatchError, Job, run_batch};
 use crate::codec;
 use crate::engine::Engine;
 use crate::jobs::{self, batch_failures};
@@ -34,10 +34,30 @@ enum Claim {
     NotRunnable(String),
 }
 
+/// A claimed batch and everything needed to finish it.
+struct Claimed<'a> {
+    spec: &'a JobSpec,
+    keys: JobKeys,
+    entry: String,
+    batch: u64,
+    /// Deliveries so far, this one included.
+    attempts: u64,
+}
+
+impl Claimed<'_> {
+    /// Items in this batch (the last batch may be short).
+    fn item_count(&self) -> u64 {
+        let first = self.batch * self.spec.batch_size;
+        self.spec
+            .batch_size
+            .min(self.spec.item_count.saturating_sub(first))
+    }
+}
+
 /// Counts of what a worker did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkSummary {
-    /// Batches whose results this worker stored.
+    /// Batches whose results this worker stored (dead-lettered ones included).
     pub batches: u64,
     /// Batches this worker put back for another attempt.
     pub retried: u64,
@@ -47,6 +67,8 @@ pub struct WorkSummary {
     pub items_ok: u64,
     /// Items that failed.
     pub items_failed: u64,
+    /// Time spent instantiating and running kernels.
+    pub kernel_time: Duration,
 }
 
 impl WorkSummary {
@@ -56,7 +78,53 @@ impl WorkSummary {
         self.dead += o.dead;
         self.items_ok += o.items_ok;
         self.items_failed += o.items_failed;
+        self.kernel_time += o.kernel_time;
     }
+}
+
+/// When a drain must stop: the moment, and the margin kept free before it for writing results.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    /// The moment the caller must be done (for Lambda, the invocation deadline).
+    pub at: Instant,
+    /// Time kept free before `at`.
+    pub margin: Duration,
+}
+
+/// What a drain did and why it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// The work done.
+    pub summary: WorkSummary,
+    /// True when it stopped because the next batch might not finish before the deadline;
+    /// false when the queue had nothing left to claim.
+    pub stopped_at_deadline: bool,
+}
+
+/// A batch-level failure, reported to the error hook (for example to Sentry).
+#[derive(Clone, Debug)]
+pub struct BatchFailure {
+    /// The job.
+    pub job: String,
+    /// The kernel.
+    pub kernel: String,
+    /// The batch.
+    pub batch: u64,
+    /// Deliveries so far, this one included.
+    pub attempts: u64,
+    /// Whether the batch was dead-lettered (else it will be retried).
+    pub dead_lettered: bool,
+    /// The failure.
+    pub error: BatchError,
+}
+
+/// Called on every batch-level failure.
+pub type ErrorHook = Box<dyn Fn(&BatchFailure) + Send + Sync>;
+
+enum Step {
+    Worked(WorkSummary),
+    Idle,
+    Deadline,
 }
 
 /// Runs batches of jobs found in Redis. Compiled packs are cached by digest for the life of
@@ -66,6 +134,7 @@ pub struct Worker {
     packs: Mutex<HashMap<String, KernelPack>>,
     specs: Mutex<HashMap<String, Arc<JobSpec>>>,
     consumer_prefix: String,
+    on_error: Option<ErrorHook>,
 }
 
 impl Worker {
@@ -81,7 +150,14 @@ impl Worker {
                 std::process::id(),
                 &jobs::new_job_id()[11..]
             ),
+            on_error: None,
         }
+    }
+
+    /// Calls `hook` on every batch-level failure (trap, time or memory limit).
+    pub fn with_error_hook(mut self, hook: ErrorHook) -> Self {
+        self.on_error = Some(hook);
+        self
     }
 
     /// The consumer name of worker thread `thread` in the queue's consumer group.
@@ -141,12 +217,12 @@ impl Worker {
             let mut worked = false;
             for job in jobs {
                 match self.work_one(&mut store, &job, &consumer, None) {
-                    Ok(Some(s)) => {
+                    Ok(Step::Worked(s)) => {
                         summary.add(s);
                         worked = true;
                         break;
                     }
-                    Ok(None) => {}
+                    Ok(Step::Idle | Step::Deadline) => {}
                     Err(e) => tracing::error!(job = %job, "{e:#}"),
                 }
             }
@@ -161,78 +237,99 @@ impl Worker {
     }
 
     /// Drains `job`: claims and runs its batches one after another until none is claimable,
-    /// or until the next batch could not finish before `deadline` (estimated from the batch
-    /// times seen so far). Unfinished work stays queued for others.
+    /// or until the next batch might not finish before the deadline less its margin, estimated
+    /// at 1.5 times the longest batch seen so far. No batch runs with a time limit past the
+    /// deadline; one cut off there is left to lapse and be taken over. Unfinished work stays
+    /// queued for other workers.
     pub fn drain(
         &self,
         store: &mut Store,
         job: &str,
         consumer: &str,
-        deadline: Option<Instant>,
-    ) -> Result<WorkSummary> {
-        let mut summary = WorkSummary::default();
-        while let Some(s) = self.work_one(store, job, consumer, deadline)? {
-            summary.add(s);
+        deadline: Option<Deadline>,
+    ) -> Result<DrainReport> {
+        let mut report = DrainReport::default();
+        let mut longest: Option<Duration> = None;
+        loop {
+            let estimate = longest.map(|d| d.mul_f64(1.5));
+            match self.work_one(store, job, consumer, deadline.map(|d| (d, estimate)))? {
+                Step::Worked(s) => {
+                    longest = Some(longest.unwrap_or_default().max(s.kernel_time));
+                    report.summary.add(s);
+                }
+                Step::Idle => return Ok(report),
+                Step::Deadline => {
+                    report.stopped_at_deadline = true;
+                    return Ok(report);
+                }
+            }
         }
-        Ok(summary)
     }
 
-    /// Claims and processes at most one batch of `job`; `None` when there was nothing to do.
+    /// Claims and processes at most one batch of `job`.
     fn work_one(
         &self,
         store: &mut Store,
         job: &str,
         consumer: &str,
-        deadline: Option<Instant>,
-    ) -> Result<Option<WorkSummary>> {
+        deadline: Option<(Deadline, Option<Duration>)>,
+    ) -> Result<Step> {
         let spec = self.spec(store, job)?;
-        if let Some(deadline) = deadline
-            && Instant::now() + Duration::from_millis(spec.batch_time_ms) > deadline
-        {
-            return Ok(None);
+        let spec_limit = Duration::from_millis(spec.batch_time_ms);
+        let mut batch_time = spec_limit;
+        if let Some((d, estimate)) = deadline {
+            let available =
+                d.at.saturating_duration_since(Instant::now())
+                    .saturating_sub(d.margin);
+            // Before any batch has been measured, the batch's time limit is cut to what is left
+            // instead, so that even a slow first batch ends before the deadline.
+            if available.is_zero() || estimate.is_some_and(|e| e > available) {
+                return Ok(Step::Deadline);
+            }
+            batch_time = batch_time.min(available);
         }
         let keys = JobKeys::new(job);
-        let claim = claim(store, &keys, consumer, spec.lease_ms)?;
-        match claim {
+        match claim(store, &keys, consumer, spec.lease_ms)? {
             Claim::Batch {
                 entry,
                 batch,
                 attempt,
                 deliveries,
             } => {
+                let claimed = Claimed {
+                    spec: &spec,
+                    keys,
+                    entry,
+                    batch,
+                    attempts: attempt.saturating_sub(1) + deliveries,
+                };
                 let summary = self
-                    .process(
-                        store,
-                        &spec,
-                        &keys,
-                        &entry,
-                        batch,
-                        attempt.saturating_sub(1) + deliveries,
-                    )
+                    .process(store, &claimed, batch_time)
                     .with_context(|| format!("job {job}, batch {batch}"))?;
-                Ok(Some(summary))
+                Ok(Step::Worked(summary))
             }
-            Claim::Empty => Ok(None),
+            Claim::Empty => Ok(Step::Idle),
             Claim::NotRunnable(state) => {
                 tracing::debug!(job, state, "job not runnable");
-                Ok(None)
+                Ok(Step::Idle)
             }
         }
     }
 
     fn spec(&self, store: &mut Store, job: &str) -> Result<Arc<JobSpec>> {
-        if let Some(spec) = self
+        let cached = self
             .specs
             .lock()
-            .map_err(|_| anyhow::anyhow!("spec cache poisoned"))?
+            .map_err(|_| anyhow!("spec cache poisoned"))?
             .get(job)
-        {
-            return Ok(Arc::clone(spec));
+            .cloned();
+        if let Some(spec) = cached {
+            return Ok(spec);
         }
         let spec = Arc::new(jobs::spec(store, job)?);
         self.specs
             .lock()
-            .map_err(|_| anyhow::anyhow!("spec cache poisoned"))?
+            .map_err(|_| anyhow!("spec cache poisoned"))?
             .insert(job.to_string(), Arc::clone(&spec));
         Ok(spec)
     }
@@ -242,7 +339,7 @@ impl Worker {
         let mut packs = self
             .packs
             .lock()
-            .map_err(|_| anyhow::anyhow!("pack cache poisoned"))?;
+            .map_err(|_| anyhow!("pack cache poisoned"))?;
         if let Some(pack) = packs.get(&spec.pack_digest) {
             return Ok(pack.clone());
         }
@@ -265,17 +362,11 @@ impl Worker {
     fn process(
         &self,
         store: &mut Store,
-        spec: &JobSpec,
-        keys: &JobKeys,
-        entry: &str,
-        batch: u64,
-        attempts: u64,
+        claimed: &Claimed<'_>,
+        batch_time: Duration,
     ) -> Result<WorkSummary> {
-        let first_item = batch * spec.batch_size;
-        let batch_items = spec
-            .batch_size
-            .min(spec.item_count.saturating_sub(first_item));
-        if attempts > spec.max_deliveries {
+        let (spec, keys, batch) = (claimed.spec, &claimed.keys, claimed.batch);
+        if claimed.attempts > spec.max_deliveries {
             let last: Option<String> = store.run(|c| {
                 redis::cmd("HGET")
                     .arg(keys.last_error())
@@ -284,20 +375,11 @@ impl Worker {
             })?;
             let reason = last.unwrap_or_else(|| {
                 format!(
-                    "its worker was lost {attempts} times (claim lease of {} ms expired)",
-                    spec.lease_ms
+                    "its worker was lost {} times (claim lease of {} ms expired)",
+                    claimed.attempts, spec.lease_ms
                 )
             });
-            return self.dead_letter(
-                store,
-                spec,
-                keys,
-                entry,
-                batch,
-                batch_items,
-                attempts,
-                &reason,
-            );
+            return self.dead_letter(store, claimed, &reason);
         }
         let pack = match self.pack(spec) {
             Ok(pack) => pack,
@@ -320,115 +402,107 @@ impl Worker {
         let items = match bytes.map(|b| codec::decode_items(&b)) {
             Some(Ok(items)) => items,
             Some(Err(e)) => {
-                let reason = format!("input of batch {batch} is malformed: {e:#}");
                 return self.dead_letter(
                     store,
-                    spec,
-                    keys,
-                    entry,
-                    batch,
-                    batch_items,
-                    attempts,
-                    &reason,
+                    claimed,
+                    &format!("input of batch {batch} is malformed: {e:#}"),
                 );
             }
             None => {
-                let reason = format!("input of batch {batch} is missing (expired or deleted)");
                 return self.dead_letter(
                     store,
-                    spec,
-                    keys,
-                    entry,
-                    batch,
-                    batch_items,
-                    attempts,
-                    &reason,
+                    claimed,
+                    &format!("input of batch {batch} is missing (expired or deleted)"),
                 );
             }
         };
         let job = Job {
             kernel: &spec.kernel,
             params: &spec.params,
-            batch_time: Duration::from_millis(spec.batch_time_ms),
+            batch_time,
         };
         let outcome = run_batch(&pack, &job, batch as usize, &items);
-        if let Some(error) = &outcome.error {
-            let reason = format!("job {}: {error}", spec.job);
-            tracing::warn!(job = %spec.job, batch, attempts, "{reason}");
-            if attempts >= spec.max_deliveries {
-                return self.dead_letter(
-                    store,
-                    spec,
-                    keys,
-                    entry,
-                    batch,
-                    items.len() as u64,
-                    attempts,
-                    &reason,
-                );
+        let cut_off = batch_time < Duration::from_millis(spec.batch_time_ms);
+        let mut summary = match &outcome.error {
+            None => self.complete(store, claimed, &outcome.results, "")?,
+            Some(BatchError::Timeout { .. }) if cut_off => {
+                // Interrupted by the caller's deadline, not by its own limit: not the batch's
+                // fault. Leave the claim to lapse; another worker takes it over.
+                tracing::warn!(job = %spec.job, batch, "cut off at the deadline; its claim will lapse and be taken over");
+                WorkSummary::default()
             }
-            let requeued: i64 = store.run(|c| {
-                scripts::RETRY
-                    .key(keys.queue())
-                    .key(keys.last_error())
-                    .arg(keys::GROUP)
-                    .arg(entry)
-                    .arg(batch)
-                    .arg(attempts + 1)
-                    .arg(&reason)
-                    .arg(spec.ttl_seconds)
-                    .invoke(c)
-            })?;
-            return Ok(WorkSummary {
-                retried: requeued as u64,
-                ..WorkSummary::default()
-            });
-        }
-        self.complete(
-            store,
-            spec,
-            keys,
-            entry,
-            batch,
-            &outcome.results,
-            "",
-            attempts,
-        )
+            Some(error) => self.batch_failed(store, claimed, error)?,
+        };
+        summary.kernel_time = outcome.elapsed;
+        Ok(summary)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A trap, timeout or memory blow-up: retry, or dead-letter on the last delivery.
+    fn batch_failed(
+        &self,
+        store: &mut Store,
+        claimed: &Claimed<'_>,
+        error: &BatchError,
+    ) -> Result<WorkSummary> {
+        let spec = claimed.spec;
+        let reason = format!("job {}: {error}", spec.job);
+        tracing::warn!(job = %spec.job, batch = claimed.batch, attempts = claimed.attempts, "{reason}");
+        let dead = claimed.attempts >= spec.max_deliveries;
+        if let Some(hook) = &self.on_error {
+            hook(&BatchFailure {
+                job: spec.job.clone(),
+                kernel: spec.kernel.clone(),
+                batch: claimed.batch,
+                attempts: claimed.attempts,
+                dead_lettered: dead,
+                error: error.clone(),
+            });
+        }
+        if dead {
+            return self.dead_letter(store, claimed, &reason);
+        }
+        let requeued: i64 = store.run(|c| {
+            scripts::RETRY
+                .key(claimed.keys.queue())
+                .key(claimed.keys.last_error())
+                .arg(keys::GROUP)
+                .arg(&claimed.entry)
+                .arg(claimed.batch)
+                .arg(claimed.attempts + 1)
+                .arg(&reason)
+                .arg(spec.ttl_seconds)
+                .invoke(c)
+        })?;
+        Ok(WorkSummary {
+            retried: requeued as u64,
+            ..WorkSummary::default()
+        })
+    }
+
     fn dead_letter(
         &self,
         store: &mut Store,
-        spec: &JobSpec,
-        keys: &JobKeys,
-        entry: &str,
-        batch: u64,
-        items: u64,
-        attempts: u64,
+        claimed: &Claimed<'_>,
         reason: &str,
     ) -> Result<WorkSummary> {
-        tracing::error!(job = %spec.job, batch, attempts, "dead-lettered: {reason}");
+        tracing::error!(job = %claimed.spec.job, batch = claimed.batch, attempts = claimed.attempts, "dead-lettered: {reason}");
         let headline = reason.lines().next().unwrap_or_default().to_string();
-        let results: Vec<ItemResult> = vec![Err(ItemError::BatchFailed(headline)); items as usize];
-        let mut summary =
-            self.complete(store, spec, keys, entry, batch, &results, reason, attempts)?;
+        let results: Vec<ItemResult> =
+            vec![Err(ItemError::BatchFailed(headline)); claimed.item_count() as usize];
+        let mut summary = self.complete(store, claimed, &results, reason)?;
         summary.dead = summary.batches;
         Ok(summary)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Stores results, acknowledges and counts the batch in one step (script `COMPLETE`).
     fn complete(
         &self,
         store: &mut Store,
-        spec: &JobSpec,
-        keys: &JobKeys,
-        entry: &str,
-        batch: u64,
+        claimed: &Claimed<'_>,
         results: &[ItemResult],
         dead_reason: &str,
-        attempts: u64,
     ) -> Result<WorkSummary> {
+        let (spec, keys, batch) = (claimed.spec, &claimed.keys, claimed.batch);
         let failures = batch_failures(batch * spec.batch_size, results);
         let failed = failures.len() as u64;
         let ok = results.len() as u64 - failed;
@@ -448,7 +522,7 @@ impl Worker {
                 .key(keys.dead())
                 .key(keys.last_error())
                 .arg(batch)
-                .arg(entry)
+                .arg(&claimed.entry)
                 .arg(&encoded)
                 .arg(ok)
                 .arg(failed)
@@ -456,7 +530,7 @@ impl Worker {
                 .arg(spec.ttl_seconds)
                 .arg(keys::GROUP)
                 .arg(dead_reason)
-                .arg(attempts)
+                .arg(claimed.attempts)
                 .invoke(c)
         })?;
         if counted == 0 {

@@ -1,7 +1,8 @@
 //! Shared helpers for Crunch's integration tests: the golden reference vectors and the paths of
 //! the artefacts (`crunch` binary, kernel components) that `just build` produces, and private
-//! Redis servers.
+//! Redis servers, and the Lambda emulator with the bootstrap.
 
 pub mod golden;
+pub mod lambda_env;
 pub mod paths;
 pub mod redis_server;

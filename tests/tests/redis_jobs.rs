@@ -483,21 +483,47 @@ fn a_changed_pack_fails_the_job_and_cancel_stops_one() {
     codec::write_items(&input, Format::Binary, &contracts(20)).expect("input");
     let pack = dir.path().join("pack.wasm");
     std::fs::copy(paths::component("crunch_kernels"), &pack).expect("copy pack");
-    let job = ok_stdout(crunch(&redis.url(), &["submit", "-k", "black_scholes", "-i", path(&input), "--pack", path(&pack)]));
+    let job = ok_stdout(crunch(
+        &redis.url(),
+        &[
+            "submit",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(&input),
+            "--pack",
+            path(&pack),
+        ],
+    ));
     // The file changes after submission: workers must refuse it, not run other code.
     std::fs::copy(paths::component("crunch_hostile_kernels"), &pack).expect("swap pack");
-    wait(spawn_worker(&redis.url(), &["--job", &job, "--exit-when-done", "--threads", "1"]), Duration::from_secs(60));
+    wait(
+        spawn_worker(
+            &redis.url(),
+            &["--job", &job, "--exit-when-done", "--threads", "1"],
+        ),
+        Duration::from_secs(60),
+    );
     let status = crunch(&redis.url(), &["status", &job]);
     assert_eq!(status.status.code(), Some(2));
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("state    failed") && text.contains("digest"), "{text}");
+    assert!(
+        text.contains("state    failed") && text.contains("digest"),
+        "{text}"
+    );
 
-    let job = ok_stdout(crunch(&redis.url(), &["submit", "-k", "black_scholes", "-i", path(&input)]));
+    let job = ok_stdout(crunch(
+        &redis.url(),
+        &["submit", "-k", "black_scholes", "-i", path(&input)],
+    ));
     assert!(ok_stdout(crunch(&redis.url(), &["jobs"])).contains(&job));
     assert!(ok_stdout(crunch(&redis.url(), &["cancel", &job])).contains("cancelled"));
     let status = crunch(&redis.url(), &["status", &job]);
     assert_eq!(status.status.code(), Some(2));
-    let results = crunch(&redis.url(), &["results", &job, "-o", path(&dir.path().join("o.json"))]);
+    let results = crunch(
+        &redis.url(),
+        &["results", &job, "-o", path(&dir.path().join("o.json"))],
+    );
     assert!(!results.status.success());
     assert!(String::from_utf8_lossy(&results.stderr).contains("cancelled"));
 }

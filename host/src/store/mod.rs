@@ -175,6 +175,13 @@ fn single_client(url: &str) -> Result<redis::Client> {
     }
 }
 
+/// Installs ring as the process's TLS crypto provider (for `rediss://` and HTTPS clients).
+/// Two providers are compiled in (the AWS SDK brings aws-lc-rs), so rustls cannot pick one by
+/// itself; call this once at start. Calling it again is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn is_transient(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }

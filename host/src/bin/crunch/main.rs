@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    crunch::store::install_tls_provider();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Kernels(args) => kernels::main(args),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
+use crunch::fanout;
 use crunch::jobs::{self, SubmitOptions};
 use crunch::{Engine, KernelPack, Limits, Tensor};
 
@@ -44,6 +45,19 @@ pub struct SubmitArgs {
     /// time limit plus 10.
     #[arg(long, value_name = "SECONDS")]
     lease: Option<f64>,
+    /// After submitting, start workers as asynchronous invocations of this Lambda function.
+    #[arg(long, value_name = "FUNCTION")]
+    lambda: Option<String>,
+    /// Invocations to start. Default: one per batch, at most --max-concurrency.
+    #[arg(long, requires = "lambda", value_parser = clap::value_parser!(u32).range(1..))]
+    workers: Option<u32>,
+    /// The most invocations to start by default (keep it within the function's reserved
+    /// concurrency).
+    #[arg(long, default_value_t = 10, requires = "lambda")]
+    max_concurrency: u32,
+    /// Lambda API endpoint, e.g. a local emulator's http://127.0.0.1:9000.
+    #[arg(long, env = "CRUNCH_LAMBDA_ENDPOINT", value_name = "URL")]
+    lambda_endpoint: Option<String>,
     #[command(flatten)]
     pack: PackArgs,
     #[command(flatten)]
@@ -98,5 +112,30 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
         spec.pack_digest
     );
     println!("{}", spec.job);
-    Ok(ExitCode::SUCCESS)
+    let Some(function) = args.lambda else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let workers = args
+        .workers
+        .unwrap_or_else(|| fanout::default_workers(spec.batch_count, args.max_concurrency));
+    let target = fanout::FanoutTarget {
+        function: function.clone(),
+        endpoint: args.lambda_endpoint,
+    };
+    let report = fanout::invoke_workers_blocking(&target, &spec.job, workers)?;
+    eprintln!(
+        "started {} of {workers} invocations of {function} ({} retries after throttling or errors)",
+        report.invoked, report.retries
+    );
+    if report.failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for failure in &report.failed {
+        eprintln!("error: {failure}");
+    }
+    eprintln!(
+        "the job is queued and loses nothing: run `crunch worker --job {}` or invoke {function} with {{\"job\": \"{}\"}}",
+        spec.job, spec.job
+    );
+    Ok(ExitCode::from(3))
 }

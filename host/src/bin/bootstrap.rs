@@ -1,0 +1,69 @@
+//! The AWS Lambda `bootstrap` (provided.al2023 runtime): drains Crunch jobs named by events
+//! `{"job": "JOB"}`. The engine, the Redis connection and the kernel cache are made once at
+//! init and reused by warm invocations. Logs are JSON lines; each invocation also prints one
+//! CloudWatch EMF metrics record; batch failures go to Sentry when `SENTRY_DSN` is set.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crunch::lambda::{Handler, HandlerConfig};
+use crunch::store::Store;
+use crunch::worker::{BatchFailure, Worker};
+use crunch::{Engine, Limits};
+use lambda_runtime::{Error, service_fn};
+
+fn main() -> Result<(), Error> {
+    let process_start = Instant::now();
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CRUNCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stdout)
+        .init();
+    crunch::store::install_tls_provider();
+    // Sentry first, so that its panic hook and transport cover everything after.
+    let _sentry = std::env::var("SENTRY_DSN")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .map(|dsn| {
+            let mut options = sentry::ClientOptions::default();
+            options.release = sentry::release_name!();
+            sentry::init((dsn, options))
+        });
+    let config = HandlerConfig::from_env()?;
+    let engine = Engine::new(Limits::default())?;
+    let store = Store::connect(&config.redis_url)?;
+    let worker = Worker::new(engine).with_error_hook(Box::new(report_to_sentry));
+    let handler = Arc::new(Handler::new(worker, store, config));
+    tracing::info!(
+        init_ms = process_start.elapsed().as_secs_f64() * 1e3,
+        "ready"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(lambda_runtime::run(service_fn(move |event| {
+        Arc::clone(&handler).handle(event)
+    })))
+}
+
+/// Sends a batch failure to Sentry (a no-op without `SENTRY_DSN`), tagged with job, batch
+/// and kernel so that the event names them.
+fn report_to_sentry(failure: &BatchFailure) {
+    sentry::with_scope(
+        |scope| {
+            scope.set_tag("job", &failure.job);
+            scope.set_tag("batch", failure.batch);
+            scope.set_tag("kernel", &failure.kernel);
+            scope.set_tag("dead_lettered", failure.dead_lettered);
+            scope.set_extra("attempts", failure.attempts.into());
+        },
+        || sentry::capture_message(&failure.error.to_string(), sentry::Level::Error),
+    );
+}

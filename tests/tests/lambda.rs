@@ -1,0 +1,462 @@
+//! The Lambda host: fan-out through cargo-lambda's emulator to the real bootstrap, a short
+//! deadline that leaves work queued, JSON logs with EMF metrics, and errors sent to Sentry.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crunch::codec::{self, Format};
+use crunch::lambda::{Handler, HandlerConfig};
+use crunch::store::Store;
+use crunch::worker::Worker;
+use crunch::{Engine, Limits, Tensor};
+use crunch_tests::lambda_env::{Bootstrap, Emulator, FUNCTION, FakeHttp, ok_response};
+use crunch_tests::paths;
+use crunch_tests::redis_server::RedisServer;
+use serde_json::Value;
+
+fn crunch(redis: &str, pack: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(paths::crunch_bin())
+        .args(args)
+        .env("CRUNCH_REDIS", redis)
+        .env("CRUNCH_PACK", paths::component(pack))
+        .envs(env.iter().copied())
+        .output()
+        .expect("running crunch")
+}
+
+fn ok_stdout(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "crunch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn progress(redis: &RedisServer, job: &str) -> HashMap<String, String> {
+    let mut c = redis.connection().expect("connection");
+    redis::cmd("HGETALL")
+        .arg(format!("crunch:{{{job}}}:progress"))
+        .query(&mut c)
+        .expect("progress")
+}
+
+fn wait_final(redis: &RedisServer, job: &str, limit: Duration) -> HashMap<String, String> {
+    let start = Instant::now();
+    loop {
+        let p = progress(redis, job);
+        if matches!(
+            p.get("state").map(String::as_str),
+            Some("done" | "done-with-failures" | "failed")
+        ) {
+            return p;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "job {job} not finished after {limit:?}: {p:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn contracts(count: usize) -> Vec<Vec<Tensor>> {
+    (0..count)
+        .map(|i| {
+            let f = i as f64;
+            vec![Tensor {
+                shape: vec![6],
+                data: vec![
+                    90.0 + f % 20.0,
+                    100.0,
+                    0.5 + (f % 7.0) * 0.1,
+                    0.01,
+                    0.2 + (f % 5.0) * 0.05,
+                    (i % 2) as f64,
+                ],
+            }]
+        })
+        .collect()
+}
+
+const AWS_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+];
+
+#[test]
+fn fan_out_through_the_emulator_matches_crunch_run() {
+    let redis = RedisServer::start().expect("redis");
+    let emulator = Emulator::start().expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bootstrap = Bootstrap::start(
+        &emulator,
+        &redis.url(),
+        dir.path(),
+        &[("CRUNCH_TIME_BUDGET_MS", "60000")],
+    )
+    .expect("bootstrap");
+    let input = dir.path().join("in.crb");
+    codec::write_items(&input, Format::Binary, &contracts(2000)).expect("input");
+
+    let local = dir.path().join("local.crb");
+    ok_stdout(crunch(
+        &redis.url(),
+        "crunch_kernels",
+        &[
+            "run",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(&input),
+            "-o",
+            path(&local),
+        ],
+        &[],
+    ));
+    let endpoint = emulator.endpoint();
+    let out = crunch(
+        &redis.url(),
+        "crunch_kernels",
+        &[
+            "submit",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(&input),
+            "--batch-size",
+            "50",
+            "--lambda",
+            FUNCTION,
+            "--workers",
+            "3",
+            "--lambda-endpoint",
+            &endpoint,
+        ],
+        &AWS_ENV,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let job = ok_stdout(out);
+    assert!(stderr.contains("started 3 of 3 invocations"), "{stderr}");
+    let p = wait_final(&redis, &job, Duration::from_secs(120));
+    assert_eq!(
+        (
+            p["state"].as_str(),
+            p["items_ok"].as_str(),
+            p["batches_done"].as_str()
+        ),
+        ("done", "2000", "40")
+    );
+    let remote = dir.path().join("remote.crb");
+    ok_stdout(crunch(
+        &redis.url(),
+        "crunch_kernels",
+        &["results", &job, "-o", path(&remote)],
+        &[],
+    ));
+    assert!(
+        std::fs::read(&local).expect("local") == std::fs::read(&remote).expect("remote"),
+        "results differ from crunch run"
+    );
+
+    // A synchronous invoke returns the small summary.
+    let (status, body) = emulator
+        .invoke(&format!("{{\"job\": \"{job}\"}}"))
+        .expect("invoke");
+    assert_eq!(status, 200, "{body}");
+    let summary: Value = serde_json::from_str(&body).expect("response is JSON");
+    assert!(body.len() < 1024, "{body}");
+    assert_eq!(summary["drained"], true);
+    assert_eq!(summary["job_state"], "done");
+
+    // A malformed event is a clear Lambda error and claims nothing.
+    let queued = ok_stdout(crunch(
+        &redis.url(),
+        "crunch_kernels",
+        &["submit", "-k", "black_scholes", "-i", path(&input)],
+        &[],
+    ));
+    for bad in [
+        format!("{{\"job\": \"{queued}\", \"data\": [1, 2]}}"),
+        "{\"jobs\": 1}".to_string(),
+        "[1]".to_string(),
+    ] {
+        let (_, body) = emulator.invoke(&bad).expect("invoke");
+        let error: Value = serde_json::from_str(&body).expect("error is JSON");
+        assert_eq!(error["errorType"], "Crunch.InvalidEvent", "{body}");
+        assert!(
+            error["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("job")),
+            "{body}"
+        );
+    }
+    let p = progress(&redis, &queued);
+    assert_eq!(
+        (p["state"].as_str(), p["batches_done"].as_str()),
+        ("queued", "0")
+    );
+
+    // Every line the bootstrap wrote is JSON; each invocation printed one valid EMF record.
+    let log = bootstrap.log();
+    let mut emf = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let record: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if let Some(aws) = record.get("_aws") {
+            emf += 1;
+            assert!(
+                aws["Timestamp"]
+                    .as_u64()
+                    .is_some_and(|t| t > 1_600_000_000_000),
+                "{line}"
+            );
+            let directive = &aws["CloudWatchMetrics"][0];
+            assert_eq!(directive["Namespace"], "Crunch");
+            for dims in directive["Dimensions"].as_array().expect("Dimensions") {
+                for d in dims.as_array().expect("dimension set") {
+                    assert!(
+                        record[d.as_str().expect("name")].is_string(),
+                        "dimension {d} missing: {line}"
+                    );
+                }
+            }
+            for m in directive["Metrics"].as_array().expect("Metrics") {
+                assert!(m["Name"].is_string() && m["Unit"].is_string(), "{m}");
+                assert!(
+                    record[m["Name"].as_str().expect("name")].is_number(),
+                    "metric {m} missing: {line}"
+                );
+            }
+        }
+    }
+    assert!(
+        emf >= 7,
+        "expected an EMF record per invocation, found {emf} in:\n{log}"
+    );
+    assert!(
+        log.contains("\"requestId\"") && log.contains(&job),
+        "logs carry request id and job"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    // Ten batches of two items, each batch ~0.2-0.4 s of busy work.
+    let items: Vec<String> = (0..20).map(|_| "[150]".to_string()).collect();
+    std::fs::write(&input, format!("[{}]", items.join(","))).expect("input");
+    let job = ok_stdout(crunch(
+        &redis.url(),
+        "crunch_hostile_kernels",
+        &[
+            "submit",
+            "-k",
+            "burn",
+            "-i",
+            path(&input),
+            "--batch-size",
+            "2",
+        ],
+        &[],
+    ));
+
+    let config = HandlerConfig {
+        redis_url: redis.url(),
+        function_name: "test".into(),
+        time_budget: None,
+        margin: Duration::from_millis(100),
+    };
+    let worker = Worker::new(Engine::new(Limits::default()).expect("engine"));
+    let handler = std::sync::Arc::new(Handler::new(
+        worker,
+        Store::connect(&redis.url()).expect("store"),
+        config,
+    ));
+    let invoke = |deadline_ms: u64| {
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.request_id = format!("req-{deadline_ms}");
+        ctx.deadline = crunch::jobs::now_ms() + deadline_ms;
+        lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }), ctx)
+    };
+    let first = handler
+        .clone()
+        .handle(invoke(1200))
+        .await
+        .expect("first invocation");
+    assert!(first.stopped_at_deadline && !first.drained, "{first:?}");
+    assert!(first.batches >= 1 && first.batches < 10, "{first:?}");
+    let p = progress(&redis, &job);
+    assert_eq!(
+        p["batches_done"],
+        first.batches.to_string(),
+        "only what the first did is counted"
+    );
+
+    let second = handler
+        .clone()
+        .handle(invoke(120_000))
+        .await
+        .expect("second invocation");
+    assert!(second.drained && !second.stopped_at_deadline, "{second:?}");
+    assert_eq!(first.batches + second.batches, 10, "{first:?} {second:?}");
+    let p = progress(&redis, &job);
+    assert_eq!(
+        (
+            p["state"].as_str(),
+            p["batches_done"].as_str(),
+            p["items_ok"].as_str()
+        ),
+        ("done", "10", "20")
+    );
+    let mut c = redis.connection().expect("connection");
+    let counted: u64 = redis::cmd("SCARD")
+        .arg(format!("crunch:{{{job}}}:done"))
+        .query(&mut c)
+        .expect("scard");
+    assert_eq!(counted, 10);
+}
+
+#[test]
+fn a_trap_is_reported_to_sentry_with_job_batch_and_kernel() {
+    let redis = RedisServer::start().expect("redis");
+    let sentry = FakeHttp::start(ok_response).expect("fake sentry");
+    let emulator = Emulator::start().expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dsn = sentry.dsn();
+    let _bootstrap = Bootstrap::start(
+        &emulator,
+        &redis.url(),
+        dir.path(),
+        &[
+            ("SENTRY_DSN", dsn.as_str()),
+            ("CRUNCH_TIME_BUDGET_MS", "30000"),
+        ],
+    )
+    .expect("bootstrap");
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, "[[1], [2], [-1], [3]]").expect("input");
+    let job = ok_stdout(crunch(
+        &redis.url(),
+        "crunch_hostile_kernels",
+        &[
+            "submit",
+            "-k",
+            "trap_on_negative",
+            "-i",
+            path(&input),
+            "--batch-size",
+            "2",
+            "--max-deliveries",
+            "1",
+        ],
+        &[],
+    ));
+    let (status, body) = emulator
+        .invoke(&format!("{{\"job\": \"{job}\"}}"))
+        .expect("invoke");
+    assert_eq!(status, 200, "{body}");
+    let summary: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(summary["batches_dead"], 1, "{body}");
+    let start = Instant::now();
+    loop {
+        let requests = sentry.requests();
+        if let Some(event) = requests
+            .iter()
+            .find(|r| r.contains("hostile kernel: negative input -1"))
+        {
+            assert!(
+                event.contains(&job),
+                "job missing from the Sentry event: {event}"
+            );
+            assert!(
+                event.contains("trap_on_negative"),
+                "kernel missing: {event}"
+            );
+            assert!(
+                event.contains("\"batch\":\"1\""),
+                "batch tag missing: {event}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no Sentry event arrived; got {requests:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn throttled_fan_out_backs_off_and_starts_every_worker() {
+    let redis = RedisServer::start().expect("redis");
+    // The first three invokes are throttled, as Lambda does at its concurrency limit.
+    let lambda = FakeHttp::start(|n| {
+        if n < 3 {
+            let body = r#"{"message":"Rate Exceeded.","Reason":"ReservedFunctionConcurrentInvocationLimitExceeded"}"#;
+            format!(
+                "HTTP/1.1 429 Too Many Requests\r\nx-amzn-ErrorType: TooManyRequestsException\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+        }
+    })
+    .expect("fake lambda");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.crb");
+    codec::write_items(&input, Format::Binary, &contracts(100)).expect("input");
+    let endpoint = lambda.endpoint();
+    let out = crunch(
+        &redis.url(),
+        "crunch_kernels",
+        &[
+            "submit",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(&input),
+            "--batch-size",
+            "10",
+            "--lambda",
+            "crunch-fn",
+            "--workers",
+            "4",
+            "--lambda-endpoint",
+            &endpoint,
+        ],
+        &AWS_ENV,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let job = ok_stdout(out);
+    assert!(
+        stderr.contains("started 4 of 4 invocations of crunch-fn (3 retries"),
+        "{stderr}"
+    );
+    let invokes = lambda.requests();
+    assert_eq!(invokes.len(), 7, "3 throttled + 4 accepted");
+    for request in &invokes {
+        assert!(
+            request.contains("/2015-03-31/functions/crunch-fn/invocations"),
+            "{request}"
+        );
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains("x-amz-invocation-type: event"),
+            "{request}"
+        );
+        assert!(
+            request.ends_with(&format!("{{\"job\":\"{job}\"}}")),
+            "the event carries the job id only: {request}"
+        );
+    }
+}
