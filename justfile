@@ -18,9 +18,14 @@ default:
 setup:
     @rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-# Build the kernel pack component, the test components and the host, and print the pack's size.
+# Build the kernel pack component, the test components, the example pack (v1 and v2) and the
+# host, and print the pack's size.
 build: setup
     cargo build --profile component --target wasm32-wasip2 -p crunch-kernels -p crunch-hostile-kernels
+    cargo build --profile component --target wasm32-wasip2 -p crunch-example-risk
+    cp {{components}}/crunch_example_risk.wasm {{components}}/crunch_example_risk_v1.wasm
+    cargo build --profile component --target wasm32-wasip2 -p crunch-example-risk --features v2
+    cp {{components}}/crunch_example_risk.wasm {{components}}/crunch_example_risk_v2.wasm
     cargo build --release -p crunch --bins --examples
     @echo "kernel pack: {{pack}} ($(stat -c %s {{pack}}) bytes)"
 
@@ -58,11 +63,20 @@ lambda-watch: build
     CRUNCH_REDIS="${CRUNCH_REDIS:-redis://127.0.0.1:6379}" CRUNCH_TIME_BUDGET_MS="${CRUNCH_TIME_BUDGET_MS:-60000}" \
     {{target}}/release/bootstrap
 
+# Build the example pack (examples/custom-kernel) and push it to the registry as risk:latest.
+kernel-push: build
+    {{crunch}} kernel push {{components}}/crunch_example_risk_v1.wasm --name risk --tag latest
+
+# Time to the first batch on a cached kernel digest (memory, disk after a restart) against
+# first use (compile), as ratios.
+bench-cache: build
+    {{target}}/release/examples/pack_cache_bench --pack {{pack}}
+
 # Formatting and clippy (-D warnings) for the host and, on the wasm target, for the guests.
 lint: setup
     cargo fmt --all --check
     cargo clippy --release --workspace --all-targets -- -D warnings
-    cargo clippy --profile component --target wasm32-wasip2 -p crunch-kernels -p crunch-hostile-kernels --all-targets -- -D warnings
+    cargo clippy --profile component --target wasm32-wasip2 -p crunch-kernels -p crunch-hostile-kernels -p crunch-example-risk --all-targets -- -D warnings
 
 # Validate the components with wasm-tools and show the kernel pack's WIT world.
 validate: build

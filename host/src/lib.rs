@@ -7,12 +7,14 @@
 //! (protocol v1, `docs/protocol.md`).
 
 pub mod batch;
+pub mod cache;
 pub mod codec;
 pub mod engine;
 pub mod fanout;
 pub mod jobs;
 pub mod lambda;
 pub mod pack;
+pub mod registry;
 pub mod store;
 pub mod types;
 pub mod worker;

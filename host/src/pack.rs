@@ -30,10 +30,42 @@ impl KernelPack {
 
     /// Compiles a component from its bytes, pre-instantiates it and asks it for its kernels.
     pub fn from_bytes(engine: &Engine, bytes: &[u8]) -> Result<Self> {
-        let digest = sha256_hex(bytes);
         let component = wasmtime::component::Component::new(engine.wasmtime(), bytes)
             .map_err(anyhow::Error::from)
             .context("compiling the component (is it a crunch:kernel component?)")?;
+        Self::from_component(engine, component, sha256_hex(bytes), bytes.len())
+    }
+
+    /// A pack from compiled code that [`serialize`](Self::serialize) wrote for this engine.
+    /// The caller vouches for the bytes (the disk cache checks their sha256 first).
+    pub fn from_serialized(engine: &Engine, compiled: &[u8], digest: &str) -> Result<Self> {
+        // SAFETY: `Component::deserialize` trusts its input to be code that this version of
+        // wasmtime compiled; the disk cache only passes bytes it wrote itself, after checking
+        // them against the sha256 it wrote beside them, and wasmtime checks the engine's
+        // compatibility hash and version in the header.
+        #[allow(unsafe_code)]
+        let component =
+            unsafe { wasmtime::component::Component::deserialize(engine.wasmtime(), compiled) }
+                .map_err(anyhow::Error::from)
+                .context("loading a compiled kernel pack")?;
+        Self::from_component(engine, component, digest.to_string(), 0)
+    }
+
+    /// The compiled code, for the disk cache.
+    pub fn serialize(&self) -> Result<Vec<u8>> {
+        self.pre
+            .instance_pre()
+            .component()
+            .serialize()
+            .map_err(anyhow::Error::from)
+    }
+
+    fn from_component(
+        engine: &Engine,
+        component: wasmtime::component::Component,
+        digest: String,
+        size: usize,
+    ) -> Result<Self> {
         let instance_pre = engine
             .linker()
             .instantiate_pre(&component)
@@ -46,7 +78,7 @@ impl KernelPack {
             engine: engine.clone(),
             pre,
             digest,
-            size: bytes.len(),
+            size,
             kernels: Vec::new(),
         };
         pack.kernels = pack.list_from_instance()?;

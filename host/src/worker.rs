@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::batch::{BatchError, Job, run_batch};
+use crate::cache::{self, CacheHit, PackCache};
 use crate::codec;
 use crate::engine::Engine;
 use crate::jobs::{self, batch_failures};
 use crate::pack::KernelPack;
+use crate::registry;
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::JobSpec;
 use crate::store::{Store, scripts};
@@ -130,8 +132,7 @@ enum Step {
 /// Runs batches of jobs found in Redis. Compiled packs are cached by digest for the life of
 /// the worker, so a pack is compiled once however many jobs use it.
 pub struct Worker {
-    engine: Engine,
-    packs: Mutex<HashMap<String, KernelPack>>,
+    packs: PackCache,
     specs: Mutex<HashMap<String, Arc<JobSpec>>>,
     consumer_prefix: String,
     on_error: Option<ErrorHook>,
@@ -142,8 +143,7 @@ impl Worker {
     pub fn new(engine: Engine) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
         Self {
-            engine,
-            packs: Mutex::new(HashMap::new()),
+            packs: PackCache::new(engine, cache::default_dir(), cache::DEFAULT_MEMORY_ENTRIES),
             specs: Mutex::new(HashMap::new()),
             consumer_prefix: format!(
                 "{host}-{}-{}",
@@ -152,6 +152,16 @@ impl Worker {
             ),
             on_error: None,
         }
+    }
+
+    /// Keeps compiled packs on disk in `dir` (none: memory only) instead of the default.
+    pub fn with_cache_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.packs = PackCache::new(
+            self.packs.engine().clone(),
+            dir,
+            cache::DEFAULT_MEMORY_ENTRIES,
+        );
+        self
     }
 
     /// Calls `hook` on every batch-level failure (trap, time or memory limit).
@@ -334,28 +344,21 @@ impl Worker {
         Ok(spec)
     }
 
-    /// The compiled pack of `spec`, compiled on first use and checked against its digest.
-    fn pack(&self, spec: &JobSpec) -> Result<KernelPack> {
-        let mut packs = self
-            .packs
-            .lock()
-            .map_err(|_| anyhow!("pack cache poisoned"))?;
-        if let Some(pack) = packs.get(&spec.pack_digest) {
-            return Ok(pack.clone());
+    /// The compiled pack `spec` pins, from the cache, else fetched (from the registry, or from
+    /// the spec's path) and checked against the digest.
+    fn pack(&self, store: &mut Store, spec: &JobSpec) -> Result<KernelPack> {
+        let fetch = || {
+            if spec.pack_path.is_empty() {
+                registry::fetch(store, &spec.pack_digest)
+            } else {
+                std::fs::read(&spec.pack_path)
+                    .with_context(|| format!("reading kernel pack {}", spec.pack_path))
+            }
+        };
+        let (pack, hit) = self.packs.get(&spec.pack_digest, fetch)?;
+        if hit != CacheHit::Memory {
+            tracing::info!(digest = %spec.pack_digest, source = ?hit, "kernel pack loaded");
         }
-        let bytes = std::fs::read(&spec.pack_path)
-            .with_context(|| format!("reading kernel pack {}", spec.pack_path))?;
-        let digest = crate::pack::sha256_hex(&bytes);
-        if digest != spec.pack_digest {
-            bail!(
-                "kernel pack {} has digest {digest}, but the job was submitted with {}",
-                spec.pack_path,
-                spec.pack_digest
-            );
-        }
-        let pack = KernelPack::from_bytes(&self.engine, &bytes)
-            .with_context(|| format!("loading kernel pack {}", spec.pack_path))?;
-        packs.insert(digest, pack.clone());
         Ok(pack)
     }
 
@@ -381,7 +384,7 @@ impl Worker {
             });
             return self.dead_letter(store, claimed, &reason);
         }
-        let pack = match self.pack(spec) {
+        let pack = match self.pack(store, spec) {
             Ok(pack) => pack,
             Err(e) => {
                 let reason = format!("{e:#}");

@@ -116,3 +116,38 @@ fn unbounded_recursion_traps() {
         Some(BatchError::Trap { batch: 1, .. })
     ));
 }
+
+#[test]
+fn a_snooping_kernel_finds_no_environment_files_or_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, "[[1]]").expect("input");
+    let output = dir.path().join("out.json");
+    let out = std::process::Command::new(paths::crunch_bin())
+        .args(["run", "-k", "snoop", "-i"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .arg("--pack")
+        .arg(paths::component("crunch_hostile_kernels"))
+        .env("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .output()
+        .expect("crunch run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results =
+        crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+    let seen = &results[0]
+        .as_ref()
+        .expect("snoop returns what it found")
+        .data;
+    assert_eq!(
+        seen,
+        &vec![0.0, 0.0, 0.0],
+        "[env vars, file read, socket opened]"
+    );
+}

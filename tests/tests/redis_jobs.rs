@@ -495,15 +495,25 @@ fn a_changed_pack_fails_the_job_and_cancel_stops_one() {
             path(&pack),
         ],
     ));
-    // The file changes after submission: workers must refuse it, not run other code.
+    // The file changes after submission: a worker that has not compiled the pinned digest
+    // before (empty cache) must refuse it, not run other code.
     std::fs::copy(paths::component("crunch_hostile_kernels"), &pack).expect("swap pack");
-    wait(
-        spawn_worker(
-            &redis.url(),
-            &["--job", &job, "--exit-when-done", "--threads", "1"],
-        ),
-        Duration::from_secs(60),
-    );
+    let worker = Command::new(paths::crunch_bin())
+        .args([
+            "worker",
+            "--job",
+            &job,
+            "--exit-when-done",
+            "--threads",
+            "1",
+        ])
+        .env("CRUNCH_REDIS", redis.url())
+        .env("CRUNCH_CACHE_DIR", dir.path().join("empty-cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    wait(worker, Duration::from_secs(60));
     let status = crunch(&redis.url(), &["status", &job]);
     assert_eq!(status.status.code(), Some(2));
     let text = String::from_utf8_lossy(&status.stdout);

@@ -1,6 +1,7 @@
 //! `crunch`: run numeric kernels from a wasm kernel pack over files of items, on all cores.
 
 mod job_cmds;
+mod kernel_cmds;
 mod kernels;
 mod pack_path;
 mod params;
@@ -48,6 +49,8 @@ enum Command {
     Jobs(job_cmds::JobsArgs),
     /// Cancel a job: its queued batches are dropped.
     Cancel(job_cmds::CancelArgs),
+    /// The kernel registry in Redis: push, list, tag and remove kernel packs.
+    Kernel(kernel_cmds::KernelArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Results(args) => job_cmds::results(args),
         Command::Jobs(args) => job_cmds::list(args),
         Command::Cancel(args) => job_cmds::cancel(args),
+        Command::Kernel(args) => kernel_cmds::main(args),
     };
     match result {
         Ok(code) => code,

@@ -12,13 +12,26 @@ const STANDARD_PACK: &str = "crunch_kernels.wasm";
 /// Which kernel pack to use.
 #[derive(Args, Debug)]
 pub struct PackArgs {
-    /// Kernel pack component (.wasm). Default: the standard pack beside the `crunch` binary,
-    /// or the one `just build` puts in target/wasm32-wasip2/component/.
+    /// Kernel pack: a component file (.wasm), or for `submit` a registry reference NAME[:TAG]
+    /// or sha256:DIGEST (see `crunch kernel push`). Default: the standard pack beside the
+    /// `crunch` binary, or the one `just build` puts in target/wasm32-wasip2/component/.
     #[arg(long, env = "CRUNCH_PACK", value_name = "PATH")]
     pub pack: Option<PathBuf>,
 }
 
 impl PackArgs {
+    /// The registry reference given instead of a file, if any: a digest, or a NAME[:TAG] that
+    /// is not an existing file.
+    pub fn registry_reference(&self) -> Option<String> {
+        let value = self.pack.as_ref()?.to_str()?;
+        let is_file = Path::new(value).exists();
+        let looks_like_ref = crunch::registry::is_digest(value)
+            || (!value.contains('/')
+                && !value.ends_with(".wasm")
+                && crunch::registry::parse_name(value).is_ok());
+        (!is_file && looks_like_ref).then(|| value.to_string())
+    }
+
     /// The pack to load, or an error listing every place that was searched.
     pub fn resolve(&self) -> Result<PathBuf> {
         if let Some(path) = &self.pack {

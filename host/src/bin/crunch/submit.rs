@@ -9,7 +9,7 @@ use clap::Args;
 use crunch::codec::{self, Format};
 use crunch::fanout;
 use crunch::jobs::{self, SubmitOptions};
-use crunch::{Engine, KernelPack, Limits, Tensor};
+use crunch::{Engine, KernelPack, Limits, Tensor, registry};
 
 use crate::pack_path::PackArgs;
 use crate::redis_args::RedisArgs;
@@ -77,30 +77,42 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
         .lease
         .map(|s| crate::run::seconds("--lease", s))
         .transpose()?;
-    let pack_path = args.pack.resolve()?;
     let engine = Engine::new(Limits {
         max_concurrent_batches: 2,
         ..Limits::default()
     })?;
-    let pack = KernelPack::load(&engine, &pack_path)?;
+    let mut store = args.redis.connect()?;
+    // A registry reference (NAME[:TAG] or a digest) pins the digest it resolves to now; a file
+    // pins its own digest, and workers read the file.
+    let (pack, pack_path) = match args.pack.registry_reference() {
+        Some(reference) => {
+            let digest = registry::resolve(&mut store, &reference)?;
+            let bytes = registry::fetch(&mut store, &digest)?;
+            (KernelPack::from_bytes(&engine, &bytes)?, String::new())
+        }
+        None => {
+            let path = args.pack.resolve()?;
+            let pack = KernelPack::load(&engine, &path)?;
+            let absolute = std::path::absolute(&path)
+                .with_context(|| format!("resolving {}", path.display()))?;
+            (pack, absolute.display().to_string())
+        }
+    };
     let format = match args.input_format {
         Some(f) => f,
         None => Format::from_path(&args.input)?,
     };
     let items = codec::read_items(&args.input, format)?;
-    let pack_path = std::path::absolute(&pack_path)
-        .with_context(|| format!("resolving {}", pack_path.display()))?;
     let options = SubmitOptions {
         kernel: args.kernel,
         params: args.params,
-        pack_path: pack_path.display().to_string(),
+        pack_path,
         batch_size,
         ttl: Duration::from_secs(args.ttl),
         max_deliveries: args.max_deliveries,
         batch_time: time_limit,
         lease,
     };
-    let mut store = args.redis.connect()?;
     let spec = jobs::submit(&mut store, &pack, &items, &options)?;
     eprintln!(
         "submitted {} items in {} batches of up to {} to {} ({} {})",

@@ -1,7 +1,9 @@
 //! Test-only kernel pack whose kernels misbehave on purpose, to show that the host contains
 //! them: each kernel echoes its item's first tensor, unless the item's first value is
 //! negative, in which case it traps, loops forever, exhausts memory or recurses without end;
-//! `burn` first busy-loops for a time set by the first value (a slow but finite batch).
+//! `burn` first busy-loops for a time set by the first value (a slow but finite batch); `snoop`
+//! looks for environment variables, files and the network (it imports wasi:filesystem and
+//! wasi:sockets, which the registry refuses and the sandbox serves empty).
 //! Built as `crunch_hostile_kernels.wasm`; never shipped.
 
 #[cfg(target_arch = "wasm32")]
@@ -17,7 +19,11 @@ mod component {
     use bindings::exports::crunch::kernel::kernels::Guest;
     use std::hint::black_box;
 
-    const KERNELS: [(&str, &str); 6] = [
+    const KERNELS: [(&str, &str); 7] = [
+        (
+            "snoop",
+            "returns [environment variables seen, a file read (1/0), a socket opened (1/0)]",
+        ),
         (
             "burn",
             "busy-loops for about the first value times a million steps, then echoes",
@@ -74,6 +80,9 @@ mod component {
         }
         let first = item.swap_remove(0);
         let negative = first.data.first().is_some_and(|v| *v < 0.0);
+        if kernel == "snoop" {
+            return Ok(snoop());
+        }
         if kernel == "burn" {
             burn(first.data.first().copied().unwrap_or(0.0));
         }
@@ -92,6 +101,18 @@ mod component {
             Ok(first)
         } else {
             Err(KernelError::UnknownKernel(kernel.to_string()))
+        }
+    }
+
+    /// Looks for secrets: environment variables, a file, the network.
+    fn snoop() -> Tensor {
+        let env = std::env::vars().count() as f64;
+        let file = std::fs::read("/etc/hostname").is_ok() || std::fs::read_dir("/").is_ok();
+        let socket = std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
+            || std::net::TcpStream::connect("169.254.169.254:80").is_ok();
+        Tensor {
+            shape: vec![3],
+            data: vec![env, f64::from(u8::from(file)), f64::from(u8::from(socket))],
         }
     }
 
