@@ -284,7 +284,10 @@ impl Worker {
         consumer: &str,
         deadline: Option<(Deadline, Option<Duration>)>,
     ) -> Result<Step> {
-        let spec = self.spec(store, job)?;
+        let spec = match self.spec(store, job) {
+            Ok(spec) => spec,
+            Err(e) => return Err(self.fail_unreadable_spec(store, job, e)),
+        };
         let spec_limit = Duration::from_millis(spec.batch_time_ms);
         let mut batch_time = spec_limit;
         if let Some((d, estimate)) = deadline {
@@ -324,6 +327,33 @@ impl Worker {
                 Ok(Step::Idle)
             }
         }
+    }
+
+    /// A spec that exists but cannot be read fails its job (with the reason) instead of being
+    /// retried forever; a missing one (expired job) is only reported.
+    fn fail_unreadable_spec(
+        &self,
+        store: &mut Store,
+        job: &str,
+        error: anyhow::Error,
+    ) -> anyhow::Error {
+        let keys = JobKeys::new(job);
+        let exists: bool = store
+            .run(|c| redis::cmd("EXISTS").arg(keys.spec()).query(c))
+            .unwrap_or(false);
+        if exists {
+            let reason = format!("unreadable job spec: {error:#}");
+            let _ = store.run(|c| {
+                redis::cmd("HSET")
+                    .arg(keys.progress())
+                    .arg("state")
+                    .arg("failed")
+                    .arg("error")
+                    .arg(&reason)
+                    .query::<()>(c)
+            });
+        }
+        error
     }
 
     fn spec(&self, store: &mut Store, job: &str) -> Result<Arc<JobSpec>> {

@@ -151,3 +151,70 @@ fn a_snooping_kernel_finds_no_environment_files_or_network() {
         "[env vars, file read, socket opened]"
     );
 }
+
+#[test]
+fn hostile_and_normal_batches_in_one_job() {
+    let limits = Limits {
+        batch_time: Duration::from_millis(700),
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let engine = Engine::new(limits).expect("engine");
+    let pack =
+        KernelPack::load(&engine, &paths::component("crunch_hostile_kernels")).expect("pack");
+    let job = Job {
+        kernel: "chaos",
+        params: &[],
+        batch_time: limits.batch_time,
+    };
+    let picks = [0.0, -1.0, 0.0, -2.0, 0.0, -3.0, 0.0, -4.0, 0.0, -5.0];
+    let items: Vec<Vec<Tensor>> = picks
+        .iter()
+        .map(|&v| {
+            vec![Tensor {
+                shape: vec![1],
+                data: vec![v],
+            }]
+        })
+        .collect();
+    let start = Instant::now();
+    let outcomes = crunch::run_batches(&pack, &job, &items, 1, 2, |_| {}).expect("run");
+    let elapsed = start.elapsed();
+    for (b, outcome) in outcomes.iter().enumerate() {
+        let error = outcome.error.as_ref().map(ToString::to_string);
+        match b {
+            0 | 2 | 4 | 6 | 8 => assert_eq!(
+                outcome.results[0].as_ref().expect("normal batch").data,
+                vec![0.0]
+            ),
+            1 => assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("batch 1") && e.contains("chaos panic")),
+                "{error:?}"
+            ),
+            3 => assert!(
+                matches!(outcome.error, Some(BatchError::Timeout { batch: 3, .. })),
+                "{error:?}"
+            ),
+            5 => assert!(
+                matches!(
+                    outcome.error,
+                    Some(BatchError::MemoryLimit { batch: 5, .. })
+                ),
+                "{error:?}"
+            ),
+            7 => assert!(
+                matches!(outcome.error, Some(BatchError::Trap { batch: 7, .. })),
+                "{error:?}"
+            ),
+            9 => assert_eq!(
+                outcome.results[0].as_ref().expect("snoop").data,
+                vec![0.0, 0.0, 0.0],
+                "snoop found something"
+            ),
+            _ => unreachable!(),
+        }
+    }
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}

@@ -31,6 +31,7 @@ else
   id, fields = entry[1], entry[2]
   local pending = redis.call('XPENDING', KEYS[2], ARGV[1], id, id, 1)
   deliveries = pending[1][4]
+  redis.call('HINCRBY', KEYS[1], 'reclaims', 1)
 end
 if state == 'queued' then
   local t = redis.call('TIME')

@@ -19,7 +19,11 @@ mod component {
     use bindings::exports::crunch::kernel::kernels::Guest;
     use std::hint::black_box;
 
-    const KERNELS: [(&str, &str); 7] = [
+    const KERNELS: [(&str, &str); 8] = [
+        (
+            "chaos",
+            "first value picks: 0 echo, -1 panic, -2 loop, -3 memory bomb, -4 recursion, -5 snoop",
+        ),
         (
             "snoop",
             "returns [environment variables seen, a file read (1/0), a socket opened (1/0)]",
@@ -82,6 +86,19 @@ mod component {
         let negative = first.data.first().is_some_and(|v| *v < 0.0);
         if kernel == "snoop" {
             return Ok(snoop());
+        }
+        if kernel == "chaos" {
+            match first.data.first().copied().unwrap_or(0.0) {
+                -1.0 => panic!("hostile kernel: chaos panic"),
+                -2.0 => spin(),
+                -3.0 => grow(),
+                -4.0 => {
+                    black_box(recurse(black_box(1)));
+                }
+                -5.0 => return Ok(snoop()),
+                _ => {}
+            }
+            return Ok(first);
         }
         if kernel == "burn" {
             burn(first.data.first().copied().unwrap_or(0.0));
