@@ -113,7 +113,10 @@ fn number(value: &Value) -> Result<f64> {
 }
 
 fn is_scalar(value: &Value) -> bool {
-    matches!(value, Value::Number(_) | Value::Null | Value::String(_))
+    matches!(
+        value,
+        Value::Number(_) | Value::Null | Value::String(_) | Value::Bool(_)
+    )
 }
 
 fn kind(value: &Value) -> &'static str {

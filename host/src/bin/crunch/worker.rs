@@ -65,7 +65,8 @@ pub fn main(args: WorkerArgs) -> Result<ExitCode> {
         }
     };
     if let Some(job) = &args.job {
-        jobs::spec(&mut store, job)?;
+        // Fail fast on an unknown job; an unreadable spec is for the worker to report.
+        jobs::progress(&mut store, job)?;
     }
     let summary = worker.serve(&args.redis.redis, threads, args.job.as_deref(), keep_going)?;
     eprintln!(
