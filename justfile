@@ -72,6 +72,18 @@ kernel-push: build
 bench-cache: build
     {{target}}/release/examples/pack_cache_bench --pack {{pack}}
 
+# Fuzz the Crunch binary decoder, the job spec reader and the Lambda event parser for SECONDS
+# each (cargo-fuzz; RUSTC_BOOTSTRAP lets the pinned stable toolchain take its -Z flags).
+fuzz seconds="120":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    for target in crb_decode job_spec drain_event; do
+        mkdir -p fuzz/corpus/$target
+        RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $target fuzz/corpus/$target fuzz/seeds/$target \
+            -- -max_total_time={{seconds}} -rss_limit_mb=4096 2>&1 | tail -n 3
+    done
+
 # Formatting and clippy (-D warnings) for the host and, on the wasm target, for the guests.
 lint: setup
     cargo fmt --all --check

@@ -2,6 +2,7 @@
 //! the artefacts (`crunch` binary, kernel components) that `just build` produces, and private
 //! Redis servers, and the Lambda emulator with the bootstrap.
 
+pub mod cli;
 pub mod golden;
 pub mod lambda_env;
 pub mod paths;

@@ -4,24 +4,19 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use crunch::lambda::{DrainEvent, EventError};
-use crunch_tests::paths;
+use crunch_tests::cli::{Crunch, stderr, wait_success};
 use crunch_tests::redis_server::RedisServer;
 
 fn crunch(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(paths::crunch_bin())
-        .args(args)
-        .env("CRUNCH_PACK", paths::component("crunch_kernels"))
-        .envs(env.iter().copied())
-        .output()
-        .expect("running crunch")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    env.iter()
+        .fold(Crunch::new().pack("crunch_kernels"), |c, (k, v)| {
+            c.env(k, v)
+        })
+        .run(args)
 }
 
 fn crb(version: u32, count: u64, body: &[u8]) -> Vec<u8> {
@@ -326,21 +321,14 @@ fn submit(redis: &str, dir: &Path) -> String {
 }
 
 fn run_worker(redis: &str, job: &str) {
-    let mut child = Command::new(paths::crunch_bin())
-        .args(["worker", "--job", job, "--exit-when-done", "--threads", "1"])
-        .env("CRUNCH_REDIS", redis)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("worker");
-    let start = Instant::now();
-    while child.try_wait().expect("poll").is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "worker did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let worker = Crunch::new().redis(redis).spawn_worker(&[
+        "--job",
+        job,
+        "--exit-when-done",
+        "--threads",
+        "1",
+    ]);
+    wait_success(worker, Duration::from_secs(60));
 }
 
 #[test]

@@ -4,10 +4,11 @@
 //! exact counters.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crunch::codec::{self, Format};
+use crunch_tests::cli::Crunch;
 use crunch_tests::paths;
 use crunch_tests::redis_server::RedisServer;
 
@@ -15,13 +16,9 @@ const BATCHES: usize = 2000;
 const MIN_KILLS: usize = 20;
 
 fn spawn_worker(redis: &str, job: &str) -> Child {
-    Command::new(paths::crunch_bin())
-        .args(["worker", "--job", job, "--threads", "1"])
-        .env("CRUNCH_REDIS", redis)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("worker")
+    Crunch::new()
+        .redis(redis)
+        .spawn_worker(&["--job", job, "--threads", "1"])
 }
 
 #[test]

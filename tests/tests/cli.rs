@@ -1,23 +1,15 @@
 //! The `crunch` binary end to end: listing kernels, running files in every format, errors and
 //! exit codes.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crunch::Tensor;
 use crunch::codec::{self, Format};
-use crunch_tests::{golden, paths};
+use crunch_tests::cli::{Crunch, path, stderr};
+use crunch_tests::golden;
 
 fn crunch(args: &[&str]) -> Output {
-    Command::new(paths::crunch_bin())
-        .args(args)
-        .env("CRUNCH_PACK", paths::component("crunch_kernels"))
-        .output()
-        .expect("running crunch")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    Crunch::new().pack("crunch_kernels").run(args)
 }
 
 fn golden_items(kernel: &str) -> Vec<Vec<Tensor>> {
@@ -35,10 +27,6 @@ fn golden_items(kernel: &str) -> Vec<Vec<Tensor>> {
                 .collect()
         })
         .collect()
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 #[test]
@@ -70,9 +58,9 @@ fn every_format_gives_the_same_results() {
             "-k",
             "black_scholes",
             "-i",
-            path_str(&input),
+            path(&input),
             "-o",
-            path_str(&output),
+            path(&output),
             "--batch-size",
             "7",
         ]);
@@ -104,9 +92,9 @@ fn bad_items_get_their_own_errors_and_exit_code_2() {
         "-k",
         "black_scholes",
         "-i",
-        path_str(&input),
+        path(&input),
         "-o",
-        path_str(&output),
+        path(&output),
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
@@ -143,9 +131,9 @@ fn malformed_inputs_and_arguments_fail_clearly() {
             "-k",
             "norm_cdf",
             "-i",
-            path_str(&input),
+            path(&input),
             "-o",
-            path_str(&output),
+            path(&output),
         ]);
         assert_eq!(out.status.code(), Some(1), "{name}");
         assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
@@ -157,9 +145,9 @@ fn malformed_inputs_and_arguments_fail_clearly() {
         "-k",
         "no_such_kernel",
         "-i",
-        path_str(&input),
+        path(&input),
         "-o",
-        path_str(&output),
+        path(&output),
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -174,9 +162,9 @@ fn malformed_inputs_and_arguments_fail_clearly() {
         "-p",
         "q=abc",
         "-i",
-        path_str(&input),
+        path(&input),
         "-o",
-        path_str(&output),
+        path(&output),
     ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not a number"), "{}", stderr(&out));
@@ -195,9 +183,9 @@ fn npy_output_with_failures_lists_errors_beside_it() {
         "-p",
         "q=50,200",
         "-i",
-        path_str(&input),
+        path(&input),
         "-o",
-        path_str(&output),
+        path(&output),
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let sidecar = dir.path().join("out.npy.errors.json");

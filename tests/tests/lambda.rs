@@ -2,49 +2,25 @@
 //! deadline that leaves work queued, JSON logs with EMF metrics, and errors sent to Sentry.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crunch::codec::{self, Format};
 use crunch::lambda::{Handler, HandlerConfig};
 use crunch::store::Store;
 use crunch::worker::Worker;
-use crunch::{Engine, Limits, Tensor};
+use crunch::{Engine, Limits};
+use crunch_tests::cli::{Crunch, contracts, ok_stdout, path, progress};
 use crunch_tests::lambda_env::{Bootstrap, Emulator, FUNCTION, FakeHttp, ok_response};
-use crunch_tests::paths;
 use crunch_tests::redis_server::RedisServer;
 use serde_json::Value;
 
 fn crunch(redis: &str, pack: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(paths::crunch_bin())
-        .args(args)
-        .env("CRUNCH_REDIS", redis)
-        .env("CRUNCH_PACK", paths::component(pack))
-        .envs(env.iter().copied())
-        .output()
-        .expect("running crunch")
-}
-
-fn ok_stdout(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "crunch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn progress(redis: &RedisServer, job: &str) -> HashMap<String, String> {
-    let mut c = redis.connection().expect("connection");
-    redis::cmd("HGETALL")
-        .arg(format!("crunch:{{{job}}}:progress"))
-        .query(&mut c)
-        .expect("progress")
+    env.iter()
+        .fold(Crunch::new().redis(redis).pack(pack), |c, (k, v)| {
+            c.env(k, v)
+        })
+        .run(args)
 }
 
 fn wait_final(redis: &RedisServer, job: &str, limit: Duration) -> HashMap<String, String> {
@@ -63,25 +39,6 @@ fn wait_final(redis: &RedisServer, job: &str, limit: Duration) -> HashMap<String
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn contracts(count: usize) -> Vec<Vec<Tensor>> {
-    (0..count)
-        .map(|i| {
-            let f = i as f64;
-            vec![Tensor {
-                shape: vec![6],
-                data: vec![
-                    90.0 + f % 20.0,
-                    100.0,
-                    0.5 + (f % 7.0) * 0.1,
-                    0.01,
-                    0.2 + (f % 5.0) * 0.05,
-                    (i % 2) as f64,
-                ],
-            }]
-        })
-        .collect()
 }
 
 const AWS_ENV: [(&str, &str); 3] = [

@@ -2,87 +2,21 @@
 //! worker processes, a worker killed mid-batch, bad items and poison batches, TTLs, and a
 //! Redis Cluster.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crunch::Tensor;
 use crunch::codec::{self, Format};
+use crunch_tests::cli::{Crunch, contracts, ok_stdout, path, progress, wait_success as wait};
 use crunch_tests::paths;
 use crunch_tests::redis_server::{RedisCluster, RedisServer};
 
 fn crunch(redis: &str, args: &[&str]) -> Output {
-    Command::new(paths::crunch_bin())
-        .args(args)
-        .env("CRUNCH_REDIS", redis)
-        .env("CRUNCH_PACK", paths::component("crunch_kernels"))
-        .output()
-        .expect("running crunch")
-}
-
-fn ok_stdout(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "crunch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    Crunch::new().redis(redis).pack("crunch_kernels").run(args)
 }
 
 fn spawn_worker(redis: &str, args: &[&str]) -> Child {
-    Command::new(paths::crunch_bin())
-        .arg("worker")
-        .args(args)
-        .env("CRUNCH_REDIS", redis)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting a worker")
-}
-
-fn wait(mut child: Child, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("polling worker") {
-            assert!(status.success(), "worker exited with {status}");
-            return;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("worker still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-/// `count` black_scholes contracts, deterministic.
-fn contracts(count: usize) -> Vec<Vec<Tensor>> {
-    (0..count)
-        .map(|i| {
-            let f = i as f64;
-            let s = 80.0 + (f * 0.37) % 40.0;
-            let k = 90.0 + (f * 0.73) % 20.0;
-            let t = 0.1 + (f * 0.011) % 2.0;
-            let sigma = 0.1 + (f * 0.0037) % 0.5;
-            vec![Tensor {
-                shape: vec![6],
-                data: vec![s, k, t, 0.02, sigma, (i % 2) as f64],
-            }]
-        })
-        .collect()
-}
-
-fn progress(redis: &RedisServer, job: &str) -> HashMap<String, String> {
-    let mut c = redis.connection().expect("connection");
-    redis::cmd("HGETALL")
-        .arg(format!("crunch:{{{job}}}:progress"))
-        .query(&mut c)
-        .expect("progress")
+    Crunch::new().redis(redis).spawn_worker(args)
 }
 
 /// Submits, runs `workers` worker processes to completion, and returns (job, items/s).
@@ -173,12 +107,10 @@ fn two_workers_compute_100k_items_once_in_order_like_crunch_run() {
 }
 
 fn hostile(redis: &str, args: &[&str]) -> Output {
-    Command::new(paths::crunch_bin())
-        .args(args)
-        .env("CRUNCH_REDIS", redis)
-        .env("CRUNCH_PACK", paths::component("crunch_hostile_kernels"))
-        .output()
-        .expect("running crunch")
+    Crunch::new()
+        .redis(redis)
+        .pack("crunch_hostile_kernels")
+        .run(args)
 }
 
 fn pending(redis: &RedisServer, job: &str) -> u64 {

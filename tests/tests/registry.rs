@@ -2,54 +2,21 @@
 //! uses it, the running job stays on its version, and nothing is rebuilt or restarted. Pushes
 //! that must be refused are, with the reason.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crunch::codec::{self, Format};
+use crunch_tests::cli::{Crunch, ok_stdout, path, progress, wait_until};
 use crunch_tests::paths;
 use crunch_tests::redis_server::RedisServer;
 
 fn crunch(redis: &str, args: &[&str]) -> Output {
-    Command::new(paths::crunch_bin())
-        .args(args)
-        .env("CRUNCH_REDIS", redis)
-        .output()
-        .expect("running crunch")
-}
-
-fn ok_stdout(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "crunch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    Crunch::new().redis(redis).run(args)
 }
 
 fn component(name: &str) -> String {
     paths::component(name).display().to_string()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn progress(redis: &RedisServer, job: &str) -> HashMap<String, String> {
-    let mut c = redis.connection().expect("connection");
-    redis::cmd("HGETALL")
-        .arg(format!("crunch:{{{job}}}:progress"))
-        .query(&mut c)
-        .expect("progress")
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `count` portfolios of 500 scenarios x 4 assets, as JSON items [returns, weights].

@@ -148,7 +148,11 @@ impl<'a> Cursor<'a> {
             version == VERSION,
             "unsupported Crunch binary version {version} (this build reads 1)"
         );
-        let _flags = self.u32()?;
+        let flags = self.u32()?;
+        ensure!(
+            flags == 0,
+            "unsupported Crunch binary flags {flags:#x} (version 1 has none)"
+        );
         let count = self.u64()?;
         // Every item takes at least 5 bytes, which bounds an absurd count before allocating.
         let remaining = (self.bytes.len() - self.pos) as u64;

@@ -8,6 +8,7 @@ mod params;
 mod redis_args;
 mod run;
 mod submit;
+mod work_args;
 mod worker;
 
 use std::process::ExitCode;

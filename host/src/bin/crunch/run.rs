@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
-use crunch::{Engine, ItemResult, Job, KernelPack, Limits, Tensor};
+use crunch::{Engine, ItemResult, Job, KernelPack, Limits};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
+use crate::work_args::WorkArgs;
 
 /// At most this many item errors are listed on stderr; all are in the output.
 const LISTED_ERRORS: usize = 10;
@@ -18,21 +19,11 @@ const LISTED_ERRORS: usize = 10;
 /// Arguments of `crunch run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Kernel to run (see `crunch kernels`).
-    #[arg(long, short)]
-    kernel: String,
-    /// Kernel parameter NAME=VALUE; VALUE is a number or a list `a,b,c`. Repeatable.
-    #[arg(long = "param", short, value_name = "NAME=VALUE", value_parser = crate::params::parse)]
-    params: Vec<(String, Tensor)>,
-    /// Input items: .json, .npy (one row per item) or .crb (Crunch binary).
-    #[arg(long, short)]
-    input: PathBuf,
+    #[command(flatten)]
+    work: WorkArgs,
     /// Where to write one result per item, in input order: .json, .npy or .crb.
     #[arg(long, short)]
     output: PathBuf,
-    /// Input format, when the extension does not tell.
-    #[arg(long, value_name = "json|npy|crb")]
-    input_format: Option<Format>,
     /// Output format, when the extension does not tell.
     #[arg(long, value_name = "json|npy|crb")]
     output_format: Option<Format>,
@@ -57,7 +48,6 @@ pub struct RunArgs {
 }
 
 pub fn main(args: RunArgs) -> Result<ExitCode> {
-    let input_format = resolve_format(args.input_format, &args.input)?;
     let output_format = resolve_format(args.output_format, &args.output)?;
     let batch_time = seconds("--time-limit", args.time_limit)?;
     let threads = args
@@ -74,18 +64,18 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     let pack_path = args.pack.resolve()?;
     let engine = Engine::new(limits)?;
     let pack = KernelPack::load(&engine, &pack_path)?;
-    if !pack.has_kernel(&args.kernel) {
+    if !pack.has_kernel(&args.work.kernel) {
         let names: Vec<_> = pack.kernels().iter().map(|k| k.name.as_str()).collect();
         bail!(
             "pack {} has no kernel `{}` (it has: {})",
             pack_path.display(),
-            args.kernel,
+            args.work.kernel,
             names.join(", ")
         );
     }
 
     let read_start = Instant::now();
-    let items = codec::read_items(&args.input, input_format)?;
+    let items = args.work.read_items()?;
     let read_time = read_start.elapsed();
     let batch_size = args
         .batch_size
@@ -94,8 +84,8 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
 
     let progress = progress_bar(items.len() as u64, args.quiet);
     let job = Job {
-        kernel: &args.kernel,
-        params: &args.params,
+        kernel: &args.work.kernel,
+        params: &args.work.params,
         batch_time: limits.batch_time,
     };
     let compute_start = Instant::now();
@@ -129,7 +119,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         let ok = results.len() - failures.len();
         eprintln!(
             "{}: {} items, {ok} ok, {} failed, in {} batches of up to {batch_size} on {threads} threads",
-            args.kernel,
+            args.work.kernel,
             results.len(),
             failures.len(),
             results.len().div_ceil(batch_size),

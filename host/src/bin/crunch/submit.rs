@@ -1,34 +1,23 @@
 //! `crunch submit`: write a job (spec, input batches, queue) to Redis and print its id.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use crunch::codec::{self, Format};
 use crunch::fanout;
 use crunch::jobs::{self, SubmitOptions};
-use crunch::{Engine, KernelPack, Limits, Tensor, registry};
+use crunch::{Engine, KernelPack, Limits, registry};
 
 use crate::pack_path::PackArgs;
 use crate::redis_args::RedisArgs;
+use crate::work_args::WorkArgs;
 
 /// Arguments of `crunch submit`.
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
-    /// Kernel to run (see `crunch kernels`).
-    #[arg(long, short)]
-    kernel: String,
-    /// Kernel parameter NAME=VALUE; VALUE is a number or a list `a,b,c`. Repeatable.
-    #[arg(long = "param", short, value_name = "NAME=VALUE", value_parser = crate::params::parse)]
-    params: Vec<(String, Tensor)>,
-    /// Input items: .json, .npy or .crb.
-    #[arg(long, short)]
-    input: PathBuf,
-    /// Input format, when the extension does not tell.
-    #[arg(long, value_name = "json|npy|crb")]
-    input_format: Option<Format>,
+    #[command(flatten)]
+    work: WorkArgs,
     /// Items per batch, or `auto` (about 256 batches of 64 to 8192 items).
     #[arg(long, default_value = "auto", value_name = "N|auto")]
     batch_size: String,
@@ -98,14 +87,10 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
             (pack, absolute.display().to_string())
         }
     };
-    let format = match args.input_format {
-        Some(f) => f,
-        None => Format::from_path(&args.input)?,
-    };
-    let items = codec::read_items(&args.input, format)?;
+    let items = args.work.read_items()?;
     let options = SubmitOptions {
-        kernel: args.kernel,
-        params: args.params,
+        kernel: args.work.kernel,
+        params: args.work.params,
         pack_path,
         batch_size,
         ttl: Duration::from_secs(args.ttl),

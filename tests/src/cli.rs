@@ -1,0 +1,138 @@
+//! Running the `crunch` binary from tests, and the checks the tests share.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crunch::Tensor;
+
+use crate::paths;
+use crate::redis_server::RedisServer;
+
+/// A `crunch` command being put together.
+pub struct Crunch {
+    cmd: Command,
+}
+
+impl Default for Crunch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Crunch {
+    /// `target/release/crunch`.
+    pub fn new() -> Self {
+        Self {
+            cmd: Command::new(paths::crunch_bin()),
+        }
+    }
+
+    /// Talks to Redis at `url` (`CRUNCH_REDIS`).
+    pub fn redis(self, url: &str) -> Self {
+        self.env("CRUNCH_REDIS", url)
+    }
+
+    /// Uses the component `name` built by `just build` as its default pack (`CRUNCH_PACK`).
+    pub fn pack(self, name: &str) -> Self {
+        self.env("CRUNCH_PACK", paths::component(name))
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Runs `crunch ARGS` to completion.
+    pub fn run(mut self, args: &[&str]) -> Output {
+        self.cmd.args(args).output().expect("running crunch")
+    }
+
+    /// Starts `crunch worker ARGS` in the background, output discarded.
+    pub fn spawn_worker(mut self, args: &[&str]) -> Child {
+        self.cmd
+            .arg("worker")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting a worker")
+    }
+}
+
+/// The trimmed stdout of a successful run; panics with its stderr otherwise.
+pub fn ok_stdout(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "crunch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The stderr of a run.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A path as the `&str` an argument list wants.
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Waits for `child` to exit successfully within `limit` (killing it and failing otherwise).
+pub fn wait_success(mut child: Child, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("polling a child process") {
+            assert!(status.success(), "child exited with {status}");
+            return;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("child still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `done` until it holds, failing after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The progress hash of `job`.
+pub fn progress(redis: &RedisServer, job: &str) -> HashMap<String, String> {
+    let mut c = redis.connection().expect("connection");
+    redis::cmd("HGETALL")
+        .arg(format!("crunch:{{{job}}}:progress"))
+        .query(&mut c)
+        .expect("progress")
+}
+
+/// `count` deterministic black_scholes contracts [S, K, T, r, sigma, is_call].
+pub fn contracts(count: usize) -> Vec<Vec<Tensor>> {
+    (0..count)
+        .map(|i| {
+            let f = i as f64;
+            let s = 80.0 + (f * 0.37) % 40.0;
+            let k = 90.0 + (f * 0.73) % 20.0;
+            let t = 0.1 + (f * 0.011) % 2.0;
+            let sigma = 0.1 + (f * 0.0037) % 0.5;
+            vec![Tensor {
+                shape: vec![6],
+                data: vec![s, k, t, 0.02, sigma, (i % 2) as f64],
+            }]
+        })
+        .collect()
+}
