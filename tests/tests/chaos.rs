@@ -26,10 +26,10 @@ fn killed_workers_and_dropped_connections_lose_nothing() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.json");
-    // Each item keeps its worker busy for roughly 25 ms; item i carries 25 + i/1e6 so that
+    // Each item keeps its worker busy for roughly 50 ms of busy work; item i carries 50 + i/1e6 so that
     // every result can be checked against its position.
     let items: Vec<String> = (0..BATCHES)
-        .map(|i| format!("[{}]", 25.0 + i as f64 * 1e-6))
+        .map(|i| format!("[{}]", 50.0 + i as f64 * 1e-6))
         .collect();
     std::fs::write(&input, format!("[{}]", items.join(","))).expect("input");
     let out = Command::new(paths::crunch_bin())
@@ -133,7 +133,7 @@ fn killed_workers_and_dropped_connections_lose_nothing() {
     for (i, r) in results.iter().enumerate() {
         assert_eq!(
             r.as_ref().expect("ok").data,
-            vec![25.0 + i as f64 * 1e-6],
+            vec![50.0 + i as f64 * 1e-6],
             "item {i}"
         );
     }
