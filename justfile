@@ -84,6 +84,28 @@ fuzz seconds="120":
             -- -max_total_time={{seconds}} -rss_limit_mb=4096 2>&1 | tail -n 3
     done
 
+# Bootstrap zips for arm64 and x86_64 (cargo-lambda, with zig from PyPI for the cross build),
+# with their sizes.
+package:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
+    python3 -m ziglang version >/dev/null 2>&1 || python3 -m pip install --quiet ziglang
+    for arch in arm64 x86-64; do
+        cargo lambda build --profile lambda --bin bootstrap --$arch --output-format zip \
+            --lambda-dir {{target}}/lambda/$arch
+    done
+    ls -l {{target}}/lambda/*/bootstrap/bootstrap.zip
+
+# Lint the AWS SAM template with cfn-lint.
+deploy-lint:
+    @command -v cfn-lint >/dev/null || python3 -m pip install --quiet cfn-lint
+    cfn-lint deploy/template.yaml
+
+# Deploy with AWS SAM (needs AWS credentials and the SAM CLI; see docs/deploy.md).
+deploy: package deploy-lint
+    sam deploy --guided --template-file deploy/template.yaml --capabilities CAPABILITY_IAM
+
 # Formatting and clippy (-D warnings) for the host and, on the wasm target, for the guests.
 lint: setup
     cargo fmt --all --check
@@ -99,4 +121,4 @@ validate: build
     @echo "kernel pack: $(stat -c %s {{pack}}) bytes, valid"
 
 # What CI runs: lint, tests, component validation.
-ci: lint test validate
+ci: lint test validate deploy-lint

@@ -37,7 +37,11 @@ fn main() -> Result<(), Error> {
             sentry::init((dsn, options))
         });
     let config = HandlerConfig::from_env()?;
-    let engine = Engine::new(Limits::default())?;
+    // One batch runs at a time per invocation: a small instance pool is enough.
+    let engine = Engine::new(Limits {
+        max_concurrent_batches: 4,
+        ..Limits::default()
+    })?;
     let store = Store::connect(&config.redis_url)?;
     let worker = Worker::new(engine).with_error_hook(Box::new(report_to_sentry));
     let handler = Arc::new(Handler::new(worker, store, config));
