@@ -15,6 +15,15 @@ fn crunch(redis: &str, args: &[&str]) -> Output {
     Crunch::new().redis(redis).run(args)
 }
 
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
 fn component(name: &str) -> String {
     paths::component(name).display().to_string()
 }
@@ -61,7 +70,7 @@ fn a_pushed_version_is_used_by_the_next_job_without_restarting_the_worker() {
             "risk",
         ],
     ));
-    let big = portfolios(dir.path(), 600);
+    let big = portfolios(dir.path(), 300);
     let job1 = ok_stdout(crunch(
         &redis.url(),
         &[
@@ -76,10 +85,12 @@ fn a_pushed_version_is_used_by_the_next_job_without_restarting_the_worker() {
             "1",
         ],
     ));
-    // Push v2 while job 1 is running on v1.
+    // Push v2 while job 1 is running on v1: the worker is paused (SIGSTOP) mid-job for the
+    // push, so job 1 is certainly unfinished when it happens, then resumed (same process).
     wait_until("job 1 to start", Duration::from_secs(60), || {
         progress(&redis, &job1)["batches_done"] != "0"
     });
+    signal(pid, "STOP");
     let v2 = ok_stdout(crunch(
         &redis.url(),
         &[
@@ -91,11 +102,13 @@ fn a_pushed_version_is_used_by_the_next_job_without_restarting_the_worker() {
         ],
     ));
     assert_ne!(v1, v2);
-    assert!(
-        progress(&redis, &job1)["state"] == "running",
+    let state = progress(&redis, &job1)["state"].clone();
+    let refused = crunch(&redis.url(), &["kernel", "rm", &v1]);
+    signal(pid, "CONT");
+    assert_eq!(
+        state, "running",
         "job 1 must still be running when v2 is pushed"
     );
-    let refused = crunch(&redis.url(), &["kernel", "rm", &v1]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains(&format!("pinned by job {job1}")));
 
