@@ -34,10 +34,22 @@ py-env:
     @test -x {{py_env}}/bin/python || python3 -m venv {{py_env}}
     {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
 
+# What the tests run besides Rust: redis-server and redis-cli (apt-get when missing) and
+# cargo-lambda's emulator (pip when missing).
+test-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        command -v apt-get >/dev/null || { echo "install redis-server and redis-cli (Redis 6.2+)"; exit 1; }
+        SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server
+    fi
+    command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
+
 # Run every test: unit, golden vectors through the component, CLI, Redis jobs (private
-# redis-server processes; needs redis-server and redis-cli), the Python example, and the Lambda
-# bootstrap under cargo-lambda's emulator (needs cargo-lambda: pip install cargo-lambda).
-test: build py-env
+# redis-server processes), registry and hot swap, sandbox and chaos, the bad-input matrix, the
+# Python example, and the Lambda bootstrap under cargo-lambda's emulator.
+test: build py-env test-deps
     CRUNCH_PYTHON={{py_env}}/bin/python cargo test --release --workspace
 
 # 1,000,000 black_scholes items, then 100,000 implied_vol items, through `crunch run`.
