@@ -18,8 +18,8 @@ default:
 setup:
     @rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-# Build the kernel pack component, the test components, the example pack (v1 and v2) and the
-# host, and print the pack's size.
+# Also the test components and the example pack (v1 and v2).
+# Build the kernel pack component and the host, and print the pack's size.
 build: setup
     cargo build --profile component --target wasm32-wasip2 -p crunch-kernels -p crunch-hostile-kernels
     cargo build --profile component --target wasm32-wasip2 -p crunch-example-risk
@@ -34,8 +34,8 @@ py-env:
     @test -x {{py_env}}/bin/python || python3 -m venv {{py_env}}
     {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
 
-# What the tests run besides Rust: redis-server and redis-cli (apt-get when missing) and
-# cargo-lambda's emulator (pip when missing).
+# redis-server and redis-cli come from apt-get, cargo-lambda's emulator from pip, when missing.
+# Install what the tests run besides Rust.
 test-deps:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -46,9 +46,10 @@ test-deps:
     fi
     command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
 
-# Run every test: unit, golden vectors through the component, CLI, Redis jobs (private
-# redis-server processes), registry and hot swap, sandbox and chaos, the bad-input matrix, the
-# Python example, and the Lambda bootstrap under cargo-lambda's emulator.
+# Unit tests, golden vectors through the component, CLI, Redis jobs (private redis-server
+# processes), registry and hot swap, sandbox and chaos, the bad-input matrix, the Python example,
+# and the Lambda bootstrap under cargo-lambda's emulator.
+# Run every test.
 test: build py-env test-deps
     CRUNCH_PYTHON={{py_env}}/bin/python cargo test --release --workspace
 
@@ -61,8 +62,8 @@ demo: build
     {{crunch}} run --kernel implied_vol --input {{demo}}/iv-inputs.crb --output {{demo}}/implied-vols.crb
     {{demo_data}} show --contracts {{demo}}/contracts.crb --greeks {{demo}}/greeks.crb --implied-vols {{demo}}/implied-vols.crb
 
-# The bootstrap under cargo-lambda's Runtime API emulator (pip install cargo-lambda), with Redis
-# at $CRUNCH_REDIS. Invoke with `crunch submit ... --lambda _ --lambda-endpoint http://127.0.0.1:9000`.
+# Invoke with `crunch submit ... --lambda _ --lambda-endpoint http://127.0.0.1:9000`.
+# Run the bootstrap under cargo-lambda's Runtime API emulator, with Redis at $CRUNCH_REDIS.
 lambda-watch: build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -79,13 +80,12 @@ lambda-watch: build
 kernel-push: build
     {{crunch}} kernel push {{components}}/crunch_example_risk_v1.wasm --name risk --tag latest
 
-# Time to the first batch on a cached kernel digest (memory, disk after a restart) against
-# first use (compile), as ratios.
+# Benchmark: time to first batch on a cached kernel digest vs first use (compile), as ratios.
 bench-cache: build
     {{target}}/release/examples/pack_cache_bench --pack {{pack}}
 
-# Fuzz the Crunch binary decoder, the job spec reader and the Lambda event parser for SECONDS
-# each (cargo-fuzz; RUSTC_BOOTSTRAP lets the pinned stable toolchain take its -Z flags).
+# cargo-fuzz; RUSTC_BOOTSTRAP lets the pinned stable toolchain take its -Z flags.
+# Fuzz the Crunch binary decoder, job spec reader and Lambda event parser, SECONDS each.
 fuzz seconds="120":
     #!/usr/bin/env bash
     set -euo pipefail
@@ -96,8 +96,8 @@ fuzz seconds="120":
             -- -max_total_time={{seconds}} -rss_limit_mb=4096 2>&1 | tail -n 3
     done
 
-# Bootstrap zips for arm64 and x86_64 (cargo-lambda, with zig from PyPI for the cross build),
-# with their sizes.
+# cargo-lambda, with zig from PyPI for the cross build.
+# Build the bootstrap zips for arm64 and x86_64 and print their sizes.
 package:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -132,5 +132,5 @@ validate: build
     wasm-tools component wit {{pack}} | sed -n '/^world/,/^}/p'
     @echo "kernel pack: $(stat -c %s {{pack}}) bytes, valid"
 
-# What CI runs: lint, tests, component validation.
+# What CI runs: lint, tests, component validation, template lint.
 ci: lint test validate deploy-lint
