@@ -99,6 +99,18 @@ pub fn wait_success(mut child: Child, limit: Duration) {
     }
 }
 
+/// Runs `crunch worker --job JOB --exit-when-done` against `redis` until the job is finished.
+pub fn drain(redis: &str, job: &str, threads: u32) {
+    let worker = Crunch::new().redis(redis).spawn_worker(&[
+        "--job",
+        job,
+        "--exit-when-done",
+        "--threads",
+        &threads.to_string(),
+    ]);
+    wait_success(worker, Duration::from_secs(120));
+}
+
 /// Polls `done` until it holds, failing after `limit`.
 pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
 use crunch::lambda::{DrainEvent, EventError};
-use crunch_tests::cli::{Crunch, stderr, wait_success};
+use crunch_tests::cli::{Crunch, drain, stderr};
 use crunch_tests::redis_server::RedisServer;
 
 fn crunch(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -320,17 +319,6 @@ fn submit(redis: &str, dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn run_worker(redis: &str, job: &str) {
-    let worker = Crunch::new().redis(redis).spawn_worker(&[
-        "--job",
-        job,
-        "--exit-when-done",
-        "--threads",
-        "1",
-    ]);
-    wait_success(worker, Duration::from_secs(60));
-}
-
 #[test]
 fn bad_redis_payloads_dead_letter_their_batch_only() {
     let redis = RedisServer::start().expect("redis");
@@ -346,7 +334,7 @@ fn bad_redis_payloads_dead_letter_their_batch_only() {
         .arg(format!("crunch:{{{job}}}:in:1"))
         .query(&mut conn)
         .expect("delete");
-    run_worker(&redis.url(), &job);
+    drain(&redis.url(), &job, 1);
     let p = progress(&mut conn, &job);
     assert_eq!(
         (
@@ -386,7 +374,7 @@ fn unreadable_job_specs_fail_their_job_with_the_reason() {
             .arg(value)
             .query(&mut conn)
             .expect("corrupt spec");
-        run_worker(&redis.url(), &job);
+        drain(&redis.url(), &job, 1);
         let p = progress(&mut conn, &job);
         assert_eq!(p["state"], "failed", "{field}: {p:?}");
         assert!(p["error"].contains(expected), "{field}: {}", p["error"]);

@@ -7,7 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crunch::codec::{self, Format};
-use crunch_tests::cli::{Crunch, contracts, ok_stdout, path, progress, wait_success as wait};
+use crunch_tests::cli::{
+    Crunch, contracts, drain, ok_stdout, path, progress, wait_success as wait,
+};
 use crunch_tests::paths;
 use crunch_tests::redis_server::{RedisCluster, RedisServer};
 
@@ -168,13 +170,7 @@ fn a_worker_killed_mid_batch_loses_nothing() {
         "the killed worker's claim must be left pending"
     );
 
-    wait(
-        spawn_worker(
-            &redis.url(),
-            &["--job", &job, "--exit-when-done", "--threads", "2"],
-        ),
-        Duration::from_secs(120),
-    );
+    drain(&redis.url(), &job, 2);
     let p = progress(&redis, &job);
     assert_eq!(p["state"], "done", "{p:?}");
     assert_eq!(p["batches_done"], "10");
@@ -217,13 +213,7 @@ fn bad_items_and_poison_batches_end_the_job_with_failures() {
             "2",
         ],
     ));
-    wait(
-        spawn_worker(
-            &redis.url(),
-            &["--job", &job, "--exit-when-done", "--threads", "2"],
-        ),
-        Duration::from_secs(60),
-    );
+    drain(&redis.url(), &job, 2);
 
     let status = hostile(&redis.url(), &["status", &job]);
     let text = String::from_utf8_lossy(&status.stdout);
@@ -277,13 +267,7 @@ fn results_written_twice_count_once() {
             "5",
         ],
     ));
-    wait(
-        spawn_worker(
-            &redis.url(),
-            &["--job", &job, "--exit-when-done", "--threads", "1"],
-        ),
-        Duration::from_secs(60),
-    );
+    drain(&redis.url(), &job, 1);
     let before = progress(&redis, &job);
     // Replay the completion of batch 0 as a late duplicate worker would.
     let mut c = redis.connection().expect("connection");
