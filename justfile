@@ -109,6 +109,22 @@ package:
     done
     ls -l {{target}}/lambda/*/bootstrap/bootstrap.zip
 
+# cargo-lambda cross-builds `crunch` for arm64 (zig); qemu-user runs it.
+# Check that arm64 (under qemu) and x86_64 give byte-identical outputs on every golden input.
+test-arm64: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
+    python3 -m ziglang version >/dev/null 2>&1 || python3 -m pip install --quiet ziglang
+    if ! command -v qemu-aarch64 >/dev/null || [ ! -e /usr/aarch64-linux-gnu/lib/libc.so.6 ]; then
+        SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-user libc6-arm64-cross libgcc-s1-arm64-cross
+    fi
+    cargo lambda build --profile lambda --bin crunch --arm64 --lambda-dir {{target}}/lambda-cli/arm64
+    CRUNCH_ARM64_BIN={{target}}/lambda-cli/arm64/crunch/bootstrap \
+        cargo test --release -p crunch-tests --test arm64 -- --ignored --nocapture
+
 # Lint the AWS SAM template with cfn-lint.
 deploy-lint:
     @command -v cfn-lint >/dev/null || python3 -m pip install --quiet cfn-lint
@@ -133,4 +149,4 @@ validate: build
     @echo "kernel pack: $(stat -c %s {{pack}}) bytes, valid"
 
 # What CI runs: lint, tests, component validation, template lint.
-ci: lint test validate deploy-lint
+ci: lint test validate deploy-lint test-arm64

@@ -36,15 +36,14 @@ fn main() -> Result<(), Error> {
             options.release = sentry::release_name!();
             sentry::init((dsn, options))
         });
-    let config = HandlerConfig::from_env()?;
-    // One batch runs at a time per invocation: a small instance pool is enough.
-    let engine = Engine::new(Limits {
-        max_concurrent_batches: 4,
-        ..Limits::default()
-    })?;
-    let store = Store::connect(&config.redis_url)?;
-    let worker = Worker::new(engine).with_error_hook(Box::new(report_to_sentry));
-    let handler = Arc::new(Handler::new(worker, store, config));
+    let handler = match init() {
+        Ok(handler) => handler,
+        Err(e) => {
+            // Logged as JSON like every other line, then a non-zero exit (an init error).
+            tracing::error!(error = %e, "init failed");
+            std::process::exit(1);
+        }
+    };
     tracing::info!(
         init_ms = process_start.elapsed().as_secs_f64() * 1e3,
         "ready"
@@ -55,6 +54,19 @@ fn main() -> Result<(), Error> {
     runtime.block_on(lambda_runtime::run(service_fn(move |event| {
         Arc::clone(&handler).handle(event)
     })))
+}
+
+/// The engine, the Redis connection and the pack cache, made once per execution environment.
+fn init() -> Result<Arc<Handler>, Error> {
+    let config = HandlerConfig::from_env()?;
+    // One batch runs at a time per invocation: a small instance pool is enough.
+    let engine = Engine::new(Limits {
+        max_concurrent_batches: 4,
+        ..Limits::default()
+    })?;
+    let store = Store::connect(&config.redis_url)?;
+    let worker = Worker::new(engine).with_error_hook(Box::new(report_to_sentry));
+    Ok(Arc::new(Handler::new(worker, store, config)))
 }
 
 /// Sends a batch failure to Sentry (a no-op without `SENTRY_DSN`), tagged with job, batch
