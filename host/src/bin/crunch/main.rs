@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 /// Crunch: large sets of numeric calculations through one portable wasm kernel pack.
 #[derive(Parser)]
-#[command(name = "crunch", version, about, long_about = None)]
+#[command(name = "crunch", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
