@@ -79,7 +79,8 @@ struct Inner {
     engine: wasmtime::Engine,
     linker: Linker<BatchState>,
     limits: Limits,
-    ticker: Ticker,
+    /// Held for its `Drop`, which stops the ticker thread with the last clone of the engine.
+    _ticker: Ticker,
 }
 
 impl Engine {
@@ -116,7 +117,7 @@ impl Engine {
                 engine,
                 linker,
                 limits,
-                ticker,
+                _ticker: ticker,
             }),
         })
     }
@@ -157,15 +158,6 @@ impl Engine {
         store.set_epoch_deadline(epoch_ticks(batch_time));
         store.epoch_deadline_trap();
         store
-    }
-
-    /// Whether the ticker thread is running (it is for the engine's whole life).
-    pub fn ticker_running(&self) -> bool {
-        self.inner
-            .ticker
-            .handle
-            .as_ref()
-            .is_some_and(|h| !h.is_finished())
     }
 }
 

@@ -60,7 +60,8 @@ impl KernelPack {
             .map_err(anyhow::Error::from)
     }
 
-    fn from_component(
+    /// A pack from a component already compiled for `engine`, whose bytes have `digest`.
+    pub(crate) fn from_component(
         engine: &Engine,
         component: wasmtime::component::Component,
         digest: String,

@@ -128,7 +128,8 @@ pub fn check(engine: &Engine, bytes: &[u8], max_size: usize) -> Result<CheckedPa
         };
         return Err(PushError::WrongWorld(found));
     }
-    let pack = KernelPack::from_bytes(engine, bytes)
+    // The component compiled above serves for the world check too: no second compile.
+    let pack = KernelPack::from_component(engine, component, sha256_hex(bytes), bytes.len())
         .map_err(|e| PushError::WrongWorld(format!("{e:#}")))?;
     Ok(CheckedPack {
         digest: pack.digest().to_string(),
@@ -311,11 +312,6 @@ pub fn remove(store: &mut Store, reference: &str) -> Result<String> {
     store.run(|c| redis::cmd("DEL").arg(blob_key(&digest)).query::<()>(c))?;
     store.run(|c| redis::cmd("DEL").arg(meta_key(&digest)).query::<()>(c))?;
     Ok(format!("removed kernel pack {digest}"))
-}
-
-/// The digest of bytes, as the registry names packs.
-pub fn digest_of(bytes: &[u8]) -> String {
-    sha256_hex(bytes)
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ impl Worker {
     }
 
     /// Runs `threads` claim loops against `redis_url`, each with its own connection, until
-    /// `keep_going` says stop. With `only_job`, only that job is worked on.
+    /// `keep_going`, asked whenever a loop finds nothing to claim, says stop. With `only_job`, only that job is worked on.
     pub fn serve(
         self: &Arc<Self>,
         redis_url: &str,
@@ -217,7 +217,7 @@ impl Worker {
         let consumer = self.consumer(thread);
         let mut summary = WorkSummary::default();
         let mut idle = Duration::from_millis(20);
-        while keep_going(&mut store) {
+        loop {
             let jobs = match only_job {
                 Some(j) => vec![j.to_string()],
                 None => {
@@ -238,10 +238,15 @@ impl Worker {
             }
             if worked {
                 idle = Duration::from_millis(20);
-            } else {
-                std::thread::sleep(idle);
-                idle = (idle * 2).min(Duration::from_millis(500));
+                continue;
             }
+            // Whether to stop is asked only when there was nothing to claim: the question can
+            // cost a round trip per job, which a busy loop should not pay per batch.
+            if !keep_going(&mut store) {
+                break;
+            }
+            std::thread::sleep(idle);
+            idle = (idle * 2).min(Duration::from_millis(500));
         }
         Ok(summary)
     }

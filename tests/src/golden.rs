@@ -63,6 +63,23 @@ pub struct GoldenFile {
     pub cases: Vec<GoldenCase>,
 }
 
+impl GoldenTensor {
+    /// The tensor as the host passes it to a kernel pack.
+    pub fn to_host(&self) -> crunch::Tensor {
+        crunch::Tensor {
+            shape: self.shape.clone(),
+            data: self.data.clone(),
+        }
+    }
+}
+
+impl GoldenItem {
+    /// The item's inputs as host tensors.
+    pub fn host_inputs(&self) -> Vec<crunch::Tensor> {
+        self.inputs.iter().map(GoldenTensor::to_host).collect()
+    }
+}
+
 impl GoldenCase {
     /// The params as tensors: a number is a scalar (shape []), a list is 1-D.
     pub fn params(&self) -> Result<Vec<(String, GoldenTensor)>> {

@@ -27,30 +27,33 @@ impl RedisServer {
     }
 
     fn start_with(extra: &[&str], dir: Option<&Path>) -> Result<Self> {
-        let port = free_port()?;
+        let server = Self::spawn(free_port()?, false, extra, dir)?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// Spawns `redis-server` on loopback `port` without persistence: plain TCP, or with `tls`
+    /// TLS only (plain TCP off).
+    fn spawn(port: u16, tls: bool, extra: &[&str], dir: Option<&Path>) -> Result<Self> {
+        let port_arg = port.to_string();
+        let listen = if tls {
+            vec!["--port", "0", "--tls-port", &port_arg]
+        } else {
+            vec!["--port", &port_arg]
+        };
         let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        cmd.args(listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         if let Some(dir) = dir {
             cmd.current_dir(dir);
         }
         let child = cmd
             .spawn()
             .context("starting redis-server (is it installed? `apt-get install redis-server`)")?;
-        let server = Self { child, port };
-        server.wait_ready()?;
-        Ok(server)
+        Ok(Self { child, port })
     }
 
     /// Starts a TLS-only server (certificates made with `openssl` under `dir`, signed by a CA
@@ -85,38 +88,32 @@ impl RedisServer {
         sh(
             "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile san.ext -out server.crt",
         )?;
-        let port = free_port()?;
         let acl = format!(">{password}");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args([
+        let server = Self::spawn(
+            free_port()?,
+            true,
+            &[
                 "--tls-cert-file",
                 "server.crt",
                 "--tls-key-file",
                 "server.key",
                 "--tls-ca-cert-file",
                 "ca.crt",
-            ])
-            .args(["--tls-auth-clients", "no"])
-            .args(["--user", "default", "off"])
-            .args(["--user", user, "on", &acl, "~crunch:*", "+@all"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server with TLS")?;
-        let server = Self { child, port };
+                "--tls-auth-clients",
+                "no",
+                "--user",
+                "default",
+                "off",
+                "--user",
+                user,
+                "on",
+                &acl,
+                "~crunch:*",
+                "+@all",
+            ],
+            Some(dir),
+        )?;
+        let port = server.port;
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if start.elapsed() > Duration::from_secs(10) {

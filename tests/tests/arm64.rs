@@ -27,15 +27,7 @@ fn arm64_under_qemu_gives_the_same_bytes_as_x86_64_on_every_golden_input() {
             let batch: Vec<Vec<Tensor>> = case
                 .items
                 .iter()
-                .map(|it| {
-                    it.inputs
-                        .iter()
-                        .map(|t| Tensor {
-                            shape: t.shape.clone(),
-                            data: t.data.clone(),
-                        })
-                        .collect()
-                })
+                .map(golden::GoldenItem::host_inputs)
                 .collect();
             codec::write_items(&input, Format::Binary, &batch).expect("input");
             let mut args: Vec<String> = vec![

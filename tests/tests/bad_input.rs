@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crunch::lambda::{DrainEvent, EventError};
-use crunch_tests::cli::{Crunch, drain, stderr};
+use crunch_tests::cli::{Crunch, drain, path, stderr};
 use crunch_tests::redis_server::RedisServer;
 
 fn crunch(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -153,9 +153,9 @@ fn malformed_input_files_get_clear_errors() {
                 "-k",
                 "norm_cdf",
                 "-i",
-                input.to_str().expect("path"),
+                path(&input),
                 "-o",
-                output.to_str().expect("path"),
+                path(&output),
             ],
             &[],
         );
@@ -174,7 +174,7 @@ fn bad_arguments_get_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.json");
     std::fs::write(&input, "[[1, 2]]").expect("write");
-    let i = input.to_str().expect("path");
+    let i = path(&input);
     let o = dir.path().join("o.json");
     let o = o.to_str().expect("path");
     let cases: [(&[&str], &str); 6] = [
@@ -258,9 +258,9 @@ fn bad_items_fail_alone_and_non_finite_values_propagate() {
             "-k",
             "black_scholes",
             "-i",
-            input.to_str().expect("path"),
+            path(&input),
             "-o",
-            output.to_str().expect("path"),
+            path(&output),
         ],
         &[],
     );
@@ -309,7 +309,7 @@ fn submit(redis: &str, dir: &Path) -> String {
             "-k",
             "norm_cdf",
             "-i",
-            input.to_str().expect("path"),
+            path(&input),
             "--batch-size",
             "2",
         ],

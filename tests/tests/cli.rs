@@ -17,15 +17,7 @@ fn golden_items(kernel: &str) -> Vec<Vec<Tensor>> {
     file.cases
         .iter()
         .flat_map(|c| c.items.iter())
-        .map(|it| {
-            it.inputs
-                .iter()
-                .map(|t| Tensor {
-                    shape: t.shape.clone(),
-                    data: t.data.clone(),
-                })
-                .collect()
-        })
+        .map(golden::GoldenItem::host_inputs)
         .collect()
 }
 

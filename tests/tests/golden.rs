@@ -7,13 +7,6 @@ use std::time::Duration;
 use crunch::{Engine, Job, KernelPack, Limits, Tensor};
 use crunch_tests::{golden, paths};
 
-fn to_host(t: &golden::GoldenTensor) -> Tensor {
-    Tensor {
-        shape: t.shape.clone(),
-        data: t.data.clone(),
-    }
-}
-
 fn to_native(t: &golden::GoldenTensor) -> crunch_kernels::Tensor {
     crunch_kernels::Tensor {
         shape: t.shape.clone(),
@@ -41,7 +34,7 @@ fn component_matches_golden_and_native_bit_for_bit() -> anyhow::Result<()> {
             let golden_params = case.params()?;
             let params: Vec<(String, Tensor)> = golden_params
                 .iter()
-                .map(|(n, t)| (n.clone(), to_host(t)))
+                .map(|(n, t)| (n.clone(), t.to_host()))
                 .collect();
             let native_params: Vec<(String, crunch_kernels::Tensor)> = golden_params
                 .iter()
@@ -50,7 +43,7 @@ fn component_matches_golden_and_native_bit_for_bit() -> anyhow::Result<()> {
             let items: Vec<Vec<Tensor>> = case
                 .items
                 .iter()
-                .map(|it| it.inputs.iter().map(to_host).collect())
+                .map(golden::GoldenItem::host_inputs)
                 .collect();
             let native_items: Vec<Vec<crunch_kernels::Tensor>> = case
                 .items

@@ -132,7 +132,11 @@ fn kind(value: &Value) -> &'static str {
 
 pub fn read_results(reader: impl Read) -> Result<Vec<ItemResult>> {
     let root: Value = serde_json::from_reader(reader).context("not valid JSON")?;
-    let Some(Value::Array(items)) = root.get("items").cloned() else {
+    let items = match root {
+        Value::Object(mut map) => map.remove("items"),
+        _ => None,
+    };
+    let Some(Value::Array(items)) = items else {
         bail!("expected an object with an `items` list");
     };
     items

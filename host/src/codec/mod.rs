@@ -14,8 +14,6 @@ use anyhow::{Context, Result, bail};
 
 use crate::types::{Item, ItemResult};
 
-pub use binary::MAGIC as BINARY_MAGIC;
-
 /// A file format for items and results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
