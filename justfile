@@ -29,10 +29,10 @@ build: setup
     cargo build --release -p crunch --bins --examples
     @echo "kernel pack: {{pack}} ($(stat -c %s {{pack}}) bytes)"
 
-# A Python virtualenv with redis-py and NumPy, for the Python example.
+# A Python virtualenv with redis-py, NumPy and SciPy, for the Python example and baselines.
 py-env:
     @test -x {{py_env}}/bin/python || python3 -m venv {{py_env}}
-    {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+    {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt -r bench/python/requirements.txt
 
 # redis-server and redis-cli come from apt-get, cargo-lambda's emulator from pip, when missing.
 # Install what the tests run besides Rust.
@@ -104,10 +104,15 @@ package:
     command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
     python3 -m ziglang version >/dev/null 2>&1 || python3 -m pip install --quiet ziglang
     for arch in arm64 x86-64; do
-        cargo lambda build --profile lambda --bin bootstrap --$arch --output-format zip \
-            --lambda-dir {{target}}/lambda/$arch
+        # Without default features: the AWS SDK (for `crunch submit --lambda`) stays out.
+        cargo lambda build --profile lambda -p crunch --bin bootstrap --no-default-features \
+            --$arch --output-format zip --lambda-dir {{target}}/lambda/$arch
     done
-    ls -l {{target}}/lambda/*/bootstrap/bootstrap.zip
+    for zip in {{target}}/lambda/*/bootstrap/bootstrap.zip; do
+        size=$(stat -c %s "$zip")
+        echo "$zip: $size bytes"
+        [ "$size" -le 8000000 ] || { echo "$zip is over 8 MB"; exit 1; }
+    done
 
 # cargo-lambda cross-builds `crunch` for arm64 (zig); qemu-user runs it.
 # Check that arm64 (under qemu) and x86_64 give byte-identical outputs on every golden input.
@@ -121,7 +126,7 @@ test-arm64: build
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-user libc6-arm64-cross libgcc-s1-arm64-cross
     fi
-    cargo lambda build --profile lambda --bin crunch --arm64 --lambda-dir {{target}}/lambda-cli/arm64
+    cargo lambda build --release --bin crunch --arm64 --lambda-dir {{target}}/lambda-cli/arm64
     CRUNCH_ARM64_BIN={{target}}/lambda-cli/arm64/crunch/bootstrap \
         cargo test --release -p crunch-tests --test arm64 -- --ignored --nocapture
 
@@ -149,4 +154,16 @@ validate: build
     @echo "kernel pack: $(stat -c %s {{pack}}) bytes, valid"
 
 # What CI runs: lint, tests, component validation, template lint.
-ci: lint test validate deploy-lint test-arm64
+ci: lint test bench-build validate deploy-lint test-arm64
+
+# Criterion first (each kernel through the component and natively, the fixed cost of a batch),
+# then the report: NumPy/SciPy baselines on the same inputs, items/s through Redis (one and two
+# workers, the Python worker), cold start, time inside kernels, sizes.
+# Run the benchmarks; the report goes to target/bench/report.md and report.json.
+bench: build py-env test-deps
+    cargo bench -p crunch-bench --bench kernels
+    cargo run --release -p crunch-bench -- --python {{py_env}}/bin/python
+
+# Build the benchmarks without running them (CI never fails on a figure).
+bench-build:
+    cargo bench -p crunch-bench --no-run

@@ -31,7 +31,7 @@ def encode_items(items):
     for tensors in items:
         out.append(struct.pack("<BI", 0, len(tensors)))
         for t in tensors:
-            t = np.ascontiguousarray(t, dtype="<f8")
+            t = np.asarray(t, dtype="<f8", order="C")  # keeps 0-d scalars 0-d
             out.append(struct.pack("<I", t.ndim) + struct.pack(f"<{t.ndim}I", *t.shape))
             out.append(t.tobytes())
     return b"".join(out)

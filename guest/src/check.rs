@@ -1,13 +1,13 @@
 //! Input checks shared by the kernels; each failure is an invalid-input error naming the input.
 
-use crate::tensor::{KernelError, Tensor};
+use crate::tensor::{KernelError, TensorRef};
 use ndarray::ArrayView2;
 
 /// The item's `N` input tensors, or an error naming the inputs the kernel expects.
-pub fn inputs<'a, const N: usize>(
-    item: &'a [Tensor],
+pub fn inputs<'a, 'b, const N: usize>(
+    item: &'a [TensorRef<'b>],
     names: [&str; N],
-) -> Result<&'a [Tensor; N], KernelError> {
+) -> Result<&'a [TensorRef<'b>; N], KernelError> {
     item.try_into().map_err(|_| {
         invalid(format!(
             "expected {N} input tensor(s) ({}), got {}",
@@ -18,9 +18,9 @@ pub fn inputs<'a, const N: usize>(
 }
 
 /// The values of a 1-D tensor.
-pub fn vector<'a>(t: &'a Tensor, name: &str) -> Result<&'a [f64], KernelError> {
+pub fn vector<'a>(t: &TensorRef<'a>, name: &str) -> Result<&'a [f64], KernelError> {
     if t.shape.len() == 1 {
-        Ok(&t.data)
+        Ok(t.data)
     } else {
         Err(invalid(format!(
             "`{name}` must be a 1-D tensor, got shape {:?}",
@@ -30,7 +30,7 @@ pub fn vector<'a>(t: &'a Tensor, name: &str) -> Result<&'a [f64], KernelError> {
 }
 
 /// The values of a non-empty 1-D tensor.
-pub fn nonempty_vector<'a>(t: &'a Tensor, name: &str) -> Result<&'a [f64], KernelError> {
+pub fn nonempty_vector<'a>(t: &TensorRef<'a>, name: &str) -> Result<&'a [f64], KernelError> {
     let v = vector(t, name)?;
     if v.is_empty() {
         Err(invalid(format!("`{name}` must not be empty")))
@@ -40,7 +40,7 @@ pub fn nonempty_vector<'a>(t: &'a Tensor, name: &str) -> Result<&'a [f64], Kerne
 }
 
 /// A 1-D tensor of exactly `len` values (a fixed-size record such as an option contract).
-pub fn record<'a>(t: &'a [Tensor], fields: &str, len: usize) -> Result<&'a [f64], KernelError> {
+pub fn record<'a>(t: &[TensorRef<'a>], fields: &str, len: usize) -> Result<&'a [f64], KernelError> {
     let [t] = t else {
         return Err(invalid(format!(
             "expected one input tensor [{fields}], got {}",
@@ -57,9 +57,9 @@ pub fn record<'a>(t: &'a [Tensor], fields: &str, len: usize) -> Result<&'a [f64]
 }
 
 /// A 2-D tensor viewed as an ndarray matrix.
-pub fn matrix<'a>(t: &'a Tensor, name: &str) -> Result<ArrayView2<'a, f64>, KernelError> {
-    match t.shape[..] {
-        [rows, cols] => ArrayView2::from_shape((rows as usize, cols as usize), &t.data)
+pub fn matrix<'a>(t: &TensorRef<'a>, name: &str) -> Result<ArrayView2<'a, f64>, KernelError> {
+    match *t.shape {
+        [rows, cols] => ArrayView2::from_shape((rows as usize, cols as usize), t.data)
             .map_err(|e| invalid(format!("`{name}`: {e}"))),
         _ => Err(invalid(format!(
             "`{name}` must be a 2-D tensor, got shape {:?}",

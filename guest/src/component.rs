@@ -8,7 +8,10 @@ mod bindings {
     wit_bindgen::generate!({ path: "../wit", world: "kernel-pack" });
 }
 
-use bindings::crunch::kernel::types::{KernelError as WitError, KernelInfo, Tensor as WitTensor};
+use bindings::crunch::kernel::types::{
+    BatchResults, ItemFailure, KernelError as WitError, KernelInfo, Packed as WitPacked,
+    Tensor as WitTensor,
+};
 use bindings::exports::crunch::kernel::kernels::Guest;
 
 struct KernelPack;
@@ -24,32 +27,30 @@ impl Guest for KernelPack {
             .collect()
     }
 
-    fn run(
-        kernel: String,
-        params: Vec<(String, WitTensor)>,
-        items: Vec<Vec<WitTensor>>,
-    ) -> Vec<Result<WitTensor, WitError>> {
+    fn run(kernel: String, params: Vec<(String, WitTensor)>, items: WitPacked) -> BatchResults {
         let params: Vec<_> = params.into_iter().map(|(k, t)| (k, from_wit(t))).collect();
-        let items: Vec<Vec<_>> = items
-            .into_iter()
-            .map(|item| item.into_iter().map(from_wit).collect())
-            .collect();
-        crate::run(&kernel, &params, &items)
-            .into_iter()
-            .map(|r| r.map(to_wit).map_err(error_to_wit))
-            .collect()
+        let items = crunch_abi::Items::new(items.count, &items.shapes, &items.data);
+        let results = crate::run_packed(&kernel, &params, items);
+        BatchResults {
+            outputs: WitPacked {
+                count: results.outputs.count,
+                shapes: results.outputs.shapes,
+                data: results.outputs.data,
+            },
+            failures: results
+                .failures
+                .into_iter()
+                .map(|(index, e)| ItemFailure {
+                    index,
+                    error: error_to_wit(e),
+                })
+                .collect(),
+        }
     }
 }
 
 fn from_wit(t: WitTensor) -> crate::Tensor {
     crate::Tensor {
-        shape: t.shape,
-        data: t.data,
-    }
-}
-
-fn to_wit(t: crate::Tensor) -> WitTensor {
-    WitTensor {
         shape: t.shape,
         data: t.data,
     }

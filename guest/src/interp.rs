@@ -5,11 +5,11 @@
 //! NaN in y or xq gives NaN where it reaches.
 
 use crate::check::{self, invalid};
-use crate::tensor::{KernelError, Params, Tensor};
+use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 use core::cmp::Ordering;
 
 /// `cubic_spline`: [x (n), y (n), xq (any shape)] -> spline values at xq, shaped like xq.
-pub fn cubic_spline(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+pub fn cubic_spline(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let [x, y, xq] = check::inputs(item, ["x", "y", "xq"])?;
     let (x, y) = (check::vector(x, "x")?, check::vector(y, "y")?);
     if x.len() != y.len() {
@@ -35,7 +35,7 @@ pub fn cubic_spline(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelErro
     }
     let m = second_derivatives(x, y);
     let values = xq.data.iter().map(|&t| evaluate(x, y, &m, t)).collect();
-    Ok(Tensor::new(xq.shape.clone(), values))
+    Ok(Tensor::new(xq.shape.to_vec(), values))
 }
 
 /// Second derivatives at the knots with M[0] = M[n-1] = 0 (Thomas algorithm).
@@ -79,10 +79,11 @@ fn evaluate(x: &[f64], y: &[f64], m: &[f64], t: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::views;
 
     fn run(x: &[f64], y: &[f64], q: &[f64]) -> Result<Tensor, KernelError> {
         let t = |v: &[f64]| Tensor::vector(v.to_vec());
-        cubic_spline(Params(&[]), &[t(x), t(y), t(q)])
+        cubic_spline(Params(&[]), &views(&[t(x), t(y), t(q)]))
     }
 
     #[test]

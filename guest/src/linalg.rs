@@ -4,11 +4,11 @@
 //! platform computes the same sums in the same order.
 
 use crate::check::{self, domain, invalid};
-use crate::tensor::{KernelError, Params, Tensor};
+use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 
 /// `matmul`: [A (m x k), B (k x n)] -> A @ B.
-pub fn matmul(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+pub fn matmul(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let [a, b] = check::inputs(item, ["A", "B"])?;
     let (a, b) = (check::matrix(a, "A")?, check::matrix(b, "B")?);
     if a.ncols() != b.nrows() {
@@ -46,7 +46,7 @@ fn product(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
 ///
 /// Householder QR. Unlike `lstsq`, which returns a minimum-norm solution, a rank-deficient or
 /// under-determined X (n < p) is a domain error: the coefficients are not unique.
-pub fn ols(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let [x, y] = check::inputs(item, ["X", "y"])?;
     let x = check::matrix(x, "X")?;
     let y = check::vector(y, "y")?;
@@ -67,7 +67,9 @@ pub fn ols(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
     }
     let mut r = x.to_owned();
     let mut qty = Array1::from(y.to_vec());
-    let scale = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let scale = x
+        .iter()
+        .fold(0.0f64, |m, v| if v.abs() > m { v.abs() } else { m });
     for j in 0..p {
         householder_step(&mut r, &mut qty, j);
         let pivot = r[[j, j]];
@@ -91,7 +93,12 @@ pub fn ols(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
 /// Zeroes column `j` of `r` below the diagonal with a Householder reflection, applied to the
 /// remaining columns and to `qty`.
 fn householder_step(r: &mut Array2<f64>, qty: &mut Array1<f64>, j: usize) {
-    let norm = libm::sqrt(r.slice(s![j.., j]).iter().map(|v| v * v).sum::<f64>());
+    let norm = r
+        .slice(s![j.., j])
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt();
     if norm == 0.0 {
         return;
     }
@@ -115,21 +122,22 @@ fn householder_step(r: &mut Array2<f64>, qty: &mut Array1<f64>, j: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::views;
 
     #[test]
     fn matmul_small() {
         let a = Tensor::matrix(2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let b = Tensor::matrix(3, 1, vec![1.0, 0.0, -1.0]);
-        let c = matmul(Params(&[]), &[a.clone(), b]).unwrap();
+        let c = matmul(Params(&[]), &views(&[a.clone(), b])).unwrap();
         assert_eq!((c.shape, c.data), (vec![2, 1], vec![-2.0, -2.0]));
-        assert!(matmul(Params(&[]), &[a.clone(), a]).is_err());
+        assert!(matmul(Params(&[]), &views(&[a.clone(), a])).is_err());
     }
 
     #[test]
     fn ols_recovers_exact_fit() {
         let x = Tensor::matrix(4, 2, vec![1.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1.0, 3.0]);
         let y = Tensor::vector(vec![1.0, 3.0, 5.0, 7.0]);
-        let b = ols(Params(&[]), &[x, y]).unwrap();
+        let b = ols(Params(&[]), &views(&[x, y])).unwrap();
         assert!((b.data[0] - 1.0).abs() < 1e-14 && (b.data[1] - 2.0).abs() < 1e-14);
     }
 
@@ -138,7 +146,7 @@ mod tests {
         let x = Tensor::matrix(3, 2, vec![1.0, 2.0, 2.0, 4.0, 3.0, 6.0]);
         let y = Tensor::vector(vec![1.0, 2.0, 3.0]);
         assert!(
-            matches!(ols(Params(&[]), &[x, y]), Err(KernelError::Domain(m)) if m.contains("rank"))
+            matches!(ols(Params(&[]), &views(&[x, y])), Err(KernelError::Domain(m)) if m.contains("rank"))
         );
     }
 }

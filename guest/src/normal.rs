@@ -4,7 +4,7 @@
 //! outside [0, 1]. Any shape is accepted, including empty tensors, and kept.
 
 use crate::check;
-use crate::tensor::{KernelError, Params, Tensor};
+use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 use core::f64::consts::FRAC_1_SQRT_2;
 
 /// 1 / sqrt(2 pi).
@@ -69,25 +69,29 @@ pub fn ppf(p: f64) -> f64 {
 
 /// Abramowitz & Stegun 26.2.23: |x| with upper-tail probability q in (0, 0.5], error < 4.5e-4.
 fn abramowitz_stegun_guess(q: f64) -> f64 {
-    let t = libm::sqrt(-2.0 * libm::log(q));
+    let t = (-2.0 * libm::log(q)).sqrt();
     t - (2.515_517 + t * (0.802_853 + t * 0.010_328))
         / (1.0 + t * (1.432_788 + t * (0.189_269 + t * 0.001_308)))
 }
 
 /// `norm_cdf`: elementwise CDF of one tensor of any shape.
-pub fn cdf_kernel(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+pub fn cdf_kernel(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     elementwise(item, "x", cdf)
 }
 
 /// `norm_ppf`: elementwise quantile of one tensor of any shape.
-pub fn ppf_kernel(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+pub fn ppf_kernel(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     elementwise(item, "p", ppf)
 }
 
-fn elementwise(item: &[Tensor], name: &str, f: fn(f64) -> f64) -> Result<Tensor, KernelError> {
+fn elementwise(
+    item: &[TensorRef<'_>],
+    name: &str,
+    f: fn(f64) -> f64,
+) -> Result<Tensor, KernelError> {
     let [x] = check::inputs(item, [name])?;
     Ok(Tensor::new(
-        x.shape.clone(),
+        x.shape.to_vec(),
         x.data.iter().map(|&v| f(v)).collect(),
     ))
 }
@@ -95,6 +99,7 @@ fn elementwise(item: &[Tensor], name: &str, f: fn(f64) -> f64) -> Result<Tensor,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::views;
 
     #[test]
     fn cdf_known_values() {
@@ -133,7 +138,7 @@ mod tests {
     #[test]
     fn keeps_shape_including_empty() {
         let t = Tensor::new(vec![2, 0], vec![]);
-        let out = cdf_kernel(Params(&[]), &[t]).unwrap();
+        let out = cdf_kernel(Params(&[]), &views(&[t])).unwrap();
         assert_eq!(out.shape, vec![2, 0]);
     }
 }

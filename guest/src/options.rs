@@ -8,7 +8,7 @@
 
 use crate::check::{self, domain, invalid};
 use crate::normal::{cdf, pdf};
-use crate::tensor::{KernelError, Params, Tensor};
+use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 
 /// The bracket in which `implied_vol` searches, as the reference (`brentq` on [1e-6, 5]).
 const SIGMA_RANGE: (f64, f64) = (1e-6, 5.0);
@@ -46,7 +46,7 @@ impl Contract {
 
     /// d1, d2, the discounted strike and sqrt(T) for volatility `sigma`.
     fn terms(&self, sigma: f64) -> (f64, f64, f64, f64) {
-        let sqrt_t = libm::sqrt(self.t);
+        let sqrt_t = self.t.sqrt();
         let vol = sigma * sqrt_t;
         let d1 = (libm::log(self.s / self.k) + (self.r + 0.5 * sigma * sigma) * self.t) / vol;
         let d2 = d1 - vol;
@@ -97,7 +97,7 @@ impl Contract {
 }
 
 /// `black_scholes`: [S, K, T, r, sigma, is_call] -> [price, delta, gamma, vega, theta, rho].
-pub fn black_scholes(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+pub fn black_scholes(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let v = check::record(item, "S, K, T, r, sigma, is_call", 6)?;
     if v.iter().any(|x| x.is_nan()) {
         return Ok(Tensor::vector(vec![f64::NAN; 6]));
@@ -116,7 +116,7 @@ pub fn black_scholes(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelErr
 ///
 /// Safeguarded Newton: Newton steps on the price, falling back to bisection of the bracket
 /// whenever a step would leave it, to full double precision.
-pub fn implied_vol(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+pub fn implied_vol(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let v = check::record(item, "price, S, K, T, r, is_call", 6)?;
     if v.iter().any(|x| x.is_nan()) {
         return Ok(Tensor::vector(vec![f64::NAN]));
@@ -145,7 +145,7 @@ fn solve_sigma(contract: &Contract, target: f64) -> Result<f64, KernelError> {
         return Ok(hi);
     }
     // Brenner-Subrahmanyam start, kept inside the bracket.
-    let guess = libm::sqrt(2.0 * core::f64::consts::PI / contract.t) * target / contract.s;
+    let guess = (2.0 * core::f64::consts::PI / contract.t).sqrt() * target / contract.s;
     let mut sigma = if guess > lo && guess < hi {
         guess
     } else {
@@ -180,6 +180,7 @@ fn solve_sigma(contract: &Contract, target: f64) -> Result<f64, KernelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::views;
 
     fn item(v: &[f64]) -> Vec<Tensor> {
         vec![Tensor::vector(v.to_vec())]
@@ -188,8 +189,8 @@ mod tests {
     #[test]
     fn put_call_parity() {
         let (s, k, t, r, sig) = (100.0, 95.0, 0.5, 0.03, 0.25);
-        let c = black_scholes(Params(&[]), &item(&[s, k, t, r, sig, 1.0])).unwrap();
-        let p = black_scholes(Params(&[]), &item(&[s, k, t, r, sig, 0.0])).unwrap();
+        let c = black_scholes(Params(&[]), &views(&item(&[s, k, t, r, sig, 1.0]))).unwrap();
+        let p = black_scholes(Params(&[]), &views(&item(&[s, k, t, r, sig, 0.0]))).unwrap();
         let parity = s - k * libm::exp(-r * t);
         assert!((c.data[0] - p.data[0] - parity).abs() < 1e-12);
         assert!((c.data[1] - p.data[1] - 1.0).abs() < 1e-15);
@@ -198,11 +199,14 @@ mod tests {
     #[test]
     fn implied_vol_round_trips() {
         for &(sig, call) in &[(0.05, 1.0), (0.3, 0.0), (1.7, 1.0)] {
-            let g =
-                black_scholes(Params(&[]), &item(&[100.0, 120.0, 1.0, 0.01, sig, call])).unwrap();
+            let g = black_scholes(
+                Params(&[]),
+                &views(&item(&[100.0, 120.0, 1.0, 0.01, sig, call])),
+            )
+            .unwrap();
             let iv = implied_vol(
                 Params(&[]),
-                &item(&[g.data[0], 100.0, 120.0, 1.0, 0.01, call]),
+                &views(&item(&[g.data[0], 100.0, 120.0, 1.0, 0.01, call])),
             )
             .unwrap();
             assert!((iv.data[0] - sig).abs() < 1e-9, "{sig}: {}", iv.data[0]);
@@ -211,16 +215,28 @@ mod tests {
 
     #[test]
     fn bad_records_are_errors() {
-        let short = black_scholes(Params(&[]), &item(&[1.0, 2.0]));
+        let short = black_scholes(Params(&[]), &views(&item(&[1.0, 2.0])));
         assert!(matches!(short, Err(KernelError::InvalidInput(_))));
-        let flag = black_scholes(Params(&[]), &item(&[100.0, 100.0, 1.0, 0.0, 0.2, 2.0]));
+        let flag = black_scholes(
+            Params(&[]),
+            &views(&item(&[100.0, 100.0, 1.0, 0.0, 0.2, 2.0])),
+        );
         assert!(matches!(flag, Err(KernelError::InvalidInput(m)) if m.contains("is_call")));
-        let neg = black_scholes(Params(&[]), &item(&[-1.0, 100.0, 1.0, 0.0, 0.2, 1.0]));
+        let neg = black_scholes(
+            Params(&[]),
+            &views(&item(&[-1.0, 100.0, 1.0, 0.0, 0.2, 1.0])),
+        );
         assert!(matches!(neg, Err(KernelError::Domain(m)) if m.contains("S must")));
-        let cheap = implied_vol(Params(&[]), &item(&[0.0, 100.0, 50.0, 1.0, 0.0, 1.0]));
+        let cheap = implied_vol(
+            Params(&[]),
+            &views(&item(&[0.0, 100.0, 50.0, 1.0, 0.0, 1.0])),
+        );
         assert!(matches!(cheap, Err(KernelError::Domain(m)) if m.contains("outside")));
-        let nan =
-            black_scholes(Params(&[]), &item(&[f64::NAN, 100.0, 1.0, 0.0, 0.2, 1.0])).unwrap();
+        let nan = black_scholes(
+            Params(&[]),
+            &views(&item(&[f64::NAN, 100.0, 1.0, 0.0, 0.2, 1.0])),
+        )
+        .unwrap();
         assert!(nan.data.iter().all(|x| x.is_nan()));
     }
 }

@@ -1,7 +1,8 @@
 //! The pack's table of kernels and the batch entry point that the component exports.
 
-use crate::tensor::{KernelError, Params, Tensor};
+use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 use crate::{interp, linalg, normal, options, signal, stats};
+use crunch_abi::{BatchResults, Items};
 
 /// One kernel: its name, what it computes, the parameters it accepts, and its code.
 #[derive(Clone, Copy)]
@@ -13,7 +14,7 @@ pub struct KernelSpec {
     /// The parameter names the kernel accepts; any other name is an error.
     pub params: &'static [&'static str],
     /// Computes one item.
-    pub compute: fn(Params<'_>, &[Tensor]) -> Result<Tensor, KernelError>,
+    pub compute: fn(Params<'_>, &[TensorRef<'_>]) -> Result<Tensor, KernelError>,
 }
 
 /// Every kernel of the standard pack, in the order `list` reports them.
@@ -92,7 +93,8 @@ pub const KERNELS: &[KernelSpec] = &[
     },
 ];
 
-/// Runs `kernel` on every item, one result per item in order.
+/// Runs `kernel` on every item, one result per item in order: the form native callers and
+/// tests use.
 ///
 /// An unknown kernel or parameter fails every item with the same error; a malformed tensor or a
 /// kernel error fails only its item.
@@ -104,10 +106,36 @@ pub fn run(
     match prepare(kernel, params) {
         Ok(spec) => items
             .iter()
-            .map(|item| run_item(spec, Params(params), item))
+            .map(|item| {
+                for (i, t) in item.iter().enumerate() {
+                    t.validate().map_err(|e| {
+                        KernelError::InvalidInput(format!("input {i}: {}", message(&e)))
+                    })?;
+                }
+                let views: Vec<TensorRef<'_>> = item.iter().map(Tensor::view).collect();
+                (spec.compute)(Params(params), &views)
+            })
             .collect(),
         Err(e) => vec![Err(e); items.len()],
     }
+}
+
+/// Runs `kernel` on every item of a packed batch (the component's entry point), reading the
+/// inputs in place. Failures are as for [`run`]; items that cannot be read fail alone.
+pub fn run_packed(
+    kernel: &str,
+    params: &[(String, Tensor)],
+    items: Items<'_>,
+) -> BatchResults<KernelError> {
+    let spec = prepare(kernel, params);
+    crunch_abi::run_each(
+        items,
+        |e| KernelError::InvalidInput(e.to_string()),
+        |tensors| match &spec {
+            Ok(spec) => (spec.compute)(Params(params), tensors).map(|t| (t.shape, t.data)),
+            Err(e) => Err(e.clone()),
+        },
+    )
 }
 
 /// Finds the kernel and checks the parameters once for the whole batch.
@@ -135,14 +163,6 @@ fn prepare(kernel: &str, params: &[(String, Tensor)]) -> Result<&'static KernelS
         })?;
     }
     Ok(spec)
-}
-
-fn run_item(spec: &KernelSpec, params: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
-    for (i, t) in item.iter().enumerate() {
-        t.validate()
-            .map_err(|e| KernelError::InvalidInput(format!("input {i}: {}", message(&e))))?;
-    }
-    (spec.compute)(params, item)
 }
 
 fn message(e: &KernelError) -> &str {
@@ -179,6 +199,34 @@ mod tests {
         let out = run("norm_cdf", &[], &[vec![bad], vec![good]]);
         assert!(matches!(&out[0], Err(KernelError::InvalidInput(m)) if m.contains("input 0")));
         assert_eq!(out[1], Ok(Tensor::vector(vec![0.5])));
+    }
+
+    #[test]
+    fn packed_and_owned_runs_agree() {
+        let items = vec![
+            vec![Tensor::vector(vec![0.0, 1.0])],
+            vec![],
+            vec![Tensor::new(vec![], vec![-1.0])],
+        ];
+        let mut packed = crunch_abi::Packed::default();
+        for item in &items {
+            packed.push(item.iter().map(Tensor::view)).unwrap();
+        }
+        let out = run_packed("norm_cdf", &[], packed.items());
+        let owned = run("norm_cdf", &[], &items);
+        let mut read = out.outputs.items();
+        let mut tensors = Vec::new();
+        for (i, expected) in owned.iter().enumerate() {
+            read.next_into(&mut tensors).unwrap().unwrap();
+            match expected {
+                Ok(t) => assert_eq!(tensors, vec![t.view()]),
+                Err(e) => {
+                    assert!(tensors.is_empty());
+                    assert!(out.failures.contains(&(i as u32, e.clone())));
+                }
+            }
+        }
+        assert_eq!(out.failures.len(), 1);
     }
 
     #[test]

@@ -3,10 +3,10 @@
 
 use crate::check;
 use crate::fft::{self, Complex};
-use crate::tensor::{KernelError, Params, Tensor};
+use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 
 /// `fft_power`: [x (n)] -> |rfft(x)|^2, n/2 + 1 values.
-pub fn fft_power(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+pub fn fft_power(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let [x] = check::inputs(item, ["x"])?;
     let x = check::nonempty_vector(x, "x")?;
     let input: Vec<Complex> = x.iter().map(|&re| Complex { re, im: 0.0 }).collect();
@@ -20,7 +20,7 @@ pub fn fft_power(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> 
 
 /// `convolve`: [x (n), w (m)] -> numpy.convolve(x, w, mode='valid'), max(n, m) - min(n, m) + 1
 /// values. As in NumPy, the longer input slides over the shorter one.
-pub fn convolve(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
+pub fn convolve(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let [x, w] = check::inputs(item, ["x", "w"])?;
     let x = check::nonempty_vector(x, "x")?;
     let w = check::nonempty_vector(w, "w")?;
@@ -37,10 +37,11 @@ pub fn convolve(_: Params<'_>, item: &[Tensor]) -> Result<Tensor, KernelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::views;
 
     #[test]
     fn power_of_a_constant_is_dc_only() {
-        let out = fft_power(Params(&[]), &[Tensor::vector(vec![1.0; 7])]).unwrap();
+        let out = fft_power(Params(&[]), &views(&[Tensor::vector(vec![1.0; 7])])).unwrap();
         assert_eq!(out.data.len(), 4);
         assert!((out.data[0] - 49.0).abs() < 1e-12);
         assert!(out.data[1..].iter().all(|v| v.abs() < 1e-20));
@@ -51,16 +52,19 @@ mod tests {
         let x = Tensor::vector(vec![1.0, 2.0, 3.0, 4.0]);
         let w = Tensor::vector(vec![1.0, 0.0, -1.0]);
         // numpy.convolve([1,2,3,4], [1,0,-1], 'valid') == [2, 2]
-        let out = convolve(Params(&[]), &[x.clone(), w.clone()]).unwrap();
+        let out = convolve(Params(&[]), &views(&[x.clone(), w.clone()])).unwrap();
         assert_eq!(out.data, vec![2.0, 2.0]);
         // Swapped arguments give the same result.
-        assert_eq!(convolve(Params(&[]), &[w, x]).unwrap().data, vec![2.0, 2.0]);
+        assert_eq!(
+            convolve(Params(&[]), &views(&[w, x])).unwrap().data,
+            vec![2.0, 2.0]
+        );
     }
 
     #[test]
     fn empty_inputs_are_errors() {
         let e = Tensor::vector(vec![]);
-        assert!(fft_power(Params(&[]), std::slice::from_ref(&e)).is_err());
-        assert!(convolve(Params(&[]), &[e, Tensor::vector(vec![1.0])]).is_err());
+        assert!(fft_power(Params(&[]), &views(std::slice::from_ref(&e))).is_err());
+        assert!(convolve(Params(&[]), &views(&[e, Tensor::vector(vec![1.0])])).is_err());
     }
 }

@@ -1,5 +1,7 @@
 //! The kernels' data types: dense row-major tensors, named parameters and per-item errors.
 
+pub use crunch_abi::{TensorRef, element_count};
+
 /// A dense n-dimensional array of f64 in row-major order; shape `[]` is a scalar.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
@@ -26,6 +28,14 @@ impl Tensor {
         Self::new(vec![dim(rows), dim(cols)], data)
     }
 
+    /// The tensor as kernels read their inputs.
+    pub fn view(&self) -> TensorRef<'_> {
+        TensorRef {
+            shape: &self.shape,
+            data: &self.data,
+        }
+    }
+
     /// Checks that `data` holds exactly as many values as `shape` says.
     pub fn validate(&self) -> Result<(), KernelError> {
         match element_count(&self.shape) {
@@ -43,11 +53,10 @@ impl Tensor {
     }
 }
 
-/// The number of elements a shape describes, or `None` if it overflows.
-pub fn element_count(shape: &[u32]) -> Option<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+/// Views of `tensors`, as kernels take their inputs (for tests that call kernels directly).
+#[cfg(test)]
+pub fn views(tensors: &[Tensor]) -> Vec<TensorRef<'_>> {
+    tensors.iter().map(Tensor::view).collect()
 }
 
 /// Converts a length to a shape dimension. Kernel outputs are bounded by their inputs, whose

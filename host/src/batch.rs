@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use crate::pack::KernelPack;
+use crate::packing::{self, PackedBatch};
 use crate::types::{Item, ItemError, ItemResult, Tensor};
 
 /// Backtrace lines kept in a batch error (deep recursion would otherwise fill pages).
@@ -94,8 +95,19 @@ impl BatchError {
 
 /// Runs one batch in a fresh instance of `pack`.
 pub fn run_batch(pack: &KernelPack, job: &Job<'_>, index: usize, items: &[Item]) -> BatchOutcome {
+    run_packed_batch(pack, job, index, packing::pack(items))
+}
+
+/// Runs one batch, already packed (as workers read it from Redis), in a fresh instance.
+pub fn run_packed_batch(
+    pack: &KernelPack,
+    job: &Job<'_>,
+    index: usize,
+    batch: PackedBatch,
+) -> BatchOutcome {
     let start = Instant::now();
-    let result = call(pack, job, index, items);
+    let len = batch.len();
+    let result = call(pack, job, index, batch);
     let elapsed = start.elapsed();
     match result {
         Ok(results) => BatchOutcome {
@@ -106,7 +118,7 @@ pub fn run_batch(pack: &KernelPack, job: &Job<'_>, index: usize, items: &[Item])
         },
         Err(error) => BatchOutcome {
             index,
-            results: vec![Err(ItemError::BatchFailed(error.headline())); items.len()],
+            results: vec![Err(ItemError::BatchFailed(error.headline())); len],
             error: Some(error),
             elapsed,
         },
@@ -117,14 +129,14 @@ fn call(
     pack: &KernelPack,
     job: &Job<'_>,
     index: usize,
-    items: &[Item],
+    batch: PackedBatch,
 ) -> Result<Vec<ItemResult>, BatchError> {
     let engine = pack.engine();
     let mut store = engine.new_store(job.batch_time);
     let outcome = pack.pre().instantiate(&mut store).and_then(|instance| {
         instance
             .crunch_kernel_kernels()
-            .call_run(&mut store, job.kernel, job.params, items)
+            .call_run(&mut store, job.kernel, job.params, &batch.packed)
     });
     let results = outcome.map_err(|e| {
         classify(
@@ -135,21 +147,13 @@ fn call(
             &store.data().stderr(),
         )
     })?;
-    if results.len() != items.len() {
-        return Err(BatchError::Contract {
+    batch
+        .unpack(results)
+        .map_err(|reason| BatchError::Contract {
             kernel: job.kernel.to_string(),
             batch: index,
-            reason: format!(
-                "the pack returned {} results for {} items",
-                results.len(),
-                items.len()
-            ),
-        });
-    }
-    Ok(results
-        .into_iter()
-        .map(|r| r.map_err(ItemError::Kernel))
-        .collect())
+            reason,
+        })
 }
 
 /// Turns a wasmtime error into the batch error that says what happened.

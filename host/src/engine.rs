@@ -19,6 +19,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The most kernel stderr (panic messages) kept per batch.
 const STDERR_CAPACITY: usize = 16 * 1024;
 
+/// Bytes of each pooled linear memory kept resident between batches (see [`Engine::new`]).
+const MEMORY_KEEP_RESIDENT: usize = 32 << 20;
+
 /// Limits applied to every batch.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -94,7 +97,11 @@ impl Engine {
             .total_tables(slots * 4)
             .total_core_instances(slots * 8)
             .total_stacks(slots)
-            .max_memory_size(limits.memory_bytes);
+            .max_memory_size(limits.memory_bytes)
+            // A batch's memory is reset when its instance goes: up to this much by zeroing in
+            // place rather than returning the pages to the kernel, so the next batch in the slot
+            // does not fault its working set back in page by page.
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT);
 
         let mut config = Config::new();
         config

@@ -10,16 +10,19 @@ pub mod batch;
 pub mod cache;
 pub mod codec;
 pub mod engine;
+#[cfg(feature = "lambda-fanout")]
 pub mod fanout;
 pub mod jobs;
 pub mod lambda;
+pub mod logging;
 pub mod pack;
+pub mod packing;
 pub mod registry;
 pub mod store;
 pub mod types;
 pub mod worker;
 
-pub use batch::{BatchError, BatchOutcome, Job, run_batch, run_batches};
+pub use batch::{BatchError, BatchOutcome, Job, run_batch, run_batches, run_packed_batch};
 pub use engine::{Engine, Limits};
 pub use pack::KernelPack;
 pub use types::{Item, ItemError, ItemResult, KernelError, KernelInfo, Tensor};

@@ -74,7 +74,7 @@ impl KernelPack {
             .context("linking the component: it imports something the host does not grant")?;
         let pre = KernelPackPre::new(instance_pre)
             .map_err(anyhow::Error::from)
-            .context("the component does not export crunch:kernel/kernels@0.1.x")?;
+            .context("the component does not export crunch:kernel/kernels@0.2.x")?;
         let mut pack = Self {
             engine: engine.clone(),
             pre,

@@ -68,7 +68,7 @@ pub enum PushError {
     )]
     ForbiddenImports(String),
     /// Not the crunch:kernel world.
-    #[error("the component does not export crunch:kernel/kernels@0.1.x: {0}")]
+    #[error("the component does not export crunch:kernel/kernels@0.2.x: {0}")]
     WrongWorld(String),
     /// Does not compile or instantiate.
     #[error("the component is invalid: {0}")]
@@ -119,7 +119,7 @@ pub fn check(engine: &Engine, bytes: &[u8], max_size: usize) -> Result<CheckedPa
         .collect();
     if !exports
         .iter()
-        .any(|e| e.starts_with("crunch:kernel/kernels@0.1."))
+        .any(|e| e.starts_with("crunch:kernel/kernels@0.2."))
     {
         let found = if exports.is_empty() {
             "it exports nothing".to_string()

@@ -10,7 +10,9 @@ mod bindings {
 }
 
 pub(crate) use bindings::KernelPackPre;
-pub use bindings::crunch::kernel::types::{KernelError, KernelInfo, Tensor};
+pub use bindings::crunch::kernel::types::{
+    BatchResults, ItemFailure, KernelError, KernelInfo, Packed, Tensor,
+};
 
 /// One unit of work: the input tensors of a single calculation.
 pub type Item = Vec<Tensor>;

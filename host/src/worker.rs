@@ -3,17 +3,18 @@
 //! idle past their lease are taken over.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::batch::{BatchError, Job, run_batch};
+use crate::batch::{BatchError, Job, run_packed_batch};
 use crate::cache::{self, CacheHit, PackCache};
 use crate::codec;
 use crate::engine::Engine;
 use crate::jobs::{self, batch_failures};
 use crate::pack::KernelPack;
+use crate::packing::PackedBatch;
 use crate::registry;
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::JobSpec;
@@ -37,8 +38,8 @@ enum Claim {
 }
 
 /// A claimed batch and everything needed to finish it.
-struct Claimed<'a> {
-    spec: &'a JobSpec,
+struct Claimed {
+    spec: Arc<JobSpec>,
     keys: JobKeys,
     entry: String,
     batch: u64,
@@ -46,7 +47,7 @@ struct Claimed<'a> {
     attempts: u64,
 }
 
-impl Claimed<'_> {
+impl Claimed {
     /// Items in this batch (the last batch may be short).
     fn item_count(&self) -> u64 {
         let first = self.batch * self.spec.batch_size;
@@ -124,9 +125,20 @@ pub struct BatchFailure {
 pub type ErrorHook = Box<dyn Fn(&BatchFailure) + Send + Sync>;
 
 enum Step {
+    /// A batch claimed, its input read and its pack loaded: to be run.
+    Ready(Box<Ready>),
+    /// A batch finished without running (dead-lettered before its run).
     Worked(WorkSummary),
     Idle,
     Deadline,
+}
+
+/// A claimed batch ready to run.
+struct Ready {
+    claimed: Claimed,
+    pack: KernelPack,
+    items: PackedBatch,
+    batch_time: Duration,
 }
 
 /// Runs batches of jobs found in Redis. Compiled packs are cached by digest for the life of
@@ -206,12 +218,55 @@ impl Worker {
         Ok(total)
     }
 
+    /// One claim loop: a prefetch thread claims the next batch and reads its input while this
+    /// thread runs the current one, so a batch's Redis round trips overlap the previous
+    /// batch's compute. At most one batch waits claimed.
     fn claim_loop(
         &self,
         url: &str,
         thread: usize,
         only_job: Option<&str>,
+        keep_going: impl Fn(&mut Store) -> bool + Send,
+    ) -> Result<WorkSummary> {
+        let mut store = Store::connect(url)?;
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Box<Ready>>(0);
+        // Wakes an idle prefetch thread when a batch finishes (the job may be done).
+        let (finished_tx, finished_rx) = mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let prefetch = std::thread::Builder::new()
+                .name(format!("crunch-prefetch-{thread}"))
+                .spawn_scoped(scope, || {
+                    let channels = (ready_tx, finished_rx);
+                    self.prefetch_loop(url, thread, only_job, keep_going, channels)
+                })
+                .context("starting a prefetch thread")?;
+            let mut summary = WorkSummary::default();
+            for ready in ready_rx {
+                let job = ready.claimed.spec.job.clone();
+                let batch = ready.claimed.batch;
+                match self.execute(&mut store, *ready) {
+                    Ok(s) => summary.add(s),
+                    Err(e) => tracing::error!(job = %job, batch, "{e:#}"),
+                }
+                let _ = finished_tx.send(());
+            }
+            match prefetch.join() {
+                Ok(prefetched) => summary.add(prefetched?),
+                Err(_) => bail!("a prefetch thread panicked"),
+            }
+            Ok(summary)
+        })
+    }
+
+    /// Claims and prepares batches, handing each to the claim loop, until `keep_going`
+    /// (asked whenever nothing is claimable) says stop.
+    fn prefetch_loop(
+        &self,
+        url: &str,
+        thread: usize,
+        only_job: Option<&str>,
         keep_going: impl Fn(&mut Store) -> bool,
+        (ready_tx, finished_rx): (mpsc::SyncSender<Box<Ready>>, mpsc::Receiver<()>),
     ) -> Result<WorkSummary> {
         let mut store = Store::connect(url)?;
         let consumer = self.consumer(thread);
@@ -226,7 +281,15 @@ impl Worker {
             };
             let mut worked = false;
             for job in jobs {
-                match self.work_one(&mut store, &job, &consumer, None) {
+                match self.prepare_one(&mut store, &job, &consumer, None) {
+                    Ok(Step::Ready(ready)) => {
+                        if ready_tx.send(ready).is_err() {
+                            // The claim loop is gone; the claim lapses and is taken over.
+                            return Ok(summary);
+                        }
+                        worked = true;
+                        break;
+                    }
                     Ok(Step::Worked(s)) => {
                         summary.add(s);
                         worked = true;
@@ -245,7 +308,7 @@ impl Worker {
             if !keep_going(&mut store) {
                 break;
             }
-            std::thread::sleep(idle);
+            let _ = finished_rx.recv_timeout(idle);
             idle = (idle * 2).min(Duration::from_millis(500));
         }
         Ok(summary)
@@ -267,22 +330,23 @@ impl Worker {
         let mut longest: Option<Duration> = None;
         loop {
             let estimate = longest.map(|d| d.mul_f64(1.5));
-            match self.work_one(store, job, consumer, deadline.map(|d| (d, estimate)))? {
-                Step::Worked(s) => {
-                    longest = Some(longest.unwrap_or_default().max(s.kernel_time));
-                    report.summary.add(s);
-                }
-                Step::Idle => return Ok(report),
-                Step::Deadline => {
-                    report.stopped_at_deadline = true;
-                    return Ok(report);
-                }
-            }
+            let summary =
+                match self.prepare_one(store, job, consumer, deadline.map(|d| (d, estimate)))? {
+                    Step::Ready(ready) => self.execute(store, *ready)?,
+                    Step::Worked(s) => s,
+                    Step::Idle => return Ok(report),
+                    Step::Deadline => {
+                        report.stopped_at_deadline = true;
+                        return Ok(report);
+                    }
+                };
+            longest = Some(longest.unwrap_or_default().max(summary.kernel_time));
+            report.summary.add(summary);
         }
     }
 
-    /// Claims and processes at most one batch of `job`.
-    fn work_one(
+    /// Claims at most one batch of `job` and prepares it to run.
+    fn prepare_one(
         &self,
         store: &mut Store,
         job: &str,
@@ -315,16 +379,14 @@ impl Worker {
                 deliveries,
             } => {
                 let claimed = Claimed {
-                    spec: &spec,
+                    spec: Arc::clone(&spec),
                     keys,
                     entry,
                     batch,
                     attempts: attempt.saturating_sub(1) + deliveries,
                 };
-                let summary = self
-                    .process(store, &claimed, batch_time)
-                    .with_context(|| format!("job {job}, batch {batch}"))?;
-                Ok(Step::Worked(summary))
+                self.prepare(store, claimed, batch_time)
+                    .with_context(|| format!("job {job}, batch {batch}"))
             }
             Claim::Empty => Ok(Step::Idle),
             Claim::NotRunnable(state) => {
@@ -397,13 +459,9 @@ impl Worker {
         Ok(pack)
     }
 
-    fn process(
-        &self,
-        store: &mut Store,
-        claimed: &Claimed<'_>,
-        batch_time: Duration,
-    ) -> Result<WorkSummary> {
-        let (spec, keys, batch) = (claimed.spec, &claimed.keys, claimed.batch);
+    /// Everything before the run: the dead-letter check, the pack, the input.
+    fn prepare(&self, store: &mut Store, claimed: Claimed, batch_time: Duration) -> Result<Step> {
+        let (spec, keys, batch) = (&*claimed.spec, &claimed.keys, claimed.batch);
         if claimed.attempts > spec.max_deliveries {
             let last: Option<String> = store.run(|c| {
                 redis::cmd("HGET")
@@ -417,7 +475,7 @@ impl Worker {
                     claimed.attempts, spec.lease_ms
                 )
             });
-            return self.dead_letter(store, claimed, &reason);
+            return self.dead_letter(store, &claimed, &reason).map(Step::Worked);
         }
         let pack = match self.pack(store, spec) {
             Ok(pack) => pack,
@@ -437,39 +495,50 @@ impl Worker {
         };
         let bytes: Option<Vec<u8>> =
             store.run(|c| redis::cmd("GET").arg(keys.input(batch)).query(c))?;
-        let items = match bytes.map(|b| codec::decode_items(&b)) {
+        let items = match bytes.map(|b| codec::decode_packed(&b)) {
             Some(Ok(items)) => items,
             Some(Err(e)) => {
-                return self.dead_letter(
-                    store,
-                    claimed,
-                    &format!("input of batch {batch} is malformed: {e:#}"),
-                );
+                let reason = format!("input of batch {batch} is malformed: {e:#}");
+                return self.dead_letter(store, &claimed, &reason).map(Step::Worked);
             }
             None => {
-                return self.dead_letter(
-                    store,
-                    claimed,
-                    &format!("input of batch {batch} is missing (expired or deleted)"),
-                );
+                let reason = format!("input of batch {batch} is missing (expired or deleted)");
+                return self.dead_letter(store, &claimed, &reason).map(Step::Worked);
             }
         };
+        Ok(Step::Ready(Box::new(Ready {
+            claimed,
+            pack,
+            items,
+            batch_time,
+        })))
+    }
+
+    /// Runs a prepared batch and stores its results (or retries or dead-letters it).
+    fn execute(&self, store: &mut Store, ready: Ready) -> Result<WorkSummary> {
+        let Ready {
+            claimed,
+            pack,
+            items,
+            batch_time,
+        } = ready;
+        let (spec, batch) = (&*claimed.spec, claimed.batch);
         let job = Job {
             kernel: &spec.kernel,
             params: &spec.params,
             batch_time,
         };
-        let outcome = run_batch(&pack, &job, batch as usize, &items);
+        let outcome = run_packed_batch(&pack, &job, batch as usize, items);
         let cut_off = batch_time < Duration::from_millis(spec.batch_time_ms);
         let mut summary = match &outcome.error {
-            None => self.complete(store, claimed, &outcome.results, "")?,
+            None => self.complete(store, &claimed, &outcome.results, "")?,
             Some(BatchError::Timeout { .. }) if cut_off => {
                 // Interrupted by the caller's deadline, not by its own limit: not the batch's
                 // fault. Leave the claim to lapse; another worker takes it over.
                 tracing::warn!(job = %spec.job, batch, "cut off at the deadline; its claim will lapse and be taken over");
                 WorkSummary::default()
             }
-            Some(error) => self.batch_failed(store, claimed, error)?,
+            Some(error) => self.batch_failed(store, &claimed, error)?,
         };
         summary.kernel_time = outcome.elapsed;
         Ok(summary)
@@ -479,10 +548,10 @@ impl Worker {
     fn batch_failed(
         &self,
         store: &mut Store,
-        claimed: &Claimed<'_>,
+        claimed: &Claimed,
         error: &BatchError,
     ) -> Result<WorkSummary> {
-        let spec = claimed.spec;
+        let spec = &*claimed.spec;
         let reason = format!("job {}: {error}", spec.job);
         tracing::warn!(job = %spec.job, batch = claimed.batch, attempts = claimed.attempts, "{reason}");
         let dead = claimed.attempts >= spec.max_deliveries;
@@ -520,7 +589,7 @@ impl Worker {
     fn dead_letter(
         &self,
         store: &mut Store,
-        claimed: &Claimed<'_>,
+        claimed: &Claimed,
         reason: &str,
     ) -> Result<WorkSummary> {
         tracing::error!(job = %claimed.spec.job, batch = claimed.batch, attempts = claimed.attempts, "dead-lettered: {reason}");
@@ -536,11 +605,11 @@ impl Worker {
     fn complete(
         &self,
         store: &mut Store,
-        claimed: &Claimed<'_>,
+        claimed: &Claimed,
         results: &[ItemResult],
         dead_reason: &str,
     ) -> Result<WorkSummary> {
-        let (spec, keys, batch) = (claimed.spec, &claimed.keys, claimed.batch);
+        let (spec, keys, batch) = (&*claimed.spec, &claimed.keys, claimed.batch);
         let failures = batch_failures(batch * spec.batch_size, results);
         let failed = failures.len() as u64;
         let ok = results.len() as u64 - failed;

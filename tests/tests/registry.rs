@@ -182,7 +182,7 @@ fn pushes_that_must_be_refused_are_refused_with_the_reason() {
         (
             "other world",
             &[path(&empty_component)],
-            "does not export crunch:kernel/kernels@0.1.x",
+            "does not export crunch:kernel/kernels@0.2.x",
         ),
         ("filesystem and sockets", &[&hostile], "wasi:filesystem"),
         (

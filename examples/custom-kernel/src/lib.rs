@@ -16,7 +16,9 @@ mod component {
         wit_bindgen::generate!({ path: "../../wit", world: "kernel-pack" });
     }
 
-    use bindings::crunch::kernel::types::{KernelError, KernelInfo, Tensor};
+    use bindings::crunch::kernel::types::{
+        BatchResults, ItemFailure, KernelError, KernelInfo, Packed, Tensor,
+    };
     use bindings::exports::crunch::kernel::kernels::Guest;
 
     struct RiskPack;
@@ -36,22 +38,22 @@ mod component {
             ]
         }
 
-        fn run(
-            kernel: String,
-            params: Vec<(String, Tensor)>,
-            items: Vec<Vec<Tensor>>,
-        ) -> Vec<Result<Tensor, KernelError>> {
+        fn run(kernel: String, params: Vec<(String, Tensor)>, items: Packed) -> BatchResults {
             let param = |name: &str| {
                 params
                     .iter()
                     .find(|(k, _)| k == name)
                     .and_then(|(_, t)| t.data.first().copied())
             };
-            items
-                .into_iter()
-                .map(|item| {
-                    let tensors: Vec<(Vec<u32>, Vec<f64>)> =
-                        item.into_iter().map(|t| (t.shape, t.data)).collect();
+            let items = crunch_abi::Items::new(items.count, &items.shapes, &items.data);
+            let results = crunch_abi::run_each(
+                items,
+                |e| KernelError::InvalidInput(e.to_string()),
+                |tensors| {
+                    let tensors: Vec<(Vec<u32>, Vec<f64>)> = tensors
+                        .iter()
+                        .map(|t| (t.shape.to_vec(), t.data.to_vec()))
+                        .collect();
                     let out = match kernel.as_str() {
                         "var" => crate::var(&tensors, param("confidence").unwrap_or(0.99)),
                         "ma_crossover" => crate::ma_crossover(
@@ -65,13 +67,22 @@ mod component {
                             )));
                         }
                     };
-                    out.map(|data| Tensor {
-                        shape: vec![data.len() as u32],
-                        data,
-                    })
-                    .map_err(KernelError::InvalidInput)
-                })
-                .collect()
+                    out.map(|data| (vec![data.len() as u32], data))
+                        .map_err(KernelError::InvalidInput)
+                },
+            );
+            BatchResults {
+                outputs: Packed {
+                    count: results.outputs.count,
+                    shapes: results.outputs.shapes,
+                    data: results.outputs.data,
+                },
+                failures: results
+                    .failures
+                    .into_iter()
+                    .map(|(index, error)| ItemFailure { index, error })
+                    .collect(),
+            }
         }
     }
 

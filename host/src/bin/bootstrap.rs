@@ -11,6 +11,9 @@ use crunch::store::Store;
 use crunch::worker::{BatchFailure, Worker};
 use crunch::{Engine, Limits};
 use lambda_runtime::{Error, service_fn};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> Result<(), Error> {
     let process_start = Instant::now();
@@ -20,11 +23,9 @@ fn main() -> Result<(), Error> {
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CRUNCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
         .with_writer(std::io::stdout)
+        .finish()
+        .with(crunch::logging::filter_from_env(LevelFilter::INFO))
         .init();
     crunch::store::install_tls_provider();
     // Sentry first, so that its panic hook and transport cover everything after.

@@ -12,6 +12,8 @@ use std::io::{Read, Write};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use crunch_abi::Packed;
+
 use crate::types::{Item, ItemError, ItemResult, Tensor, element_count};
 
 /// The first eight bytes of every Crunch binary file.
@@ -24,19 +26,38 @@ const ERROR_KINDS: [&str; 4] = ["invalid-input", "domain", "unknown-kernel", "ba
 pub fn read_items(mut reader: impl Read) -> Result<Vec<Item>> {
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes)?;
-    let mut cursor = Cursor::new(&bytes);
+    items_from_bytes(&bytes)
+}
+
+/// Items from Crunch binary bytes in memory.
+pub fn items_from_bytes(bytes: &[u8]) -> Result<Vec<Item>> {
+    let mut cursor = Cursor::new(bytes);
     let count = cursor.header()?;
     (0..count)
         .map(|i| {
-            match cursor.u8()? {
-                TAG_TENSORS => cursor.tensors(),
-                TAG_ERROR => bail!("is an error record, which only results may hold"),
-                tag => bail!("has unknown tag {tag}"),
-            }
-            .with_context(|| format!("item {i}"))
+            cursor
+                .item_tag()
+                .and_then(|()| cursor.tensors())
+                .with_context(|| format!("item {i}"))
         })
         .collect::<Result<_>>()
         .and_then(|items| cursor.end().map(|()| items))
+}
+
+/// Items from Crunch binary bytes straight into the packed form a pack reads (one pass, no
+/// per-item allocation): how workers read batches from Redis.
+pub fn packed_from_bytes(bytes: &[u8]) -> Result<Packed> {
+    let mut cursor = Cursor::new(bytes);
+    let count = cursor.header()?;
+    let mut packed = Packed::with_capacity(count as usize, bytes.len() / 8);
+    for i in 0..count {
+        cursor
+            .item_tag()
+            .and_then(|()| cursor.tensors_into(&mut packed))
+            .with_context(|| format!("item {i}"))?;
+    }
+    cursor.end()?;
+    Ok(packed)
 }
 
 pub fn read_results(mut reader: impl Read) -> Result<Vec<ItemResult>> {
@@ -102,6 +123,14 @@ fn tensors(writer: &mut impl Write, tensors: &[Tensor]) -> Result<()> {
     Ok(())
 }
 
+fn le_u32(c: &[u8]) -> u32 {
+    u32::from_le_bytes([c[0], c[1], c[2], c[3]])
+}
+
+fn le_f64(c: &[u8]) -> f64 {
+    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+}
+
 /// A bounds-checked reader over the file's bytes.
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -163,6 +192,28 @@ impl<'a> Cursor<'a> {
         Ok(count)
     }
 
+    fn item_tag(&mut self) -> Result<()> {
+        match self.u8()? {
+            TAG_TENSORS => Ok(()),
+            TAG_ERROR => bail!("is an error record, which only results may hold"),
+            tag => bail!("has unknown tag {tag}"),
+        }
+    }
+
+    /// One item's tensors appended to `packed`.
+    fn tensors_into(&mut self, packed: &mut Packed) -> Result<()> {
+        let count = self.u32()?;
+        packed.shapes.push(count);
+        for i in 0..count {
+            let (dims, raw) = self.tensor_bytes().with_context(|| format!("tensor {i}"))?;
+            packed.shapes.push((dims.len() / 4) as u32);
+            packed.shapes.extend(dims.chunks_exact(4).map(le_u32));
+            packed.data.extend(raw.chunks_exact(8).map(le_f64));
+        }
+        packed.count += 1;
+        Ok(())
+    }
+
     fn tensors(&mut self) -> Result<Vec<Tensor>> {
         let count = self.u32()?;
         (0..count)
@@ -171,21 +222,23 @@ impl<'a> Cursor<'a> {
     }
 
     fn tensor(&mut self) -> Result<Tensor> {
+        let (dims, raw) = self.tensor_bytes()?;
+        Ok(Tensor {
+            shape: dims.chunks_exact(4).map(le_u32).collect(),
+            data: raw.chunks_exact(8).map(le_f64).collect(),
+        })
+    }
+
+    /// A tensor's dimension bytes and value bytes, checked against each other and the input.
+    fn tensor_bytes(&mut self) -> Result<(&'a [u8], &'a [u8])> {
         let rank = self.u32()? as usize;
         let dims = self.take(rank.checked_mul(4).context("absurd rank")?)?;
-        let shape: Vec<u32> = dims
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let shape: Vec<u32> = dims.chunks_exact(4).map(le_u32).collect();
         let n = element_count(&shape).context("shape overflows")?;
         let raw = self
             .take(n.checked_mul(8).context("shape overflows")?)
             .with_context(|| format!("shape {shape:?}"))?;
-        let data = raw
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect();
-        Ok(Tensor { shape, data })
+        Ok((dims, raw))
     }
 
     fn result(&mut self) -> Result<ItemResult> {
@@ -252,6 +305,20 @@ mod tests {
         let mut buf = Vec::new();
         write_results(&mut buf, &results).unwrap();
         assert_eq!(read_results(&buf[..]).unwrap(), results);
+    }
+
+    #[test]
+    fn packed_reading_matches_item_reading() {
+        let items = vec![
+            vec![t(vec![2], vec![1.0, 2.0]), t(vec![], vec![3.0])],
+            vec![],
+            vec![t(vec![1, 2], vec![4.0, 5.0])],
+        ];
+        let mut buf = Vec::new();
+        write_items(&mut buf, &items).unwrap();
+        let packed = packed_from_bytes(&buf).unwrap();
+        assert_eq!(packed, crate::packing::pack_abi(&items));
+        assert!(packed_from_bytes(&buf[..buf.len() - 1]).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 
+use crate::packing::PackedBatch;
 use crate::types::{Item, ItemResult};
 
 /// A file format for items and results.
@@ -117,7 +118,12 @@ pub fn encode_items(items: &[Item]) -> Vec<u8> {
 
 /// Items from Crunch binary bytes.
 pub fn decode_items(bytes: &[u8]) -> Result<Vec<Item>> {
-    binary::read_items(bytes)
+    binary::items_from_bytes(bytes)
+}
+
+/// Items from Crunch binary bytes, packed for a call into a pack (see [`crate::packing`]).
+pub fn decode_packed(bytes: &[u8]) -> Result<PackedBatch> {
+    binary::packed_from_bytes(bytes).map(PackedBatch::from)
 }
 
 /// Results as Crunch binary bytes.

@@ -24,7 +24,7 @@ enum KernelCommand {
     /// Check a kernel pack component and store it, content-addressed by sha256, under NAME:TAG.
     ///
     /// Refused, with the reason, when the file is not WebAssembly, is a core module rather than
-    /// a component, does not export crunch:kernel/kernels@0.1.x, imports anything beyond
+    /// a component, does not export crunch:kernel/kernels@0.2.x, imports anything beyond
     /// wasi:cli, wasi:io, wasi:clocks and wasi:random (no files, no sockets), or is over the
     /// size limit. Jobs submitted with `--pack NAME[:TAG]` pin the digest the tag points at.
     Push {

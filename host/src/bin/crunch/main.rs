@@ -14,6 +14,9 @@ mod worker;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Crunch: large sets of numeric calculations through one portable wasm kernel pack.
 #[derive(Parser)]
@@ -56,11 +59,9 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CRUNCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
         .with_writer(std::io::stderr)
+        .finish()
+        .with(crunch::logging::filter_from_env(LevelFilter::WARN))
         .init();
     crunch::store::install_tls_provider();
     let cli = Cli::parse();

@@ -68,10 +68,18 @@ pub fn main(args: WorkerArgs) -> Result<ExitCode> {
         // Fail fast on an unknown job; an unreadable spec is for the worker to report.
         jobs::progress(&mut store, job)?;
     }
+    let start = std::time::Instant::now();
     let summary = worker.serve(&args.redis.redis, threads, args.job.as_deref(), keep_going)?;
+    let busy = start.elapsed().as_secs_f64() * threads as f64;
     eprintln!(
-        "worker done: {} batches ({} items ok, {} failed), {} retried, {} dead-lettered",
-        summary.batches, summary.items_ok, summary.items_failed, summary.retried, summary.dead
+        "worker done: {} batches ({} items ok, {} failed), {} retried, {} dead-lettered; \
+         {:.1}% of {threads} thread(s)' time inside kernels",
+        summary.batches,
+        summary.items_ok,
+        summary.items_failed,
+        summary.retried,
+        summary.dead,
+        100.0 * summary.kernel_time.as_secs_f64() / busy.max(f64::EPSILON)
     );
     Ok(ExitCode::SUCCESS)
 }

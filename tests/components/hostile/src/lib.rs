@@ -15,7 +15,9 @@ mod component {
         wit_bindgen::generate!({ path: "../../../wit", world: "kernel-pack" });
     }
 
-    use bindings::crunch::kernel::types::{KernelError, KernelInfo, Tensor};
+    use bindings::crunch::kernel::types::{
+        BatchResults, ItemFailure, KernelError, KernelInfo, Packed, Tensor,
+    };
     use bindings::exports::crunch::kernel::kernels::Guest;
     use std::hint::black_box;
 
@@ -64,15 +66,34 @@ mod component {
                 .collect()
         }
 
-        fn run(
-            kernel: String,
-            _params: Vec<(String, Tensor)>,
-            items: Vec<Vec<Tensor>>,
-        ) -> Vec<Result<Tensor, KernelError>> {
-            items
-                .into_iter()
-                .map(|item| run_item(&kernel, item))
-                .collect()
+        fn run(kernel: String, _params: Vec<(String, Tensor)>, items: Packed) -> BatchResults {
+            let items = crunch_abi::Items::new(items.count, &items.shapes, &items.data);
+            let results = crunch_abi::run_each(
+                items,
+                |e| KernelError::InvalidInput(e.to_string()),
+                |tensors| {
+                    let item = tensors
+                        .iter()
+                        .map(|t| Tensor {
+                            shape: t.shape.to_vec(),
+                            data: t.data.to_vec(),
+                        })
+                        .collect();
+                    run_item(&kernel, item).map(|t| (t.shape, t.data))
+                },
+            );
+            BatchResults {
+                outputs: Packed {
+                    count: results.outputs.count,
+                    shapes: results.outputs.shapes,
+                    data: results.outputs.data,
+                },
+                failures: results
+                    .failures
+                    .into_iter()
+                    .map(|(index, error)| ItemFailure { index, error })
+                    .collect(),
+            }
         }
     }
 

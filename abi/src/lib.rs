@@ -1,0 +1,340 @@
+//! The packed batch layout of `crunch:kernel` (WIT record `packed`), shared by the host, which
+//! packs items and unpacks results, and by packs, which read items in place and pack results.
+//!
+//! A batch of `count` items is two flat lists. `shapes` holds, for each item in order, its
+//! tensor count, then for each of its tensors the rank followed by the dimensions; `data` holds
+//! every tensor's values in the same order, each row-major. So a batch crosses the component
+//! boundary in a few copies however many items it holds, and a kernel reads its inputs where
+//! they lie. Results use the same layout: one tensor per item that succeeded, none for an item
+//! that failed.
+
+use std::fmt;
+
+/// A tensor read in place from a packed batch (or borrowed from an owned tensor).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TensorRef<'a> {
+    /// Length of each dimension, outermost first; empty for a scalar.
+    pub shape: &'a [u32],
+    /// The values, row-major; exactly the product of `shape` of them.
+    pub data: &'a [f64],
+}
+
+/// Items (or results) packed for one call.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Packed {
+    /// Number of items.
+    pub count: u32,
+    /// Per item: tensor count, then per tensor: rank, dimensions.
+    pub shapes: Vec<u32>,
+    /// Every tensor's values, in order.
+    pub data: Vec<f64>,
+}
+
+/// Why a packed batch cannot be read or written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PackError {
+    /// A tensor's value count does not match its shape (item and tensor positions).
+    ShapeMismatch {
+        /// Position of the tensor within its item.
+        tensor: usize,
+        /// The shape given.
+        shape: Vec<u32>,
+        /// Values the shape needs, if that number fits in memory.
+        expected: Option<usize>,
+        /// Values given.
+        actual: usize,
+    },
+    /// The lists end early or hold more than `count` items say.
+    Malformed(String),
+}
+
+impl fmt::Display for PackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ShapeMismatch {
+                tensor,
+                shape,
+                expected: Some(n),
+                actual,
+            } => write!(
+                f,
+                "input {tensor}: shape {shape:?} needs {n} values but the tensor holds {actual}"
+            ),
+            Self::ShapeMismatch { tensor, shape, .. } => write!(
+                f,
+                "input {tensor}: shape {shape:?} has more elements than fit in memory"
+            ),
+            Self::Malformed(reason) => write!(f, "malformed packed batch: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for PackError {}
+
+/// The number of elements a shape describes, or `None` if it overflows.
+pub fn element_count(shape: &[u32]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+}
+
+impl Packed {
+    /// An empty batch with room for about `items` items of `values` values in all.
+    pub fn with_capacity(items: usize, values: usize) -> Self {
+        Self {
+            count: 0,
+            shapes: Vec::with_capacity(items * 3),
+            data: Vec::with_capacity(values),
+        }
+    }
+
+    /// Appends one item. Checks every tensor first, so a bad item leaves the batch unchanged.
+    pub fn push<'a>(
+        &mut self,
+        tensors: impl IntoIterator<Item = TensorRef<'a>> + Clone,
+    ) -> Result<(), PackError> {
+        let mut n = 0u32;
+        for (i, t) in tensors.clone().into_iter().enumerate() {
+            let expected = element_count(t.shape);
+            if expected != Some(t.data.len()) {
+                return Err(PackError::ShapeMismatch {
+                    tensor: i,
+                    shape: t.shape.to_vec(),
+                    expected,
+                    actual: t.data.len(),
+                });
+            }
+            n += 1;
+        }
+        self.shapes.push(n);
+        for t in tensors {
+            self.shapes.push(t.shape.len() as u32);
+            self.shapes.extend_from_slice(t.shape);
+            self.data.extend_from_slice(t.data);
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Appends an item with no tensors (a result slot for an item that failed).
+    pub fn push_none(&mut self) {
+        self.shapes.push(0);
+        self.count += 1;
+    }
+
+    /// Reads the items back, in order, without copying.
+    pub fn items(&self) -> Items<'_> {
+        Items::new(self.count, &self.shapes, &self.data)
+    }
+}
+
+/// Reads the items of a packed batch one at a time.
+#[derive(Clone, Debug)]
+pub struct Items<'a> {
+    remaining: u32,
+    shapes: &'a [u32],
+    data: &'a [f64],
+}
+
+impl<'a> Items<'a> {
+    /// A reader over `count` items packed in `shapes` and `data`.
+    pub fn new(count: u32, shapes: &'a [u32], data: &'a [f64]) -> Self {
+        Self {
+            remaining: count,
+            shapes,
+            data,
+        }
+    }
+
+    /// Items not read yet.
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
+    /// Reads the next item's tensors into `tensors` (cleared first). `None` once every item
+    /// has been read; an error when the lists end early, after which reading stops.
+    pub fn next_into(&mut self, tensors: &mut Vec<TensorRef<'a>>) -> Option<Result<(), PackError>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        tensors.clear();
+        let result = self.read_item(tensors);
+        if result.is_err() {
+            self.remaining = 0;
+        }
+        Some(result)
+    }
+
+    /// Checks that every item has been read and nothing is left over.
+    pub fn finish(&self) -> Result<(), PackError> {
+        if self.remaining == 0 && self.shapes.is_empty() && self.data.is_empty() {
+            Ok(())
+        } else {
+            Err(PackError::Malformed(format!(
+                "{} items, {} shape words and {} values left over",
+                self.remaining,
+                self.shapes.len(),
+                self.data.len()
+            )))
+        }
+    }
+
+    fn read_item(&mut self, tensors: &mut Vec<TensorRef<'a>>) -> Result<(), PackError> {
+        let n = self.take_word("tensor count")?;
+        for _ in 0..n {
+            let rank = self.take_word("rank")? as usize;
+            if rank > self.shapes.len() {
+                return Err(PackError::Malformed(format!(
+                    "rank {rank} but {} shape words left",
+                    self.shapes.len()
+                )));
+            }
+            let (shape, rest) = self.shapes.split_at(rank);
+            self.shapes = rest;
+            let len = element_count(shape)
+                .filter(|&len| len <= self.data.len())
+                .ok_or_else(|| {
+                    PackError::Malformed(format!(
+                        "shape {shape:?} needs more values than the {} left",
+                        self.data.len()
+                    ))
+                })?;
+            let (data, rest) = self.data.split_at(len);
+            self.data = rest;
+            tensors.push(TensorRef { shape, data });
+        }
+        Ok(())
+    }
+
+    fn take_word(&mut self, what: &str) -> Result<u32, PackError> {
+        let (&word, rest) = self
+            .shapes
+            .split_first()
+            .ok_or_else(|| PackError::Malformed(format!("the shapes end before a {what}")))?;
+        self.shapes = rest;
+        Ok(word)
+    }
+}
+
+/// What a packed batch produced: one output per item that succeeded, packed, and the failures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchResults<E> {
+    /// One tensor per item that succeeded, none per item that failed, in item order.
+    pub outputs: Packed,
+    /// (item index, reason) for every item that failed, in order.
+    pub failures: Vec<(u32, E)>,
+}
+
+/// Runs `compute` on every item of a packed batch in order, reading the inputs in place, and
+/// packs what it returns (an output `(shape, values)` or an error). Items that cannot be read
+/// (the lists end early) and inconsistent outputs fail through `unreadable`.
+pub fn run_each<E>(
+    mut items: Items<'_>,
+    unreadable: impl Fn(PackError) -> E,
+    mut compute: impl FnMut(&[TensorRef<'_>]) -> Result<(Vec<u32>, Vec<f64>), E>,
+) -> BatchResults<E> {
+    let count = items.remaining();
+    let mut results = BatchResults {
+        outputs: Packed::with_capacity(count as usize, 0),
+        failures: Vec::new(),
+    };
+    let mut tensors = Vec::new();
+    for index in 0..count {
+        let result = match items.next_into(&mut tensors) {
+            Some(Ok(())) => compute(&tensors),
+            Some(Err(e)) => Err(unreadable(e)),
+            None => Err(unreadable(PackError::Malformed(
+                "an earlier item could not be read".into(),
+            ))),
+        };
+        let pushed = result.and_then(|(shape, data)| {
+            results
+                .outputs
+                .push([TensorRef {
+                    shape: &shape,
+                    data: &data,
+                }])
+                .map_err(&unreadable)
+        });
+        if let Err(e) = pushed {
+            results.outputs.push_none();
+            results.failures.push((index, e));
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t<'a>(shape: &'a [u32], data: &'a [f64]) -> TensorRef<'a> {
+        TensorRef { shape, data }
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut packed = Packed::default();
+        packed.push([t(&[2], &[1.0, 2.0]), t(&[], &[3.0])]).unwrap();
+        packed.push_none();
+        packed.push([t(&[1, 2], &[4.0, 5.0])]).unwrap();
+        assert_eq!(packed.count, 3);
+        let mut items = packed.items();
+        let mut tensors = Vec::new();
+        items.next_into(&mut tensors).unwrap().unwrap();
+        assert_eq!(tensors, vec![t(&[2], &[1.0, 2.0]), t(&[], &[3.0])]);
+        items.next_into(&mut tensors).unwrap().unwrap();
+        assert!(tensors.is_empty());
+        items.next_into(&mut tensors).unwrap().unwrap();
+        assert_eq!(tensors, vec![t(&[1, 2], &[4.0, 5.0])]);
+        assert!(items.next_into(&mut tensors).is_none());
+        items.finish().unwrap();
+    }
+
+    #[test]
+    fn a_bad_tensor_is_refused_and_leaves_the_batch_unchanged() {
+        let mut packed = Packed::default();
+        let err = packed.push([t(&[1], &[1.0]), t(&[3], &[1.0])]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "input 1: shape [3] needs 3 values but the tensor holds 1"
+        );
+        assert_eq!(packed, Packed::default());
+    }
+
+    #[test]
+    fn run_each_packs_outputs_and_failures() {
+        let mut packed = Packed::default();
+        for v in [1.0, -1.0, 2.0] {
+            packed.push([t(&[], &[v])]).unwrap();
+        }
+        let out = run_each(
+            packed.items(),
+            |e| e.to_string(),
+            |item| {
+                let v = item[0].data[0];
+                if v < 0.0 {
+                    Err(format!("negative {v}"))
+                } else {
+                    Ok((vec![1], vec![v * 2.0]))
+                }
+            },
+        );
+        assert_eq!(out.outputs.count, 3);
+        assert_eq!(out.outputs.shapes, vec![1, 1, 1, 0, 1, 1, 1]);
+        assert_eq!(out.outputs.data, vec![2.0, 4.0]);
+        assert_eq!(out.failures, vec![(1, "negative -1".to_string())]);
+    }
+
+    #[test]
+    fn truncated_lists_are_malformed() {
+        let mut tensors = Vec::new();
+        let mut items = Items::new(2, &[1, 1, 4], &[1.0]);
+        let err = items.next_into(&mut tensors).unwrap().unwrap_err();
+        assert!(err.to_string().contains("needs more values"), "{err}");
+        assert!(items.next_into(&mut tensors).is_none());
+        let items = Items::new(0, &[1], &[]);
+        assert!(items.finish().is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! Criterion micro-benchmarks: each standard kernel's workload as one batch through the wasm
+//! component (a fresh instance, as workers run it) and through the same Rust kernels built
+//! natively, reading the same packed batch; and the fixed cost of a batch (instantiate plus one call on no items).
+//!
+//! `just bench` runs these, then `crunch-bench` reads criterion's estimates.
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use crunch::{Engine, Job, KernelPack, Limits, run_batch};
+use crunch_bench::workloads;
+
+fn kernels(c: &mut Criterion) {
+    let engine = Engine::new(Limits::default()).expect("engine");
+    let pack = KernelPack::load(&engine, &crunch_tests::paths::component("crunch_kernels"))
+        .expect("the standard pack");
+    for workload in workloads() {
+        let job = Job {
+            kernel: workload.kernel,
+            params: &workload.params,
+            batch_time: Duration::from_secs(60),
+        };
+        let checked = run_batch(&pack, &job, 0, &workload.items);
+        assert!(checked.error.is_none(), "{:?}", checked.error);
+        // The native side reads the same packed batch the component receives, so the ratio is
+        // the price of the sandbox: instantiation, copies across the boundary, generated code.
+        let packed = crunch::packing::pack(&workload.items).packed;
+        let native_params = workload.native_params();
+
+        let mut group = c.benchmark_group(workload.kernel);
+        group.throughput(Throughput::Elements(workload.items.len() as u64));
+        group.bench_function("wasm", |b| {
+            b.iter(|| run_batch(&pack, &job, 0, black_box(&workload.items)))
+        });
+        group.bench_function("native", |b| {
+            b.iter(|| {
+                let items = crunch_abi::Items::new(packed.count, &packed.shapes, &packed.data);
+                crunch_kernels::run_packed(workload.kernel, black_box(&native_params), items)
+            })
+        });
+        group.finish();
+    }
+
+    let empty = Job {
+        kernel: "describe",
+        params: &[],
+        batch_time: Duration::from_secs(60),
+    };
+    let mut group = c.benchmark_group("fixed_cost");
+    group.bench_function("empty_batch", |b| {
+        b.iter(|| run_batch(&pack, &empty, 0, &[]))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    targets = kernels
+}
+criterion_main!(benches);

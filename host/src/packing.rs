@@ -1,0 +1,199 @@
+//! Items into the packed form in which they cross into the pack (`crunch:kernel` `packed`),
+//! and the pack's packed results back into one result per item, checking that the pack kept
+//! the contract.
+
+use crunch_abi::{Packed, TensorRef};
+
+use crate::types::{BatchResults, Item, ItemError, ItemResult, KernelError, Tensor};
+
+/// A batch's items, packed, and the items refused before packing.
+pub struct PackedBatch {
+    /// The items whose tensors match their shapes, packed in order.
+    pub packed: crate::types::Packed,
+    /// For each packed item, its position in the batch.
+    positions: Vec<usize>,
+    /// Items whose tensors do not match their shapes: position and error.
+    refused: Vec<(usize, ItemError)>,
+    /// Items in the batch.
+    len: usize,
+}
+
+/// Packs `items`; an item whose tensors do not match their shapes is refused alone, with an
+/// invalid-input error naming the tensor.
+pub fn pack(items: &[Item]) -> PackedBatch {
+    let (packed, positions, refused) = pack_checked(items);
+    PackedBatch {
+        packed: to_wit(packed),
+        positions,
+        refused,
+        len: items.len(),
+    }
+}
+
+/// `items` packed, for items known to be consistent (tests and benchmarks).
+pub fn pack_abi(items: &[Item]) -> Packed {
+    pack_checked(items).0
+}
+
+type Refused = Vec<(usize, ItemError)>;
+
+fn pack_checked(items: &[Item]) -> (Packed, Vec<usize>, Refused) {
+    let values = items.iter().flatten().map(|t| t.data.len()).sum();
+    let mut packed = Packed::with_capacity(items.len(), values);
+    let mut positions = Vec::with_capacity(items.len());
+    let mut refused = Vec::new();
+    for (position, item) in items.iter().enumerate() {
+        let tensors = item.iter().map(|t| TensorRef {
+            shape: &t.shape,
+            data: &t.data,
+        });
+        match packed.push(tensors) {
+            Ok(()) => positions.push(position),
+            Err(e) => refused.push((
+                position,
+                ItemError::Kernel(KernelError::InvalidInput(e.to_string())),
+            )),
+        }
+    }
+    (packed, positions, refused)
+}
+
+fn to_wit(packed: Packed) -> crate::types::Packed {
+    crate::types::Packed {
+        count: packed.count,
+        shapes: packed.shapes,
+        data: packed.data,
+    }
+}
+
+/// A batch read already packed (from Crunch binary, where every tensor matches its shape).
+impl From<Packed> for PackedBatch {
+    fn from(packed: Packed) -> Self {
+        let len = packed.count as usize;
+        Self {
+            packed: to_wit(packed),
+            positions: (0..len).collect(),
+            refused: Vec::new(),
+            len,
+        }
+    }
+}
+
+impl PackedBatch {
+    /// Items in the batch, refused ones included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// One result per item of the batch, in order, from what the pack returned; an error
+    /// saying how the pack broke the contract when the results do not account for every
+    /// packed item exactly once.
+    pub fn unpack(self, results: BatchResults) -> Result<Vec<ItemResult>, String> {
+        let outputs = &results.outputs;
+        if outputs.count != self.packed.count {
+            return Err(format!(
+                "the pack returned {} results for {} items",
+                outputs.count, self.packed.count
+            ));
+        }
+        let mut unpacked: Vec<Option<ItemResult>> = vec![None; self.len];
+        for (position, error) in self.refused {
+            unpacked[position] = Some(Err(error));
+        }
+        let mut failures = results.failures.into_iter().peekable();
+        let mut reader = crunch_abi::Items::new(outputs.count, &outputs.shapes, &outputs.data);
+        let mut tensors = Vec::with_capacity(1);
+        for (index, &position) in self.positions.iter().enumerate() {
+            let read = reader
+                .next_into(&mut tensors)
+                .ok_or("the pack's outputs end early")?;
+            read.map_err(|e| format!("the pack's outputs: {e}"))?;
+            let failure = failures.next_if(|f| f.index as usize == index);
+            unpacked[position] = Some(match (&tensors[..], failure) {
+                ([t], None) => Ok(Tensor {
+                    shape: t.shape.to_vec(),
+                    data: t.data.to_vec(),
+                }),
+                ([], Some(f)) => Err(ItemError::Kernel(f.error)),
+                (ts, f) => {
+                    return Err(format!(
+                        "item {index}: the pack returned {} output tensors and {} failure",
+                        ts.len(),
+                        if f.is_some() { "a" } else { "no" }
+                    ));
+                }
+            });
+        }
+        reader
+            .finish()
+            .map_err(|e| format!("the pack's outputs: {e}"))?;
+        if let Some(f) = failures.next() {
+            return Err(format!(
+                "the pack reported a failure for item {}, which is out of order or out of range",
+                f.index
+            ));
+        }
+        Ok(unpacked.into_iter().flatten().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ItemFailure;
+
+    fn scalar(v: f64) -> Tensor {
+        Tensor {
+            shape: vec![],
+            data: vec![v],
+        }
+    }
+
+    #[test]
+    fn refused_items_keep_their_place() {
+        let bad = Tensor {
+            shape: vec![3],
+            data: vec![1.0],
+        };
+        let batch = pack(&[vec![scalar(1.0)], vec![bad], vec![scalar(2.0)]]);
+        assert_eq!(batch.packed.count, 2);
+        let results = BatchResults {
+            outputs: crate::types::Packed {
+                count: 2,
+                shapes: vec![1, 0, 0],
+                data: vec![10.0],
+            },
+            failures: vec![ItemFailure {
+                index: 1,
+                error: KernelError::Domain("no".into()),
+            }],
+        };
+        let out = batch.unpack(results).unwrap();
+        assert_eq!(out[0], Ok(scalar(10.0)));
+        assert!(matches!(&out[1], Err(e) if e.message().contains("needs 3 values")));
+        assert_eq!(
+            out[2],
+            Err(ItemError::Kernel(KernelError::Domain("no".into())))
+        );
+    }
+
+    #[test]
+    fn a_pack_that_drops_an_item_breaks_the_contract() {
+        let batch = pack(&[vec![scalar(1.0)], vec![scalar(2.0)]]);
+        let results = BatchResults {
+            outputs: crate::types::Packed {
+                count: 2,
+                shapes: vec![1, 0, 0],
+                data: vec![1.0],
+            },
+            failures: vec![],
+        };
+        let err = batch.unpack(results).unwrap_err();
+        assert!(err.contains("item 1"), "{err}");
+    }
+}
