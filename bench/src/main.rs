@@ -31,7 +31,7 @@ struct Args {
     #[arg(long)]
     no_python: bool,
     /// Items of the end-to-end Redis job.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     e2e_items: usize,
     /// Process starts measured per cold-start case.
     #[arg(long, default_value_t = 7)]

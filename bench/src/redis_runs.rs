@@ -100,7 +100,7 @@ impl Bench {
 
     /// Items/s of one black_scholes job through one and two workers, and the Python worker.
     pub fn end_to_end(&self, python: Option<&Path>, items: usize) -> Result<EndToEnd> {
-        let batch_size = 2000;
+        let batch_size = 10_000;
         let contracts = contracts(items);
         let rate = |elapsed: Duration| items as f64 / elapsed.as_secs_f64();
         let mut one = Vec::new();

@@ -7,6 +7,58 @@
 //! every platform (rustfft picks SIMD algorithms per CPU).
 
 use core::f64::consts::PI;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Lengths whose twiddles and chirps stay cached (a batch's items usually share one length).
+const CACHED_LENGTHS: usize = 8;
+
+/// Values cached by length.
+type ByLength<T> = RefCell<Vec<(usize, Rc<T>)>>;
+
+thread_local! {
+    /// Radix-2 twiddles by length, and Bluestein chirps (with the FFT of the conjugate chirp
+    /// sequence) by length: computed once per length, not once per item.
+    static TWIDDLES: ByLength<[Complex]> = const { RefCell::new(Vec::new()) };
+    static CHIRPS: ByLength<Chirp> = const { RefCell::new(Vec::new()) };
+}
+
+/// The value cached for `n` in `cache`, made by `make` on a miss.
+fn cached<T: ?Sized>(
+    cache: &'static std::thread::LocalKey<ByLength<T>>,
+    n: usize,
+    make: impl FnOnce() -> Rc<T>,
+) -> Rc<T> {
+    if let Some(hit) =
+        cache.with_borrow(|c| c.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
+    {
+        return hit;
+    }
+    let value = make();
+    cache.with_borrow_mut(|c| {
+        if c.len() == CACHED_LENGTHS {
+            c.remove(0);
+        }
+        c.push((n, value.clone()));
+    });
+    value
+}
+
+/// e^{-2 pi i k / n} for k < n / 2.
+fn twiddles(n: usize) -> Rc<[Complex]> {
+    cached(&TWIDDLES, n, || {
+        (0..n / 2)
+            .map(|k| Complex::expi_neg(2.0 * PI * k as f64 / n as f64))
+            .collect()
+    })
+}
+
+/// What Bluestein's algorithm needs for length n: the chirp and the FFT of its padded
+/// conjugate.
+struct Chirp {
+    chirp: Vec<Complex>,
+    b_hat: Vec<Complex>,
+}
 
 /// A complex number.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -64,9 +116,7 @@ fn radix2(buf: &mut [Complex]) {
             buf.swap(i, j);
         }
     }
-    let twiddles: Vec<Complex> = (0..n / 2)
-        .map(|k| Complex::expi_neg(2.0 * PI * k as f64 / n as f64))
-        .collect();
+    let twiddles = twiddles(n);
     let mut len = 2;
     while len <= n {
         let stride = n / len;
@@ -93,27 +143,15 @@ fn radix2(buf: &mut [Complex]) {
 fn bluestein(x: &[Complex]) -> Vec<Complex> {
     let n = x.len();
     let m = (2 * n - 1).next_power_of_two();
-    // chirp[k] = e^{-i pi k^2 / n}, with k^2 reduced mod 2n exactly so the angle stays small.
-    let chirp: Vec<Complex> = (0..n as u64)
-        .map(|k| {
-            let r = (k * k) % (2 * n as u64);
-            Complex::expi_neg(PI * r as f64 / n as f64)
-        })
-        .collect();
+    let plan = cached(&CHIRPS, n, || Rc::new(chirp(n, m)));
+    let (chirp, b) = (&plan.chirp, &plan.b_hat);
     let mut a = vec![Complex::default(); m];
-    for (k, (&xk, &ck)) in x.iter().zip(&chirp).enumerate() {
+    for (k, (&xk, &ck)) in x.iter().zip(chirp).enumerate() {
         a[k] = xk.mul(ck);
     }
-    let mut b = vec![Complex::default(); m];
-    b[0] = chirp[0].conj();
-    for k in 1..n {
-        b[k] = chirp[k].conj();
-        b[m - k] = chirp[k].conj();
-    }
     radix2(&mut a);
-    radix2(&mut b);
     // Inverse FFT of the product through conjugation: ifft(v) = conj(fft(conj(v))) / m.
-    let mut c: Vec<Complex> = a.iter().zip(&b).map(|(p, q)| p.mul(*q).conj()).collect();
+    let mut c: Vec<Complex> = a.iter().zip(b).map(|(p, q)| p.mul(*q).conj()).collect();
     radix2(&mut c);
     let scale = 1.0 / m as f64;
     (0..n)
@@ -125,6 +163,25 @@ fn bluestein(x: &[Complex]) -> Vec<Complex> {
             v.mul(chirp[k])
         })
         .collect()
+}
+
+/// The chirp for length `n` and the FFT of its conjugate, padded circularly to length `m`.
+fn chirp(n: usize, m: usize) -> Chirp {
+    // chirp[k] = e^{-i pi k^2 / n}, with k^2 reduced mod 2n exactly so the angle stays small.
+    let chirp: Vec<Complex> = (0..n as u64)
+        .map(|k| {
+            let r = (k * k) % (2 * n as u64);
+            Complex::expi_neg(PI * r as f64 / n as f64)
+        })
+        .collect();
+    let mut b_hat = vec![Complex::default(); m];
+    b_hat[0] = chirp[0].conj();
+    for k in 1..n {
+        b_hat[k] = chirp[k].conj();
+        b_hat[m - k] = chirp[k].conj();
+    }
+    radix2(&mut b_hat);
+    Chirp { chirp, b_hat }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! the platform's C library, and no code relies on FMA contraction or runtime CPU detection, so
 //! the native build and the component give bit-identical results.
 
+mod axpy;
 mod check;
 mod fft;
 mod interp;

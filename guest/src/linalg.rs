@@ -3,9 +3,10 @@
 //! Loops are written out in a fixed order (no BLAS, no runtime CPU dispatch) so that every
 //! platform computes the same sums in the same order.
 
+use crate::axpy::axpy;
 use crate::check::{self, domain, invalid};
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
-use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+use ndarray::{Array1, Array2, Axis, s};
 
 /// `matmul`: [A (m x k), B (k x n)] -> A @ B.
 pub fn matmul(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
@@ -20,23 +21,28 @@ pub fn matmul(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelErr
             b.ncols()
         )));
     }
-    let c = product(a, b);
-    Ok(Tensor::matrix(
-        c.nrows(),
-        c.ncols(),
-        c.into_raw_vec_and_offset().0,
-    ))
+    let (rows, inner, cols) = (a.nrows(), a.ncols(), b.ncols());
+    let c = product(
+        a.as_slice().expect("tensors are row-major"),
+        b.as_slice().expect("tensors are row-major"),
+        rows,
+        inner,
+        cols,
+    );
+    Ok(Tensor::matrix(rows, cols, c))
 }
 
-/// C = A B, accumulating each row of C as a sum of scaled rows of B (vectorises well).
-fn product(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
-    let mut c = Array2::<f64>::zeros((a.nrows(), b.ncols()));
-    for (a_row, mut c_row) in a.outer_iter().zip(c.outer_iter_mut()) {
-        let c_row = c_row.as_slice_mut().expect("fresh arrays are contiguous");
-        for (&a_ik, b_row) in a_row.iter().zip(b.outer_iter()) {
-            for (c_ij, &b_kj) in c_row.iter_mut().zip(b_row.iter()) {
-                *c_ij += a_ik * b_kj;
-            }
+/// C = A B for row-major A (rows x inner) and B (inner x cols): each row of C accumulates
+/// scaled rows of B, an elementwise loop over contiguous slices that vectorises (each element's
+/// sum still runs over `inner` in order).
+fn product(a: &[f64], b: &[f64], rows: usize, inner: usize, cols: usize) -> Vec<f64> {
+    let mut c = vec![0.0; rows * cols];
+    if inner == 0 || cols == 0 {
+        return c;
+    }
+    for (a_row, c_row) in a.chunks_exact(inner).zip(c.chunks_exact_mut(cols)) {
+        for (&a_ik, b_row) in a_row.iter().zip(b.chunks_exact(cols)) {
+            axpy(c_row, a_ik, b_row);
         }
     }
     c

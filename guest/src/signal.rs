@@ -1,6 +1,7 @@
 //! Signal processing: `fft_power` and `convolve`. Empty inputs are invalid-input errors, as in
 //! NumPy.
 
+use crate::axpy::axpy;
 use crate::check;
 use crate::fft::{self, Complex};
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
@@ -26,11 +27,14 @@ pub fn convolve(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     let w = check::nonempty_vector(w, "w")?;
     let (long, short) = if x.len() >= w.len() { (x, w) } else { (w, x) };
     let m = short.len();
-    let reversed: Vec<f64> = short.iter().rev().copied().collect();
-    let out = long
-        .windows(m)
-        .map(|window| window.iter().zip(&reversed).map(|(a, b)| a * b).sum())
-        .collect();
+    // out[j] = sum over i of long[j + i] * short[m - 1 - i], summed in order of i. The loop over
+    // i is outermost so that the inner loop is elementwise over j and vectorises; each output's
+    // sum still runs over i in order (from -0.0, as `Iterator::sum` starts).
+    let mut out = vec![-0.0; long.len() - m + 1];
+    let n = out.len();
+    for (i, &w) in short.iter().rev().enumerate() {
+        axpy(&mut out, w, &long[i..i + n]);
+    }
     Ok(Tensor::vector(out))
 }
 

@@ -95,7 +95,7 @@ impl BatchError {
 
 /// Runs one batch in a fresh instance of `pack`.
 pub fn run_batch(pack: &KernelPack, job: &Job<'_>, index: usize, items: &[Item]) -> BatchOutcome {
-    run_packed_batch(pack, job, index, packing::pack(items))
+    run_packed_batch(pack, job, index, &packing::pack(items))
 }
 
 /// Runs one batch, already packed (as workers read it from Redis), in a fresh instance.
@@ -103,7 +103,7 @@ pub fn run_packed_batch(
     pack: &KernelPack,
     job: &Job<'_>,
     index: usize,
-    batch: PackedBatch,
+    batch: &PackedBatch,
 ) -> BatchOutcome {
     let start = Instant::now();
     let len = batch.len();
@@ -129,7 +129,7 @@ fn call(
     pack: &KernelPack,
     job: &Job<'_>,
     index: usize,
-    batch: PackedBatch,
+    batch: &PackedBatch,
 ) -> Result<Vec<ItemResult>, BatchError> {
     let engine = pack.engine();
     let mut store = engine.new_store(job.batch_time);

@@ -109,6 +109,11 @@ impl Engine {
             .epoch_interruption(true)
             .max_wasm_stack(limits.stack_bytes)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `CRUNCH_PERF_MAP=1`: name the generated code in /tmp/perf-PID.map, so that `perf`
+        // profiles show kernel functions by name.
+        if std::env::var_os("CRUNCH_PERF_MAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;

@@ -93,7 +93,7 @@ impl PackedBatch {
     /// One result per item of the batch, in order, from what the pack returned; an error
     /// saying how the pack broke the contract when the results do not account for every
     /// packed item exactly once.
-    pub fn unpack(self, results: BatchResults) -> Result<Vec<ItemResult>, String> {
+    pub fn unpack(&self, results: BatchResults) -> Result<Vec<ItemResult>, String> {
         let outputs = &results.outputs;
         if outputs.count != self.packed.count {
             return Err(format!(
@@ -102,8 +102,8 @@ impl PackedBatch {
             ));
         }
         let mut unpacked: Vec<Option<ItemResult>> = vec![None; self.len];
-        for (position, error) in self.refused {
-            unpacked[position] = Some(Err(error));
+        for (position, error) in &self.refused {
+            unpacked[*position] = Some(Err(error.clone()));
         }
         let mut failures = results.failures.into_iter().peekable();
         let mut reader = crunch_abi::Items::new(outputs.count, &outputs.shapes, &outputs.data);

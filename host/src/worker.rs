@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::batch::{BatchError, Job, run_packed_batch};
+use crate::batch::{BatchError, BatchOutcome, Job, run_packed_batch};
 use crate::cache::{self, CacheHit, PackCache};
 use crate::codec;
 use crate::engine::Engine;
@@ -133,6 +133,13 @@ enum Step {
     Deadline,
 }
 
+/// A batch that has run, its results to be stored.
+struct Ran {
+    claimed: Claimed,
+    outcome: BatchOutcome,
+    batch_time: Duration,
+}
+
 /// A claimed batch ready to run.
 struct Ready {
     claimed: Claimed,
@@ -218,9 +225,10 @@ impl Worker {
         Ok(total)
     }
 
-    /// One claim loop: a prefetch thread claims the next batch and reads its input while this
-    /// thread runs the current one, so a batch's Redis round trips overlap the previous
-    /// batch's compute. At most one batch waits claimed.
+    /// One claim loop, three threads: a prefetch thread claims the next batch and reads its
+    /// input, this thread runs batches, and a store thread writes the previous batch's results,
+    /// so that a batch's Redis round trips overlap the kernels. At most one batch waits claimed
+    /// and one waits to be stored.
     fn claim_loop(
         &self,
         url: &str,
@@ -230,7 +238,8 @@ impl Worker {
     ) -> Result<WorkSummary> {
         let mut store = Store::connect(url)?;
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Box<Ready>>(0);
-        // Wakes an idle prefetch thread when a batch finishes (the job may be done).
+        let (ran_tx, ran_rx) = mpsc::sync_channel::<Ran>(1);
+        // Wakes an idle prefetch thread when a batch is stored (the job may be done).
         let (finished_tx, finished_rx) = mpsc::channel::<()>();
         std::thread::scope(|scope| {
             let prefetch = std::thread::Builder::new()
@@ -240,16 +249,30 @@ impl Worker {
                     self.prefetch_loop(url, thread, only_job, keep_going, channels)
                 })
                 .context("starting a prefetch thread")?;
-            let mut summary = WorkSummary::default();
+            let stored = std::thread::Builder::new()
+                .name(format!("crunch-store-{thread}"))
+                .spawn_scoped(scope, move || {
+                    let mut summary = WorkSummary::default();
+                    for ran in ran_rx {
+                        let (job, batch) = (ran.claimed.spec.job.clone(), ran.claimed.batch);
+                        match self.finish(&mut store, ran) {
+                            Ok(s) => summary.add(s),
+                            Err(e) => tracing::error!(job = %job, batch, "{e:#}"),
+                        }
+                        let _ = finished_tx.send(());
+                    }
+                    summary
+                })
+                .context("starting a store thread")?;
             for ready in ready_rx {
-                let job = ready.claimed.spec.job.clone();
-                let batch = ready.claimed.batch;
-                match self.execute(&mut store, *ready) {
-                    Ok(s) => summary.add(s),
-                    Err(e) => tracing::error!(job = %job, batch, "{e:#}"),
+                if ran_tx.send(self.run(*ready)).is_err() {
+                    break;
                 }
-                let _ = finished_tx.send(());
             }
+            drop(ran_tx);
+            let mut summary = stored
+                .join()
+                .map_err(|_| anyhow!("a store thread panicked"))?;
             match prefetch.join() {
                 Ok(prefetched) => summary.add(prefetched?),
                 Err(_) => bail!("a prefetch thread panicked"),
@@ -516,19 +539,39 @@ impl Worker {
 
     /// Runs a prepared batch and stores its results (or retries or dead-letters it).
     fn execute(&self, store: &mut Store, ready: Ready) -> Result<WorkSummary> {
+        self.finish(store, self.run(ready))
+    }
+
+    /// Runs a prepared batch.
+    fn run(&self, ready: Ready) -> Ran {
         let Ready {
             claimed,
             pack,
             items,
             batch_time,
         } = ready;
-        let (spec, batch) = (&*claimed.spec, claimed.batch);
+        let spec = &*claimed.spec;
         let job = Job {
             kernel: &spec.kernel,
             params: &spec.params,
             batch_time,
         };
-        let outcome = run_packed_batch(&pack, &job, batch as usize, items);
+        let outcome = run_packed_batch(&pack, &job, claimed.batch as usize, &items);
+        Ran {
+            claimed,
+            outcome,
+            batch_time,
+        }
+    }
+
+    /// Stores a run batch's results (or retries or dead-letters it).
+    fn finish(&self, store: &mut Store, ran: Ran) -> Result<WorkSummary> {
+        let Ran {
+            claimed,
+            outcome,
+            batch_time,
+        } = ran;
+        let (spec, batch) = (&*claimed.spec, claimed.batch);
         let cut_off = batch_time < Duration::from_millis(spec.batch_time_ms);
         let mut summary = match &outcome.error {
             None => self.complete(store, &claimed, &outcome.results, "")?,

@@ -114,11 +114,9 @@ fn tensors(writer: &mut impl Write, tensors: &[Tensor]) -> Result<()> {
         for d in &t.shape {
             writer.write_all(&d.to_le_bytes())?;
         }
-        let mut buf = Vec::with_capacity(t.data.len() * 8);
         for v in &t.data {
-            buf.extend_from_slice(&v.to_le_bytes());
+            writer.write_all(&v.to_le_bytes())?;
         }
-        writer.write_all(&buf)?;
     }
     Ok(())
 }

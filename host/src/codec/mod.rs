@@ -128,7 +128,8 @@ pub fn decode_packed(bytes: &[u8]) -> Result<PackedBatch> {
 
 /// Results as Crunch binary bytes.
 pub fn encode_results(results: &[ItemResult]) -> Vec<u8> {
-    let mut bytes = Vec::new();
+    let values: usize = results.iter().flatten().map(|t| t.data.len()).sum();
+    let mut bytes = Vec::with_capacity(24 + 16 * results.len() + 8 * values);
     let _ = binary::write_results(&mut bytes, results);
     bytes
 }
