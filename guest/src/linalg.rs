@@ -6,7 +6,6 @@
 use crate::axpy::axpy;
 use crate::check::{self, domain, invalid};
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
-use ndarray::{Array1, Array2, Axis, s};
 
 /// `matmul`: [A (m x k), B (k x n)] -> A @ B.
 pub fn matmul(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
@@ -71,14 +70,16 @@ pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError>
             "under-determined: {n} observations for {p} coefficients"
         )));
     }
-    let mut r = x.to_owned();
-    let mut qty = Array1::from(y.to_vec());
+    // R is kept column by column (each column contiguous), so that the reflections below
+    // stream through memory.
+    let mut r: Vec<Vec<f64>> = x.columns().into_iter().map(|c| c.to_vec()).collect();
+    let mut qty = y.to_vec();
     let scale = x
         .iter()
         .fold(0.0f64, |m, v| if v.abs() > m { v.abs() } else { m });
     for j in 0..p {
         householder_step(&mut r, &mut qty, j);
-        let pivot = r[[j, j]];
+        let pivot = r[j][j];
         if pivot.is_nan() {
             return Ok(Tensor::vector(vec![f64::NAN; p]));
         }
@@ -90,39 +91,39 @@ pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError>
     }
     let mut b = vec![0.0; p];
     for j in (0..p).rev() {
-        let tail: f64 = (j + 1..p).map(|k| r[[j, k]] * b[k]).sum();
-        b[j] = (qty[j] - tail) / r[[j, j]];
+        let tail: f64 = (j + 1..p).map(|k| r[k][j] * b[k]).sum();
+        b[j] = (qty[j] - tail) / r[j][j];
     }
     Ok(Tensor::vector(b))
 }
 
-/// Zeroes column `j` of `r` below the diagonal with a Householder reflection, applied to the
-/// remaining columns and to `qty`.
-fn householder_step(r: &mut Array2<f64>, qty: &mut Array1<f64>, j: usize) {
-    let norm = r
-        .slice(s![j.., j])
-        .iter()
-        .map(|v| v * v)
-        .sum::<f64>()
-        .sqrt();
+/// Zeroes column `j` of R (stored by columns) below the diagonal with a Householder reflection,
+/// applied to the remaining columns and to `qty`.
+fn householder_step(r: &mut [Vec<f64>], qty: &mut [f64], j: usize) {
+    let norm = r[j][j..].iter().map(|v| v * v).sum::<f64>().sqrt();
     if norm == 0.0 {
         return;
     }
-    let alpha = if r[[j, j]] > 0.0 { -norm } else { norm };
-    let mut v = r.slice(s![j.., j]).to_owned();
+    let alpha = if r[j][j] > 0.0 { -norm } else { norm };
+    let mut v = r[j][j..].to_vec();
     v[0] -= alpha;
     let v_norm2: f64 = v.iter().map(|x| x * x).sum();
     if v_norm2 == 0.0 {
         return;
     }
-    let mut tail = r.slice_mut(s![j.., j..]);
-    for mut col in tail.axis_iter_mut(Axis(1)) {
-        let f = 2.0 * v.dot(&col) / v_norm2;
-        col.scaled_add(-f, &v);
+    let reflect = |column: &mut [f64]| {
+        let f = 2.0 * dot(&v, column) / v_norm2;
+        axpy(column, -f, &v);
+    };
+    for column in &mut r[j..] {
+        reflect(&mut column[j..]);
     }
-    let mut q_tail = qty.slice_mut(s![j..]);
-    let f = 2.0 * v.dot(&q_tail) / v_norm2;
-    q_tail.scaled_add(-f, &v);
+    reflect(&mut qty[j..]);
+}
+
+/// The dot product, summed in order.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]

@@ -14,14 +14,19 @@ pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     let [x] = check::inputs(item, ["x"])?;
     let x = check::nonempty_vector(x, "x")?;
     let n = x.len() as f64;
-    let (min, max) = x.iter().fold((x[0], x[0]), |(lo, hi), &v| {
-        if v.is_nan() || lo.is_nan() {
-            (f64::NAN, f64::NAN)
-        } else {
-            (if v < lo { v } else { lo }, if v > hi { v } else { hi })
-        }
-    });
-    let mean = x.iter().sum::<f64>() / n;
+    // One pass for the extremes and the sum; a NaN anywhere makes min and max NaN (the sum and
+    // the moments become NaN by themselves).
+    let (mut min, mut max, mut sum, mut nan) = (x[0], x[0], -0.0, false);
+    for &v in x {
+        min = if v < min { v } else { min };
+        max = if v > max { v } else { max };
+        sum += v;
+        nan |= v.is_nan();
+    }
+    if nan {
+        (min, max) = (f64::NAN, f64::NAN);
+    }
+    let mean = sum / n;
     let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
     for &v in x {
         let d = v - mean;
