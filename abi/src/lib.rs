@@ -226,6 +226,44 @@ pub struct BatchResults<E> {
     pub failures: Vec<(u32, E)>,
 }
 
+impl<E> BatchResults<E> {
+    /// The same results with each failure's reason converted by `f`.
+    pub fn map_errors<F>(self, f: impl FnMut(E) -> F) -> BatchResults<F> {
+        let mut f = f;
+        BatchResults {
+            outputs: self.outputs,
+            failures: self
+                .failures
+                .into_iter()
+                .map(|(index, e)| (index, f(e)))
+                .collect(),
+        }
+    }
+}
+
+/// Converts [`BatchResults`] whose failures already hold the WIT `kernel-error` into the
+/// `batch-results` record of a pack's generated bindings: `wit_batch_results!(results, path)`,
+/// where `path` is the module wit-bindgen generated for `crunch:kernel/types`.
+#[macro_export]
+macro_rules! wit_batch_results {
+    ($results:expr, $types:path) => {{
+        use $types as wit;
+        let results = $results;
+        wit::BatchResults {
+            outputs: wit::Packed {
+                count: results.outputs.count,
+                shapes: results.outputs.shapes,
+                data: results.outputs.data,
+            },
+            failures: results
+                .failures
+                .into_iter()
+                .map(|(index, error)| wit::ItemFailure { index, error })
+                .collect(),
+        }
+    }};
+}
+
 /// Runs `compute` on every item of a packed batch in order, reading the inputs in place, and
 /// packs what it returns (an output `(shape, values)` or an error). Items that cannot be read
 /// (the lists end early) and inconsistent outputs fail through `unreadable`.

@@ -241,13 +241,17 @@ def _contracts(s, k, t, r, is_call, alive, errors):
             alive[i] = False
 
 
-def _greeks(s, k, t, r, sigma, call):
-    """Contract::greeks, in the same order of operations."""
+def _terms(s, k, t, r, sigma):
+    """Contract::terms: d1, d2, the discounted strike and sqrt(T)."""
     sqrt_t = np.sqrt(t)
     vol = sigma * sqrt_t
     d1 = (np.log(s / k) + (r + 0.5 * sigma * sigma) * t) / vol
-    d2 = d1 - vol
-    dk = k * np.exp(-r * t)
+    return d1, d1 - vol, k * np.exp(-r * t), sqrt_t
+
+
+def _greeks(s, k, t, r, sigma, call):
+    """Contract::greeks, in the same order of operations."""
+    d1, d2, dk, sqrt_t = _terms(s, k, t, r, sigma)
     density = FRAC_1_SQRT_2PI * np.exp(-0.5 * d1 * d1)
     out = np.empty((s.shape[0], 6))
     out[:, 2] = density / (s * sigma * sqrt_t)
@@ -269,23 +273,26 @@ def _greeks(s, k, t, r, sigma, call):
 
 def _price_vega(s, k, t, r, call, sigma):
     """Contract::price_vega."""
-    sqrt_t = np.sqrt(t)
-    vol = sigma * sqrt_t
-    d1 = (np.log(s / k) + (r + 0.5 * sigma * sigma) * t) / vol
-    d2 = d1 - vol
-    dk = k * np.exp(-r * t)
+    d1, d2, dk, sqrt_t = _terms(s, k, t, r, sigma)
     price = np.where(call, s * special.ndtr(d1) - dk * special.ndtr(d2),
                      dk * special.ndtr(-d2) - s * special.ndtr(-d1))
     vega = s * (FRAC_1_SQRT_2PI * np.exp(-0.5 * d1 * d1)) * sqrt_t
     return price, vega
 
 
-def k_black_scholes(inp: Inputs, params):
-    x, errors = _records(inp, "S, K, T, r, sigma, is_call", 6)
-    out = np.full((inp.n, 6), np.nan)
+def _option_records(inp: Inputs, fields: str, outputs: int):
+    """The option records, NaN outputs to fill, which items to compute and the errors so far: an
+    item is computed unless its record is malformed or holds a NaN (NaN out, as NumPy would)."""
+    x, errors = _records(inp, fields, 6)
+    out = np.full((inp.n, outputs), np.nan)
     alive = np.ones(inp.n, dtype=bool)
     alive[list(errors)] = False
-    alive &= ~np.isnan(x).any(axis=1)  # NaN anywhere: NaN out, as NumPy arithmetic would
+    alive &= ~np.isnan(x).any(axis=1)
+    return x, out, alive, errors
+
+
+def k_black_scholes(inp: Inputs, params):
+    x, out, alive, errors = _option_records(inp, "S, K, T, r, sigma, is_call", 6)
     s, k, t, r, sigma, is_call = x.T
     _contracts(s, k, t, r, is_call, alive, errors)
     for i in np.flatnonzero(alive & ~((sigma > 0.0) & np.isfinite(sigma))):
@@ -299,11 +306,7 @@ def k_black_scholes(inp: Inputs, params):
 
 
 def k_implied_vol(inp: Inputs, params):
-    x, errors = _records(inp, "price, S, K, T, r, is_call", 6)
-    out = np.full((inp.n, 1), np.nan)
-    alive = np.ones(inp.n, dtype=bool)
-    alive[list(errors)] = False
-    alive &= ~np.isnan(x).any(axis=1)
+    x, out, alive, errors = _option_records(inp, "price, S, K, T, r, is_call", 1)
     target, s, k, t, r, is_call = x.T
     _contracts(s, k, t, r, is_call, alive, errors)
     idx = np.flatnonzero(alive)

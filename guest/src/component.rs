@@ -9,8 +9,7 @@ mod bindings {
 }
 
 use bindings::crunch::kernel::types::{
-    BatchResults, ItemFailure, KernelError as WitError, KernelInfo, Packed as WitPacked,
-    Tensor as WitTensor,
+    BatchResults, KernelError as WitError, KernelInfo, Packed, Tensor as WitTensor,
 };
 use bindings::exports::crunch::kernel::kernels::Guest;
 
@@ -27,25 +26,11 @@ impl Guest for KernelPack {
             .collect()
     }
 
-    fn run(kernel: String, params: Vec<(String, WitTensor)>, items: WitPacked) -> BatchResults {
+    fn run(kernel: String, params: Vec<(String, WitTensor)>, items: Packed) -> BatchResults {
         let params: Vec<_> = params.into_iter().map(|(k, t)| (k, from_wit(t))).collect();
         let items = crunch_abi::Items::new(items.count, &items.shapes, &items.data);
-        let results = crate::run_packed(&kernel, &params, items);
-        BatchResults {
-            outputs: WitPacked {
-                count: results.outputs.count,
-                shapes: results.outputs.shapes,
-                data: results.outputs.data,
-            },
-            failures: results
-                .failures
-                .into_iter()
-                .map(|(index, e)| ItemFailure {
-                    index,
-                    error: error_to_wit(e),
-                })
-                .collect(),
-        }
+        let results = crate::run_packed(&kernel, &params, items).map_errors(error_to_wit);
+        crunch_abi::wit_batch_results!(results, bindings::crunch::kernel::types)
     }
 }
 

@@ -16,9 +16,7 @@ mod component {
         wit_bindgen::generate!({ path: "../../wit", world: "kernel-pack" });
     }
 
-    use bindings::crunch::kernel::types::{
-        BatchResults, ItemFailure, KernelError, KernelInfo, Packed, Tensor,
-    };
+    use bindings::crunch::kernel::types::{BatchResults, KernelError, KernelInfo, Packed, Tensor};
     use bindings::exports::crunch::kernel::kernels::Guest;
 
     struct RiskPack;
@@ -71,18 +69,7 @@ mod component {
                         .map_err(KernelError::InvalidInput)
                 },
             );
-            BatchResults {
-                outputs: Packed {
-                    count: results.outputs.count,
-                    shapes: results.outputs.shapes,
-                    data: results.outputs.data,
-                },
-                failures: results
-                    .failures
-                    .into_iter()
-                    .map(|(index, error)| ItemFailure { index, error })
-                    .collect(),
-            }
+            crunch_abi::wit_batch_results!(results, bindings::crunch::kernel::types)
         }
     }
 

@@ -15,9 +15,7 @@ mod component {
         wit_bindgen::generate!({ path: "../../../wit", world: "kernel-pack" });
     }
 
-    use bindings::crunch::kernel::types::{
-        BatchResults, ItemFailure, KernelError, KernelInfo, Packed, Tensor,
-    };
+    use bindings::crunch::kernel::types::{BatchResults, KernelError, KernelInfo, Packed, Tensor};
     use bindings::exports::crunch::kernel::kernels::Guest;
     use std::hint::black_box;
 
@@ -82,18 +80,7 @@ mod component {
                     run_item(&kernel, item).map(|t| (t.shape, t.data))
                 },
             );
-            BatchResults {
-                outputs: Packed {
-                    count: results.outputs.count,
-                    shapes: results.outputs.shapes,
-                    data: results.outputs.data,
-                },
-                failures: results
-                    .failures
-                    .into_iter()
-                    .map(|(index, error)| ItemFailure { index, error })
-                    .collect(),
-            }
+            crunch_abi::wit_batch_results!(results, bindings::crunch::kernel::types)
         }
     }
 
