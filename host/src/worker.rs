@@ -194,8 +194,9 @@ impl Worker {
         format!("{}-{thread}", self.consumer_prefix)
     }
 
-    /// Runs `threads` claim loops against `redis_url`, each with its own connection, until
-    /// `keep_going`, asked whenever a loop finds nothing to claim, says stop. With `only_job`, only that job is worked on.
+    /// Runs `threads` claim loops against `redis_url` (each with its own connections and its
+    /// prefetch and store threads, see `claim_loop`) until `keep_going`, asked whenever a loop
+    /// finds nothing to claim, says stop. With `only_job`, only that job is worked on.
     pub fn serve(
         self: &Arc<Self>,
         redis_url: &str,

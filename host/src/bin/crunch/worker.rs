@@ -14,7 +14,8 @@ use crate::redis_args::RedisArgs;
 /// Arguments of `crunch worker`.
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// Claim loops, each running one batch at a time. Default: the number of cores.
+    /// Claim loops, each running one batch at a time (while a helper thread claims and reads
+    /// the next batch and another stores the last one's results). Default: the number of cores.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     threads: Option<u32>,
     /// Work only on this job.
