@@ -33,16 +33,12 @@ pub struct Packed {
 /// Why a packed batch cannot be read or written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PackError {
-    /// A tensor's value count does not match its shape (item and tensor positions).
+    /// A tensor's values do not match its shape.
     ShapeMismatch {
         /// Position of the tensor within its item.
         tensor: usize,
-        /// The shape given.
-        shape: Vec<u32>,
-        /// Values the shape needs, if that number fits in memory.
-        expected: Option<usize>,
-        /// Values given.
-        actual: usize,
+        /// How they differ ([`TensorRef::check`]).
+        reason: String,
     },
     /// The lists end early or hold more than `count` items say.
     Malformed(String),
@@ -51,25 +47,31 @@ pub enum PackError {
 impl fmt::Display for PackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ShapeMismatch {
-                tensor,
-                shape,
-                expected: Some(n),
-                actual,
-            } => write!(
-                f,
-                "input {tensor}: shape {shape:?} needs {n} values but the tensor holds {actual}"
-            ),
-            Self::ShapeMismatch { tensor, shape, .. } => write!(
-                f,
-                "input {tensor}: shape {shape:?} has more elements than fit in memory"
-            ),
+            Self::ShapeMismatch { tensor, reason } => write!(f, "input {tensor}: {reason}"),
             Self::Malformed(reason) => write!(f, "malformed packed batch: {reason}"),
         }
     }
 }
 
 impl std::error::Error for PackError {}
+
+impl TensorRef<'_> {
+    /// Checks that the values match the shape; the error says how they differ.
+    pub fn check(&self) -> Result<(), String> {
+        match element_count(self.shape) {
+            Some(n) if n == self.data.len() => Ok(()),
+            Some(n) => Err(format!(
+                "shape {:?} needs {n} values but the tensor holds {}",
+                self.shape,
+                self.data.len()
+            )),
+            None => Err(format!(
+                "shape {:?} has more elements than fit in memory",
+                self.shape
+            )),
+        }
+    }
+}
 
 /// The number of elements a shape describes, or `None` if it overflows.
 pub fn element_count(shape: &[u32]) -> Option<usize> {
@@ -95,15 +97,8 @@ impl Packed {
     ) -> Result<(), PackError> {
         let mut n = 0u32;
         for (i, t) in tensors.clone().into_iter().enumerate() {
-            let expected = element_count(t.shape);
-            if expected != Some(t.data.len()) {
-                return Err(PackError::ShapeMismatch {
-                    tensor: i,
-                    shape: t.shape.to_vec(),
-                    expected,
-                    actual: t.data.len(),
-                });
-            }
+            t.check()
+                .map_err(|reason| PackError::ShapeMismatch { tensor: i, reason })?;
             n += 1;
         }
         self.shapes.push(n);

@@ -12,7 +12,7 @@ use crunch::jobs::{self, SubmitOptions};
 use crunch::store::Store;
 use crunch::worker::Worker;
 use crunch::{Engine, Item, KernelPack, Limits, Tensor};
-use crunch_tests::cli::Crunch;
+use crunch_tests::cli::{Crunch, contracts};
 use crunch_tests::redis_server::RedisServer;
 
 use crate::report::{ColdStart, EndToEnd, KernelShare, median_of};
@@ -209,9 +209,4 @@ impl Bench {
             share: summary.kernel_time.as_secs_f64() / wall.as_secs_f64(),
         })
     }
-}
-
-/// `count` black_scholes contracts.
-fn contracts(count: usize) -> Vec<Item> {
-    crunch_tests::cli::contracts(count)
 }

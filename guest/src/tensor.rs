@@ -38,18 +38,7 @@ impl Tensor {
 
     /// Checks that `data` holds exactly as many values as `shape` says.
     pub fn validate(&self) -> Result<(), KernelError> {
-        match element_count(&self.shape) {
-            Some(n) if n == self.data.len() => Ok(()),
-            Some(n) => Err(KernelError::InvalidInput(format!(
-                "shape {:?} needs {n} values but the tensor holds {}",
-                self.shape,
-                self.data.len()
-            ))),
-            None => Err(KernelError::InvalidInput(format!(
-                "shape {:?} has more elements than fit in memory",
-                self.shape
-            ))),
-        }
+        self.view().check().map_err(KernelError::InvalidInput)
     }
 }
 

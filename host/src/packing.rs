@@ -30,11 +30,6 @@ pub fn pack(items: &[Item]) -> PackedBatch {
     }
 }
 
-/// `items` packed, for items known to be consistent (tests and benchmarks).
-pub fn pack_abi(items: &[Item]) -> Packed {
-    pack_checked(items).0
-}
-
 type Refused = Vec<(usize, ItemError)>;
 
 fn pack_checked(items: &[Item]) -> (Packed, Vec<usize>, Refused) {

@@ -9,6 +9,8 @@ mod bindings {
     });
 }
 
+pub use crunch_abi::element_count;
+
 pub(crate) use bindings::KernelPackPre;
 pub use bindings::crunch::kernel::types::{
     BatchResults, ItemFailure, KernelError, KernelInfo, Packed, Tensor,
@@ -85,11 +87,4 @@ impl Tensor {
         }
         Ok(Self { shape, data })
     }
-}
-
-/// The number of elements a shape describes, or `None` on overflow.
-pub fn element_count(shape: &[u32]) -> Option<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
 }

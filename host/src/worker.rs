@@ -356,7 +356,7 @@ impl Worker {
             let estimate = longest.map(|d| d.mul_f64(1.5));
             let summary =
                 match self.prepare_one(store, job, consumer, deadline.map(|d| (d, estimate)))? {
-                    Step::Ready(ready) => self.execute(store, *ready)?,
+                    Step::Ready(ready) => self.finish(store, self.run(*ready))?,
                     Step::Worked(s) => s,
                     Step::Idle => return Ok(report),
                     Step::Deadline => {
@@ -433,16 +433,7 @@ impl Worker {
             .run(|c| redis::cmd("EXISTS").arg(keys.spec()).query(c))
             .unwrap_or(false);
         if exists {
-            let reason = format!("unreadable job spec: {error:#}");
-            let _ = store.run(|c| {
-                redis::cmd("HSET")
-                    .arg(keys.progress())
-                    .arg("state")
-                    .arg("failed")
-                    .arg("error")
-                    .arg(&reason)
-                    .query::<()>(c)
-            });
+            let _ = fail_job(store, &keys, &format!("unreadable job spec: {error:#}"));
         }
         error
     }
@@ -505,15 +496,7 @@ impl Worker {
             Ok(pack) => pack,
             Err(e) => {
                 let reason = format!("{e:#}");
-                store.run(|c| {
-                    redis::cmd("HSET")
-                        .arg(keys.progress())
-                        .arg("state")
-                        .arg("failed")
-                        .arg("error")
-                        .arg(&reason)
-                        .query::<()>(c)
-                })?;
+                fail_job(store, keys, &reason)?;
                 bail!("job {} failed: {reason}", spec.job);
             }
         };
@@ -536,11 +519,6 @@ impl Worker {
             items,
             batch_time,
         })))
-    }
-
-    /// Runs a prepared batch and stores its results (or retries or dead-letters it).
-    fn execute(&self, store: &mut Store, ready: Ready) -> Result<WorkSummary> {
-        self.finish(store, self.run(ready))
     }
 
     /// Runs a prepared batch.
@@ -694,6 +672,19 @@ impl Worker {
             ..WorkSummary::default()
         })
     }
+}
+
+/// Marks a job `failed` with `reason` (the worker cannot run it at all).
+fn fail_job(store: &mut Store, keys: &JobKeys, reason: &str) -> Result<()> {
+    store.run(|c| {
+        redis::cmd("HSET")
+            .arg(keys.progress())
+            .arg("state")
+            .arg("failed")
+            .arg("error")
+            .arg(reason)
+            .query::<()>(c)
+    })
 }
 
 fn claim(store: &mut Store, keys: &JobKeys, consumer: &str, lease_ms: u64) -> Result<Claim> {

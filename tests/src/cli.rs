@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,6 +130,15 @@ pub fn progress(redis: &RedisServer, job: &str) -> HashMap<String, String> {
         .arg(format!("crunch:{{{job}}}:progress"))
         .query(&mut c)
         .expect("progress")
+}
+
+/// `count` black_scholes contracts (see [`contracts`]) written to `dir/in.crb`, for commands
+/// that take an input file.
+pub fn contracts_file(dir: &Path, count: usize) -> PathBuf {
+    let input = dir.join("in.crb");
+    crunch::codec::write_items(&input, crunch::codec::Format::Binary, &contracts(count))
+        .expect("writing the contracts file");
+    input
 }
 
 /// `count` deterministic black_scholes contracts [S, K, T, r, sigma, is_call].

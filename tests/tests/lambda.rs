@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crunch::codec::{self, Format};
 use crunch::lambda::{Handler, HandlerConfig};
 use crunch::store::Store;
 use crunch::worker::Worker;
 use crunch::{Engine, Limits};
-use crunch_tests::cli::{Crunch, contracts, ok_stdout, path, progress};
+use crunch_tests::cli::{Crunch, contracts_file, ok_stdout, path, progress};
 use crunch_tests::lambda_env::{Bootstrap, Emulator, FUNCTION, FakeHttp, ok_response};
 use crunch_tests::redis_server::RedisServer;
 use serde_json::Value;
@@ -59,8 +58,7 @@ fn fan_out_through_the_emulator_matches_crunch_run() {
         &[("CRUNCH_TIME_BUDGET_MS", "60000")],
     )
     .expect("bootstrap");
-    let input = dir.path().join("in.crb");
-    codec::write_items(&input, Format::Binary, &contracts(2000)).expect("input");
+    let input = contracts_file(dir.path(), 2000);
 
     let local = dir.path().join("local.crb");
     ok_stdout(crunch(
@@ -369,8 +367,7 @@ fn throttled_fan_out_backs_off_and_starts_every_worker() {
     })
     .expect("fake lambda");
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.crb");
-    codec::write_items(&input, Format::Binary, &contracts(100)).expect("input");
+    let input = contracts_file(dir.path(), 100);
     let endpoint = lambda.endpoint();
     let out = crunch(
         &redis.url(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crunch::codec::{self, Format};
 use crunch_tests::cli::{
-    Crunch, contracts, drain, ok_stdout, path, progress, wait_success as wait,
+    Crunch, contracts_file, drain, ok_stdout, path, progress, wait_success as wait,
 };
 use crunch_tests::paths;
 use crunch_tests::redis_server::{RedisCluster, RedisServer};
@@ -55,8 +55,7 @@ fn run_job(redis: &RedisServer, input: &Path, workers: usize) -> (String, f64) {
 fn two_workers_compute_100k_items_once_in_order_like_crunch_run() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.crb");
-    codec::write_items(&input, Format::Binary, &contracts(100_000)).expect("input");
+    let input = contracts_file(dir.path(), 100_000);
     let local = dir.path().join("local.crb");
     let out = Command::new(paths::crunch_bin())
         .args([
@@ -253,8 +252,7 @@ fn bad_items_and_poison_batches_end_the_job_with_failures() {
 fn results_written_twice_count_once() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.crb");
-    codec::write_items(&input, Format::Binary, &contracts(10)).expect("input");
+    let input = contracts_file(dir.path(), 10);
     let job = ok_stdout(crunch(
         &redis.url(),
         &[
@@ -304,8 +302,7 @@ fn results_written_twice_count_once() {
 fn a_job_completes_on_a_three_master_cluster() {
     let cluster = RedisCluster::start().expect("cluster");
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.crb");
-    codec::write_items(&input, Format::Binary, &contracts(500)).expect("input");
+    let input = contracts_file(dir.path(), 500);
     let url = cluster.url();
     let job = ok_stdout(crunch(
         &url,
@@ -342,8 +339,7 @@ fn tls_with_an_acl_user_limited_to_crunch_keys() {
     let (server, ca) =
         RedisServer::start_tls_acl(dir.path(), "crunch", "s3cret").expect("tls redis");
     let url = format!("rediss://crunch:s3cret@127.0.0.1:{}", server.port());
-    let input = dir.path().join("in.crb");
-    codec::write_items(&input, Format::Binary, &contracts(40)).expect("input");
+    let input = contracts_file(dir.path(), 40);
     let run = |args: &[&str]| {
         Command::new(paths::crunch_bin())
             .args(args)
@@ -395,8 +391,7 @@ fn tls_with_an_acl_user_limited_to_crunch_keys() {
 fn a_changed_pack_fails_the_job_and_cancel_stops_one() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.crb");
-    codec::write_items(&input, Format::Binary, &contracts(20)).expect("input");
+    let input = contracts_file(dir.path(), 20);
     let pack = dir.path().join("pack.wasm");
     std::fs::copy(paths::component("crunch_kernels"), &pack).expect("copy pack");
     let job = ok_stdout(crunch(

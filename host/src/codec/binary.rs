@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crunch_abi::Packed;
 
-use crate::types::{Item, ItemError, ItemResult, Tensor, element_count};
+use crate::types::{Item, ItemError, ItemResult, Tensor};
 
 /// The first eight bytes of every Crunch binary file.
 pub const MAGIC: &[u8; 8] = b"CRNCHBIN";
@@ -228,14 +228,19 @@ impl<'a> Cursor<'a> {
     }
 
     /// A tensor's dimension bytes and value bytes, checked against each other and the input.
+    /// Allocates nothing: the packed reader copies the dimensions straight out of `dims`.
     fn tensor_bytes(&mut self) -> Result<(&'a [u8], &'a [u8])> {
         let rank = self.u32()? as usize;
         let dims = self.take(rank.checked_mul(4).context("absurd rank")?)?;
-        let shape: Vec<u32> = dims.chunks_exact(4).map(le_u32).collect();
-        let n = element_count(&shape).context("shape overflows")?;
+        let shape = || dims.chunks_exact(4).map(le_u32).collect::<Vec<u32>>();
+        let n = dims
+            .chunks_exact(4)
+            .try_fold(1usize, |n, d| n.checked_mul(le_u32(d) as usize))
+            .and_then(|n| n.checked_mul(8))
+            .context("shape overflows")?;
         let raw = self
-            .take(n.checked_mul(8).context("shape overflows")?)
-            .with_context(|| format!("shape {shape:?}"))?;
+            .take(n)
+            .with_context(|| format!("shape {:?}", shape()))?;
         Ok((dims, raw))
     }
 
@@ -315,7 +320,11 @@ mod tests {
         let mut buf = Vec::new();
         write_items(&mut buf, &items).unwrap();
         let packed = packed_from_bytes(&buf).unwrap();
-        assert_eq!(packed, crate::packing::pack_abi(&items));
+        let expected = crate::packing::pack(&items).packed;
+        assert_eq!(
+            (packed.count, packed.shapes, packed.data),
+            (expected.count, expected.shapes, expected.data)
+        );
         assert!(packed_from_bytes(&buf[..buf.len() - 1]).is_err());
     }
 
