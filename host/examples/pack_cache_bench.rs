@@ -27,7 +27,7 @@ fn first_batch(cache: &PackCache, digest: &str, bytes: &[u8]) -> Result<(Duratio
     };
     let outcome = run_batch(&pack, &job, 0, &item);
     let elapsed = start.elapsed();
-    if outcome.error.is_some() || outcome.results[0].is_err() {
+    if outcome.error.is_some() || outcome.results.failed() > 0 {
         bail!("the batch failed: {:?}", outcome.error);
     }
     Ok((elapsed, hit))

@@ -9,7 +9,8 @@ use rayon::prelude::*;
 
 use crate::pack::KernelPack;
 use crate::packing::{self, PackedBatch};
-use crate::types::{Item, ItemError, ItemResult, Tensor};
+use crate::results::PackedResults;
+use crate::types::{Item, ItemError, Tensor};
 
 /// Backtrace lines kept in a batch error (deep recursion would otherwise fill pages).
 const MAX_BACKTRACE_LINES: usize = 16;
@@ -31,7 +32,7 @@ pub struct BatchOutcome {
     /// Position of the batch in the run, from 0.
     pub index: usize,
     /// One result per item, in order; every item fails when the batch failed.
-    pub results: Vec<ItemResult>,
+    pub results: PackedResults,
     /// Why the whole batch failed, if it did.
     pub error: Option<BatchError>,
     /// Time spent instantiating and running the kernel.
@@ -118,7 +119,7 @@ pub fn run_packed_batch(
         },
         Err(error) => BatchOutcome {
             index,
-            results: vec![Err(ItemError::BatchFailed(error.headline())); len],
+            results: PackedResults::all_failed(len, ItemError::BatchFailed(error.headline())),
             error: Some(error),
             elapsed,
         },
@@ -130,7 +131,7 @@ fn call(
     job: &Job<'_>,
     index: usize,
     batch: &PackedBatch,
-) -> Result<Vec<ItemResult>, BatchError> {
+) -> Result<PackedResults, BatchError> {
     let engine = pack.engine();
     let mut store = engine.new_store(job.batch_time);
     let outcome = pack.pre().instantiate(&mut store).and_then(|instance| {
@@ -148,7 +149,7 @@ fn call(
         )
     })?;
     batch
-        .unpack(results)
+        .results(results)
         .map_err(|reason| BatchError::Contract {
             kernel: job.kernel.to_string(),
             batch: index,

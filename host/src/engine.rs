@@ -22,6 +22,9 @@ const STDERR_CAPACITY: usize = 16 * 1024;
 /// Bytes of each pooled linear memory kept resident between batches (see [`Engine::new`]).
 const MEMORY_KEEP_RESIDENT: usize = 32 << 20;
 
+/// Bytes of each pooled table kept resident between batches (zeroed, not decommitted).
+const TABLE_KEEP_RESIDENT: usize = 1 << 20;
+
 /// Limits applied to every batch.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -101,7 +104,8 @@ impl Engine {
             // A batch's memory is reset when its instance goes: up to this much by zeroing in
             // place rather than returning the pages to the kernel, so the next batch in the slot
             // does not fault its working set back in page by page.
-            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT);
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
 
         let mut config = Config::new();
         config

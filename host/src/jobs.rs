@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::pack::KernelPack;
+use crate::results::PackedResults;
 use crate::store::Store;
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::{JobSpec, Progress};
@@ -344,12 +345,12 @@ pub fn list(store: &mut Store) -> Result<Vec<(String, Progress)>> {
 }
 
 /// The failed items of one batch's results, as recorded in `crunch:{JOB}:errors`.
-pub fn batch_failures(first_item: u64, results: &[ItemResult]) -> Vec<FailedItem> {
+pub fn batch_failures(first_item: u64, results: &PackedResults) -> Vec<FailedItem> {
     results
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
-            r.as_ref().err().map(|e| FailedItem {
+            r.err().map(|e| FailedItem {
                 item: first_item + i as u64,
                 kind: e.kind().to_string(),
                 message: e.message().to_string(),

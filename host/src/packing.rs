@@ -4,7 +4,8 @@
 
 use crunch_abi::{Packed, TensorRef};
 
-use crate::types::{BatchResults, Item, ItemError, ItemResult, KernelError, Tensor};
+use crate::results::{PackedResults, ResultsBuilder};
+use crate::types::{BatchResults, Item, ItemError, KernelError};
 
 /// A batch's items, packed, and the items refused before packing.
 pub struct PackedBatch {
@@ -85,36 +86,34 @@ impl PackedBatch {
         self.len == 0
     }
 
-    /// One result per item of the batch, in order, from what the pack returned; an error
-    /// saying how the pack broke the contract when the results do not account for every
-    /// packed item exactly once.
-    pub fn unpack(&self, results: BatchResults) -> Result<Vec<ItemResult>, String> {
-        let outputs = &results.outputs;
+    /// One result per item of the batch, in order, from what the pack returned (kept packed);
+    /// an error saying how the pack broke the contract when the results do not account for
+    /// every packed item exactly once.
+    pub fn results(&self, results: BatchResults) -> Result<PackedResults, String> {
+        let outputs = results.outputs;
         if outputs.count != self.packed.count {
             return Err(format!(
                 "the pack returned {} results for {} items",
                 outputs.count, self.packed.count
             ));
         }
-        let mut unpacked: Vec<Option<ItemResult>> = vec![None; self.len];
-        for (position, error) in &self.refused {
-            unpacked[*position] = Some(Err(error.clone()));
-        }
+        let mut built = ResultsBuilder::new(&outputs.shapes, &outputs.data, self.len);
+        let mut refused = self.refused.iter().peekable();
         let mut failures = results.failures.into_iter().peekable();
         let mut reader = crunch_abi::Items::new(outputs.count, &outputs.shapes, &outputs.data);
         let mut tensors = Vec::with_capacity(1);
         for (index, &position) in self.positions.iter().enumerate() {
+            while let Some((_, error)) = refused.next_if(|(p, _)| *p < position) {
+                built.error(error.clone());
+            }
             let read = reader
                 .next_into(&mut tensors)
                 .ok_or("the pack's outputs end early")?;
             read.map_err(|e| format!("the pack's outputs: {e}"))?;
             let failure = failures.next_if(|f| f.index as usize == index);
-            unpacked[position] = Some(match (&tensors[..], failure) {
-                ([t], None) => Ok(Tensor {
-                    shape: t.shape.to_vec(),
-                    data: t.data.to_vec(),
-                }),
-                ([], Some(f)) => Err(ItemError::Kernel(f.error)),
+            match (&tensors[..], failure) {
+                ([t], None) => built.output(*t),
+                ([], Some(f)) => built.error(ItemError::Kernel(f.error)),
                 (ts, f) => {
                     return Err(format!(
                         "item {index}: the pack returned {} output tensors and {} failure",
@@ -122,7 +121,10 @@ impl PackedBatch {
                         if f.is_some() { "a" } else { "no" }
                     ));
                 }
-            });
+            }
+        }
+        for (_, error) in refused {
+            built.error(error.clone());
         }
         reader
             .finish()
@@ -133,14 +135,19 @@ impl PackedBatch {
                 f.index
             ));
         }
-        Ok(unpacked.into_iter().flatten().collect())
+        let built = built.finish();
+        Ok(PackedResults::from_parts(
+            outputs.shapes,
+            outputs.data,
+            built,
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::ItemFailure;
+    use crate::types::{ItemFailure, Tensor};
 
     fn scalar(v: f64) -> Tensor {
         Tensor {
@@ -168,7 +175,7 @@ mod tests {
                 error: KernelError::Domain("no".into()),
             }],
         };
-        let out = batch.unpack(results).unwrap();
+        let out = batch.results(results).unwrap().to_vec();
         assert_eq!(out[0], Ok(scalar(10.0)));
         assert!(matches!(&out[1], Err(e) if e.message().contains("needs 3 values")));
         assert_eq!(
@@ -188,7 +195,7 @@ mod tests {
             },
             failures: vec![],
         };
-        let err = batch.unpack(results).unwrap_err();
+        let err = batch.results(results).unwrap_err();
         assert!(err.contains("item 1"), "{err}");
     }
 }

@@ -75,6 +75,14 @@ fn describe_kernel_error(e: &KernelError) -> String {
 }
 
 impl Tensor {
+    /// The tensor as a borrowed view (the form packed batches and results hold).
+    pub fn view(&self) -> crunch_abi::TensorRef<'_> {
+        crunch_abi::TensorRef {
+            shape: &self.shape,
+            data: &self.data,
+        }
+    }
+
     /// A tensor, checking that `data` holds exactly the number of values `shape` describes.
     pub fn checked(shape: Vec<u32>, data: Vec<f64>) -> Result<Self, String> {
         let expected = element_count(&shape)

@@ -16,10 +16,11 @@ use crate::jobs::{self, batch_failures};
 use crate::pack::KernelPack;
 use crate::packing::PackedBatch;
 use crate::registry;
+use crate::results::PackedResults;
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::JobSpec;
 use crate::store::{Store, scripts};
-use crate::types::{ItemError, ItemResult};
+use crate::types::ItemError;
 
 /// What a claim attempt found.
 #[derive(Debug)]
@@ -616,8 +617,10 @@ impl Worker {
     ) -> Result<WorkSummary> {
         tracing::error!(job = %claimed.spec.job, batch = claimed.batch, attempts = claimed.attempts, "dead-lettered: {reason}");
         let headline = reason.lines().next().unwrap_or_default().to_string();
-        let results: Vec<ItemResult> =
-            vec![Err(ItemError::BatchFailed(headline)); claimed.item_count() as usize];
+        let results = PackedResults::all_failed(
+            claimed.item_count() as usize,
+            ItemError::BatchFailed(headline),
+        );
         let mut summary = self.complete(store, claimed, &results, reason)?;
         summary.dead = summary.batches;
         Ok(summary)
@@ -628,7 +631,7 @@ impl Worker {
         &self,
         store: &mut Store,
         claimed: &Claimed,
-        results: &[ItemResult],
+        results: &PackedResults,
         dead_reason: &str,
     ) -> Result<WorkSummary> {
         let (spec, keys, batch) = (&*claimed.spec, &claimed.keys, claimed.batch);

@@ -76,13 +76,13 @@ fn component_matches_golden_and_native_bit_for_bit() -> anyhow::Result<()> {
                 let place = format!("{} case {c} item {i}", file.kernel);
                 match (wasm, native) {
                     (Ok(w), Ok(n)) => {
-                        if w.shape == n.shape && same_bits(&w.data, &n.data) {
+                        if w.shape == n.shape && same_bits(w.data, &n.data) {
                             identical += 1;
                         } else {
                             failures.push(format!("{place}: wasm and native outputs differ"));
                         }
                         if let Err(e) =
-                            golden::compare(&w.shape, &w.data, &item.expected, case.rtol, case.atol)
+                            golden::compare(w.shape, w.data, &item.expected, case.rtol, case.atol)
                         {
                             failures.push(format!("{place}: {e}"));
                         }

@@ -41,11 +41,11 @@ fn assert_only_batch_1_failed(outcomes: &[crunch::BatchOutcome]) {
         let got: Vec<f64> = o
             .results
             .iter()
-            .map(|r| r.as_ref().expect("ok item").data[0])
+            .map(|r| r.expect("ok item").data[0])
             .collect();
         assert_eq!(got, values);
     }
-    for r in &outcomes[1].results {
+    for r in outcomes[1].results.iter() {
         assert!(
             matches!(r, Err(ItemError::BatchFailed(m)) if m.contains("batch 1")),
             "{r:?}"
@@ -184,7 +184,7 @@ fn hostile_and_normal_batches_in_one_job() {
         let error = outcome.error.as_ref().map(ToString::to_string);
         match b {
             0 | 2 | 4 | 6 | 8 => assert_eq!(
-                outcome.results[0].as_ref().expect("normal batch").data,
+                outcome.results.get(0).unwrap().expect("normal batch").data,
                 vec![0.0]
             ),
             1 => assert!(
@@ -209,7 +209,7 @@ fn hostile_and_normal_batches_in_one_job() {
                 "{error:?}"
             ),
             9 => assert_eq!(
-                outcome.results[0].as_ref().expect("snoop").data,
+                outcome.results.get(0).unwrap().expect("snoop").data,
                 vec![0.0, 0.0, 0.0],
                 "snoop found something"
             ),

@@ -14,6 +14,9 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crunch_abi::Packed;
 
+use crunch_abi::TensorRef;
+
+use crate::results::ResultRef;
 use crate::types::{Item, ItemError, ItemResult, Tensor};
 
 /// The first eight bytes of every Crunch binary file.
@@ -74,18 +77,21 @@ pub fn write_items(writer: &mut impl Write, items: &[Item]) -> Result<()> {
     header(writer, items.len())?;
     for item in items {
         writer.write_all(&[TAG_TENSORS])?;
-        tensors(writer, item)?;
+        tensors(writer, item.iter().map(Tensor::view))?;
     }
     Ok(())
 }
 
-pub fn write_results(writer: &mut impl Write, results: &[ItemResult]) -> Result<()> {
+pub fn write_results<'a>(
+    writer: &mut impl Write,
+    results: impl ExactSizeIterator<Item = ResultRef<'a>>,
+) -> Result<()> {
     header(writer, results.len())?;
     for result in results {
         match result {
             Ok(t) => {
                 writer.write_all(&[TAG_TENSORS])?;
-                tensors(writer, std::slice::from_ref(t))?;
+                tensors(writer, std::iter::once(t))?;
             }
             Err(e) => {
                 let kind = ERROR_KINDS.iter().position(|k| *k == e.kind()).unwrap_or(3) as u8;
@@ -107,14 +113,17 @@ fn header(writer: &mut impl Write, count: usize) -> Result<()> {
     Ok(())
 }
 
-fn tensors(writer: &mut impl Write, tensors: &[Tensor]) -> Result<()> {
+fn tensors<'a>(
+    writer: &mut impl Write,
+    tensors: impl ExactSizeIterator<Item = TensorRef<'a>>,
+) -> Result<()> {
     writer.write_all(&u32::try_from(tensors.len())?.to_le_bytes())?;
     for t in tensors {
         writer.write_all(&u32::try_from(t.shape.len())?.to_le_bytes())?;
-        for d in &t.shape {
+        for d in t.shape {
             writer.write_all(&d.to_le_bytes())?;
         }
-        for v in &t.data {
+        for v in t.data {
             writer.write_all(&v.to_le_bytes())?;
         }
     }
@@ -306,7 +315,7 @@ mod tests {
             Err(ItemError::from_parts("domain", "singular".into())),
         ];
         let mut buf = Vec::new();
-        write_results(&mut buf, &results).unwrap();
+        write_results(&mut buf, results.iter().map(crate::results::result_ref)).unwrap();
         assert_eq!(read_results(&buf[..]).unwrap(), results);
     }
 

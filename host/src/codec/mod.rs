@@ -13,6 +13,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 
 use crate::packing::PackedBatch;
+use crate::results::{PackedResults, result_ref};
 use crate::types::{Item, ItemResult};
 
 /// A file format for items and results.
@@ -77,7 +78,7 @@ pub fn write_results(path: &Path, format: Format, results: &[ItemResult]) -> Res
     match format {
         Format::Json => json::write_results(&mut writer, results),
         Format::Npy => npy::write_results(&mut writer, results),
-        Format::Binary => binary::write_results(&mut writer, results),
+        Format::Binary => binary::write_results(&mut writer, results.iter().map(result_ref)),
     }
     .and_then(|()| writer.flush().map_err(Into::into))
     .with_context(|| format!("writing output {}", path.display()))
@@ -127,10 +128,9 @@ pub fn decode_packed(bytes: &[u8]) -> Result<PackedBatch> {
 }
 
 /// Results as Crunch binary bytes.
-pub fn encode_results(results: &[ItemResult]) -> Vec<u8> {
-    let values: usize = results.iter().flatten().map(|t| t.data.len()).sum();
-    let mut bytes = Vec::with_capacity(24 + 16 * results.len() + 8 * values);
-    let _ = binary::write_results(&mut bytes, results);
+pub fn encode_results(results: &PackedResults) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(24 + 16 * results.len() + 8 * results.values());
+    let _ = binary::write_results(&mut bytes, results.iter());
     bytes
 }
 

@@ -99,7 +99,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
     for outcome in outcomes {
         batch_errors.extend(outcome.error);
-        results.extend(outcome.results);
+        results.extend(outcome.results.to_vec());
     }
     let write_start = Instant::now();
     codec::write_results(&args.output, output_format, &results)?;

@@ -1,0 +1,243 @@
+//! One batch's results as the pack returned them: the output tensors stay in the packed lists
+//! they crossed the component boundary in, and each item holds only where its output lies or
+//! which error it got. Workers encode them for Redis straight from there; no per-item tensors
+//! are built on the way.
+
+use crunch_abi::TensorRef;
+
+use crate::types::{ItemError, ItemResult, Tensor};
+
+/// What became of one item, borrowed from its batch's results.
+pub type ResultRef<'a> = Result<TensorRef<'a>, &'a ItemError>;
+
+/// Borrows an owned result as a [`ResultRef`].
+pub fn result_ref(result: &ItemResult) -> ResultRef<'_> {
+    result.as_ref().map(Tensor::view)
+}
+
+/// One result per item of a batch, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PackedResults {
+    shapes: Vec<u32>,
+    data: Vec<f64>,
+    entries: Vec<Entry>,
+    errors: Vec<ItemError>,
+}
+
+/// Where one item's output lies in `shapes`/`data`, or which of `errors` it got.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Entry {
+    Output {
+        shape_start: usize,
+        rank: usize,
+        data_start: usize,
+        values: usize,
+    },
+    Failed(usize),
+}
+
+impl PackedResults {
+    /// Results for `len` items that all failed with `error` (a batch that failed as a whole).
+    pub fn all_failed(len: usize, error: ItemError) -> Self {
+        Self {
+            entries: vec![Entry::Failed(0); len],
+            errors: vec![error],
+            ..Self::default()
+        }
+    }
+
+    /// Results whose outputs lie in `shapes` and `data` (the pack's packed outputs), one
+    /// entry per item as [`ResultsBuilder`] recorded them against the same lists.
+    pub(crate) fn from_parts(shapes: Vec<u32>, data: Vec<f64>, built: BuiltResults) -> Self {
+        Self {
+            shapes,
+            data,
+            entries: built.entries,
+            errors: built.errors,
+        }
+    }
+
+    /// Items in the batch.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the batch held no items.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The result of item `index` of the batch.
+    pub fn get(&self, index: usize) -> Option<ResultRef<'_>> {
+        self.entries.get(index).map(|entry| self.resolve(*entry))
+    }
+
+    /// Every item's result, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ResultRef<'_>> + Clone + '_ {
+        self.entries.iter().map(|entry| self.resolve(*entry))
+    }
+
+    /// How many items failed.
+    pub fn failed(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Failed(_)))
+            .count()
+    }
+
+    /// Values across every output tensor.
+    pub fn values(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|e| match e {
+                Entry::Output { values, .. } => *values,
+                Entry::Failed(_) => 0,
+            })
+            .sum()
+    }
+
+    /// The results as owned tensors and errors.
+    pub fn to_vec(&self) -> Vec<ItemResult> {
+        self.iter()
+            .map(|r| match r {
+                Ok(t) => Ok(Tensor {
+                    shape: t.shape.to_vec(),
+                    data: t.data.to_vec(),
+                }),
+                Err(e) => Err(e.clone()),
+            })
+            .collect()
+    }
+
+    fn resolve(&self, entry: Entry) -> ResultRef<'_> {
+        match entry {
+            Entry::Output {
+                shape_start,
+                rank,
+                data_start,
+                values,
+            } => Ok(TensorRef {
+                shape: &self.shapes[shape_start..shape_start + rank],
+                data: &self.data[data_start..data_start + values],
+            }),
+            Entry::Failed(error) => Err(&self.errors[error]),
+        }
+    }
+}
+
+/// Records, item by item, where each output lies in a pack's packed outputs (or which error
+/// the item got), while those lists are borrowed for reading.
+pub(crate) struct ResultsBuilder<'a> {
+    shapes: &'a [u32],
+    data: &'a [f64],
+    built: BuiltResults,
+}
+
+/// What a [`ResultsBuilder`] recorded.
+pub(crate) struct BuiltResults {
+    entries: Vec<Entry>,
+    errors: Vec<ItemError>,
+}
+
+impl<'a> ResultsBuilder<'a> {
+    /// A builder for `len` items whose outputs lie in `shapes` and `data`.
+    pub(crate) fn new(shapes: &'a [u32], data: &'a [f64], len: usize) -> Self {
+        Self {
+            shapes,
+            data,
+            built: BuiltResults {
+                entries: Vec::with_capacity(len),
+                errors: Vec::new(),
+            },
+        }
+    }
+
+    /// The next item's output: `tensor`, read from this builder's lists.
+    pub(crate) fn output(&mut self, tensor: TensorRef<'a>) {
+        self.built.entries.push(Entry::Output {
+            shape_start: offset_in(self.shapes, tensor.shape),
+            rank: tensor.shape.len(),
+            data_start: offset_in(self.data, tensor.data),
+            values: tensor.data.len(),
+        });
+    }
+
+    /// The next item failed with `error`.
+    pub(crate) fn error(&mut self, error: ItemError) {
+        self.built.push_error(error);
+    }
+
+    /// Everything recorded.
+    pub(crate) fn finish(self) -> BuiltResults {
+        self.built
+    }
+}
+
+impl BuiltResults {
+    fn push_error(&mut self, error: ItemError) {
+        self.entries.push(Entry::Failed(self.errors.len()));
+        self.errors.push(error);
+    }
+}
+
+/// Where `part`, a sub-slice of `whole`, starts within it.
+fn offset_in<T>(whole: &[T], part: &[T]) -> usize {
+    if part.is_empty() {
+        return 0;
+    }
+    let offset = (part.as_ptr() as usize - whole.as_ptr() as usize) / size_of::<T>();
+    debug_assert!(offset + part.len() <= whole.len());
+    offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::KernelError;
+
+    #[test]
+    fn entries_point_into_the_packed_outputs() {
+        let shapes = vec![2];
+        let data = vec![1.0, 2.0, 3.0];
+        let mut builder = ResultsBuilder::new(&shapes, &data, 3);
+        builder.output(TensorRef {
+            shape: &shapes[..1],
+            data: &data[..2],
+        });
+        builder.error(ItemError::Kernel(KernelError::Domain("no".into())));
+        builder.output(TensorRef {
+            shape: &shapes[1..],
+            data: &data[2..],
+        });
+        let built = builder.finish();
+        let results = PackedResults::from_parts(shapes.clone(), data.clone(), built);
+        assert_eq!(results.len(), 3);
+        assert_eq!(results.failed(), 1);
+        assert_eq!(results.values(), 3);
+        assert_eq!(
+            results.to_vec(),
+            vec![
+                Ok(Tensor {
+                    shape: vec![2],
+                    data: vec![1.0, 2.0],
+                }),
+                Err(ItemError::Kernel(KernelError::Domain("no".into()))),
+                Ok(Tensor {
+                    shape: vec![],
+                    data: vec![3.0],
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_batch_shares_one_error() {
+        let results = PackedResults::all_failed(3, ItemError::BatchFailed("trap".into()));
+        assert_eq!(results.failed(), 3);
+        assert!(
+            results
+                .iter()
+                .all(|r| r == Err(&ItemError::BatchFailed("trap".into())))
+        );
+    }
+}
