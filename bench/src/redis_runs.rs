@@ -15,7 +15,7 @@ use crunch::{Engine, Item, KernelPack, Limits, Tensor};
 use crunch_tests::cli::{Crunch, contracts};
 use crunch_tests::redis_server::RedisServer;
 
-use crate::report::{ColdStart, EndToEnd, KernelShare, median_of};
+use crate::report::{ColdStart, EndToEnd, KernelShare, Scaling, median_of};
 
 /// A private Redis and the pack the jobs use.
 pub struct Bench {
@@ -42,7 +42,7 @@ impl Bench {
         };
         // One run fills the warm cache.
         let job = bench.submit("black_scholes", &[], &contracts(10), 10)?;
-        bench.run_workers(&job, 1, bench.warm_cache.path())?;
+        bench.run_workers(&job, 1, bench.warm_cache.path(), None)?;
         Ok(bench)
     }
 
@@ -67,13 +67,24 @@ impl Bench {
         Ok(jobs::submit(&mut store, &self.pack, items, &opts)?.job)
     }
 
-    /// Runs `count` single-threaded `crunch worker` processes on `job` until it is done;
-    /// returns the wall time from spawning them to the last exit.
-    fn run_workers(&self, job: &str, count: usize, cache: &Path) -> Result<Duration> {
+    /// Runs `count` single-threaded `crunch worker` processes on `job` until it is done, each
+    /// on CPU `i` of `cpus` when given; returns the wall time from spawning them to the last
+    /// exit.
+    fn run_workers(
+        &self,
+        job: &str,
+        count: usize,
+        cache: &Path,
+        cpus: Option<&[usize]>,
+    ) -> Result<Duration> {
         let start = Instant::now();
         let workers: Vec<_> = (0..count)
-            .map(|_| {
-                Crunch::new()
+            .map(|i| {
+                let crunch = match cpus {
+                    Some(cpus) => Crunch::on_cpu(cpus[i % cpus.len()]),
+                    None => Crunch::new(),
+                };
+                crunch
                     .redis(&self.redis.url())
                     .env("CRUNCH_CACHE_DIR", cache)
                     .spawn_worker(&["--job", job, "--exit-when-done", "--threads", "1"])
@@ -103,16 +114,29 @@ impl Bench {
         let batch_size = 10_000;
         let contracts = contracts(items);
         let rate = |elapsed: Duration| items as f64 / elapsed.as_secs_f64();
-        let mut one = Vec::new();
-        let mut two = Vec::new();
-        for _ in 0..3 {
-            let job = self.submit("black_scholes", &[], &contracts, batch_size)?;
-            one.push(rate(self.run_workers(&job, 1, self.warm_cache.path())?));
-            let job = self.submit("black_scholes", &[], &contracts, batch_size)?;
-            two.push(rate(self.run_workers(&job, 2, self.warm_cache.path())?));
-        }
-        let one = median_of(one).unwrap_or_default();
-        let two = median_of(two).unwrap_or_default();
+        let scaling = |cpus: Option<&[usize]>| -> Result<Scaling> {
+            let (mut one, mut two) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                for (workers, rates) in [(1, &mut one), (2, &mut two)] {
+                    let job = self.submit("black_scholes", &[], &contracts, batch_size)?;
+                    let elapsed = self.run_workers(&job, workers, self.warm_cache.path(), cpus)?;
+                    rates.push(rate(elapsed));
+                }
+            }
+            let one = median_of(one).unwrap_or_default();
+            let two = median_of(two).unwrap_or_default();
+            Ok(Scaling {
+                one_worker_items_per_s: one,
+                two_workers_items_per_s: two,
+                ratio: two / one,
+            })
+        };
+        let unpinned = scaling(None)?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pinned = match cores {
+            1 => None,
+            _ => Some(scaling(Some(&[0, 1]))?),
+        };
         let python_worker_items_per_s = match python {
             Some(python) => {
                 let job = self.submit("black_scholes", &[], &contracts, batch_size)?;
@@ -124,9 +148,8 @@ impl Bench {
             kernel: "black_scholes".into(),
             items,
             batch_size,
-            one_worker_items_per_s: one,
-            two_workers_items_per_s: two,
-            scaling: two / one,
+            unpinned,
+            pinned,
             python_worker_items_per_s,
         })
     }
@@ -160,10 +183,10 @@ impl Bench {
         let mut compile = Vec::new();
         for _ in 0..runs {
             let job = self.submit("black_scholes", &[], &items, 100)?;
-            cached.push(self.run_workers(&job, 1, self.warm_cache.path())?);
+            cached.push(self.run_workers(&job, 1, self.warm_cache.path(), None)?);
             let empty = tempfile::tempdir()?;
             let job = self.submit("black_scholes", &[], &items, 100)?;
-            compile.push(self.run_workers(&job, 1, empty.path())?);
+            compile.push(self.run_workers(&job, 1, empty.path(), None)?);
         }
         let ms = |d: Vec<Duration>| median_of(d.iter().map(|d| d.as_secs_f64() * 1e3));
         Ok(ColdStart {

@@ -30,6 +30,16 @@ impl Crunch {
         }
     }
 
+    /// `target/release/crunch` pinned to CPU `cpu` (through `taskset`, with every thread it
+    /// starts).
+    pub fn on_cpu(cpu: usize) -> Self {
+        let mut cmd = Command::new("taskset");
+        cmd.arg("--cpu-list")
+            .arg(cpu.to_string())
+            .arg(paths::crunch_bin());
+        Self { cmd }
+    }
+
     /// Talks to Redis at `url` (`CRUNCH_REDIS`).
     pub fn redis(self, url: &str) -> Self {
         self.env("CRUNCH_REDIS", url)
