@@ -39,6 +39,8 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    // The in-process worker below runs as `crunch worker` does.
+    crunch::memory::keep_freed_memory();
     crunch::store::install_tls_provider();
     let args = Args::parse();
     let target = paths::target_dir();

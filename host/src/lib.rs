@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod jobs;
 pub mod lambda;
 pub mod logging;
+pub mod memory;
 pub mod pack;
 pub mod packing;
 pub mod registry;

@@ -16,6 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> Result<(), Error> {
+    crunch::memory::keep_freed_memory();
     let process_start = Instant::now();
     tracing_subscriber::fmt()
         .json()

@@ -58,6 +58,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    crunch::memory::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .finish()
