@@ -268,6 +268,7 @@ pub fn run_each<E>(
     mut compute: impl FnMut(&[TensorRef<'_>]) -> Result<(Vec<u32>, Vec<f64>), E>,
 ) -> BatchResults<E> {
     let count = items.remaining();
+    let input_values = items.data.len();
     let mut results = BatchResults {
         outputs: Packed::with_capacity(count as usize, 0),
         failures: Vec::new(),
@@ -282,6 +283,12 @@ pub fn run_each<E>(
             ))),
         };
         let pushed = result.and_then(|(shape, data)| {
+            reserve_outputs(
+                &mut results.outputs.data,
+                data.len(),
+                count - index,
+                input_values,
+            );
             results
                 .outputs
                 .push([TensorRef {
@@ -296,6 +303,20 @@ pub fn run_each<E>(
         }
     }
     results
+}
+
+/// Makes room in `data` for an output of `len` values when it has none: enough for `items`
+/// more outputs of that size (a batch's outputs usually share a shape), but no more than the
+/// batch's `input_values`, so one outsized output cannot reserve far beyond the batch. One
+/// allocation instead of a doubling series of reallocations and copies.
+fn reserve_outputs(data: &mut Vec<f64>, len: usize, items: u32, input_values: usize) {
+    if data.capacity() - data.len() < len {
+        let wanted = len
+            .saturating_mul(items as usize)
+            .min(input_values)
+            .max(len);
+        data.reserve_exact(wanted);
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +379,22 @@ mod tests {
         assert_eq!(out.outputs.shapes, vec![1, 1, 1, 0, 1, 1, 1]);
         assert_eq!(out.outputs.data, vec![2.0, 4.0]);
         assert_eq!(out.failures, vec![(1, "negative -1".to_string())]);
+    }
+
+    #[test]
+    fn outputs_are_reserved_once_and_never_beyond_the_inputs() {
+        let mut data = Vec::new();
+        reserve_outputs(&mut data, 10, 100, 5000);
+        assert_eq!(data.capacity(), 1000);
+        let mut data = Vec::new();
+        reserve_outputs(&mut data, 10, 100, 300);
+        assert_eq!(data.capacity(), 300);
+        let mut data = Vec::new();
+        reserve_outputs(&mut data, 10, 100, 2);
+        assert_eq!(data.capacity(), 10);
+        data.extend([1.0; 10]);
+        reserve_outputs(&mut data, 10, 99, 0);
+        assert!(data.capacity() >= 20);
     }
 
     #[test]
