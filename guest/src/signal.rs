@@ -3,16 +3,14 @@
 
 use crate::axpy::axpy;
 use crate::check;
-use crate::fft::{self, Complex};
+use crate::fft;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 
 /// `fft_power`: [x (n)] -> |rfft(x)|^2, n/2 + 1 values.
 pub fn fft_power(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let [x] = check::inputs(item, ["x"])?;
     let x = check::nonempty_vector(x, "x")?;
-    let input: Vec<Complex> = x.iter().map(|&re| Complex { re, im: 0.0 }).collect();
-    let spectrum = fft::forward(&input);
-    let power = spectrum[..x.len() / 2 + 1]
+    let power = fft::forward_real(x)
         .iter()
         .map(|c| c.re * c.re + c.im * c.im)
         .collect();
