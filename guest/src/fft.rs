@@ -117,7 +117,6 @@ pub fn forward_real(x: &[f64]) -> Vec<Complex> {
         spectrum.truncate(n / 2 + 1);
         return spectrum;
     }
-    let h = n / 2;
     let z: Vec<Complex> = x
         .chunks_exact(2)
         .map(|pair| Complex {
@@ -127,7 +126,7 @@ pub fn forward_real(x: &[f64]) -> Vec<Complex> {
         .collect();
     let z = forward(&z);
     let twiddles = twiddles(n);
-    // Bin k pairs z[k] with conj(z[h - k]) (z[0] with itself at both ends); k = h uses the
+    // With h = n / 2, bin k pairs z[k] with conj(z[h - k]) (z[0] with itself at both ends); k = h uses the
     // twiddle -1, just past the table.
     let mirrored = z[..1].iter().chain(z[1..].iter().rev());
     let w = twiddles.iter().chain([&Complex { re: -1.0, im: 0.0 }]);
