@@ -14,16 +14,16 @@ pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     let [x] = check::inputs(item, ["x"])?;
     let x = check::nonempty_vector(x, "x")?;
     let n = x.len() as f64;
-    // One pass for the extremes and the sum; a NaN anywhere makes min and max NaN (the sum and
-    // the moments become NaN by themselves).
-    let (mut min, mut max, mut sum, mut nan) = (x[0], x[0], -0.0, false);
+    // One pass for the extremes and the sum. A NaN anywhere makes min and max NaN (the sum and
+    // the moments become NaN by themselves); only a NaN sum can come from one, so only then
+    // are the values searched for it.
+    let (mut min, mut max, mut sum) = (x[0], x[0], -0.0);
     for &v in x {
         min = if v < min { v } else { min };
-        max = if v > max { v } else { max };
+        max = if max < v { v } else { max };
         sum += v;
-        nan |= v.is_nan();
     }
-    if nan {
+    if sum.is_nan() && x.iter().any(|v| v.is_nan()) {
         (min, max) = (f64::NAN, f64::NAN);
     }
     let mean = sum / n;
