@@ -10,6 +10,7 @@ mod axpy;
 mod check;
 mod fft;
 mod interp;
+mod lanes;
 mod linalg;
 mod normal;
 mod options;

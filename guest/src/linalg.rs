@@ -5,6 +5,7 @@
 
 use crate::axpy::axpy;
 use crate::check::{self, domain, invalid};
+use crate::lanes;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 
 /// `matmul`: [A (m x k), B (k x n)] -> A @ B.
@@ -100,30 +101,25 @@ pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError>
 /// Zeroes column `j` of R (stored by columns) below the diagonal with a Householder reflection,
 /// applied to the remaining columns and to `qty`.
 fn householder_step(r: &mut [Vec<f64>], qty: &mut [f64], j: usize) {
-    let norm = r[j][j..].iter().map(|v| v * v).sum::<f64>().sqrt();
+    let norm = lanes::dot(&r[j][j..], &r[j][j..]).sqrt();
     if norm == 0.0 {
         return;
     }
     let alpha = if r[j][j] > 0.0 { -norm } else { norm };
     let mut v = r[j][j..].to_vec();
     v[0] -= alpha;
-    let v_norm2: f64 = v.iter().map(|x| x * x).sum();
+    let v_norm2 = lanes::dot(&v, &v);
     if v_norm2 == 0.0 {
         return;
     }
     let reflect = |column: &mut [f64]| {
-        let f = 2.0 * dot(&v, column) / v_norm2;
+        let f = 2.0 * lanes::dot(&v, column) / v_norm2;
         axpy(column, -f, &v);
     };
     for column in &mut r[j..] {
         reflect(&mut column[j..]);
     }
     reflect(&mut qty[j..]);
-}
-
-/// The dot product, summed in order.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]

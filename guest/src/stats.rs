@@ -6,6 +6,7 @@
 //! fewer than two rows gives NaN correlations.
 
 use crate::check::{self, invalid};
+use crate::lanes::{self, LANES};
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 use ndarray::Array2;
 
@@ -14,26 +15,50 @@ pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     let [x] = check::inputs(item, ["x"])?;
     let x = check::nonempty_vector(x, "x")?;
     let n = x.len() as f64;
-    // One pass for the extremes and the sum. A NaN anywhere makes min and max NaN (the sum and
-    // the moments become NaN by themselves); only a NaN sum can come from one, so only then
-    // are the values searched for it.
-    let (mut min, mut max, mut sum) = (x[0], x[0], -0.0);
-    for &v in x {
+    // One pass for the extremes and the sum (in lanes). A NaN anywhere makes min and max NaN
+    // (the sum and the moments become NaN by themselves); only a NaN sum can come from one, so
+    // only then are the values searched for it.
+    let (mut min, mut max) = (x[0], x[0]);
+    let mut extremes = |v: f64| {
         min = if v < min { v } else { min };
         max = if max < v { v } else { max };
+    };
+    let mut sums = [-0.0; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (sum, &v) in sums.iter_mut().zip(chunk) {
+            extremes(v);
+            *sum += v;
+        }
+    }
+    let mut sum = lanes::combine(sums);
+    for &v in chunks.remainder() {
+        extremes(v);
         sum += v;
     }
     if sum.is_nan() && x.iter().any(|v| v.is_nan()) {
         (min, max) = (f64::NAN, f64::NAN);
     }
     let mean = sum / n;
-    let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
-    for &v in x {
+    // The second, third and fourth central moments' sums, in lanes too.
+    let terms = |v: f64| {
         let d = v - mean;
         let d2 = d * d;
-        m2 += d2;
-        m3 += d2 * d;
-        m4 += d2 * d2;
+        [d2, d2 * d, d2 * d2]
+    };
+    let mut moments = [[0.0; LANES]; 3];
+    let mut chunks = x.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (k, &v) in chunk.iter().enumerate() {
+            for (moment, term) in moments.iter_mut().zip(terms(v)) {
+                moment[k] += term;
+            }
+        }
+    }
+    let [mut m2, mut m3, mut m4] = moments.map(lanes::combine);
+    for &v in chunks.remainder() {
+        let [t2, t3, t4] = terms(v);
+        (m2, m3, m4) = (m2 + t2, m3 + t3, m4 + t4);
     }
     let (m2, m3, m4) = (m2 / n, m3 / n, m4 / n);
     let variance = m2 * n / (n - 1.0);
@@ -118,20 +143,23 @@ pub fn corrcoef(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     let [x] = check::inputs(item, ["X"])?;
     let x = check::matrix(x, "X")?;
     let (n, p) = x.dim();
-    let means: Vec<f64> = x
+    // Centred columns, each contiguous, so that the sums and dot products stream through
+    // memory.
+    let columns: Vec<Vec<f64>> = x
         .columns()
         .into_iter()
-        .map(|c| c.sum() / n as f64)
-        .collect();
-    // Centred columns, each contiguous, so that the dot products below stream through memory.
-    let columns: Vec<Vec<f64>> = (0..p)
-        .map(|j| x.column(j).iter().map(|v| v - means[j]).collect())
+        .map(|c| {
+            let mut column = c.to_vec();
+            let mean = lanes::sum(&column) / n as f64;
+            column.iter_mut().for_each(|v| *v -= mean);
+            column
+        })
         .collect();
     let scale = 1.0 / (n as f64 - 1.0);
     let mut corr = Array2::<f64>::zeros((p, p));
     for i in 0..p {
         for j in i..p {
-            let dot: f64 = columns[i].iter().zip(&columns[j]).map(|(a, b)| a * b).sum();
+            let dot = lanes::dot(&columns[i], &columns[j]);
             corr[[i, j]] = dot * scale;
             corr[[j, i]] = dot * scale;
         }

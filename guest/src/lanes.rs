@@ -1,0 +1,74 @@
+//! Sums and dot products in four interleaved lanes: lane k adds the elements k, k + 4, k + 8,
+//! ..., the lanes are combined as (0 + 1) + (2 + 3), and the elements left over are added in
+//! order. A fixed order, so the results are the same on every platform; four independent
+//! additions per step instead of one long chain of them, which both compilers turn into
+//! 128-bit SIMD. No less accurate than summing in sequence (each lane sums a quarter).
+
+/// Elements added per step.
+pub const LANES: usize = 4;
+
+/// The lanes' total, combined in the fixed order.
+pub fn combine(lanes: [f64; LANES]) -> f64 {
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+}
+
+/// The sum of `xs`.
+pub fn sum(xs: &[f64]) -> f64 {
+    let mut lanes = [-0.0; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, x) in lanes.iter_mut().zip(chunk) {
+            *lane += x;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .fold(combine(lanes), |total, x| total + x)
+}
+
+/// The dot product of `a` and `b` (over the shorter of the two).
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [-0.0; LANES];
+    let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (x, y) in (&mut a_chunks).zip(&mut b_chunks) {
+        for k in 0..LANES {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .fold(combine(lanes), |total, (x, y)| total + x * y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_then_the_rest_in_order() {
+        for n in 0..13 {
+            let a: Vec<f64> = (0..n).map(|i| 0.3 * i as f64 - 1.1).collect();
+            let b: Vec<f64> = (0..n).map(|i| 1.0 / (i as f64 + 2.0)).collect();
+            let mut lanes = [-0.0; LANES];
+            let mut dot_lanes = [-0.0; LANES];
+            let whole = n / LANES * LANES;
+            for i in 0..whole {
+                lanes[i % LANES] += a[i];
+                dot_lanes[i % LANES] += a[i] * b[i];
+            }
+            let (mut s, mut d) = (combine(lanes), combine(dot_lanes));
+            for i in whole..n {
+                s += a[i];
+                d += a[i] * b[i];
+            }
+            assert_eq!(sum(&a).to_bits(), s.to_bits(), "n={n}");
+            assert_eq!(dot(&a, &b).to_bits(), d.to_bits(), "n={n}");
+        }
+        assert_eq!(sum(&[]).to_bits(), (-0.0f64).to_bits());
+    }
+}
