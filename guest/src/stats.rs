@@ -141,25 +141,29 @@ fn lerp(a: f64, b: f64, t: f64) -> f64 {
 /// `corrcoef`: [X (n x p)] -> the p x p Pearson correlations of X's columns.
 pub fn corrcoef(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let [x] = check::inputs(item, ["X"])?;
-    let x = check::matrix(x, "X")?;
-    let (n, p) = x.dim();
-    // Centred columns, each contiguous, so that the sums and dot products stream through
-    // memory.
-    let columns: Vec<Vec<f64>> = x
-        .columns()
-        .into_iter()
-        .map(|c| {
-            let mut column = c.to_vec();
-            let mean = lanes::sum(&column) / n as f64;
-            column.iter_mut().for_each(|v| *v -= mean);
-            column
-        })
-        .collect();
+    let (n, p) = check::matrix(x, "X")?.dim();
+    // The centred columns, one after another in one buffer (X transposed), so that the sums
+    // and dot products stream through memory.
+    let mut transposed = vec![0.0; n * p];
+    if n > 0 && p > 0 {
+        let mut columns: Vec<&mut [f64]> = transposed.chunks_exact_mut(n).collect();
+        for (r, row) in x.data.chunks_exact(p).enumerate() {
+            for (column, &v) in columns.iter_mut().zip(row) {
+                column[r] = v;
+            }
+        }
+    }
+    let column = |j: usize| j * n..(j + 1) * n;
+    for j in 0..p {
+        let values = &mut transposed[column(j)];
+        let mean = lanes::sum(values) / n as f64;
+        values.iter_mut().for_each(|v| *v -= mean);
+    }
     let scale = 1.0 / (n as f64 - 1.0);
     let mut corr = Array2::<f64>::zeros((p, p));
     for i in 0..p {
         for j in i..p {
-            let dot = lanes::dot(&columns[i], &columns[j]);
+            let dot = lanes::dot(&transposed[column(i)], &transposed[column(j)]);
             corr[[i, j]] = dot * scale;
             corr[[j, i]] = dot * scale;
         }
