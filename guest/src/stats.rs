@@ -114,18 +114,29 @@ pub fn percentile(params: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, 
 }
 
 /// Puts the order statistic of each of `ranks` (sorted, distinct) at its index, as a full sort
-/// would: by successive selections, each in the part after the previous rank, which for a
-/// handful of ranks is several times faster than sorting. Many ranks: a sort.
+/// would. For a handful of ranks, by selection, divide and conquer: the middle rank first, then
+/// the lower ranks in the part before it and the upper ones in the part after it, so each
+/// selection works on a smaller part (n log k rather than n k comparisons, and several times
+/// faster than sorting). Many ranks: a sort.
 fn select_ranks(values: &mut [f64], ranks: &[usize]) {
     if ranks.len() > 16 {
         values.sort_unstable_by(f64::total_cmp);
+    } else {
+        select_within(values, 0, ranks);
+    }
+}
+
+/// [`select_ranks`] for `part`, which starts at index `offset` of the whole.
+fn select_within(part: &mut [f64], offset: usize, ranks: &[usize]) {
+    let Some(&rank) = ranks.get(ranks.len() / 2) else {
         return;
-    }
-    let mut start = 0;
-    for &rank in ranks {
-        values[start..].select_nth_unstable_by(rank - start, f64::total_cmp);
-        start = rank + 1;
-    }
+    };
+    let at = rank - offset;
+    part.select_nth_unstable_by(at, f64::total_cmp);
+    let (below, rest) = part.split_at_mut(at);
+    let (lower, upper) = (&ranks[..ranks.len() / 2], &ranks[ranks.len() / 2 + 1..]);
+    select_within(below, offset, lower);
+    select_within(&mut rest[1..], rank + 1, upper);
 }
 
 /// Linear interpolation as NumPy's `_lerp`: from the nearer end, so that t = 1 gives b exactly.
@@ -230,7 +241,14 @@ mod tests {
         let x: Vec<f64> = (0..97).map(|i| libm::sin(i as f64 * 1.7) * 10.0).collect();
         let mut sorted = x.clone();
         sorted.sort_unstable_by(f64::total_cmp);
-        for ranks in [vec![0], vec![3, 4, 50, 51, 96], (0..40).collect()] {
+        let spread: Vec<usize> = (0..16).map(|i| i * 6 + 1).collect();
+        for ranks in [
+            vec![0],
+            vec![0, 96],
+            vec![3, 4, 50, 51, 96],
+            spread,
+            (0..40).collect(),
+        ] {
             let mut selected = x.clone();
             select_ranks(&mut selected, &ranks);
             for &r in &ranks {
