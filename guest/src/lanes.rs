@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn lanes_then_the_rest_in_order() {
-        for n in 0..13 {
+        for n in 0..30 {
             let a: Vec<f64> = (0..n).map(|i| 0.3 * i as f64 - 1.1).collect();
             let b: Vec<f64> = (0..n).map(|i| 1.0 / (i as f64 + 2.0)).collect();
             let mut lanes = [-0.0; LANES];
