@@ -7,27 +7,40 @@
 //! No less accurate than summing in sequence (each lane sums an eighth).
 
 /// Elements added per step.
-pub const LANES: usize = 8;
+const LANES: usize = 8;
 
 /// The lanes' total, combined in the fixed order.
-pub fn combine(lanes: [f64; LANES]) -> f64 {
+fn combine(lanes: [f64; LANES]) -> f64 {
     ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
         + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
 }
 
 /// The sum of `xs`.
 pub fn sum(xs: &[f64]) -> f64 {
-    let mut lanes = [-0.0; LANES];
+    let [total] = sums(xs, |x| [x]);
+    total
+}
+
+/// The sums over `xs` of each of the `M` values `terms` gives for an element, each sum in
+/// lanes. `terms` sees every element once, in order (a kernel may also fold, say, extremes in
+/// it).
+pub fn sums<const M: usize>(xs: &[f64], mut terms: impl FnMut(f64) -> [f64; M]) -> [f64; M] {
+    let mut lanes = [[-0.0; LANES]; M];
     let mut chunks = xs.chunks_exact(LANES);
     for chunk in &mut chunks {
-        for (lane, x) in lanes.iter_mut().zip(chunk) {
-            *lane += x;
+        for (k, &x) in chunk.iter().enumerate() {
+            for (lane, term) in lanes.iter_mut().zip(terms(x)) {
+                lane[k] += term;
+            }
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .fold(combine(lanes), |total, x| total + x)
+    let mut totals = lanes.map(combine);
+    for &x in chunks.remainder() {
+        for (total, term) in totals.iter_mut().zip(terms(x)) {
+            *total += term;
+        }
+    }
+    totals
 }
 
 /// The dot product of `a` and `b` (over the shorter of the two).

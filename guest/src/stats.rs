@@ -6,7 +6,7 @@
 //! fewer than two rows gives NaN correlations.
 
 use crate::check::{self, invalid};
-use crate::lanes::{self, LANES};
+use crate::lanes;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 use ndarray::Array2;
 
@@ -19,47 +19,21 @@ pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     // (the sum and the moments become NaN by themselves); only a NaN sum can come from one, so
     // only then are the values searched for it.
     let (mut min, mut max) = (x[0], x[0]);
-    let mut extremes = |v: f64| {
+    let [sum] = lanes::sums(x, |v| {
         min = if v < min { v } else { min };
         max = if max < v { v } else { max };
-    };
-    let mut sums = [-0.0; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (sum, &v) in sums.iter_mut().zip(chunk) {
-            extremes(v);
-            *sum += v;
-        }
-    }
-    let mut sum = lanes::combine(sums);
-    for &v in chunks.remainder() {
-        extremes(v);
-        sum += v;
-    }
+        [v]
+    });
     if sum.is_nan() && x.iter().any(|v| v.is_nan()) {
         (min, max) = (f64::NAN, f64::NAN);
     }
     let mean = sum / n;
     // The second, third and fourth central moments' sums, in lanes too.
-    let terms = |v: f64| {
+    let [m2, m3, m4] = lanes::sums(x, |v| {
         let d = v - mean;
         let d2 = d * d;
         [d2, d2 * d, d2 * d2]
-    };
-    let mut moments = [[0.0; LANES]; 3];
-    let mut chunks = x.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (k, &v) in chunk.iter().enumerate() {
-            for (moment, term) in moments.iter_mut().zip(terms(v)) {
-                moment[k] += term;
-            }
-        }
-    }
-    let [mut m2, mut m3, mut m4] = moments.map(lanes::combine);
-    for &v in chunks.remainder() {
-        let [t2, t3, t4] = terms(v);
-        (m2, m3, m4) = (m2 + t2, m3 + t3, m4 + t4);
-    }
+    });
     let (m2, m3, m4) = (m2 / n, m3 / n, m4 / n);
     let variance = m2 * n / (n - 1.0);
     // SciPy's test for a constant sample: a second moment lost in the rounding of the mean

@@ -164,19 +164,14 @@ impl<'a> ResultsBuilder<'a> {
 
     /// The next item failed with `error`.
     pub(crate) fn error(&mut self, error: ItemError) {
-        self.built.push_error(error);
+        let built = &mut self.built;
+        built.entries.push(Entry::Failed(built.errors.len()));
+        built.errors.push(error);
     }
 
     /// Everything recorded.
     pub(crate) fn finish(self) -> BuiltResults {
         self.built
-    }
-}
-
-impl BuiltResults {
-    fn push_error(&mut self, error: ItemError) {
-        self.entries.push(Entry::Failed(self.errors.len()));
-        self.errors.push(error);
     }
 }
 

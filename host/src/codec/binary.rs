@@ -12,9 +12,7 @@ use std::io::{Read, Write};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crunch_abi::Packed;
-
-use crunch_abi::TensorRef;
+use crunch_abi::{Packed, TensorRef};
 
 use crate::results::ResultRef;
 use crate::types::{Item, ItemError, ItemResult, Tensor};
