@@ -143,7 +143,7 @@ deploy: package deploy-lint
 lint: setup
     cargo fmt --all --check
     cargo clippy --release --workspace --all-targets -- -D warnings
-    cargo clippy --profile component --target wasm32-wasip2 -p crunch-kernels -p crunch-hostile-kernels -p crunch-example-risk --all-targets -- -D warnings
+    cargo clippy --profile component --target wasm32-wasip2 -p crunch-math -p crunch-kernels -p crunch-hostile-kernels -p crunch-example-risk --all-targets -- -D warnings
 
 # Validate the components with wasm-tools and show the kernel pack's WIT world.
 validate: build
@@ -163,6 +163,12 @@ ci: lint test bench-build validate deploy-lint test-arm64
 bench: build py-env test-deps
     cargo bench -p crunch-bench --bench kernels
     cargo run --release -p crunch-bench -- --python {{py_env}}/bin/python
+
+# mpmath at 40 digits is the reference; NumPy/SciPy on the same points are shown beside.
+# Accuracy of the vector math (exp, log, normal CDF/density/quantile) in ulp, COUNT points each.
+accuracy count="1000000": py-env
+    cargo build --release -p crunch-math --example accuracy_eval
+    {{py_env}}/bin/python math/accuracy/check.py --eval {{target}}/release/examples/accuracy_eval --count {{count}}
 
 # Build the benchmarks without running them (CI never fails on a figure).
 bench-build:

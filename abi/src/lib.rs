@@ -7,8 +7,16 @@
 //! boundary in a few copies however many items it holds, and a kernel reads its inputs where
 //! they lie. Results use the same layout: one tensor per item that succeeded, none for an item
 //! that failed.
+//!
+//! Packs run kernels item by item ([`run_each`]) or over the whole batch at once
+//! ([`map_elementwise`], [`map_records`]: one tight loop over the batch's values, items still
+//! failing one by one).
 
 use std::fmt;
+
+mod whole;
+
+pub use whole::{map_elementwise, map_records, pack_outputs, read_items};
 
 /// A tensor read in place from a packed batch (or borrowed from an owned tensor).
 #[derive(Clone, Copy, Debug, PartialEq)]

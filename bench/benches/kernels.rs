@@ -1,6 +1,8 @@
 //! Criterion micro-benchmarks: each standard kernel's workload as one batch through the wasm
 //! component (a fresh instance, as workers run it) and through the same Rust kernels built
-//! natively, reading the same packed batch; and the fixed cost of a batch (instantiate plus one call on no items).
+//! natively, reading the same packed batch, and through the component compiled without epoch
+//! checks (what trusted packs would gain without them); and the fixed cost of a batch
+//! (instantiate plus one call on no items).
 //!
 //! `just bench` runs these, then `crunch-bench` reads criterion's estimates.
 
@@ -18,8 +20,13 @@ fn kernels(c: &mut Criterion) {
     // As `crunch worker` runs: freed batch-sized buffers stay in the heap for the next batch.
     crunch::memory::keep_freed_memory();
     let engine = Engine::new(Limits::default()).expect("engine");
-    let pack = KernelPack::load(&engine, &crunch_tests::paths::component("crunch_kernels"))
-        .expect("the standard pack");
+    let component = crunch_tests::paths::component("crunch_kernels");
+    let pack = KernelPack::load(&engine, &component).expect("the standard pack");
+    // The same pack compiled without the epoch checks that enforce the time limit: what
+    // running trusted packs without them would buy (measurement only).
+    let unchecked_engine =
+        Engine::without_time_limit_checks(Limits::default()).expect("engine without checks");
+    let unchecked = KernelPack::load(&unchecked_engine, &component).expect("the standard pack");
     for workload in workloads() {
         let job = Job {
             kernel: workload.kernel,
@@ -39,6 +46,9 @@ fn kernels(c: &mut Criterion) {
         group.throughput(Throughput::Elements(workload.items.len() as u64));
         group.bench_function("wasm", |b| {
             b.iter(|| run_packed_batch(&pack, &job, 0, black_box(&batch)))
+        });
+        group.bench_function("wasm_unchecked", |b| {
+            b.iter(|| run_packed_batch(&unchecked, &job, 0, black_box(&batch)))
         });
         group.bench_function("native", |b| {
             b.iter(|| {

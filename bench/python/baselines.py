@@ -933,11 +933,24 @@ def environment():
 
 
 def blas_info():
+    """The BLAS NumPy was built with, and the kernel it runs here (threadpoolctl)."""
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{blas.get('name')} {blas.get('version')}".strip()
+        name = f"{blas.get('name')} {blas.get('version')}".strip()
     except Exception:
-        return None
+        name = None
+    try:
+        import threadpoolctl
+
+        pools = [p for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
+        kernels = ", ".join(
+            f"{p.get('internal_api')} {p.get('version')} kernel {p.get('architecture')}"
+            f" ({p.get('num_threads')} thread(s))"
+            for p in pools
+        )
+        return f"{name}; running: {kernels}" if kernels else name
+    except ImportError:
+        return name
 
 
 def json_safe(value):

@@ -79,6 +79,9 @@ pub fn run_python(python: &Path, dir: &Path, out: &Path) -> Result<Value> {
         .env("OPENBLAS_NUM_THREADS", "1")
         .env("OMP_NUM_THREADS", "1")
         .env("MKL_NUM_THREADS", "1")
+        // These machines may set them for old OpenBLAS builds; they slow a current NumPy.
+        .env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE")
         .status()
         .with_context(|| format!("running {} {}", python.display(), script.display()))?;
     ensure!(status.success(), "{} failed: {status}", script.display());

@@ -6,6 +6,7 @@
 mod baselines;
 mod redis_runs;
 mod report;
+mod whole_array;
 
 use std::fs;
 use std::path::PathBuf;
@@ -83,6 +84,11 @@ fn main() -> Result<()> {
         }));
     }
 
+    if let Some(python) = &python {
+        report.whole_arrays =
+            whole_array::measure(&out.join("whole"), &paths::crunch_bin(), &component, python)?;
+    }
+
     eprintln!("Redis runs ...");
     let bench = redis_runs::Bench::start(pack, &component)?;
     report.end_to_end = Some(bench.end_to_end(python.as_deref(), args.e2e_items)?);
@@ -123,7 +129,10 @@ fn main() -> Result<()> {
 fn kernel_row(criterion: &std::path::Path, w: &Workload) -> KernelRow {
     let wasm_ms = baselines::criterion_ms(criterion, w.kernel, "wasm");
     let native_ms = baselines::criterion_ms(criterion, w.kernel, "native");
+    let wasm_unchecked_ms = baselines::criterion_ms(criterion, w.kernel, "wasm_unchecked");
     KernelRow {
+        wasm_unchecked_ms,
+        checks_cost: wasm_ms.zip(wasm_unchecked_ms).map(|(w, u)| w / u),
         kernel: w.kernel.into(),
         items: w.items.len(),
         wasm_ms,

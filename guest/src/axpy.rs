@@ -27,6 +27,31 @@ pub fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
     }
 }
 
+/// `y[i] += a * x[i]` and `z[i] += b * x[i]` in one pass over `x` (each element updated
+/// exactly as [`axpy`] would).
+pub fn axpy2(y: &mut [f64], a: f64, z: &mut [f64], b: f64, x: &[f64]) {
+    let n = y.len().min(z.len());
+    let (y, z, x) = (&mut y[..n], &mut z[..n], &x[..n]);
+    const HALF: usize = WIDTH / 2;
+    let mut ys = y.chunks_exact_mut(HALF);
+    let mut zs = z.chunks_exact_mut(HALF);
+    let mut xs = x.chunks_exact(HALF);
+    for ((yc, zc), xc) in (&mut ys).zip(&mut zs).zip(&mut xs) {
+        let xc: &[f64; HALF] = xc.try_into().expect("chunks of HALF");
+        let yc: &mut [f64; HALF] = yc.try_into().expect("chunks of HALF");
+        let zc: &mut [f64; HALF] = zc.try_into().expect("chunks of HALF");
+        for k in 0..HALF {
+            yc[k] += a * xc[k];
+            zc[k] += b * xc[k];
+        }
+    }
+    let rest = ys.into_remainder().iter_mut().zip(zs.into_remainder());
+    for ((y, z), x) in rest.zip(xs.remainder()) {
+        *y += a * x;
+        *z += b * x;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,8 +65,12 @@ mod tests {
             for (p, v) in plain.iter_mut().zip(&x) {
                 *p += 1.3 * v;
             }
+            let mut z = y.clone();
             axpy(&mut y, 1.3, &x);
             assert_eq!(y, plain);
+            let mut twice = z.clone();
+            axpy2(&mut twice, 1.3, &mut z, 1.3, &x);
+            assert_eq!((twice, z), (plain.clone(), plain));
         }
     }
 }

@@ -39,23 +39,6 @@ pub fn nonempty_vector<'a>(t: &TensorRef<'a>, name: &str) -> Result<&'a [f64], K
     }
 }
 
-/// A 1-D tensor of exactly `len` values (a fixed-size record such as an option contract).
-pub fn record<'a>(t: &[TensorRef<'a>], fields: &str, len: usize) -> Result<&'a [f64], KernelError> {
-    let [t] = t else {
-        return Err(invalid(format!(
-            "expected one input tensor [{fields}], got {}",
-            t.len()
-        )));
-    };
-    match vector(t, fields) {
-        Ok(v) if v.len() == len => Ok(v),
-        _ => Err(invalid(format!(
-            "expected a 1-D tensor of {len} values [{fields}], got shape {:?}",
-            t.shape
-        ))),
-    }
-}
-
 /// A 2-D tensor viewed as an ndarray matrix.
 pub fn matrix<'a>(t: &TensorRef<'a>, name: &str) -> Result<ArrayView2<'a, f64>, KernelError> {
     match *t.shape {
@@ -76,4 +59,9 @@ pub fn invalid(message: String) -> KernelError {
 /// Shorthand for a domain error.
 pub fn domain(message: String) -> KernelError {
     KernelError::Domain(message)
+}
+
+/// The error of an item that cannot be read from its packed batch.
+pub fn unreadable(e: crunch_abi::PackError) -> KernelError {
+    KernelError::InvalidInput(e.to_string())
 }

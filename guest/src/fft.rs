@@ -1,40 +1,47 @@
-//! A deterministic FFT of any length: iterative radix-2 for powers of two, Bluestein's chirp-z
-//! for every other length (primes included).
+//! A deterministic FFT of any length, two transforms at a time: each f64x2 lane carries a
+//! different sequence (two items of a batch), so the butterflies are plain lane arithmetic with
+//! no shuffles. Powers of two take an iterative radix-4 transform (one radix-2 stage first for
+//! odd powers); other lengths Bluestein's chirp-z algorithm on a power of two. Real input of
+//! even length is transformed at half the length.
 //!
 //! Written here rather than taken from rustfft because bit-identical results across native and
 //! wasm builds need twiddle factors from `libm` (rustfft computes them with the platform's
 //! `sin`/`cos`, which differ between glibc and wasi-libc in the last bit) and one code path on
-//! every platform (rustfft picks SIMD algorithms per CPU).
+//! every platform (rustfft picks SIMD algorithms per CPU). Every lane's result depends only on
+//! its own input, so an item gives the same bits whichever item shares its pass.
 
 use core::f64::consts::PI;
+use core::ops::{Add, Mul, Sub};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Lengths whose twiddles and chirps stay cached (a batch's items usually share one length).
+use crunch_math::F64x2;
+
+/// Lengths whose plans stay cached (a batch's items usually share one length).
 const CACHED_LENGTHS: usize = 8;
 
 /// Values cached by length.
 type ByLength<T> = RefCell<Vec<(usize, Rc<T>)>>;
 
 thread_local! {
-    /// Radix-2 twiddles by length, and Bluestein chirps (with the FFT of the conjugate chirp
-    /// sequence) by length: computed once per length, not once per item.
-    static TWIDDLES: ByLength<[Complex]> = const { RefCell::new(Vec::new()) };
-    static CHIRPS: ByLength<Chirp> = const { RefCell::new(Vec::new()) };
+    /// Power-of-two plans and real-input plans by length: computed once per length, not once
+    /// per item.
+    static POW2: ByLength<Pow2Plan> = const { RefCell::new(Vec::new()) };
+    static REAL: ByLength<RealPlan> = const { RefCell::new(Vec::new()) };
 }
 
 /// The value cached for `n` in `cache`, made by `make` on a miss.
-fn cached<T: ?Sized>(
+fn cached<T>(
     cache: &'static std::thread::LocalKey<ByLength<T>>,
     n: usize,
-    make: impl FnOnce() -> Rc<T>,
+    make: impl FnOnce() -> T,
 ) -> Rc<T> {
     if let Some(hit) =
         cache.with_borrow(|c| c.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
     {
         return hit;
     }
-    let value = make();
+    let value = Rc::new(make());
     cache.with_borrow_mut(|c| {
         if c.len() == CACHED_LENGTHS {
             c.remove(0);
@@ -44,39 +51,26 @@ fn cached<T: ?Sized>(
     value
 }
 
-/// e^{-2 pi i k / n} for k < n / 2.
-fn twiddles(n: usize) -> Rc<[Complex]> {
-    cached(&TWIDDLES, n, || {
-        (0..n / 2)
-            .map(|k| Complex::expi_neg(2.0 * PI * k as f64 / n as f64))
-            .collect()
-    })
+/// A complex number in each of two lanes.
+#[derive(Clone, Copy, Debug)]
+pub struct C2 {
+    /// Real parts.
+    pub re: F64x2,
+    /// Imaginary parts.
+    pub im: F64x2,
 }
 
-/// What Bluestein's algorithm needs for length n: the chirp and the FFT of its padded
-/// conjugate.
-struct Chirp {
-    chirp: Vec<Complex>,
-    b_hat: Vec<Complex>,
-}
-
-/// A complex number.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Complex {
-    /// Real part.
-    pub re: f64,
-    /// Imaginary part.
-    pub im: f64,
-}
-
-impl Complex {
-    fn mul(self, o: Self) -> Self {
+impl C2 {
+    /// The same complex number `re + i im` in both lanes.
+    #[inline(always)]
+    fn splat(re: f64, im: f64) -> Self {
         Self {
-            re: self.re * o.re - self.im * o.im,
-            im: self.re * o.im + self.im * o.re,
+            re: F64x2::splat(re),
+            im: F64x2::splat(im),
         }
     }
 
+    #[inline(always)]
     fn conj(self) -> Self {
         Self {
             re: self.re,
@@ -84,210 +78,424 @@ impl Complex {
         }
     }
 
-    /// e^{-i angle}.
-    fn expi_neg(angle: f64) -> Self {
-        let (s, c) = libm::sincos(angle);
-        Self { re: c, im: -s }
-    }
-}
-
-/// The forward DFT of `x`: X[k] = sum_j x[j] e^{-2 pi i j k / n}.
-pub fn forward(x: &[Complex]) -> Vec<Complex> {
-    let n = x.len();
-    if n.is_power_of_two() {
-        let mut buf = x.to_vec();
-        radix2(&mut buf);
-        buf
-    } else {
-        bluestein(x)
-    }
-}
-
-/// The first `n / 2 + 1` bins of the DFT of the real sequence `x` (the rest mirror them).
-///
-/// For even n, the standard real-input method: the even and odd samples become the real and
-/// imaginary parts of one complex sequence of length n / 2, whose DFT is split back into the
-/// two halves' DFTs and combined with the length-n twiddles. Half the length, so about half
-/// the work of transforming `x` as complex values. Odd lengths take the complex transform.
-pub fn forward_real(x: &[f64]) -> Vec<Complex> {
-    let n = x.len();
-    if n % 2 == 1 {
-        let complex: Vec<Complex> = x.iter().map(|&re| Complex { re, im: 0.0 }).collect();
-        let mut spectrum = forward(&complex);
-        spectrum.truncate(n / 2 + 1);
-        return spectrum;
-    }
-    let z: Vec<Complex> = x
-        .chunks_exact(2)
-        .map(|pair| Complex {
-            re: pair[0],
-            im: pair[1],
-        })
-        .collect();
-    let z = forward(&z);
-    let twiddles = twiddles(n);
-    // With h = n / 2, bin k pairs z[k] with conj(z[h - k]) (z[0] with itself at both ends); k = h uses the
-    // twiddle -1, just past the table.
-    let mirrored = z[..1].iter().chain(z[1..].iter().rev());
-    let w = twiddles.iter().chain([&Complex { re: -1.0, im: 0.0 }]);
-    let bins = z.iter().chain(&z[..1]).zip(mirrored.chain(&z[..1])).zip(w);
-    bins.map(|((a, b), w)| {
-        let b = b.conj();
-        // Even samples' DFT: (a + b) / 2; odd samples' DFT: (a - b) / 2i.
-        let even = Complex {
-            re: 0.5 * (a.re + b.re),
-            im: 0.5 * (a.im + b.im),
-        };
-        let odd = Complex {
-            re: 0.5 * (a.im - b.im),
-            im: -0.5 * (a.re - b.re),
-        };
-        let t = odd.mul(*w);
-        Complex {
-            re: even.re + t.re,
-            im: even.im + t.im,
-        }
-    })
-    .collect()
-}
-
-/// In-place radix-2 decimation-in-time FFT; `buf.len()` must be a power of two (or 0).
-fn radix2(buf: &mut [Complex]) {
-    let n = buf.len();
-    if n <= 1 {
-        return;
-    }
-    let bits = n.trailing_zeros();
-    for i in 0..n {
-        let j = i.reverse_bits() >> (usize::BITS - bits);
-        if i < j {
-            buf.swap(i, j);
+    /// `-i * self`.
+    #[inline(always)]
+    fn mul_neg_i(self) -> Self {
+        Self {
+            re: self.im,
+            im: -self.re,
         }
     }
-    let twiddles = twiddles(n);
-    let mut len = 2;
-    while len <= n {
-        let stride = n / len;
-        // Each block of `len` combines its halves; iterators rather than indices, so neither
-        // compiler keeps bounds checks in the butterfly.
-        for block in buf.chunks_exact_mut(len) {
-            let (low, high) = block.split_at_mut(len / 2);
-            let w = twiddles.iter().step_by(stride);
-            for ((a, b), w) in low.iter_mut().zip(high.iter_mut()).zip(w) {
-                let (u, t) = (*a, b.mul(*w));
-                *a = Complex {
-                    re: u.re + t.re,
-                    im: u.im + t.im,
-                };
-                *b = Complex {
-                    re: u.re - t.re,
-                    im: u.im - t.im,
-                };
-            }
+
+    #[inline(always)]
+    fn scale(self, s: F64x2) -> Self {
+        Self {
+            re: self.re * s,
+            im: self.im * s,
         }
-        len *= 2;
     }
 }
 
-/// Bluestein's algorithm: the length-n DFT as a circular convolution of power-of-two length.
-fn bluestein(x: &[Complex]) -> Vec<Complex> {
-    let n = x.len();
-    let m = (2 * n - 1).next_power_of_two();
-    let plan = cached(&CHIRPS, n, || Rc::new(chirp(n, m)));
-    let (chirp, b) = (&plan.chirp, &plan.b_hat);
-    let mut a = vec![Complex::default(); m];
-    for (k, (&xk, &ck)) in x.iter().zip(chirp).enumerate() {
-        a[k] = xk.mul(ck);
+impl Add for C2 {
+    type Output = Self;
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Self {
+            re: self.re + o.re,
+            im: self.im + o.im,
+        }
     }
-    radix2(&mut a);
-    // Inverse FFT of the product through conjugation: ifft(v) = conj(fft(conj(v))) / m.
-    let mut c: Vec<Complex> = a.iter().zip(b).map(|(p, q)| p.mul(*q).conj()).collect();
-    radix2(&mut c);
-    let scale = 1.0 / m as f64;
+}
+
+impl Sub for C2 {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        Self {
+            re: self.re - o.re,
+            im: self.im - o.im,
+        }
+    }
+}
+
+impl Mul for C2 {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        Self {
+            re: self.re * o.re - self.im * o.im,
+            im: self.re * o.im + self.im * o.re,
+        }
+    }
+}
+
+/// A twiddle factor: one complex number, the same for both lanes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Twiddle {
+    re: f64,
+    im: f64,
+}
+
+impl Twiddle {
+    #[inline(always)]
+    fn lanes(self) -> C2 {
+        C2::splat(self.re, self.im)
+    }
+}
+
+/// e^{-2 pi i j / n} for j < n, from `n / 8 + 1` sines and cosines and the circle's
+/// symmetries (each value is exactly the libm value of one angle in the first octant, up to
+/// sign and swap).
+fn unit_circle(n: usize) -> Vec<Twiddle> {
+    let angle = |j: usize| 2.0 * PI * j as f64 / n as f64;
+    if !n.is_multiple_of(8) {
+        return (0..n)
+            .map(|j| {
+                let (s, c) = libm::sincos(angle(j));
+                Twiddle { re: c, im: -s }
+            })
+            .collect();
+    }
+    let eighth = n / 8;
+    let octant: Vec<(f64, f64)> = (0..=eighth).map(|j| libm::sincos(angle(j))).collect();
     (0..n)
-        .map(|k| {
-            let v = Complex {
-                re: c[k].re * scale,
-                im: -c[k].im * scale,
+        .map(|j| {
+            // j = q * n/4 + r with r < n/4; within a quarter, angles past n/8 mirror.
+            let (quarter, r) = (j / (2 * eighth), j % (2 * eighth));
+            let (s, c) = if r <= eighth {
+                octant[r]
+            } else {
+                let (s, c) = octant[2 * eighth - r];
+                (c, s)
             };
-            v.mul(chirp[k])
+            // Rotate by quarter * (pi/2): (c, s) -> (-s, c) per quarter.
+            let (c, s) = match quarter {
+                0 => (c, s),
+                1 => (-s, c),
+                2 => (-c, -s),
+                _ => (s, -c),
+            };
+            Twiddle { re: c, im: -s }
         })
         .collect()
 }
 
-/// The chirp for length `n` and the FFT of its conjugate, padded circularly to length `m`.
-fn chirp(n: usize, m: usize) -> Chirp {
-    // chirp[k] = e^{-i pi k^2 / n}, with k^2 reduced mod 2n exactly so the angle stays small.
-    let chirp: Vec<Complex> = (0..n as u64)
-        .map(|k| {
-            let r = (k * k) % (2 * n as u64);
-            Complex::expi_neg(PI * r as f64 / n as f64)
-        })
-        .collect();
-    let mut b_hat = vec![Complex::default(); m];
-    b_hat[0] = chirp[0].conj();
-    for k in 1..n {
-        b_hat[k] = chirp[k].conj();
-        b_hat[m - k] = chirp[k].conj();
+/// What a power-of-two transform of length `m` needs: the bit-reversal pairs to swap and the
+/// twiddles of each radix-4 stage, in the order the butterflies read them.
+struct Pow2Plan {
+    m: usize,
+    swaps: Vec<(u32, u32)>,
+    /// Per radix-4 stage (quarter length L = 1 or 2, then times 4): for k < L, W^k, W^2k, W^3k
+    /// with W = e^{-2 pi i / 4L}.
+    stages: Vec<Vec<[Twiddle; 3]>>,
+}
+
+impl Pow2Plan {
+    fn new(m: usize) -> Self {
+        debug_assert!(m.is_power_of_two());
+        let bits = m.trailing_zeros();
+        let swaps = (0..m)
+            .filter_map(|i| {
+                let j = if bits == 0 {
+                    0
+                } else {
+                    i.reverse_bits() >> (usize::BITS - bits)
+                };
+                (i < j).then_some((i as u32, j as u32))
+            })
+            .collect();
+        let circle = unit_circle(m);
+        let mut stages = Vec::new();
+        let mut quarter = if bits % 2 == 1 { 2 } else { 1 };
+        while 4 * quarter <= m {
+            let stride = m / (4 * quarter);
+            stages.push(
+                (0..quarter)
+                    .map(|k| [1, 2, 3].map(|p| circle[p * k * stride]))
+                    .collect(),
+            );
+            quarter *= 4;
+        }
+        Self { m, swaps, stages }
     }
-    radix2(&mut b_hat);
-    Chirp { chirp, b_hat }
+
+    /// The forward DFT of `buf` (length `m`) in place.
+    fn forward(&self, buf: &mut [C2]) {
+        let buf = &mut buf[..self.m];
+        for &(i, j) in &self.swaps {
+            buf.swap(i as usize, j as usize);
+        }
+        if self.m.trailing_zeros() % 2 == 1 {
+            for pair in buf.chunks_exact_mut(2) {
+                let (a, b) = (pair[0], pair[1]);
+                pair[0] = a + b;
+                pair[1] = a - b;
+            }
+        }
+        for twiddles in &self.stages {
+            let quarter = twiddles.len();
+            // In bit-reversed order a block of 4L holds the length-L transforms of the
+            // elements = 0, 2, 1 and 3 (mod 4) in its quarters.
+            for block in buf.chunks_exact_mut(4 * quarter) {
+                let (q01, q23) = block.split_at_mut(2 * quarter);
+                let (q0, q1) = q01.split_at_mut(quarter);
+                let (q2, q3) = q23.split_at_mut(quarter);
+                let lanes = q0
+                    .iter_mut()
+                    .zip(q1.iter_mut())
+                    .zip(q2.iter_mut().zip(q3.iter_mut()));
+                for (((a0, a2), (a1, a3)), w) in lanes.zip(twiddles) {
+                    let b0 = *a0;
+                    let b1 = *a2 * w[1].lanes();
+                    let b2 = *a1 * w[0].lanes();
+                    let b3 = *a3 * w[2].lanes();
+                    let (t0, t1) = (b0 + b1, b0 - b1);
+                    let (t2, t3) = (b2 + b3, (b2 - b3).mul_neg_i());
+                    *a0 = t0 + t2;
+                    *a2 = t1 + t3;
+                    *a1 = t0 - t2;
+                    *a3 = t1 - t3;
+                }
+            }
+        }
+    }
+}
+
+/// What Bluestein's algorithm needs for length n: the chirp and the transform of its padded
+/// conjugate, with the power-of-two plan it runs on.
+struct Chirp {
+    pow2: Rc<Pow2Plan>,
+    chirp: Vec<Twiddle>,
+    b_hat: Vec<C2>,
+}
+
+impl Chirp {
+    fn new(n: usize) -> Self {
+        let m = (2 * n - 1).next_power_of_two();
+        let pow2 = cached(&POW2, m, || Pow2Plan::new(m));
+        // chirp[k] = e^{-i pi k^2 / n}, with k^2 reduced mod 2n exactly so the angle stays small.
+        let chirp: Vec<Twiddle> = (0..n as u64)
+            .map(|k| {
+                let r = (k * k) % (2 * n as u64);
+                let (s, c) = libm::sincos(PI * r as f64 / n as f64);
+                Twiddle { re: c, im: -s }
+            })
+            .collect();
+        let mut b_hat = vec![C2::splat(0.0, 0.0); m];
+        b_hat[0] = chirp[0].lanes().conj();
+        for k in 1..n {
+            let c = chirp[k].lanes().conj();
+            b_hat[k] = c;
+            b_hat[m - k] = c;
+        }
+        pow2.forward(&mut b_hat);
+        Self { pow2, chirp, b_hat }
+    }
+
+    /// The forward DFT of `buf` (length n) in place, using `work` (resized as needed).
+    fn forward(&self, buf: &mut [C2], work: &mut Vec<C2>) {
+        let m = self.pow2.m;
+        work.clear();
+        work.extend(buf.iter().zip(&self.chirp).map(|(&v, c)| v * c.lanes()));
+        work.resize(m, C2::splat(0.0, 0.0));
+        self.pow2.forward(work);
+        // Inverse transform of the product through conjugation: ifft(v) = conj(fft(conj(v))) / m.
+        for (a, b) in work.iter_mut().zip(&self.b_hat) {
+            *a = (*a * *b).conj();
+        }
+        self.pow2.forward(work);
+        let scale = F64x2::splat(1.0 / m as f64);
+        for ((o, w), c) in buf.iter_mut().zip(work.iter()).zip(&self.chirp) {
+            *o = w.conj().scale(scale) * c.lanes();
+        }
+    }
+}
+
+/// A transform of any length n: radix-4 for powers of two, Bluestein otherwise.
+enum Plan {
+    Pow2(Rc<Pow2Plan>),
+    Bluestein(Chirp),
+}
+
+impl Plan {
+    fn new(n: usize) -> Self {
+        if n.is_power_of_two() {
+            Self::Pow2(cached(&POW2, n, || Pow2Plan::new(n)))
+        } else {
+            Self::Bluestein(Chirp::new(n))
+        }
+    }
+
+    /// The forward DFT of `buf` in place, using `work`.
+    fn forward(&self, buf: &mut [C2], work: &mut Vec<C2>) {
+        match self {
+            Self::Pow2(plan) => plan.forward(buf),
+            Self::Bluestein(chirp) => chirp.forward(buf, work),
+        }
+    }
+}
+
+/// The plan for the real-input transform of length n: the complex transform of length n / 2
+/// for even n (of length n for odd n) and, for even n, the length-n twiddles that recombine
+/// its halves.
+struct RealPlan {
+    complex: Plan,
+    twiddles: Vec<Twiddle>,
+}
+
+impl RealPlan {
+    fn new(n: usize) -> Self {
+        if n % 2 == 1 {
+            return Self {
+                complex: Plan::new(n),
+                twiddles: Vec::new(),
+            };
+        }
+        let mut twiddles = unit_circle(n);
+        twiddles.truncate(n / 2);
+        Self {
+            complex: Plan::new(n / 2),
+            twiddles,
+        }
+    }
+}
+
+/// Scratch buffers reused across the items of a batch.
+#[derive(Default)]
+pub struct Scratch {
+    buf: Vec<C2>,
+    work: Vec<C2>,
+}
+
+/// The power spectrum |X[k]|^2, k = 0..=n/2, of two real sequences of the same length n at
+/// once (lane 0 from `a`, lane 1 from `b`): `out_a` and `out_b` get n / 2 + 1 values each.
+///
+/// For even n, the standard real-input method: the even and odd samples become the real and
+/// imaginary parts of one complex sequence of length n / 2, whose DFT is split back into the
+/// two halves' DFTs and combined with the length-n twiddles. Odd lengths take the complex
+/// transform.
+pub fn power_spectra(
+    a: &[f64],
+    b: &[f64],
+    out_a: &mut [f64],
+    out_b: &mut [f64],
+    scratch: &mut Scratch,
+) {
+    let n = a.len();
+    debug_assert_eq!(b.len(), n);
+    let plan = cached(&REAL, n, || RealPlan::new(n));
+    let buf = &mut scratch.buf;
+    buf.clear();
+    if n % 2 == 1 {
+        buf.extend(a.iter().zip(b).map(|(&x, &y)| C2 {
+            re: F64x2::new(x, y),
+            im: F64x2::splat(0.0),
+        }));
+        plan.complex.forward(buf, &mut scratch.work);
+        for (k, z) in buf[..n / 2 + 1].iter().enumerate() {
+            store_power(*z, k, out_a, out_b);
+        }
+        return;
+    }
+    let h = n / 2;
+    let (a_pairs, _) = a.as_chunks::<2>();
+    let (b_pairs, _) = b.as_chunks::<2>();
+    buf.extend(a_pairs.iter().zip(b_pairs).map(|(x, y)| C2 {
+        re: F64x2::new(x[0], y[0]),
+        im: F64x2::new(x[1], y[1]),
+    }));
+    plan.complex.forward(buf, &mut scratch.work);
+    // Bin k pairs z[k] with conj(z[h - k]); bins 0 and h pair z[0] with itself, and bin h
+    // uses the twiddle -1, just past the table.
+    let bin = |za: C2, zb: C2, w: Twiddle| {
+        let zb = zb.conj();
+        // Even samples' DFT: (a + b) / 2; odd samples' DFT: (a - b) / 2i.
+        let half = F64x2::splat(0.5);
+        let even = (za + zb).scale(half);
+        let odd = (za - zb).mul_neg_i().scale(half);
+        even + odd * w.lanes()
+    };
+    store_power(bin(buf[0], buf[0], plan.twiddles[0]), 0, out_a, out_b);
+    for k in 1..h {
+        store_power(bin(buf[k], buf[h - k], plan.twiddles[k]), k, out_a, out_b);
+    }
+    let last = Twiddle { re: -1.0, im: 0.0 };
+    store_power(bin(buf[0], buf[0], last), h, out_a, out_b);
+}
+
+/// Writes |z|^2 of each lane to bin `k` of the two outputs.
+#[inline(always)]
+fn store_power(z: C2, k: usize, out_a: &mut [f64], out_b: &mut [f64]) {
+    let [pa, pb] = (z.re * z.re + z.im * z.im).to_array();
+    out_a[k] = pa;
+    out_b[k] = pb;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn naive(x: &[Complex]) -> Vec<Complex> {
+    /// The power spectrum by the definition, in f64.
+    fn naive_power(x: &[f64]) -> Vec<f64> {
         let n = x.len();
-        (0..n)
+        (0..=n / 2)
             .map(|k| {
-                x.iter()
-                    .enumerate()
-                    .fold(Complex::default(), |acc, (j, &v)| {
-                        let w = Complex::expi_neg(2.0 * PI * ((j * k) % n) as f64 / n as f64);
-                        let p = v.mul(w);
-                        Complex {
-                            re: acc.re + p.re,
-                            im: acc.im + p.im,
-                        }
-                    })
+                let (mut re, mut im) = (0.0, 0.0);
+                for (j, &v) in x.iter().enumerate() {
+                    let (s, c) = libm::sincos(2.0 * PI * ((j * k) % n) as f64 / n as f64);
+                    re += v * c;
+                    im -= v * s;
+                }
+                re * re + im * im
             })
             .collect()
     }
 
+    fn spectra(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let bins = a.len() / 2 + 1;
+        let (mut pa, mut pb) = (vec![0.0; bins], vec![0.0; bins]);
+        power_spectra(a, b, &mut pa, &mut pb, &mut Scratch::default());
+        (pa, pb)
+    }
+
     #[test]
-    fn real_input_matches_the_definition_for_odd_and_even_lengths() {
-        for n in [1usize, 2, 3, 4, 6, 7, 8, 10, 12, 16, 31, 64, 100, 1000] {
-            let x: Vec<f64> = (0..n)
+    fn matches_the_definition_for_many_lengths() {
+        for n in [
+            1usize, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 31, 32, 64, 97, 100, 128, 256, 1000, 1024,
+        ] {
+            let a: Vec<f64> = (0..n)
                 .map(|i| libm::cos(i as f64 * 0.91) - 0.05 * i as f64)
                 .collect();
-            let complex: Vec<Complex> = x.iter().map(|&re| Complex { re, im: 0.0 }).collect();
-            let want = naive(&complex);
-            let got = forward_real(&x);
-            assert_eq!(got.len(), n / 2 + 1, "n={n}");
-            for (k, (got, want)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (got.re - want.re).abs() < 1e-9 && (got.im - want.im).abs() < 1e-9,
-                    "n={n} k={k}: {got:?} vs {want:?}"
-                );
+            let b: Vec<f64> = (0..n)
+                .map(|i| libm::sin(i as f64 * 0.37) + 0.1 * i as f64)
+                .collect();
+            let (pa, pb) = spectra(&a, &b);
+            for (got, want) in [(pa, naive_power(&a)), (pb, naive_power(&b))] {
+                let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!((g - w).abs() <= 1e-12 * scale, "n={n} k={k}: {g} vs {w}");
+                }
             }
         }
     }
 
     #[test]
-    fn matches_the_definition_for_many_lengths() {
-        for n in [1usize, 2, 3, 5, 7, 8, 12, 16, 31, 97, 100, 128] {
-            let x: Vec<Complex> = (0..n)
-                .map(|i| Complex {
-                    re: libm::sin(i as f64 * 0.37) + 0.1 * i as f64,
-                    im: 0.0,
-                })
-                .collect();
-            for (got, want) in forward(&x).iter().zip(naive(&x)) {
+    fn each_lane_depends_only_on_its_own_input() {
+        let a: Vec<f64> = (0..96).map(|i| libm::cos(i as f64)).collect();
+        let b: Vec<f64> = (0..96).map(|i| i as f64 * 0.5).collect();
+        let (pa, _) = spectra(&a, &b);
+        let (alone, _) = spectra(&a, &a);
+        assert_eq!(pa, alone);
+    }
+
+    #[test]
+    fn the_unit_circle_from_one_octant_matches_each_angle() {
+        for n in [8usize, 16, 64, 1024] {
+            for (j, w) in unit_circle(n).iter().enumerate() {
+                let (s, c) = libm::sincos(2.0 * PI * j as f64 / n as f64);
                 assert!(
-                    (got.re - want.re).abs() < 1e-9 && (got.im - want.im).abs() < 1e-9,
-                    "n={n}"
+                    (w.re - c).abs() < 1e-15 && (w.im + s).abs() < 1e-15,
+                    "n={n} j={j}"
                 );
             }
         }

@@ -61,6 +61,32 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
         .fold(combine(lanes), |total, (x, y)| total + x * y)
 }
 
+/// The dot products of `a` with `b` and with `c`, in one pass over `a` (each summed exactly as
+/// [`dot`] sums it).
+pub fn dot2(a: &[f64], b: &[f64], c: &[f64]) -> (f64, f64) {
+    let n = a.len().min(b.len()).min(c.len());
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    let (mut lanes_b, mut lanes_c) = ([-0.0; LANES], [-0.0; LANES]);
+    let mut a_chunks = a.chunks_exact(LANES);
+    let mut b_chunks = b.chunks_exact(LANES);
+    let mut c_chunks = c.chunks_exact(LANES);
+    for ((x, y), z) in (&mut a_chunks).zip(&mut b_chunks).zip(&mut c_chunks) {
+        for k in 0..LANES {
+            lanes_b[k] += x[k] * y[k];
+            lanes_c[k] += x[k] * z[k];
+        }
+    }
+    let rest = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .zip(c_chunks.remainder());
+    rest.fold(
+        (combine(lanes_b), combine(lanes_c)),
+        |(sb, sc), ((x, y), z)| (sb + x * y, sc + x * z),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +110,11 @@ mod tests {
             }
             assert_eq!(sum(&a).to_bits(), s.to_bits(), "n={n}");
             assert_eq!(dot(&a, &b).to_bits(), d.to_bits(), "n={n}");
+            let (d1, d2) = dot2(&a, &b, &a);
+            assert_eq!(
+                (d1.to_bits(), d2.to_bits()),
+                (d.to_bits(), dot(&a, &a).to_bits())
+            );
         }
         assert_eq!(sum(&[]).to_bits(), (-0.0f64).to_bits());
     }

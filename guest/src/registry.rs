@@ -1,8 +1,9 @@
 //! The pack's table of kernels and the batch entry point that the component exports.
 
+use crate::check::unreadable;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 use crate::{interp, linalg, normal, options, signal, stats};
-use crunch_abi::{BatchResults, Items};
+use crunch_abi::{BatchResults, Items, Packed};
 
 /// One kernel: its name, what it computes, the parameters it accepts, and its code.
 #[derive(Clone, Copy)]
@@ -13,8 +14,18 @@ pub struct KernelSpec {
     pub summary: &'static str,
     /// The parameter names the kernel accepts; any other name is an error.
     pub params: &'static [&'static str],
-    /// Computes one item.
-    pub compute: fn(Params<'_>, &[TensorRef<'_>]) -> Result<Tensor, KernelError>,
+    /// The kernel's code.
+    pub compute: Compute,
+}
+
+/// How a kernel computes: one item per call, or the whole packed batch in one call.
+#[derive(Clone, Copy)]
+pub enum Compute {
+    /// Computes one item from its input tensors.
+    Item(fn(Params<'_>, &[TensorRef<'_>]) -> Result<Tensor, KernelError>),
+    /// Computes every item of a packed batch: one output per item that succeeds, and the
+    /// failures (see [`crunch_abi::map_elementwise`] and [`crunch_abi::map_records`]).
+    Batch(fn(Params<'_>, Items<'_>) -> BatchResults<KernelError>),
 }
 
 /// Every kernel of the standard pack, in the order `list` reports them.
@@ -23,73 +34,73 @@ pub const KERNELS: &[KernelSpec] = &[
         name: "describe",
         summary: "[x (n)] -> [nobs, min, max, mean, variance (ddof=1), skewness, kurtosis (Fisher)], as scipy.stats.describe",
         params: &[],
-        compute: stats::describe,
+        compute: Compute::Item(stats::describe),
     },
     KernelSpec {
         name: "percentile",
         summary: "[x (n)] with param q (percentages in [0, 100]) -> percentiles of x, shaped like q, as numpy.percentile (linear)",
         params: &["q"],
-        compute: stats::percentile,
+        compute: Compute::Item(stats::percentile),
     },
     KernelSpec {
         name: "norm_cdf",
         summary: "[x (any shape)] -> standard normal CDF elementwise, as scipy.stats.norm.cdf",
         params: &[],
-        compute: normal::cdf_kernel,
+        compute: Compute::Batch(normal::cdf_batch),
     },
     KernelSpec {
         name: "norm_ppf",
         summary: "[p (any shape)] -> standard normal quantile elementwise, as scipy.stats.norm.ppf",
         params: &[],
-        compute: normal::ppf_kernel,
+        compute: Compute::Batch(normal::ppf_batch),
     },
     KernelSpec {
         name: "black_scholes",
         summary: "[S, K, T, r, sigma, is_call] -> [price, delta, gamma, vega, theta (per year), rho], European, no dividends",
         params: &[],
-        compute: options::black_scholes,
+        compute: Compute::Batch(options::black_scholes),
     },
     KernelSpec {
         name: "implied_vol",
         summary: "[price, S, K, T, r, is_call] -> [sigma], Black-Scholes implied volatility in [1e-6, 5]",
         params: &[],
-        compute: options::implied_vol,
+        compute: Compute::Batch(options::implied_vol),
     },
     KernelSpec {
         name: "ols",
         summary: "[X (n x p), y (n)] -> least-squares coefficients (p), as numpy.linalg.lstsq for full-rank X",
         params: &[],
-        compute: linalg::ols,
+        compute: Compute::Item(linalg::ols),
     },
     KernelSpec {
         name: "fft_power",
         summary: "[x (n)] -> power spectrum |rfft(x)|^2 (n/2 + 1), any length",
         params: &[],
-        compute: signal::fft_power,
+        compute: Compute::Batch(signal::fft_power),
     },
     KernelSpec {
         name: "cubic_spline",
         summary: "[x (n), y (n), xq (m)] -> natural cubic spline through (x, y) evaluated at xq, as scipy CubicSpline(bc_type='natural')",
         params: &[],
-        compute: interp::cubic_spline,
+        compute: Compute::Item(interp::cubic_spline),
     },
     KernelSpec {
         name: "matmul",
         summary: "[A (m x k), B (k x n)] -> A @ B (m x n)",
         params: &[],
-        compute: linalg::matmul,
+        compute: Compute::Item(linalg::matmul),
     },
     KernelSpec {
         name: "convolve",
         summary: "[x (n), w (m)] -> numpy.convolve(x, w, mode='valid')",
         params: &[],
-        compute: signal::convolve,
+        compute: Compute::Item(signal::convolve),
     },
     KernelSpec {
         name: "corrcoef",
         summary: "[X (n x p)] -> Pearson correlation of the columns (p x p), as numpy.corrcoef(X, rowvar=False)",
         params: &[],
-        compute: stats::corrcoef,
+        compute: Compute::Item(stats::corrcoef),
     },
 ];
 
@@ -103,21 +114,37 @@ pub fn run(
     params: &[(String, Tensor)],
     items: &[Vec<Tensor>],
 ) -> Vec<Result<Tensor, KernelError>> {
-    match prepare(kernel, params) {
-        Ok(spec) => items
-            .iter()
-            .map(|item| {
-                for (i, t) in item.iter().enumerate() {
-                    t.validate().map_err(|e| {
-                        KernelError::InvalidInput(format!("input {i}: {}", message(&e)))
-                    })?;
-                }
-                let views: Vec<TensorRef<'_>> = item.iter().map(Tensor::view).collect();
-                (spec.compute)(Params(params), &views)
-            })
-            .collect(),
-        Err(e) => vec![Err(e); items.len()],
+    let spec = match prepare(kernel, params) {
+        Ok(spec) => spec,
+        Err(e) => return vec![Err(e); items.len()],
+    };
+    // Items whose tensors do not match their shapes fail here; the rest run packed, as a
+    // batch does.
+    let mut packed = Packed::default();
+    let mut results: Vec<Option<Result<Tensor, KernelError>>> = Vec::with_capacity(items.len());
+    for item in items {
+        match packed.push(item.iter().map(Tensor::view)) {
+            Ok(()) => results.push(None),
+            Err(e) => results.push(Some(Err(unreadable(e)))),
+        }
     }
+    let out = run_spec(spec, params, packed.items());
+    let mut failures = out.failures.into_iter().peekable();
+    let mut outputs = out.outputs.items();
+    let mut tensors = Vec::new();
+    for (index, slot) in results.iter_mut().filter(|r| r.is_none()).enumerate() {
+        let read = outputs.next_into(&mut tensors);
+        *slot = Some(match failures.next_if(|(i, _)| *i as usize == index) {
+            Some((_, e)) => Err(e),
+            None => match (read, tensors.as_slice()) {
+                (Some(Ok(())), [t]) => Ok(Tensor::new(t.shape.to_vec(), t.data.to_vec())),
+                _ => Err(KernelError::InvalidInput(format!(
+                    "kernel `{kernel}` gave no output for item {index}"
+                ))),
+            },
+        });
+    }
+    results.into_iter().flatten().collect()
 }
 
 /// Runs `kernel` on every item of a packed batch (the component's entry point), reading the
@@ -127,15 +154,24 @@ pub fn run_packed(
     params: &[(String, Tensor)],
     items: Items<'_>,
 ) -> BatchResults<KernelError> {
-    let spec = prepare(kernel, params);
-    crunch_abi::run_each(
-        items,
-        |e| KernelError::InvalidInput(e.to_string()),
-        |tensors| match &spec {
-            Ok(spec) => (spec.compute)(Params(params), tensors).map(|t| (t.shape, t.data)),
-            Err(e) => Err(e.clone()),
-        },
-    )
+    match prepare(kernel, params) {
+        Ok(spec) => run_spec(spec, params, items),
+        Err(e) => crunch_abi::run_each(items, unreadable, |_| Err(e.clone())),
+    }
+}
+
+/// Runs a known kernel, with checked parameters, on a packed batch.
+fn run_spec(
+    spec: &KernelSpec,
+    params: &[(String, Tensor)],
+    items: Items<'_>,
+) -> BatchResults<KernelError> {
+    match spec.compute {
+        Compute::Item(compute) => crunch_abi::run_each(items, unreadable, |tensors| {
+            compute(Params(params), tensors).map(|t| (t.shape, t.data))
+        }),
+        Compute::Batch(compute) => compute(Params(params), items),
+    }
 }
 
 /// Finds the kernel and checks the parameters once for the whole batch.
@@ -208,7 +244,7 @@ mod tests {
             vec![],
             vec![Tensor::new(vec![], vec![-1.0])],
         ];
-        let mut packed = crunch_abi::Packed::default();
+        let mut packed = Packed::default();
         for item in &items {
             packed.push(item.iter().map(Tensor::view)).unwrap();
         }

@@ -2,19 +2,53 @@
 //! NumPy.
 
 use crate::axpy::axpy;
-use crate::check;
+use crate::check::{self, unreadable};
 use crate::fft;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
+use crunch_abi::{BatchResults, Items};
 
-/// `fft_power`: [x (n)] -> |rfft(x)|^2, n/2 + 1 values.
-pub fn fft_power(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
-    let [x] = check::inputs(item, ["x"])?;
-    let x = check::nonempty_vector(x, "x")?;
-    let power = fft::forward_real(x)
-        .iter()
-        .map(|c| c.re * c.re + c.im * c.im)
-        .collect();
-    Ok(Tensor::vector(power))
+/// `fft_power`: [x (n)] -> |rfft(x)|^2, n/2 + 1 values, for every item of the batch: two items
+/// of the same length at a time, one per lane (an item without a partner of its length runs in
+/// both lanes).
+pub fn fft_power(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
+    let count = items.remaining();
+    let (accepted, failures) = crunch_abi::read_items(items, unreadable, |item| {
+        let [x] = check::inputs(item, ["x"])?;
+        check::nonempty_vector(x, "x")
+    });
+    let bins = |x: &[f64]| x.len() / 2 + 1;
+    let mut spectra = vec![0.0; accepted.iter().map(|(_, x)| bins(x)).sum()];
+    let mut scratch = fft::Scratch::default();
+    let mut spare = Vec::new();
+    let (mut i, mut at) = (0, 0);
+    while i < accepted.len() {
+        let a = accepted[i].1;
+        let (out_a, rest) = spectra[at..].split_at_mut(bins(a));
+        match accepted.get(i + 1) {
+            Some(&(_, b)) if b.len() == a.len() => {
+                fft::power_spectra(a, b, out_a, &mut rest[..bins(b)], &mut scratch);
+                i += 2;
+                at += 2 * bins(a);
+            }
+            _ => {
+                spare.resize(bins(a), 0.0);
+                fft::power_spectra(a, a, out_a, &mut spare, &mut scratch);
+                i += 1;
+                at += bins(a);
+            }
+        }
+    }
+    let mut at = 0;
+    let shapes: Vec<[u32; 1]> = accepted.iter().map(|(_, x)| [bins(x) as u32]).collect();
+    let outputs = accepted.iter().zip(&shapes).map(|((index, x), shape)| {
+        let out = &spectra[at..at + bins(x)];
+        at += bins(x);
+        (*index, &shape[..], out)
+    });
+    BatchResults {
+        outputs: crunch_abi::pack_outputs(count, outputs),
+        failures,
+    }
 }
 
 /// `convolve`: [x (n), w (m)] -> numpy.convolve(x, w, mode='valid'), max(n, m) - min(n, m) + 1
@@ -43,7 +77,8 @@ mod tests {
 
     #[test]
     fn power_of_a_constant_is_dc_only() {
-        let out = fft_power(Params(&[]), &views(&[Tensor::vector(vec![1.0; 7])])).unwrap();
+        let out = crate::run("fft_power", &[], &[vec![Tensor::vector(vec![1.0; 7])]]).remove(0);
+        let out = out.unwrap();
         assert_eq!(out.data.len(), 4);
         assert!((out.data[0] - 49.0).abs() < 1e-12);
         assert!(out.data[1..].iter().all(|v| v.abs() < 1e-20));
@@ -66,7 +101,7 @@ mod tests {
     #[test]
     fn empty_inputs_are_errors() {
         let e = Tensor::vector(vec![]);
-        assert!(fft_power(Params(&[]), &views(std::slice::from_ref(&e))).is_err());
+        assert!(crate::run("fft_power", &[], &[vec![e.clone()]])[0].is_err());
         assert!(convolve(Params(&[]), &views(&[e, Tensor::vector(vec![1.0])])).is_err());
     }
 }

@@ -27,14 +27,22 @@ pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     if sum.is_nan() && x.iter().any(|v| v.is_nan()) {
         (min, max) = (f64::NAN, f64::NAN);
     }
-    let mean = sum / n;
-    // The second, third and fourth central moments' sums, in lanes too.
-    let [m2, m3, m4] = lanes::sums(x, |v| {
-        let d = v - mean;
+    // A first estimate of the mean, then the moments about it; the sum of the deviations
+    // corrects the mean (the corrected two-pass algorithm), and the moments are shifted to the
+    // corrected mean exactly. So the mean is as good as a compensated sum's even for data far
+    // from zero (1e9 +- 1, say), and the shape statistics with it.
+    let estimate = sum / n;
+    let [s1, s2, s3, s4] = lanes::sums(x, |v| {
+        let d = v - estimate;
         let d2 = d * d;
-        [d2, d2 * d, d2 * d2]
+        [d, d2, d2 * d, d2 * d2]
     });
-    let (m2, m3, m4) = (m2 / n, m3 / n, m4 / n);
+    let (c, s2, s3, s4) = (s1 / n, s2 / n, s3 / n, s4 / n);
+    let mean = estimate + c;
+    let c2 = c * c;
+    let m2 = s2 - c2;
+    let m3 = s3 - 3.0 * c * s2 + 2.0 * c2 * c;
+    let m4 = s4 - 4.0 * c * s3 + 6.0 * c2 * s2 - 3.0 * c2 * c2;
     let variance = m2 * n / (n - 1.0);
     // SciPy's test for a constant sample: a second moment lost in the rounding of the mean
     // (`m2 <= (finfo.resolution * mean)**2`) gives NaN shape statistics, not rounding noise.
@@ -177,6 +185,35 @@ mod tests {
         assert_eq!(&d[..5], &[4.0, 1.0, 4.0, 2.5, 5.0 / 3.0]);
         assert!(d[5].abs() < 1e-15);
         assert!((d[6] - (-1.36)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn describe_far_from_zero_keeps_the_mean_and_shape() {
+        // 1001 values near 1e9 with spread ~1; references by mpmath (60 digits) on these doubles.
+        let x: Vec<f64> = (0..1001)
+            .map(|i| {
+                let u = ((i * 7919) % 1000) as f64 / 1000.0;
+                1e9 + u * u * 3.0
+            })
+            .collect();
+        let out = describe(Params(&[]), &views(&one(&x))).unwrap().data;
+        assert_eq!(out[3], 1_000_000_000.997_503, "mean");
+        let rel = |got: f64, want: f64| ((got - want) / want).abs();
+        assert!(
+            rel(out[4], 0.799_495_758_963_369_3) < 1e-12,
+            "variance {}",
+            out[4]
+        );
+        assert!(
+            rel(out[5], 0.640_493_573_879_047_2) < 1e-9,
+            "skewness {}",
+            out[5]
+        );
+        assert!(
+            rel(out[6], -0.855_336_280_155_965_3) < 1e-9,
+            "kurtosis {}",
+            out[6]
+        );
     }
 
     #[test]

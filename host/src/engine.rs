@@ -93,6 +93,17 @@ impl Engine {
     /// Builds the engine, the linker (WASI p2 with no environment, arguments, files or
     /// network) and starts the epoch ticker.
     pub fn new(limits: Limits) -> Result<Self> {
+        Self::build(limits, true)
+    }
+
+    /// An engine whose generated code has no epoch checks, so a batch's time limit is NOT
+    /// enforced: only for measuring what the checks cost (the benchmark's figures for running
+    /// trusted packs without them). Never used to run work.
+    pub fn without_time_limit_checks(limits: Limits) -> Result<Self> {
+        Self::build(limits, false)
+    }
+
+    fn build(limits: Limits, epoch_checks: bool) -> Result<Self> {
         let mut pool = PoolingAllocationConfig::new();
         let slots = limits.max_concurrent_batches.max(1);
         pool.total_component_instances(slots)
@@ -110,7 +121,7 @@ impl Engine {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(epoch_checks)
             .max_wasm_stack(limits.stack_bytes)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // `CRUNCH_PERF_MAP=1`: name the generated code in /tmp/perf-PID.map, so that `perf`

@@ -1,0 +1,79 @@
+//! Deterministic vector math for Crunch's kernels: `exp`, `log`, the standard normal CDF, density
+//! and quantile, on two f64 lanes ([`F64x2`]).
+//!
+//! Every function is written with the lane operations of [`simd`], which map one to one onto
+//! wasm `simd128`, x86_64 SSE2 and aarch64 NEON instructions whose results IEEE 754 fixes
+//! exactly (no fused multiply-add, no min/max, no platform `libm`). So a kernel pack built for
+//! wasm, the same kernels built natively for x86_64 or arm64, and the component run by wasmtime
+//! on either architecture all compute the same bits. The [`scalar`] functions are the same code
+//! on one value (both lanes equal), for per-item code that must agree with the batch loops.
+
+mod explog;
+mod normal;
+pub mod simd;
+
+pub use explog::{exp, exp_with_tail, log};
+pub use normal::{FRAC_1_SQRT_2PI, cdf, cdf_both, cdf_both_pdf, pdf, ppf};
+pub use simd::{F64x2, F64x4, Mask, Mask4, Real, U64x2, U64x4};
+
+/// The vector functions on one value: the same code and bits as each lane of the vector forms.
+pub mod scalar {
+    use crate::F64x2;
+
+    /// `exp(x)`.
+    #[inline]
+    pub fn exp(x: f64) -> f64 {
+        crate::exp(F64x2::splat(x)).first()
+    }
+
+    /// `log(x)`, the natural logarithm.
+    #[inline]
+    pub fn log(x: f64) -> f64 {
+        crate::log(F64x2::splat(x)).first()
+    }
+
+    /// Φ(x), the standard normal CDF.
+    #[inline]
+    pub fn cdf(x: f64) -> f64 {
+        crate::cdf(F64x2::splat(x)).first()
+    }
+
+    /// Φ(x) and Φ(-x), each to full relative accuracy.
+    #[inline]
+    pub fn cdf_both(x: f64) -> (f64, f64) {
+        let (lower, upper) = crate::cdf_both(F64x2::splat(x));
+        (lower.first(), upper.first())
+    }
+
+    /// φ(x), the standard normal density.
+    #[inline]
+    pub fn pdf(x: f64) -> f64 {
+        crate::pdf(F64x2::splat(x)).first()
+    }
+
+    /// Φ⁻¹(p), the standard normal quantile.
+    #[inline]
+    pub fn ppf(p: f64) -> f64 {
+        crate::ppf(F64x2::splat(p)).first()
+    }
+}
+
+/// `out[i] = f(xs[i])` for every value, four lanes at a time (the last values padded with a
+/// copy of the last one). Each value's result depends only on that value.
+///
+/// # Panics
+/// If `out` is shorter than `xs`.
+#[inline(always)]
+pub fn map(xs: &[f64], out: &mut [f64], f: impl Fn(F64x4) -> F64x4) {
+    let out = &mut out[..xs.len()];
+    let (quads, rest) = xs.as_chunks::<4>();
+    let (out_quads, out_rest) = out.as_chunks_mut::<4>();
+    for (x, y) in quads.iter().zip(out_quads) {
+        *y = f(F64x4::load(x)).to_array();
+    }
+    if let Some(&last) = rest.last() {
+        let mut padded = [last; 4];
+        padded[..rest.len()].copy_from_slice(rest);
+        out_rest.copy_from_slice(&f(F64x4::load(&padded)).to_array()[..rest.len()]);
+    }
+}

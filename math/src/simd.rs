@@ -1,0 +1,935 @@
+//! Two f64 lanes, with one definition per target of each operation: wasm32 `simd128`, x86_64
+//! SSE2 and aarch64 NEON (both part of their targets' baselines, so no runtime detection), and
+//! plain arrays elsewhere.
+//!
+//! Only operations whose results IEEE 754 (or the bit patterns) fix exactly are offered:
+//! add, sub, mul, div and sqrt (correctly rounded everywhere), negation and absolute value (the
+//! sign bit), ordered comparisons, bitwise selects and 64-bit integer adds and shifts on the bit
+//! patterns. Nothing here fuses a multiply and an add, and there is no min/max (their NaN rules
+//! differ between instruction sets): kernels compare and select instead. So code written on
+//! these types computes the same bits on every target.
+
+use core::ops::{Add, BitAnd, BitOr, Div, Mul, Neg, Not, Sub};
+
+/// Two f64 lanes.
+#[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
+pub struct F64x2(imp::V);
+
+/// The result of a lane-wise comparison: each lane all ones (true) or all zeros (false).
+#[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
+pub struct Mask(imp::V);
+
+/// The bit patterns of two f64 lanes, as unsigned 64-bit integers (wrapping arithmetic).
+#[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
+pub struct U64x2(imp::V);
+
+impl F64x2 {
+    /// Both lanes `v`.
+    #[inline(always)]
+    pub fn splat(v: f64) -> Self {
+        Self(imp::splat(v))
+    }
+
+    /// Lanes `[a, b]`.
+    #[inline(always)]
+    pub fn new(a: f64, b: f64) -> Self {
+        Self(imp::new(a, b))
+    }
+
+    /// Reads two consecutive values.
+    #[inline(always)]
+    pub fn load(xs: &[f64; 2]) -> Self {
+        Self(imp::load(xs))
+    }
+
+    /// Writes the lanes to two consecutive values.
+    #[inline(always)]
+    pub fn store(self, out: &mut [f64; 2]) {
+        imp::store(self.0, out)
+    }
+
+    /// The lanes as an array.
+    #[inline(always)]
+    pub fn to_array(self) -> [f64; 2] {
+        let mut out = [0.0; 2];
+        self.store(&mut out);
+        out
+    }
+
+    /// The first lane.
+    #[inline(always)]
+    pub fn first(self) -> f64 {
+        imp::first(self.0)
+    }
+
+    /// Correctly rounded square root.
+    #[inline(always)]
+    pub fn sqrt(self) -> Self {
+        Self(imp::sqrt(self.0))
+    }
+
+    /// The value with its sign bit cleared.
+    #[inline(always)]
+    pub fn abs(self) -> Self {
+        Self::from_bits(self.to_bits() & U64x2::splat(!SIGN_BIT))
+    }
+
+    /// `self < o` (false where either is NaN).
+    #[inline(always)]
+    pub fn lt(self, o: Self) -> Mask {
+        Mask(imp::lt(self.0, o.0))
+    }
+
+    /// `self <= o` (false where either is NaN).
+    #[inline(always)]
+    pub fn le(self, o: Self) -> Mask {
+        Mask(imp::le(self.0, o.0))
+    }
+
+    /// `self > o` (false where either is NaN).
+    #[inline(always)]
+    pub fn gt(self, o: Self) -> Mask {
+        o.lt(self)
+    }
+
+    /// `self >= o` (false where either is NaN).
+    #[inline(always)]
+    pub fn ge(self, o: Self) -> Mask {
+        o.le(self)
+    }
+
+    /// `self == o` (false where either is NaN).
+    #[inline(always)]
+    pub fn eq(self, o: Self) -> Mask {
+        Mask(imp::eq(self.0, o.0))
+    }
+
+    /// Where the lane is NaN.
+    #[inline(always)]
+    pub fn is_nan(self) -> Mask {
+        !self.eq(self)
+    }
+
+    /// The bit patterns.
+    #[inline(always)]
+    pub fn to_bits(self) -> U64x2 {
+        U64x2(self.0)
+    }
+
+    /// The values with these bit patterns.
+    #[inline(always)]
+    pub fn from_bits(bits: U64x2) -> Self {
+        Self(bits.0)
+    }
+}
+
+/// The sign bit of an f64.
+const SIGN_BIT: u64 = 1 << 63;
+
+impl Mask {
+    /// `if_true` in the lanes where the mask is set, `if_false` elsewhere.
+    #[inline(always)]
+    pub fn select(self, if_true: F64x2, if_false: F64x2) -> F64x2 {
+        F64x2(imp::select(self.0, if_true.0, if_false.0))
+    }
+
+    /// Whether any lane is set.
+    #[inline(always)]
+    pub fn any(self) -> bool {
+        imp::bitmask(self.0) != 0
+    }
+
+    /// Whether every lane is set.
+    #[inline(always)]
+    pub fn all(self) -> bool {
+        imp::bitmask(self.0) == 0b11
+    }
+
+    /// Whether lane `i` (0 or 1) is set.
+    #[inline(always)]
+    pub fn lane(self, i: usize) -> bool {
+        imp::bitmask(self.0) & (1 << i) != 0
+    }
+}
+
+impl U64x2 {
+    /// Both lanes `v`.
+    #[inline(always)]
+    pub fn splat(v: u64) -> Self {
+        Self(imp::splat_u64(v))
+    }
+
+    /// Each lane shifted left by `N` bits.
+    #[inline(always)]
+    pub fn shl<const N: i32>(self) -> Self {
+        Self(imp::shl::<N>(self.0))
+    }
+
+    /// Each lane shifted right by `N` bits, filling with zeros.
+    #[inline(always)]
+    pub fn shr<const N: i32>(self) -> Self {
+        Self(imp::shr::<N>(self.0))
+    }
+}
+
+/// Lane-wise f64 arithmetic that every target computes the same way, for code written once
+/// over two lanes ([`F64x2`]) or four ([`F64x4`]: two `F64x2` side by side, two independent
+/// chains of operations for the processor to overlap).
+pub trait Real:
+    Copy
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+{
+    /// Lane-wise comparison results.
+    type Mask: Copy
+        + BitAnd<Output = Self::Mask>
+        + BitOr<Output = Self::Mask>
+        + Not<Output = Self::Mask>;
+    /// The lanes' bit patterns as unsigned integers (wrapping arithmetic).
+    type Bits: Copy
+        + Add<Output = Self::Bits>
+        + Sub<Output = Self::Bits>
+        + BitAnd<Output = Self::Bits>
+        + BitOr<Output = Self::Bits>;
+
+    /// Every lane `v`.
+    fn splat(v: f64) -> Self;
+    /// Correctly rounded square root.
+    fn sqrt(self) -> Self;
+    /// The value with its sign bit cleared.
+    fn abs(self) -> Self;
+    /// `self < o` (false where either is NaN).
+    fn lt(self, o: Self) -> Self::Mask;
+    /// `self <= o` (false where either is NaN).
+    fn le(self, o: Self) -> Self::Mask;
+    /// `self == o` (false where either is NaN).
+    fn eq(self, o: Self) -> Self::Mask;
+    /// `self > o` (false where either is NaN).
+    #[inline(always)]
+    fn gt(self, o: Self) -> Self::Mask {
+        o.lt(self)
+    }
+    /// `self >= o` (false where either is NaN).
+    #[inline(always)]
+    fn ge(self, o: Self) -> Self::Mask {
+        o.le(self)
+    }
+    /// Where the lane is NaN.
+    #[inline(always)]
+    fn is_nan(self) -> Self::Mask {
+        !self.eq(self)
+    }
+    /// `if_true` where `mask` is set, `if_false` elsewhere.
+    fn select(mask: Self::Mask, if_true: Self, if_false: Self) -> Self;
+    /// Whether any lane of `mask` is set.
+    fn any(mask: Self::Mask) -> bool;
+    /// Whether every lane of `mask` is set.
+    fn all(mask: Self::Mask) -> bool;
+    /// The bit patterns.
+    fn to_bits(self) -> Self::Bits;
+    /// The values with these bit patterns.
+    fn from_bits(bits: Self::Bits) -> Self;
+    /// Every lane of the bit patterns `v`.
+    fn splat_bits(v: u64) -> Self::Bits;
+    /// Each lane's bits shifted left by 52 (into the exponent field).
+    fn shl52(bits: Self::Bits) -> Self::Bits;
+    /// Each lane's bits shifted right by 52 (the exponent field, filling with zeros).
+    fn shr52(bits: Self::Bits) -> Self::Bits;
+}
+
+impl Real for F64x2 {
+    type Mask = Mask;
+    type Bits = U64x2;
+
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        F64x2::splat(v)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        F64x2::sqrt(self)
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        F64x2::abs(self)
+    }
+    #[inline(always)]
+    fn lt(self, o: Self) -> Mask {
+        F64x2::lt(self, o)
+    }
+    #[inline(always)]
+    fn le(self, o: Self) -> Mask {
+        F64x2::le(self, o)
+    }
+    #[inline(always)]
+    fn eq(self, o: Self) -> Mask {
+        F64x2::eq(self, o)
+    }
+    #[inline(always)]
+    fn select(mask: Mask, if_true: Self, if_false: Self) -> Self {
+        mask.select(if_true, if_false)
+    }
+    #[inline(always)]
+    fn any(mask: Mask) -> bool {
+        mask.any()
+    }
+    #[inline(always)]
+    fn all(mask: Mask) -> bool {
+        mask.all()
+    }
+    #[inline(always)]
+    fn to_bits(self) -> U64x2 {
+        F64x2::to_bits(self)
+    }
+    #[inline(always)]
+    fn from_bits(bits: U64x2) -> Self {
+        F64x2::from_bits(bits)
+    }
+    #[inline(always)]
+    fn splat_bits(v: u64) -> U64x2 {
+        U64x2::splat(v)
+    }
+    #[inline(always)]
+    fn shl52(bits: U64x2) -> U64x2 {
+        bits.shl::<52>()
+    }
+    #[inline(always)]
+    fn shr52(bits: U64x2) -> U64x2 {
+        bits.shr::<52>()
+    }
+}
+
+/// Four f64 lanes as two [`F64x2`]: every operation is two independent instructions.
+#[derive(Clone, Copy, Debug)]
+pub struct F64x4(pub F64x2, pub F64x2);
+
+/// The comparison results of [`F64x4`].
+#[derive(Clone, Copy, Debug)]
+pub struct Mask4(pub Mask, pub Mask);
+
+/// The bit patterns of [`F64x4`].
+#[derive(Clone, Copy, Debug)]
+pub struct U64x4(pub U64x2, pub U64x2);
+
+impl F64x4 {
+    /// Reads four consecutive values.
+    #[inline(always)]
+    pub fn load(xs: &[f64; 4]) -> Self {
+        Self(F64x2::new(xs[0], xs[1]), F64x2::new(xs[2], xs[3]))
+    }
+
+    /// The lanes as an array.
+    #[inline(always)]
+    pub fn to_array(self) -> [f64; 4] {
+        let (a, b) = (self.0.to_array(), self.1.to_array());
+        [a[0], a[1], b[0], b[1]]
+    }
+}
+
+macro_rules! pairwise {
+    ($type:ident, $trait:ident, $method:ident) => {
+        impl $trait for $type {
+            type Output = Self;
+            #[inline(always)]
+            fn $method(self, o: Self) -> Self {
+                Self(self.0.$method(o.0), self.1.$method(o.1))
+            }
+        }
+    };
+}
+
+pairwise!(F64x4, Add, add);
+pairwise!(F64x4, Sub, sub);
+pairwise!(F64x4, Mul, mul);
+pairwise!(F64x4, Div, div);
+pairwise!(U64x4, Add, add);
+pairwise!(U64x4, Sub, sub);
+pairwise!(U64x4, BitAnd, bitand);
+pairwise!(U64x4, BitOr, bitor);
+pairwise!(Mask4, BitAnd, bitand);
+pairwise!(Mask4, BitOr, bitor);
+
+impl Neg for F64x4 {
+    type Output = Self;
+    #[inline(always)]
+    fn neg(self) -> Self {
+        Self(-self.0, -self.1)
+    }
+}
+
+impl Not for Mask4 {
+    type Output = Self;
+    #[inline(always)]
+    fn not(self) -> Self {
+        Self(!self.0, !self.1)
+    }
+}
+
+impl Real for F64x4 {
+    type Mask = Mask4;
+    type Bits = U64x4;
+
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        Self(F64x2::splat(v), F64x2::splat(v))
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        Self(self.0.sqrt(), self.1.sqrt())
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        Self(self.0.abs(), self.1.abs())
+    }
+    #[inline(always)]
+    fn lt(self, o: Self) -> Mask4 {
+        Mask4(self.0.lt(o.0), self.1.lt(o.1))
+    }
+    #[inline(always)]
+    fn le(self, o: Self) -> Mask4 {
+        Mask4(self.0.le(o.0), self.1.le(o.1))
+    }
+    #[inline(always)]
+    fn eq(self, o: Self) -> Mask4 {
+        Mask4(self.0.eq(o.0), self.1.eq(o.1))
+    }
+    #[inline(always)]
+    fn select(mask: Mask4, if_true: Self, if_false: Self) -> Self {
+        Self(
+            mask.0.select(if_true.0, if_false.0),
+            mask.1.select(if_true.1, if_false.1),
+        )
+    }
+    #[inline(always)]
+    fn any(mask: Mask4) -> bool {
+        (mask.0 | mask.1).any()
+    }
+    #[inline(always)]
+    fn all(mask: Mask4) -> bool {
+        (mask.0 & mask.1).all()
+    }
+    #[inline(always)]
+    fn to_bits(self) -> U64x4 {
+        U64x4(self.0.to_bits(), self.1.to_bits())
+    }
+    #[inline(always)]
+    fn from_bits(bits: U64x4) -> Self {
+        Self(F64x2::from_bits(bits.0), F64x2::from_bits(bits.1))
+    }
+    #[inline(always)]
+    fn splat_bits(v: u64) -> U64x4 {
+        U64x4(U64x2::splat(v), U64x2::splat(v))
+    }
+    #[inline(always)]
+    fn shl52(bits: U64x4) -> U64x4 {
+        U64x4(bits.0.shl::<52>(), bits.1.shl::<52>())
+    }
+    #[inline(always)]
+    fn shr52(bits: U64x4) -> U64x4 {
+        U64x4(bits.0.shr::<52>(), bits.1.shr::<52>())
+    }
+}
+
+macro_rules! binary {
+    ($type:ident, $trait:ident, $method:ident, $imp:path) => {
+        impl $trait for $type {
+            type Output = Self;
+            #[inline(always)]
+            fn $method(self, o: Self) -> Self {
+                Self($imp(self.0, o.0))
+            }
+        }
+    };
+}
+
+binary!(F64x2, Add, add, imp::add);
+binary!(F64x2, Sub, sub, imp::sub);
+binary!(F64x2, Mul, mul, imp::mul);
+binary!(F64x2, Div, div, imp::div);
+binary!(U64x2, Add, add, imp::add_u64);
+binary!(U64x2, Sub, sub, imp::sub_u64);
+binary!(U64x2, BitAnd, bitand, imp::and);
+binary!(U64x2, BitOr, bitor, imp::or);
+binary!(Mask, BitAnd, bitand, imp::and);
+binary!(Mask, BitOr, bitor, imp::or);
+
+impl Neg for F64x2 {
+    type Output = Self;
+    /// Flips the sign bit (so -0.0 for 0.0, unlike `0.0 - x`).
+    #[inline(always)]
+    fn neg(self) -> Self {
+        Self::from_bits(U64x2(imp::xor(self.0, imp::splat_u64(SIGN_BIT))))
+    }
+}
+
+impl Not for Mask {
+    type Output = Self;
+    #[inline(always)]
+    fn not(self) -> Self {
+        Self(imp::xor(self.0, imp::splat_u64(u64::MAX)))
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod imp {
+    //! wasm32 with `simd128` (the kernel pack's build enables it).
+    use core::arch::wasm32::*;
+
+    pub type V = v128;
+
+    #[inline(always)]
+    pub fn splat(v: f64) -> V {
+        f64x2_splat(v)
+    }
+    #[inline(always)]
+    pub fn new(a: f64, b: f64) -> V {
+        f64x2(a, b)
+    }
+    #[inline(always)]
+    pub fn load(xs: &[f64; 2]) -> V {
+        f64x2(xs[0], xs[1])
+    }
+    #[inline(always)]
+    pub fn store(v: V, out: &mut [f64; 2]) {
+        *out = [f64x2_extract_lane::<0>(v), f64x2_extract_lane::<1>(v)];
+    }
+    #[inline(always)]
+    pub fn first(v: V) -> f64 {
+        f64x2_extract_lane::<0>(v)
+    }
+    #[inline(always)]
+    pub fn add(a: V, b: V) -> V {
+        f64x2_add(a, b)
+    }
+    #[inline(always)]
+    pub fn sub(a: V, b: V) -> V {
+        f64x2_sub(a, b)
+    }
+    #[inline(always)]
+    pub fn mul(a: V, b: V) -> V {
+        f64x2_mul(a, b)
+    }
+    #[inline(always)]
+    pub fn div(a: V, b: V) -> V {
+        f64x2_div(a, b)
+    }
+    #[inline(always)]
+    pub fn sqrt(a: V) -> V {
+        f64x2_sqrt(a)
+    }
+    #[inline(always)]
+    pub fn lt(a: V, b: V) -> V {
+        f64x2_lt(a, b)
+    }
+    #[inline(always)]
+    pub fn le(a: V, b: V) -> V {
+        f64x2_le(a, b)
+    }
+    #[inline(always)]
+    pub fn eq(a: V, b: V) -> V {
+        f64x2_eq(a, b)
+    }
+    #[inline(always)]
+    pub fn select(mask: V, a: V, b: V) -> V {
+        v128_bitselect(a, b, mask)
+    }
+    #[inline(always)]
+    pub fn bitmask(mask: V) -> u8 {
+        i64x2_bitmask(mask)
+    }
+    #[inline(always)]
+    pub fn splat_u64(v: u64) -> V {
+        u64x2_splat(v)
+    }
+    #[inline(always)]
+    pub fn add_u64(a: V, b: V) -> V {
+        i64x2_add(a, b)
+    }
+    #[inline(always)]
+    pub fn sub_u64(a: V, b: V) -> V {
+        i64x2_sub(a, b)
+    }
+    #[inline(always)]
+    pub fn shl<const N: i32>(a: V) -> V {
+        i64x2_shl(a, N as u32)
+    }
+    #[inline(always)]
+    pub fn shr<const N: i32>(a: V) -> V {
+        u64x2_shr(a, N as u32)
+    }
+    #[inline(always)]
+    pub fn and(a: V, b: V) -> V {
+        v128_and(a, b)
+    }
+    #[inline(always)]
+    pub fn or(a: V, b: V) -> V {
+        v128_or(a, b)
+    }
+    #[inline(always)]
+    pub fn xor(a: V, b: V) -> V {
+        v128_xor(a, b)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    //! x86_64: SSE2 is part of the baseline, so these instructions are always there.
+    // SAFETY (every block below): the intrinsics need SSE2, which every x86_64 CPU has; the
+    // loads and stores go through references to exactly two f64 (16 bytes, unaligned access).
+    #![allow(unsafe_code)]
+    use core::arch::x86_64::*;
+
+    pub type V = __m128d;
+
+    #[inline(always)]
+    pub fn splat(v: f64) -> V {
+        unsafe { _mm_set1_pd(v) }
+    }
+    #[inline(always)]
+    pub fn new(a: f64, b: f64) -> V {
+        unsafe { _mm_set_pd(b, a) }
+    }
+    #[inline(always)]
+    pub fn load(xs: &[f64; 2]) -> V {
+        unsafe { _mm_loadu_pd(xs.as_ptr()) }
+    }
+    #[inline(always)]
+    pub fn store(v: V, out: &mut [f64; 2]) {
+        unsafe { _mm_storeu_pd(out.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    pub fn first(v: V) -> f64 {
+        unsafe { _mm_cvtsd_f64(v) }
+    }
+    #[inline(always)]
+    pub fn add(a: V, b: V) -> V {
+        unsafe { _mm_add_pd(a, b) }
+    }
+    #[inline(always)]
+    pub fn sub(a: V, b: V) -> V {
+        unsafe { _mm_sub_pd(a, b) }
+    }
+    #[inline(always)]
+    pub fn mul(a: V, b: V) -> V {
+        unsafe { _mm_mul_pd(a, b) }
+    }
+    #[inline(always)]
+    pub fn div(a: V, b: V) -> V {
+        unsafe { _mm_div_pd(a, b) }
+    }
+    #[inline(always)]
+    pub fn sqrt(a: V) -> V {
+        unsafe { _mm_sqrt_pd(a) }
+    }
+    #[inline(always)]
+    pub fn lt(a: V, b: V) -> V {
+        unsafe { _mm_cmplt_pd(a, b) }
+    }
+    #[inline(always)]
+    pub fn le(a: V, b: V) -> V {
+        unsafe { _mm_cmple_pd(a, b) }
+    }
+    #[inline(always)]
+    pub fn eq(a: V, b: V) -> V {
+        unsafe { _mm_cmpeq_pd(a, b) }
+    }
+    #[inline(always)]
+    pub fn select(mask: V, a: V, b: V) -> V {
+        unsafe { _mm_or_pd(_mm_and_pd(mask, a), _mm_andnot_pd(mask, b)) }
+    }
+    #[inline(always)]
+    pub fn bitmask(mask: V) -> u8 {
+        unsafe { _mm_movemask_pd(mask) as u8 }
+    }
+    #[inline(always)]
+    pub fn splat_u64(v: u64) -> V {
+        unsafe { _mm_castsi128_pd(_mm_set1_epi64x(v as i64)) }
+    }
+    #[inline(always)]
+    pub fn add_u64(a: V, b: V) -> V {
+        unsafe { _mm_castsi128_pd(_mm_add_epi64(_mm_castpd_si128(a), _mm_castpd_si128(b))) }
+    }
+    #[inline(always)]
+    pub fn sub_u64(a: V, b: V) -> V {
+        unsafe { _mm_castsi128_pd(_mm_sub_epi64(_mm_castpd_si128(a), _mm_castpd_si128(b))) }
+    }
+    #[inline(always)]
+    pub fn shl<const N: i32>(a: V) -> V {
+        unsafe { _mm_castsi128_pd(_mm_slli_epi64::<N>(_mm_castpd_si128(a))) }
+    }
+    #[inline(always)]
+    pub fn shr<const N: i32>(a: V) -> V {
+        unsafe { _mm_castsi128_pd(_mm_srli_epi64::<N>(_mm_castpd_si128(a))) }
+    }
+    #[inline(always)]
+    pub fn and(a: V, b: V) -> V {
+        unsafe { _mm_and_pd(a, b) }
+    }
+    #[inline(always)]
+    pub fn or(a: V, b: V) -> V {
+        unsafe { _mm_or_pd(a, b) }
+    }
+    #[inline(always)]
+    pub fn xor(a: V, b: V) -> V {
+        unsafe { _mm_xor_pd(a, b) }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod imp {
+    //! aarch64: NEON is part of the baseline. Only the plain (unfused) arithmetic instructions
+    //! are used.
+    // SAFETY (every block below): the intrinsics need NEON, which every aarch64 CPU has; the
+    // loads and stores go through references to exactly two f64.
+    #![allow(unsafe_code)]
+    use core::arch::aarch64::*;
+
+    pub type V = float64x2_t;
+
+    #[inline(always)]
+    fn u(v: V) -> uint64x2_t {
+        unsafe { vreinterpretq_u64_f64(v) }
+    }
+    #[inline(always)]
+    fn f(v: uint64x2_t) -> V {
+        unsafe { vreinterpretq_f64_u64(v) }
+    }
+
+    #[inline(always)]
+    pub fn splat(v: f64) -> V {
+        unsafe { vdupq_n_f64(v) }
+    }
+    #[inline(always)]
+    pub fn new(a: f64, b: f64) -> V {
+        load(&[a, b])
+    }
+    #[inline(always)]
+    pub fn load(xs: &[f64; 2]) -> V {
+        unsafe { vld1q_f64(xs.as_ptr()) }
+    }
+    #[inline(always)]
+    pub fn store(v: V, out: &mut [f64; 2]) {
+        unsafe { vst1q_f64(out.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    pub fn first(v: V) -> f64 {
+        unsafe { vgetq_lane_f64::<0>(v) }
+    }
+    #[inline(always)]
+    pub fn add(a: V, b: V) -> V {
+        unsafe { vaddq_f64(a, b) }
+    }
+    #[inline(always)]
+    pub fn sub(a: V, b: V) -> V {
+        unsafe { vsubq_f64(a, b) }
+    }
+    #[inline(always)]
+    pub fn mul(a: V, b: V) -> V {
+        unsafe { vmulq_f64(a, b) }
+    }
+    #[inline(always)]
+    pub fn div(a: V, b: V) -> V {
+        unsafe { vdivq_f64(a, b) }
+    }
+    #[inline(always)]
+    pub fn sqrt(a: V) -> V {
+        unsafe { vsqrtq_f64(a) }
+    }
+    #[inline(always)]
+    pub fn lt(a: V, b: V) -> V {
+        f(unsafe { vcltq_f64(a, b) })
+    }
+    #[inline(always)]
+    pub fn le(a: V, b: V) -> V {
+        f(unsafe { vcleq_f64(a, b) })
+    }
+    #[inline(always)]
+    pub fn eq(a: V, b: V) -> V {
+        f(unsafe { vceqq_f64(a, b) })
+    }
+    #[inline(always)]
+    pub fn select(mask: V, a: V, b: V) -> V {
+        unsafe { vbslq_f64(u(mask), a, b) }
+    }
+    #[inline(always)]
+    pub fn bitmask(mask: V) -> u8 {
+        let m = u(mask);
+        unsafe { ((vgetq_lane_u64::<0>(m) & 1) | ((vgetq_lane_u64::<1>(m) & 1) << 1)) as u8 }
+    }
+    #[inline(always)]
+    pub fn splat_u64(v: u64) -> V {
+        f(unsafe { vdupq_n_u64(v) })
+    }
+    #[inline(always)]
+    pub fn add_u64(a: V, b: V) -> V {
+        f(unsafe { vaddq_u64(u(a), u(b)) })
+    }
+    #[inline(always)]
+    pub fn sub_u64(a: V, b: V) -> V {
+        f(unsafe { vsubq_u64(u(a), u(b)) })
+    }
+    #[inline(always)]
+    pub fn shl<const N: i32>(a: V) -> V {
+        f(unsafe { vshlq_n_u64::<N>(u(a)) })
+    }
+    #[inline(always)]
+    pub fn shr<const N: i32>(a: V) -> V {
+        f(unsafe { vshrq_n_u64::<N>(u(a)) })
+    }
+    #[inline(always)]
+    pub fn and(a: V, b: V) -> V {
+        f(unsafe { vandq_u64(u(a), u(b)) })
+    }
+    #[inline(always)]
+    pub fn or(a: V, b: V) -> V {
+        f(unsafe { vorrq_u64(u(a), u(b)) })
+    }
+    #[inline(always)]
+    pub fn xor(a: V, b: V) -> V {
+        f(unsafe { veorq_u64(u(a), u(b)) })
+    }
+}
+
+#[cfg(not(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    target_arch = "x86_64",
+    target_arch = "aarch64"
+)))]
+mod imp {
+    //! Any other target: two plain f64 per value, the same IEEE operations lane by lane.
+
+    pub type V = [u64; 2];
+
+    #[inline(always)]
+    fn map(a: V, op: impl Fn(f64) -> f64) -> V {
+        a.map(|x| op(f64::from_bits(x)).to_bits())
+    }
+    #[inline(always)]
+    fn zip(a: V, b: V, op: impl Fn(f64, f64) -> f64) -> V {
+        [0, 1].map(|i| op(f64::from_bits(a[i]), f64::from_bits(b[i])).to_bits())
+    }
+    #[inline(always)]
+    fn test(a: V, b: V, op: impl Fn(f64, f64) -> bool) -> V {
+        [0, 1].map(|i| {
+            if op(f64::from_bits(a[i]), f64::from_bits(b[i])) {
+                u64::MAX
+            } else {
+                0
+            }
+        })
+    }
+    #[inline(always)]
+    fn ints(a: V, b: V, op: impl Fn(u64, u64) -> u64) -> V {
+        [op(a[0], b[0]), op(a[1], b[1])]
+    }
+
+    pub fn splat(v: f64) -> V {
+        [v.to_bits(); 2]
+    }
+    pub fn new(a: f64, b: f64) -> V {
+        [a.to_bits(), b.to_bits()]
+    }
+    pub fn load(xs: &[f64; 2]) -> V {
+        new(xs[0], xs[1])
+    }
+    pub fn store(v: V, out: &mut [f64; 2]) {
+        *out = v.map(f64::from_bits);
+    }
+    pub fn first(v: V) -> f64 {
+        f64::from_bits(v[0])
+    }
+    pub fn add(a: V, b: V) -> V {
+        zip(a, b, |x, y| x + y)
+    }
+    pub fn sub(a: V, b: V) -> V {
+        zip(a, b, |x, y| x - y)
+    }
+    pub fn mul(a: V, b: V) -> V {
+        zip(a, b, |x, y| x * y)
+    }
+    pub fn div(a: V, b: V) -> V {
+        zip(a, b, |x, y| x / y)
+    }
+    pub fn sqrt(a: V) -> V {
+        map(a, f64::sqrt)
+    }
+    pub fn lt(a: V, b: V) -> V {
+        test(a, b, |x, y| x < y)
+    }
+    pub fn le(a: V, b: V) -> V {
+        test(a, b, |x, y| x <= y)
+    }
+    pub fn eq(a: V, b: V) -> V {
+        test(a, b, |x, y| x == y)
+    }
+    pub fn select(mask: V, a: V, b: V) -> V {
+        ints(
+            ints(mask, a, |m, x| m & x),
+            ints(mask, b, |m, y| !m & y),
+            |x, y| x | y,
+        )
+    }
+    pub fn bitmask(mask: V) -> u8 {
+        (mask[0] >> 63) as u8 | ((mask[1] >> 63) as u8) << 1
+    }
+    pub fn splat_u64(v: u64) -> V {
+        [v; 2]
+    }
+    pub fn add_u64(a: V, b: V) -> V {
+        ints(a, b, u64::wrapping_add)
+    }
+    pub fn sub_u64(a: V, b: V) -> V {
+        ints(a, b, u64::wrapping_sub)
+    }
+    pub fn shl<const N: i32>(a: V) -> V {
+        a.map(|x| x << N)
+    }
+    pub fn shr<const N: i32>(a: V) -> V {
+        a.map(|x| x >> N)
+    }
+    pub fn and(a: V, b: V) -> V {
+        ints(a, b, |x, y| x & y)
+    }
+    pub fn or(a: V, b: V) -> V {
+        ints(a, b, |x, y| x | y)
+    }
+    pub fn xor(a: V, b: V) -> V {
+        ints(a, b, |x, y| x ^ y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_and_bits() {
+        let v = F64x2::new(1.5, -2.0);
+        assert_eq!(v.to_array(), [1.5, -2.0]);
+        assert_eq!((-v).to_array(), [-1.5, 2.0]);
+        assert_eq!(v.abs().to_array(), [1.5, 2.0]);
+        assert_eq!((-F64x2::splat(0.0)).first().to_bits(), (-0.0f64).to_bits());
+        let m = v.lt(F64x2::splat(0.0));
+        assert!(m.any() && !m.all() && !m.lane(0) && m.lane(1));
+        let s = m.select(F64x2::splat(9.0), v);
+        assert_eq!(s.to_array(), [1.5, 9.0]);
+        let nan = F64x2::new(f64::NAN, 1.0);
+        let n = nan.is_nan();
+        assert!(n.lane(0) && !n.lane(1));
+        assert!(!nan.lt(F64x2::splat(2.0)).lane(0));
+        let bits = F64x2::splat(1.0).to_bits().shr::<52>();
+        assert_eq!(F64x2::from_bits(bits).to_array()[0].to_bits(), 1023);
+        let back = F64x2::from_bits((bits + U64x2::splat(1)).shl::<52>());
+        assert_eq!(back.to_array(), [2.0, 2.0]);
+        assert_eq!(
+            (F64x2::splat(2.0).sqrt() * F64x2::splat(2.0).sqrt()).first(),
+            2.0000000000000004
+        );
+    }
+}
