@@ -140,16 +140,24 @@ pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError>
             "under-determined: {n} observations for {p} coefficients"
         )));
     }
-    // R is kept column by column (each column contiguous), so that the reflections below
-    // stream through memory.
-    let mut r: Vec<Vec<f64>> = x.columns().into_iter().map(|c| c.to_vec()).collect();
-    let mut qty = y.to_vec();
-    let scale = x
+    // R is kept column by column (each column contiguous, X's p columns then y's, which
+    // becomes Q^T y), so that the reflections below stream through memory.
+    let values = x.as_slice().expect("tensors are row-major");
+    let mut r = vec![0.0; n * (p + 1)];
+    let (columns, qty) = r.split_at_mut(n * p);
+    for (j, column) in columns.chunks_exact_mut(n).enumerate() {
+        for (v, row) in column.iter_mut().zip(values.chunks_exact(p)) {
+            *v = row[j];
+        }
+    }
+    qty.copy_from_slice(y);
+    let scale = values
         .iter()
         .fold(0.0f64, |m, v| if v.abs() > m { v.abs() } else { m });
+    let mut v = Vec::with_capacity(n);
     for j in 0..p {
-        householder_step(&mut r, &mut qty, j);
-        let pivot = r[j][j];
+        householder_step(&mut r, n, j, &mut v);
+        let pivot = r[j * n + j];
         if pivot.is_nan() {
             return Ok(Tensor::vector(vec![f64::NAN; p]));
         }
@@ -161,45 +169,46 @@ pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError>
     }
     let mut b = vec![0.0; p];
     for j in (0..p).rev() {
-        let tail: f64 = (j + 1..p).map(|k| r[k][j] * b[k]).sum();
-        b[j] = (qty[j] - tail) / r[j][j];
+        let tail: f64 = (j + 1..p).map(|k| r[k * n + j] * b[k]).sum();
+        b[j] = (r[p * n + j] - tail) / r[j * n + j];
     }
     Ok(Tensor::vector(b))
 }
 
-/// Zeroes column `j` of R (stored by columns) below the diagonal with a Householder reflection,
-/// applied to the remaining columns and to `qty`. Column `j` itself becomes `alpha` on the
-/// diagonal (what the reflection gives it; the entries below are never read again), and the
-/// other columns are reflected two at a time: one pass for both dot products with v, one for
-/// both updates.
-fn householder_step(r: &mut [Vec<f64>], qty: &mut [f64], j: usize) {
-    let norm = lanes::dot(&r[j][j..], &r[j][j..]).sqrt();
+/// Zeroes column `j` of R (columns of `n` values, one after another) below the diagonal with a
+/// Householder reflection, applied to the columns after it (the last is Q^T y). Column `j`
+/// itself becomes `alpha` on the diagonal (what the reflection gives it; the entries below are
+/// never read again), and the other columns are reflected two at a time: one pass for both dot
+/// products with v, one for both updates. `v` is scratch space.
+fn householder_step(r: &mut [f64], n: usize, j: usize, v: &mut Vec<f64>) {
+    let (head, rest) = r.split_at_mut((j + 1) * n);
+    let pivot_column = &mut head[j * n..];
+    let norm = lanes::dot(&pivot_column[j..], &pivot_column[j..]).sqrt();
     if norm == 0.0 {
         return;
     }
-    let alpha = if r[j][j] > 0.0 { -norm } else { norm };
-    let mut v = r[j][j..].to_vec();
+    let alpha = if pivot_column[j] > 0.0 { -norm } else { norm };
+    v.clear();
+    v.extend_from_slice(&pivot_column[j..]);
     v[0] -= alpha;
-    let v_norm2 = lanes::dot(&v, &v);
+    let v_norm2 = lanes::dot(v, v);
     if v_norm2 == 0.0 {
         return;
     }
-    r[j][j] = alpha;
+    pivot_column[j] = alpha;
     let scale = 2.0 / v_norm2;
-    let (_, rest) = r.split_at_mut(j + 1);
-    let mut columns: Vec<&mut [f64]> = rest.iter_mut().map(|c| &mut c[j..]).collect();
-    columns.push(&mut qty[j..]);
-    let mut pairs = columns.chunks_exact_mut(2);
+    let mut pairs = rest.chunks_exact_mut(2 * n);
     for pair in &mut pairs {
-        let [a, b] = pair else {
-            unreachable!("chunks of two")
-        };
-        let (da, db) = lanes::dot2(&v, a, b);
-        axpy2(a, -(scale * da), b, -(scale * db), &v);
+        let (a, b) = pair.split_at_mut(n);
+        let (a, b) = (&mut a[j..], &mut b[j..]);
+        let (da, db) = lanes::dot2(v, a, b);
+        axpy2(a, -(scale * da), b, -(scale * db), v);
     }
-    for column in pairs.into_remainder() {
-        let f = scale * lanes::dot(&v, column);
-        axpy(column, -f, &v);
+    let last = pairs.into_remainder();
+    if !last.is_empty() {
+        let column = &mut last[j..];
+        let f = scale * lanes::dot(v, column);
+        axpy(column, -f, v);
     }
 }
 

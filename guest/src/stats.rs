@@ -8,7 +8,6 @@
 use crate::check::{self, invalid};
 use crate::lanes;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
-use ndarray::Array2;
 
 /// `describe`: [x] -> [nobs, min, max, mean, variance, skewness, kurtosis].
 pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
@@ -153,19 +152,31 @@ pub fn corrcoef(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
         values.iter_mut().for_each(|v| *v -= mean);
     }
     let scale = 1.0 / (n as f64 - 1.0);
-    let mut corr = Array2::<f64>::zeros((p, p));
+    let mut corr = vec![0.0; p * p];
     for i in 0..p {
-        for j in i..p {
-            let dot = lanes::dot(&transposed[column(i)], &transposed[column(j)]);
-            corr[[i, j]] = dot * scale;
-            corr[[j, i]] = dot * scale;
+        // Column i against columns j >= i, two per pass over column i.
+        let ci = &transposed[column(i)];
+        let mut j = i;
+        while j < p {
+            let (a, b) = if j + 1 < p {
+                lanes::dot2(ci, &transposed[column(j)], &transposed[column(j + 1)])
+            } else {
+                (lanes::dot(ci, &transposed[column(j)]), 0.0)
+            };
+            for (k, dot) in [(j, a), (j + 1, b)].into_iter().take(p - j) {
+                corr[i * p + k] = dot * scale;
+                corr[k * p + i] = dot * scale;
+            }
+            j += 2;
         }
     }
-    let stddev: Vec<f64> = (0..p).map(|i| corr[[i, i]].sqrt()).collect();
-    for ((i, j), c) in corr.indexed_iter_mut() {
-        *c = (*c / stddev[i] / stddev[j]).clamp(-1.0, 1.0);
+    let stddev: Vec<f64> = (0..p).map(|i| corr[i * p + i].sqrt()).collect();
+    for (row, &si) in corr.chunks_exact_mut(p.max(1)).zip(&stddev) {
+        for (c, &sj) in row.iter_mut().zip(&stddev) {
+            *c = (*c / si / sj).clamp(-1.0, 1.0);
+        }
     }
-    Ok(Tensor::matrix(p, p, corr.into_raw_vec_and_offset().0))
+    Ok(Tensor::matrix(p, p, corr))
 }
 
 #[cfg(test)]
