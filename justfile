@@ -29,10 +29,23 @@ build: setup
     cargo build --release -p crunch --bins --examples
     @echo "kernel pack: {{pack}} ($(stat -c %s {{pack}}) bytes)"
 
-# A Python virtualenv with redis-py, NumPy and SciPy, for the Python example and baselines.
+# A Python virtualenv with redis-py, NumPy, SciPy, maturin, pytest and tqdm, for the Python
+# package, the Python example and the baselines.
 py-env:
     @test -x {{py_env}}/bin/python || python3 -m venv {{py_env}}
-    {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt -r bench/python/requirements.txt
+    {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt -r bench/python/requirements.txt -r python/requirements-dev.txt
+
+# The build embeds the standard kernel pack, which `build` has just built.
+# Build the `crunch` Python package (release) into the project's venv.
+py-dev: build py-env
+    VIRTUAL_ENV={{py_env}} CRUNCH_STANDARD_PACK={{pack}} {{py_env}}/bin/maturin develop --release --quiet -m python/Cargo.toml
+
+# abi3: one wheel for CPython 3.9 and later; it carries the standard kernel pack.
+# Build the Python package's wheel into target/wheels and print its size.
+wheel: build py-env
+    rm -f {{target}}/wheels/crunch-*.whl
+    CRUNCH_STANDARD_PACK={{pack}} {{py_env}}/bin/maturin build --release --quiet -m python/Cargo.toml --out {{target}}/wheels
+    @for w in {{target}}/wheels/crunch-*.whl; do echo "wheel: $w ($(stat -c %s $w) bytes)"; done
 
 # redis-server and redis-cli come from apt-get, cargo-lambda's emulator from pip, when missing.
 # Install what the tests run besides Rust.
@@ -48,10 +61,11 @@ test-deps:
 
 # Unit tests, golden vectors through the component, CLI, Redis jobs (private redis-server
 # processes), registry and hot swap, sandbox and chaos, the bad-input matrix, the Python example,
-# and the Lambda bootstrap under cargo-lambda's emulator.
+# the Lambda bootstrap under cargo-lambda's emulator, then the Python package's pytest suite.
 # Run every test.
-test: build py-env test-deps
-    CRUNCH_PYTHON={{py_env}}/bin/python cargo test --release --workspace
+test: build py-env test-deps py-dev
+    CRUNCH_PYTHON={{py_env}}/bin/python cargo test --release --workspace --exclude crunch-python
+    {{py_env}}/bin/python -m pytest python/tests -q
 
 # 1,000,000 black_scholes items, then 100,000 implied_vol items, through `crunch run`.
 demo: build
@@ -157,10 +171,11 @@ validate: build
 ci: lint test bench-build validate deploy-lint test-arm64
 
 # Criterion first (each kernel through the component and natively, the fixed cost of a batch),
-# then the report: NumPy/SciPy baselines on the same inputs, items/s through Redis (one and two
-# workers, the Python worker), cold start, time inside kernels, sizes.
+# then the report: NumPy/SciPy baselines on the same inputs, the Python package against the CLI,
+# items/s through Redis (one and two workers, the Python worker), cold start, time inside
+# kernels, sizes.
 # Run the benchmarks; the report goes to target/bench/report.md and report.json.
-bench: build py-env test-deps
+bench: build py-env test-deps py-dev
     cargo bench -p crunch-bench --bench kernels
     cargo run --release -p crunch-bench -- --python {{py_env}}/bin/python
 
