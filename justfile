@@ -47,6 +47,19 @@ wheel: build py-env
     CRUNCH_STANDARD_PACK={{pack}} {{py_env}}/bin/maturin build --release --quiet -m python/Cargo.toml --out {{target}}/wheels
     @for w in {{target}}/wheels/crunch-*.whl; do echo "wheel: $w ($(stat -c %s $w) bytes)"; done
 
+# No cargo or rustc on PATH, an empty compiled-pack cache: pip and the wheel alone.
+# Install the wheel into a fresh venv and price options with it.
+wheel-check: wheel
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv={{target}}/wheel-check
+    rm -rf "$venv" && python3 -m venv "$venv"
+    export PATH="$venv/bin:/usr/bin:/bin" CRUNCH_CACHE_DIR="$venv/cache"
+    unset CARGO_HOME RUSTUP_HOME RUSTUP_TOOLCHAIN
+    ! command -v cargo && ! command -v rustc
+    pip install --quiet --disable-pip-version-check {{target}}/wheels/crunch-*.whl
+    cd "$venv" && python -c 'import numpy as np, crunch; arr = np.array([[100.0, 100.0, 1.0, 0.05, 0.2, 1.0], [100.0, 110.0, 0.5, 0.01, 0.3, 0.0]]); out = crunch.run("black_scholes", arr); print(crunch.__version__, crunch.__file__); print(out); assert abs(out[0, 0] - 10.450583572185565) < 1e-12'
+
 # redis-server and redis-cli come from apt-get, cargo-lambda's emulator from pip, when missing.
 # Install what the tests run besides Rust.
 test-deps:
@@ -167,8 +180,8 @@ validate: build
     wasm-tools component wit {{pack}} | sed -n '/^world/,/^}/p'
     @echo "kernel pack: $(stat -c %s {{pack}}) bytes, valid"
 
-# What CI runs: lint, tests, component validation, template lint.
-ci: lint test bench-build validate deploy-lint test-arm64
+# What CI runs: lint, tests, the wheel in a fresh venv, component validation, template lint.
+ci: lint test wheel-check bench-build validate deploy-lint test-arm64
 
 # Criterion first (each kernel through the component and natively, the fixed cost of a batch),
 # then the report: NumPy/SciPy baselines on the same inputs, the Python package against the CLI,

@@ -21,7 +21,7 @@ class CrunchError(Exception):
     """Base class of every error crunch raises.
 
     When items failed, ``item`` is the first failed item's position in the input, ``failures``
-    every failure (:class:`crunch.Failure`: item, kind, message), ``kernel`` the kernel and
+    every failure (:class:`crunch.Failure`: item, batch, kind, message), ``kernel`` the kernel and
     ``job`` the job id (for results read from Redis); otherwise they are ``None`` and empty.
     """
 
@@ -89,7 +89,10 @@ def items_failed(kernel: str, failures: Sequence, job: Optional[str] = None) -> 
     and the kernel, carrying every failure."""
     first = failures[0]
     where = f"job {job}, " if job else ""
-    message = f"{where}kernel `{kernel}`: item {first.item} failed ({first.kind}): {first.message}"
+    message = (
+        f"{where}kernel `{kernel}`, batch {first.batch}: item {first.item} failed "
+        f"({first.kind}): {first.message}"
+    )
     if len(failures) > 1:
         message += f" [{len(failures)} items failed in all: see .failures]"
     cls = _BY_KIND.get(first.kind, CrunchError)

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 _Values = Union[np.ndarray, List[Optional[np.ndarray]]]
-_RawFailure = Tuple[int, str, str]
+_RawFailure = Tuple[int, int, str, str]
 _PackArg = Union[str, os.PathLike, bytes, None]
 
 STANDARD_DIGEST: str
@@ -25,7 +25,7 @@ def run(
     progress: Optional[Callable[[int], None]] = None,
 ) -> Tuple[_Values, List[_RawFailure]]:
     """Runs ``kernel`` on ``items`` locally (see :func:`crunch.run`); returns the values
-    (failed rows NaN, or ``None`` in a list) and the failures as ``(item, kind, message)``.
+    (failed rows NaN, or ``None`` in a list) and the failures as ``(item, batch, kind, message)``.
     ``progress`` is called with the number of items done so far."""
 
 def kernels(pack: _PackArg = None) -> List[Tuple[str, str]]:

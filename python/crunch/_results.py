@@ -16,10 +16,11 @@ Values = Union[np.ndarray, List[Optional[np.ndarray]]]
 
 
 class Failure(NamedTuple):
-    """One failed item: its position in the input, the kind of error (``invalid-input``,
-    ``domain``, ``unknown-kernel`` or ``batch-failed``) and the reason."""
+    """One failed item: its position in the input, the batch it ran in, the kind of error
+    (``invalid-input``, ``domain``, ``unknown-kernel`` or ``batch-failed``) and the reason."""
 
     item: int
+    batch: int
     kind: str
     message: str
 

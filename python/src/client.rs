@@ -254,20 +254,31 @@ impl NativeClient {
     /// Every result of `job`, in input order: `(values, failures)` like `run`.
     fn results<'py>(&self, py: Python<'py>, job: String) -> PyResult<Bound<'py, PyTuple>> {
         Self::check_id(&job)?;
-        let results = self.with_store(py, |store| jobs::results(store, &job))?;
-        let (values, failures) = py.detach(|| split_results(results));
+        let (results, batch_size) = self.with_store(py, |store| {
+            let batch_size = jobs::spec(store, &job)?.batch_size;
+            Ok((jobs::results(store, &job)?, batch_size))
+        })?;
+        let (values, failures) = py.detach(|| split_results(results, batch_size));
         to_python(py, values, &failures)
     }
 
-    /// The failed items of `job` recorded so far: `(item, kind, message)` tuples.
+    /// The failed items of `job` recorded so far: `(item, batch, kind, message)` tuples.
     fn failures<'py>(&self, py: Python<'py>, job: String) -> PyResult<Bound<'py, PyList>> {
         Self::check_id(&job)?;
-        let failed = self.with_store(py, |store| jobs::failed_items(store, &job))?;
+        let (failed, batch_size) = self.with_store(py, |store| {
+            let batch_size = jobs::spec(store, &job)?.batch_size.max(1);
+            Ok((jobs::failed_items(store, &job)?, batch_size))
+        })?;
         PyList::new(
             py,
-            failed
-                .iter()
-                .map(|f| (f.item, f.kind.as_str(), f.message.as_str())),
+            failed.iter().map(|f| {
+                (
+                    f.item,
+                    f.item / batch_size,
+                    f.kind.as_str(),
+                    f.message.as_str(),
+                )
+            }),
         )
     }
 

@@ -10,8 +10,10 @@ mod items;
 mod local;
 mod outputs;
 mod packs;
+mod per_process;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crunch::{Job, KernelPack};
@@ -46,7 +48,7 @@ fn run<'py>(
     let threads = match threads {
         Some(0) => return Err(invalid("threads must be at least 1")),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => cores(),
     };
     if batch_size == Some(0) {
         return Err(invalid("batch_size must be at least 1"));
@@ -138,6 +140,13 @@ fn load_pack(
         entry.pack(&source)
     })
     .map_err(errors::host)
+}
+
+/// The cores this process may use, asked once (the question reads cgroup files: tens of
+/// microseconds, as much as a small run).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `seconds` as a duration, or an error naming `name` unless it is positive and finite.

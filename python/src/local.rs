@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crunch::results::PackedResults;
@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use crate::errors::CrunchError;
 use crate::items::Input;
 use crate::outputs::{Failure, Values};
+use crate::per_process::PerProcess;
 
 /// How often the waiting thread checks for Ctrl-C and reports progress.
 const POLL: Duration = Duration::from_millis(50);
@@ -150,6 +151,7 @@ fn absorb(
                 row.fill(f64::NAN);
                 failures.push(Failure {
                     item: (first_item + j) as u64,
+                    batch: outcome.index as u64,
                     kind: e.kind().to_string(),
                     message: e.message().to_string(),
                 });
@@ -307,24 +309,14 @@ fn run_on_pool(
         .collect()
 }
 
-type Pools = Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>;
-
 /// The pool of `threads` batch threads, made on first use and kept for later runs.
 fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Pools> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| CrunchError::new_err("the thread pool table is poisoned"))?;
-    if let Some((_, pool)) = pools.iter().find(|(t, _)| *t == threads) {
-        return Ok(pool.clone());
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("crunch-batch-{i}"))
-        .build()
-        .map_err(|e| CrunchError::new_err(format!("starting {threads} batch threads: {e}")))?;
-    let pool = Arc::new(pool);
-    pools.push((threads, pool.clone()));
-    Ok(pool)
+    static POOLS: PerProcess<usize, rayon::ThreadPool> = PerProcess::new();
+    POOLS.get_or_make(threads, || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("crunch-batch-{i}"))
+            .build()
+            .map_err(|e| CrunchError::new_err(format!("starting {threads} batch threads: {e}")))
+    })
 }

@@ -1,6 +1,6 @@
 //! Results for Python: one ndarray (first axis: items) when every result has the same shape,
 //! failed items' rows NaN; else a list with one array per item and `None` for failed ones.
-//! Failures travel beside them as `(item, kind, message)` tuples.
+//! Failures travel beside them as `(item, batch, kind, message)` tuples.
 
 use crunch::{ItemResult, Tensor};
 use ndarray::{ArrayD, IxDyn};
@@ -13,6 +13,8 @@ use pyo3::types::{PyList, PyTuple};
 pub struct Failure {
     /// Position of the item in the input.
     pub item: u64,
+    /// The batch it ran in.
+    pub batch: u64,
     /// `invalid-input`, `domain`, `unknown-kernel` or `batch-failed`.
     pub kind: String,
     /// The reason.
@@ -62,8 +64,9 @@ impl Values {
     }
 }
 
-/// Splits owned results (as read back from Redis) into values and failures.
-pub fn split_results(results: Vec<ItemResult>) -> (Values, Vec<Failure>) {
+/// Splits owned results (as read back from Redis, in batches of `batch_size`) into values and
+/// failures.
+pub fn split_results(results: Vec<ItemResult>, batch_size: u64) -> (Values, Vec<Failure>) {
     let mut failures = Vec::new();
     let each = results
         .into_iter()
@@ -73,6 +76,7 @@ pub fn split_results(results: Vec<ItemResult>) -> (Values, Vec<Failure>) {
             Err(e) => {
                 failures.push(Failure {
                     item: i as u64,
+                    batch: i as u64 / batch_size.max(1),
                     kind: e.kind().to_string(),
                     message: e.message().to_string(),
                 });
@@ -118,7 +122,7 @@ pub fn to_python<'py>(
         py,
         failures
             .iter()
-            .map(|f| (f.item, f.kind.as_str(), f.message.as_str())),
+            .map(|f| (f.item, f.batch, f.kind.as_str(), f.message.as_str())),
     )?;
     PyTuple::new(py, [values, failures.into_any()])
 }

@@ -3,12 +3,14 @@
 //! recompile), and the standard kernel pack embedded in the package.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use crunch::cache::{self, PackCache};
 use crunch::pack::sha256_hex;
 use crunch::{Engine, KernelPack, Limits};
+
+use crate::per_process::PerProcess;
 
 /// The standard kernel pack component (`guest/`), embedded at build time.
 pub const STANDARD_PACK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crunch_kernels.wasm"));
@@ -72,33 +74,23 @@ impl EngineEntry {
     }
 }
 
-type Engines = Mutex<Vec<((usize, u32), Arc<EngineEntry>)>>;
-
 /// The engine whose batches may use `memory_bytes` of linear memory, with room for `threads`
 /// threads' batches at once; made on first use, then shared.
 pub fn engine(memory_bytes: usize, threads: usize) -> Result<Arc<EngineEntry>> {
-    static ENGINES: OnceLock<Engines> = OnceLock::new();
+    static ENGINES: PerProcess<(usize, u32), EngineEntry> = PerProcess::new();
     let slots = u32::try_from(threads.saturating_mul(2))
         .unwrap_or(u32::MAX)
         .max(MIN_SLOTS)
         .next_power_of_two();
-    let key = (memory_bytes, slots);
-    let mut engines = ENGINES
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| anyhow!("the engine table is poisoned"))?;
-    if let Some((_, entry)) = engines.iter().find(|(k, _)| *k == key) {
-        return Ok(entry.clone());
-    }
-    let engine = Engine::new(Limits {
-        memory_bytes,
-        max_concurrent_batches: slots,
-        ..Limits::default()
-    })?;
-    let entry = Arc::new(EngineEntry {
-        cache: PackCache::new(engine, cache::default_dir(), cache::DEFAULT_MEMORY_ENTRIES),
-        standard: OnceLock::new(),
-    });
-    engines.push((key, entry.clone()));
-    Ok(entry)
+    ENGINES.get_or_make((memory_bytes, slots), || {
+        let engine = Engine::new(Limits {
+            memory_bytes,
+            max_concurrent_batches: slots,
+            ..Limits::default()
+        })?;
+        Ok(EngineEntry {
+            cache: PackCache::new(engine, cache::default_dir(), cache::DEFAULT_MEMORY_ENTRIES),
+            standard: OnceLock::new(),
+        })
+    })
 }

@@ -27,8 +27,8 @@ def test_errors_raise_names_the_first_failed_item_and_carries_all():
     err = caught.value
     assert isinstance(err, crunch.CrunchError) and isinstance(err, ValueError)
     assert err.item == 3 and err.kernel == "black_scholes"
-    assert [(f.item, f.kind) for f in err.failures] == [(3, "domain"), (7, "invalid-input")]
-    assert "item 3" in str(err) and "black_scholes" in str(err) and "2 items failed" in str(err)
+    assert [(f.item, f.batch, f.kind) for f in err.failures] == [(3, 0, "domain"), (7, 1, "invalid-input")]
+    assert "batch 0: item 3" in str(err) and "black_scholes" in str(err) and "2 items failed" in str(err)
 
 
 def test_errors_nan_fills_failed_rows_and_returns_the_failures():

@@ -71,7 +71,8 @@ def test_failed_items_of_a_job(redis_url, workers):
     assert caught.value.job == job.id and caught.value.item == 10 and len(caught.value.failures) == 2
     values, failures = job.results(errors="nan")
     assert np.isnan(values[[10, 60]]).all() and [f.item for f in failures] == [10, 60]
-    assert [f.item for f in job.failures()] == [10, 60]
+    assert [(f.item, f.batch) for f in job.failures()] == [(10, 0), (60, 1)]
+    assert f"job {job.id}, kernel `black_scholes`, batch 0: item 10" in str(caught.value)
     assert job.results(errors="return").ok.sum() == 98
 
 

@@ -3,8 +3,9 @@ kernels, items with several tensors, input forms, parameters and packs."""
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
-import pytest
 from scipy import interpolate, stats
 
 import crunch
@@ -153,3 +154,17 @@ def test_another_pack_by_path_or_bytes(risk_pack):
     assert np.array_equal(var, by_bytes)
     losses = np.sort(-(returns @ weights), axis=1)
     np.testing.assert_allclose(var[:, 0], losses[:, int(np.ceil(0.95 * 250)) - 1], rtol=1e-12)
+
+
+def _price(c: np.ndarray) -> np.ndarray:
+    return crunch.run("black_scholes", c, threads=2, batch_size=50)
+
+
+def test_a_forked_child_runs_kernels():
+    """A child made by fork() (multiprocessing's default on Linux) has none of the parent's
+    batch or epoch threads: it makes its own."""
+    c = contracts(500)
+    want = _price(c)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_price, (c,)).get(timeout=120)
+    assert np.array_equal(got, want)
