@@ -2,11 +2,10 @@
 //! `just py-dev` installed the package into) times `crunch.run` on 1,000,000 `black_scholes`
 //! contracts against `crunch run`'s compute time on the same contracts, and one one-item call.
 
-use std::fs;
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 /// What `package.py` measured.
@@ -26,22 +25,10 @@ pub struct PythonPackage {
     pub one_item_call_us: f64,
 }
 
-/// Runs `bench/python/package.py` with `python` against `crunch`; the JSON goes to `out`.
+/// Runs `bench/python/package.py` with `python` (where `just py-dev` installed the package)
+/// against `crunch`; the JSON goes to `out`.
 pub fn measure(python: &Path, crunch: &Path, out: &Path) -> Result<PythonPackage> {
-    let script = crunch_tests::paths::repo_root().join("bench/python/package.py");
-    let status = Command::new(python)
-        .arg(&script)
-        .arg("--crunch")
-        .arg(crunch)
-        .arg("--out")
-        .arg(out)
-        .status()
-        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
-    ensure!(
-        status.success(),
-        "{} failed: {status} (is the package installed? `just py-dev`)",
-        script.display()
-    );
-    let text = fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", out.display()))
+    let mut crunch_arg = OsString::from("--crunch=");
+    crunch_arg.push(crunch);
+    crate::baselines::python_json(python, "package.py", &[crunch_arg], &[], out)
 }

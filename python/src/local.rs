@@ -1,16 +1,17 @@
 //! `crunch.run`: items through a kernel on this machine.
 //!
-//! The first batch runs on the calling thread; the shape of its first result sizes one output
-//! buffer for every item, and the other batches run on a pool of threads, each writing its rows
-//! straight into its own share of that buffer (a result of another shape sends the run to one
-//! array per item instead). The calling thread waits without the GIL, waking as batches finish
-//! and every [`POLL`] to check for Ctrl-C and report progress; on Ctrl-C, or an exception from
-//! the progress callback, every batch stops within one epoch tick and the exception is raised.
+//! A run of one batch runs on the calling thread. Otherwise the batches run on a pool of
+//! threads; the first to finish with a result sizes one output buffer for every item by that
+//! result's shape, and each batch copies its rows into its place there as it finishes (a result
+//! of another shape sends the run to one array per item instead). The calling thread waits
+//! without the GIL, waking as batches finish and every [`POLL`] to check for Ctrl-C and report
+//! progress; on Ctrl-C, or an exception from the progress callback, every batch stops within
+//! one epoch tick and the exception is raised.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crunch::results::PackedResults;
@@ -68,133 +69,123 @@ pub fn run(
         .step_by(size)
         .map(|start| start..(start + size).min(count))
         .collect();
-    let Some(first_batch) = batches.first().cloned() else {
-        return Ok((Values::Each(Vec::new()), Vec::new()));
+    let rows = Mutex::new(None);
+    let mut reports = match &batches[..] {
+        [] => Vec::new(),
+        [only] => {
+            let outcome = run_on_caller(pack, &settings.job, input.pack(only.clone()))?;
+            vec![absorb(outcome, only.start, count, &rows)]
+        }
+        _ => run_on_pool(pack, input, settings, &batches, &rows, watch)?,
     };
-    let first = run_on_caller(pack, &settings.job, input.pack(first_batch.clone()))?;
-    let row_shape = first
-        .results
-        .iter()
-        .find_map(|r| r.ok().map(|t| t.shape.to_vec()));
-    let m: usize = row_shape.iter().flatten().map(|&d| d as usize).product();
-    let mut data = if row_shape.is_some() {
-        vec![0.0; count * m]
-    } else {
-        Vec::new()
-    };
-    let mut shares = split_rows(&mut data, &batches, if row_shape.is_some() { m } else { 0 });
-    let first_share = shares.remove(0);
-    let rows = row_shape.as_deref();
-    let mut reports = vec![absorb(first, first_batch.start, rows, first_share)];
-    if batches.len() > 1 {
-        watch.check(first_batch.len())?;
-        let rest = batches[1..].iter().cloned().enumerate().zip(shares);
-        let work = rest
-            .map(|((i, range), share)| (i + 1, range, share))
-            .collect();
-        reports.extend(run_on_pool(
-            pack,
-            input,
-            settings,
-            work,
-            rows,
-            watch,
-            first_batch.len(),
-        )?);
-    }
     let failures: Vec<Failure> = reports
         .iter_mut()
         .flat_map(|r| r.failures.drain(..))
         .collect();
-    let values = match row_shape {
-        Some(item_shape) if reports.iter().all(|r| r.kept.is_none()) => Values::Rows {
-            count,
-            item_shape,
-            data,
-        },
-        _ => Values::from_each(each_result(
-            &reports,
-            &batches,
-            row_shape.as_deref(),
-            &data,
-            &failures,
-        )),
+    let rows = rows.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let values = match rows {
+        Some(mut rows) if reports.iter().all(|r| r.kept.is_none()) => {
+            for failure in &failures {
+                rows.row(failure.item as usize).fill(f64::NAN);
+            }
+            Values::Rows {
+                count,
+                item_shape: rows.shape,
+                data: rows.data,
+            }
+        }
+        rows => Values::from_each(each_result(&reports, &batches, rows.as_ref(), &failures)),
     };
     Ok((values, failures))
+}
+
+/// One buffer for every item's result, all of one shape.
+struct Rows {
+    shape: Vec<u32>,
+    /// Values per result.
+    m: usize,
+    data: Vec<f64>,
+}
+
+impl Rows {
+    fn row(&mut self, item: usize) -> &mut [f64] {
+        &mut self.data[item * self.m..(item + 1) * self.m]
+    }
 }
 
 /// What became of one batch once its rows are written.
 struct Report {
     failures: Vec<Failure>,
-    /// The batch's results, kept when its rows could not all be written (no row shape yet,
-    /// or a result of another shape).
+    /// The batch's results, kept when they do not fit the rows (another shape).
     kept: Option<PackedResults>,
 }
 
-/// Writes a batch's results of shape `rows` into `share` (failed items' rows NaN) and lists
-/// its failures; keeps the results whole when some do not fit.
+/// Lists a batch's failures and copies its results into the rows of `count` items (made now,
+/// shaped like this batch's first result, if no batch has made them yet); keeps the results
+/// whole when one has another shape.
 fn absorb(
     outcome: BatchOutcome,
     first_item: usize,
-    rows: Option<&[u32]>,
-    share: &mut [f64],
+    count: usize,
+    rows: &Mutex<Option<Rows>>,
 ) -> Report {
-    let mut failures = Vec::new();
-    let mut fits = rows.is_some();
-    let m = share.len() / outcome.results.len().max(1);
+    let failures = outcome
+        .results
+        .iter()
+        .enumerate()
+        .filter_map(|(j, r)| {
+            r.err().map(|e| Failure {
+                item: (first_item + j) as u64,
+                batch: outcome.index as u64,
+                kind: e.kind().to_string(),
+                message: e.message().to_string(),
+            })
+        })
+        .collect();
+    let Some(shape) = outcome.results.iter().find_map(|r| r.ok().map(|t| t.shape)) else {
+        return Report {
+            failures,
+            kept: None,
+        };
+    };
+    let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
+    let rows = rows.get_or_insert_with(|| {
+        let m = shape.iter().map(|&d| d as usize).product();
+        Rows {
+            shape: shape.to_vec(),
+            m,
+            data: vec![0.0; count * m],
+        }
+    });
+    let fits = outcome
+        .results
+        .iter()
+        .all(|r| r.is_err() || r.is_ok_and(|t| t.shape == rows.shape));
+    if !fits {
+        return Report {
+            failures,
+            kept: Some(outcome.results),
+        };
+    }
     for (j, result) in outcome.results.iter().enumerate() {
-        let row = &mut share[j * m..(j + 1) * m];
-        match result {
-            Ok(t) if Some(t.shape) == rows => row.copy_from_slice(t.data),
-            Ok(_) => fits = false,
-            Err(e) => {
-                row.fill(f64::NAN);
-                failures.push(Failure {
-                    item: (first_item + j) as u64,
-                    batch: outcome.index as u64,
-                    kind: e.kind().to_string(),
-                    message: e.message().to_string(),
-                });
-            }
+        if let Ok(t) = result {
+            rows.row(first_item + j).copy_from_slice(t.data);
         }
     }
     Report {
         failures,
-        kept: (!fits).then_some(outcome.results),
+        kept: None,
     }
-}
-
-/// `data` cut into one share per batch, `m` values per item.
-fn split_rows<'d>(
-    mut data: &'d mut [f64],
-    batches: &[Range<usize>],
-    m: usize,
-) -> Vec<&'d mut [f64]> {
-    batches
-        .iter()
-        .map(|range| {
-            let (share, rest) = std::mem::take(&mut data).split_at_mut(range.len() * m);
-            data = rest;
-            share
-        })
-        .collect()
 }
 
 /// One result per item when the rows could not hold them all.
 fn each_result(
     reports: &[Report],
     batches: &[Range<usize>],
-    rows: Option<&[u32]>,
-    data: &[f64],
+    rows: Option<&Rows>,
     failures: &[Failure],
 ) -> Vec<Option<Tensor>> {
     let failed: std::collections::HashSet<u64> = failures.iter().map(|f| f.item).collect();
-    let m: usize = rows
-        .iter()
-        .copied()
-        .flatten()
-        .map(|&d| d as usize)
-        .product();
     let mut out = Vec::with_capacity(batches.last().map_or(0, |b| b.end));
     for (report, range) in reports.iter().zip(batches) {
         match (&report.kept, rows) {
@@ -204,10 +195,10 @@ fn each_result(
                     data: t.data.to_vec(),
                 })
             })),
-            (None, Some(shape)) => out.extend(range.clone().map(|i| {
+            (None, Some(rows)) => out.extend(range.clone().map(|i| {
                 (!failed.contains(&(i as u64))).then(|| Tensor {
-                    shape: shape.to_vec(),
-                    data: data[i * m..(i + 1) * m].to_vec(),
+                    shape: rows.shape.clone(),
+                    data: rows.data[i * rows.m..(i + 1) * rows.m].to_vec(),
                 })
             })),
             (None, None) => out.extend(range.clone().map(|_| None)),
@@ -243,22 +234,19 @@ fn run_on_caller(
     }
 }
 
-type Work<'d> = Vec<(usize, Range<usize>, &'d mut [f64])>;
-
-/// Runs `work` (batch index, items, their rows) on the pool while the calling thread watches.
+/// Runs `batches` on the pool while the calling thread watches.
 fn run_on_pool(
     pack: &KernelPack,
     input: &Input<'_>,
     settings: &Settings<'_>,
-    work: Work<'_>,
-    rows: Option<&[u32]>,
+    batches: &[Range<usize>],
+    rows: &Mutex<Option<Rows>>,
     watch: &Watch,
-    already_done: usize,
 ) -> PyResult<Vec<Report>> {
     let pool = pool(settings.threads)?;
+    let count = input.len();
     let stop = Arc::new(AtomicBool::new(false));
-    let done = AtomicUsize::new(already_done);
-    let total = work.len();
+    let done = AtomicUsize::new(0);
     let (finished_tx, finished_rx) = mpsc::channel::<()>();
     let mut reports: Option<Vec<Option<Report>>> = None;
     let mut raised = None;
@@ -267,8 +255,10 @@ fn run_on_pool(
         scope.spawn(move |_| {
             let finished = &finished_tx;
             *reports = Some(
-                work.into_par_iter()
-                    .map(|(index, range, share)| {
+                batches
+                    .par_iter()
+                    .enumerate()
+                    .map(|(index, range)| {
                         if stop.load(Ordering::Relaxed) {
                             return None;
                         }
@@ -277,7 +267,7 @@ fn run_on_pool(
                         let batch = input.pack(range.clone());
                         let outcome =
                             run_packed_batch_until(pack, &settings.job, index, &batch, Some(check));
-                        let report = absorb(outcome, range.start, rows, share);
+                        let report = absorb(outcome, range.start, count, rows);
                         done.fetch_add(range.len(), Ordering::Relaxed);
                         let _ = finished.send(());
                         Some(report)
@@ -286,7 +276,7 @@ fn run_on_pool(
             );
         });
         let mut finished = 0;
-        while finished < total {
+        while finished < batches.len() {
             match finished_rx.recv_timeout(POLL) {
                 Ok(()) => finished += 1 + finished_rx.try_iter().count(),
                 Err(RecvTimeoutError::Timeout) => {}

@@ -114,3 +114,14 @@ def test_a_parameter_error_is_invalid_input():
     with pytest.raises(crunch.InvalidInputError) as caught:
         crunch.run("percentile", x, {"q": 150})
     assert len(caught.value.failures) == 3
+
+
+def test_failed_rows_are_nan_whichever_batch_finishes_first():
+    c = np.tile(GOOD, (40, 1))
+    c[:10, 4] = -0.2  # the whole first batch fails
+    values, failures = crunch.run("black_scholes", c, batch_size=10, threads=2, errors="nan")
+    assert values.shape == (40, 6) and np.isnan(values[:10]).all() and not np.isnan(values[10:]).any()
+    assert [f.batch for f in failures] == [0] * 10
+    c[:, 4] = -0.2  # every item fails: no shape to fill, one None per item
+    values, failures = crunch.run("black_scholes", c, batch_size=10, errors="nan")
+    assert values == [None] * 40 and len(failures) == 40

@@ -168,3 +168,11 @@ def test_a_forked_child_runs_kernels():
     with multiprocessing.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(_price, (c,)).get(timeout=120)
     assert np.array_equal(got, want)
+
+
+def test_results_of_different_shapes_across_batches():
+    items = [(np.arange(n, dtype=float) ** 2, np.array([1.0, -2.0, 0.5])) for n in [5] * 6 + [8] * 6]
+    out = crunch.run("convolve", items, batch_size=3, threads=2)
+    assert isinstance(out, list) and [len(o) for o in out] == [3] * 6 + [6] * 6
+    for o, (x, w) in zip(out, items):
+        np.testing.assert_allclose(o, np.convolve(x, w, mode="valid"), rtol=1e-14)
