@@ -143,6 +143,11 @@ class Client:
             size = batch_size
         else:
             raise InvalidInputError(f'batch_size must be a positive number or "auto"; got {batch_size!r}')
+        if isinstance(pack, (bytes, bytearray)):
+            raise InvalidInputError(
+                "a job's pack is a registry reference or a path every worker can read: "
+                "push the component with push_pack() and pass pack='NAME:TAG'"
+            )
         if workers is not None and lam is None:
             raise InvalidInputError("workers counts Lambda invocations: pass lam=FUNCTION too")
         if workers is not None and workers < 1:

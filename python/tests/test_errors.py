@@ -81,6 +81,13 @@ def test_the_time_limit_stops_a_batch(hostile_pack):
     assert failure.kind == "batch-failed" and "time limit" in failure.message
 
 
+def test_the_memory_limit_stops_a_batch(hostile_pack):
+    x = np.array([[1.0], [-1.0]])
+    result = crunch.run("grow_on_negative", x, pack=hostile_pack, batch_size=1, memory_limit=64, errors="return")
+    assert result.ok.tolist() == [True, False]
+    assert "memory limit" in result.failures[0].message
+
+
 def test_unknown_kernels_and_bad_arguments_are_invalid_input():
     c = np.tile(GOOD, (2, 1))
     with pytest.raises(crunch.InvalidInputError, match="black_scholes"):

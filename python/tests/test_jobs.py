@@ -131,6 +131,8 @@ def test_client_errors(redis_url):
         client.submit("black_sholes", contracts(3))
     with pytest.raises(crunch.InvalidInputError, match="batch_size"):
         client.submit("black_scholes", contracts(3), batch_size=0)
+    with pytest.raises(crunch.InvalidInputError, match="push_pack"):
+        client.submit("black_scholes", contracts(3), pack=b"\0asm")
     with pytest.raises(crunch.InvalidInputError, match="no items"):
         client.submit("black_scholes", np.empty((0, 6)))
 
