@@ -2,6 +2,8 @@
 //! own protocol code (`crunch::jobs`, `crunch::registry`), so that the package and the CLI
 //! write and read exactly the same keys. Redis round trips run without the GIL.
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::Context;
 use crunch::jobs::{self, SubmitOptions};
 use crunch::store::Store;
@@ -10,7 +12,6 @@ use crunch::store::spec::Progress;
 use crunch::{Item, KernelPack, Tensor, fanout, registry};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use std::sync::{Arc, Mutex};
 
 use crate::errors::{self, Invalid, invalid};
 use crate::items::read_items;
@@ -24,8 +25,9 @@ const STANDARD_PACK_NAME: &str = "crunch-standard";
 /// The most Lambda invocations started by default (as `crunch submit --max-concurrency`).
 const DEFAULT_MAX_CONCURRENCY: u32 = 10;
 
-/// Memory limit of the engine that checks packs for the client (it runs no batches).
-const CLIENT_MEMORY: usize = 1 << 30;
+/// Memory limit of the engine that checks packs for the client (it runs no batches): the one
+/// `crunch.run` uses by default, so that both share an engine and its compiled packs.
+const CLIENT_MEMORY: usize = crate::DEFAULT_MEMORY_MIB << 20;
 
 /// A connection to one Redis (or Redis Cluster).
 #[pyclass(module = "crunch._native", frozen)]
