@@ -29,8 +29,8 @@ build: setup
     cargo build --release -p crunch --bins --examples
     @echo "kernel pack: {{pack}} ($(stat -c %s {{pack}}) bytes)"
 
-# A Python virtualenv with redis-py, NumPy, SciPy, maturin, pytest and tqdm, for the Python
-# package, the Python example and the baselines.
+# redis-py, NumPy and SciPy (the Python example, the baselines); maturin, pytest, tqdm (the package).
+# A Python virtualenv (target/py-env) with what the Python parts need.
 py-env:
     @test -x {{py_env}}/bin/python || python3 -m venv {{py_env}}
     {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt -r bench/python/requirements.txt -r python/requirements-dev.txt
