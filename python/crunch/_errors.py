@@ -4,18 +4,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-__all__ = [
-    "CrunchError",
-    "InvalidInputError",
-    "DomainError",
-    "BatchFailedError",
-    "JobFailedError",
-    "JobCancelledError",
-    "JobNotFoundError",
-    "WaitTimeoutError",
-    "RedisUnavailableError",
-]
-
 
 class CrunchError(Exception):
     """Base class of every error crunch raises.
