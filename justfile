@@ -29,10 +29,36 @@ build: setup
     cargo build --release -p crunch --bins --examples
     @echo "kernel pack: {{pack}} ($(stat -c %s {{pack}}) bytes)"
 
-# A Python virtualenv with redis-py, NumPy and SciPy, for the Python example and baselines.
+# redis-py, NumPy and SciPy (the Python example, the baselines); maturin, pytest, tqdm (the package).
+# A Python virtualenv (target/py-env) with what the Python parts need.
 py-env:
     @test -x {{py_env}}/bin/python || python3 -m venv {{py_env}}
-    {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt -r bench/python/requirements.txt
+    {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt -r bench/python/requirements.txt -r python/requirements-dev.txt
+
+# The build embeds the standard kernel pack, which `build` has just built.
+# Build the `crunch` Python package (release) into the project's venv.
+py-dev: build py-env
+    VIRTUAL_ENV={{py_env}} CRUNCH_STANDARD_PACK={{pack}} {{py_env}}/bin/maturin develop --release --quiet -m python/Cargo.toml
+
+# abi3: one wheel for CPython 3.9 and later; it carries the standard kernel pack.
+# Build the Python package's wheel into target/wheels and print its size.
+wheel: build py-env
+    rm -f {{target}}/wheels/crunch-*.whl
+    CRUNCH_STANDARD_PACK={{pack}} {{py_env}}/bin/maturin build --release --quiet -m python/Cargo.toml --out {{target}}/wheels
+    @for w in {{target}}/wheels/crunch-*.whl; do echo "wheel: $w ($(stat -c %s $w) bytes)"; done
+
+# No cargo or rustc on PATH, an empty compiled-pack cache: pip and the wheel alone.
+# Install the wheel into a fresh venv and price options with it.
+wheel-check: wheel
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv={{target}}/wheel-check
+    rm -rf "$venv" && python3 -m venv "$venv"
+    export PATH="$venv/bin:/usr/bin:/bin" CRUNCH_CACHE_DIR="$venv/cache"
+    unset CARGO_HOME RUSTUP_HOME RUSTUP_TOOLCHAIN
+    ! command -v cargo && ! command -v rustc
+    pip install --quiet --disable-pip-version-check {{target}}/wheels/crunch-*.whl
+    cd "$venv" && python -c 'import numpy as np, crunch; arr = np.array([[100.0, 100.0, 1.0, 0.05, 0.2, 1.0], [100.0, 110.0, 0.5, 0.01, 0.3, 0.0]]); out = crunch.run("black_scholes", arr); print(crunch.__version__, crunch.__file__); print(out); assert abs(out[0, 0] - 10.450583572185565) < 1e-12'
 
 # redis-server and redis-cli come from apt-get, cargo-lambda's emulator from pip, when missing.
 # Install what the tests run besides Rust.
@@ -48,10 +74,11 @@ test-deps:
 
 # Unit tests, golden vectors through the component, CLI, Redis jobs (private redis-server
 # processes), registry and hot swap, sandbox and chaos, the bad-input matrix, the Python example,
-# and the Lambda bootstrap under cargo-lambda's emulator.
+# the Lambda bootstrap under cargo-lambda's emulator, then the Python package's pytest suite.
 # Run every test.
-test: build py-env test-deps
-    CRUNCH_PYTHON={{py_env}}/bin/python cargo test --release --workspace
+test: build py-env test-deps py-dev
+    CRUNCH_PYTHON={{py_env}}/bin/python cargo test --release --workspace --exclude crunch-python
+    {{py_env}}/bin/python -m pytest python/tests -q
 
 # 1,000,000 black_scholes items, then 100,000 implied_vol items, through `crunch run`.
 demo: build
@@ -153,14 +180,15 @@ validate: build
     wasm-tools component wit {{pack}} | sed -n '/^world/,/^}/p'
     @echo "kernel pack: $(stat -c %s {{pack}}) bytes, valid"
 
-# What CI runs: lint, tests, component validation, template lint.
-ci: lint test bench-build validate deploy-lint test-arm64
+# What CI runs: lint, tests, the wheel in a fresh venv, component validation, template lint.
+ci: lint test wheel-check bench-build validate deploy-lint test-arm64
 
 # Criterion first (each kernel through the component and natively, the fixed cost of a batch),
-# then the report: NumPy/SciPy baselines on the same inputs, items/s through Redis (one and two
-# workers, the Python worker), cold start, time inside kernels, sizes.
+# then the report: NumPy/SciPy baselines on the same inputs, the Python package against the CLI,
+# items/s through Redis (one and two workers, the Python worker), cold start, time inside
+# kernels, sizes.
 # Run the benchmarks; the report goes to target/bench/report.md and report.json.
-bench: build py-env test-deps
+bench: build py-env test-deps py-dev
     cargo bench -p crunch-bench --bench kernels
     cargo run --release -p crunch-bench -- --python {{py_env}}/bin/python
 

@@ -69,16 +69,34 @@ pub fn write_inputs(dir: &Path, pack: &KernelPack, workloads: &[Workload]) -> Re
 /// Runs `bench/python/baselines.py` on the inputs in `dir`, one thread for every library, and
 /// returns its JSON.
 pub fn run_python(python: &Path, dir: &Path, out: &Path) -> Result<Value> {
-    let script = crunch_tests::paths::repo_root().join("bench/python/baselines.py");
+    let mut inputs = std::ffi::OsString::from("--inputs=");
+    inputs.push(dir);
+    let single_thread = [
+        ("OPENBLAS_NUM_THREADS", "1"),
+        ("OMP_NUM_THREADS", "1"),
+        ("MKL_NUM_THREADS", "1"),
+    ];
+    python_json(python, "baselines.py", &[inputs], &single_thread, out)
+}
+
+/// Runs `bench/python/SCRIPT ARGS --out OUT` with `python` and `envs`, and reads the JSON it
+/// writes to `out`.
+pub fn python_json<T: serde::de::DeserializeOwned>(
+    python: &Path,
+    script: &str,
+    args: &[std::ffi::OsString],
+    envs: &[(&str, &str)],
+    out: &Path,
+) -> Result<T> {
+    let script = crunch_tests::paths::repo_root()
+        .join("bench/python")
+        .join(script);
     let status = Command::new(python)
         .arg(&script)
-        .arg("--inputs")
-        .arg(dir)
+        .args(args)
         .arg("--out")
         .arg(out)
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .env("OMP_NUM_THREADS", "1")
-        .env("MKL_NUM_THREADS", "1")
+        .envs(envs.iter().copied())
         // These machines may set them for old OpenBLAS builds; they slow a current NumPy.
         .env_remove("OPENBLAS_CORETYPE")
         .env_remove("OPENBLAS_L2_SIZE")

@@ -4,6 +4,7 @@
 //! this, which reads their estimates.
 
 mod baselines;
+mod package;
 mod redis_runs;
 mod report;
 mod whole_array;
@@ -87,6 +88,13 @@ fn main() -> Result<()> {
     if let Some(python) = &python {
         report.whole_arrays =
             whole_array::measure(&out.join("whole"), &paths::crunch_bin(), &component, python)?;
+        eprintln!("Python package ...");
+        let crunch = target.join("release/crunch");
+        report.python_package = Some(package::measure(
+            python,
+            &crunch,
+            &out.join("package.json"),
+        )?);
     }
 
     eprintln!("Redis runs ...");
@@ -171,6 +179,12 @@ fn sizes(component: &std::path::Path, target: &std::path::Path) -> Sizes {
     Sizes {
         component: len(component.to_path_buf()).unwrap_or_default(),
         bootstrap: len(target.join("release/bootstrap")),
+        wheel: fs::read_dir(target.join("wheels")).ok().and_then(|dir| {
+            dir.flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "whl"))
+                .and_then(len)
+        }),
         lambda_zips: ["arm64", "x86-64"]
             .iter()
             .filter_map(|arch| {

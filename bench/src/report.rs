@@ -96,6 +96,8 @@ pub struct Sizes {
     pub component: u64,
     /// The release `bootstrap` binary (x86_64, not stripped).
     pub bootstrap: Option<u64>,
+    /// The Python package's wheel from `just wheel`, when built.
+    pub wheel: Option<u64>,
     /// The Lambda zips from `just package`, when built: (architecture, bytes).
     pub lambda_zips: Vec<(String, u64)>,
 }
@@ -136,6 +138,8 @@ pub struct Report {
     pub targets: Vec<Target>,
     /// Python and library versions of the baselines.
     pub python: Option<serde_json::Value>,
+    /// The `crunch` Python package against the CLI.
+    pub python_package: Option<crate::package::PythonPackage>,
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -307,6 +311,26 @@ impl Report {
             }),
             lowest_share.map(|s| s.share >= 0.9),
         ));
+        let package = self.python_package.as_ref();
+        targets.push(target(
+            "crunch.run / crunch run compute, 1M black_scholes",
+            "<= 1.10x",
+            package.map_or("not measured".into(), |p| {
+                format!(
+                    "{:.3}x ({:.3} s / {:.3} s)",
+                    p.package_over_cli, p.package_s, p.cli_compute_s
+                )
+            }),
+            package.map(|p| p.package_over_cli <= 1.10 && p.identical_outputs),
+        ));
+        targets.push(target(
+            "crunch.run, one-item call",
+            "<= 50 us",
+            package.map_or("not measured".into(), |p| {
+                format!("{:.1} us", p.one_item_call_us)
+            }),
+            package.map(|p| p.one_item_call_us <= 50.0),
+        ));
         self.targets = targets;
     }
 
@@ -421,12 +445,31 @@ impl Report {
                 ));
             }
         }
+        if let Some(p) = &self.python_package {
+            md.push_str(&format!(
+                "\n## Python package\n\n`crunch.run(\"black_scholes\", contracts)` on {} contracts: \
+                 {:.3} s for the whole call against {:.3} s of `crunch run` compute ({:.3}x; \
+                 identical outputs: {}). One one-item call: {:.1} us.\n",
+                p.items,
+                p.package_s,
+                p.cli_compute_s,
+                p.package_over_cli,
+                p.identical_outputs,
+                p.one_item_call_us
+            ));
+        }
         md.push_str(&format!(
             "\n## Sizes\n\n- component: {} bytes\n- bootstrap (release, x86_64, unstripped): {}\n",
             self.sizes.component,
             self.sizes
                 .bootstrap
                 .map_or("not built".into(), |b| format!("{b} bytes"))
+        ));
+        md.push_str(&format!(
+            "- Python wheel: {}\n",
+            self.sizes
+                .wheel
+                .map_or("not built (`just wheel`)".into(), |b| format!("{b} bytes"))
         ));
         for (arch, bytes) in &self.sizes.lambda_zips {
             md.push_str(&format!("- Lambda zip {arch}: {bytes} bytes\n"));

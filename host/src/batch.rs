@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
+use crate::engine::{StopCheck, Stopped};
 use crate::pack::KernelPack;
 use crate::packing::{self, PackedBatch};
 use crate::results::PackedResults;
@@ -74,6 +75,15 @@ pub enum BatchError {
         /// The trap, the kernel's stderr (e.g. its panic message) and the wasm backtrace.
         reason: String,
     },
+    /// The batch was stopped before it finished (its caller gave up on the run, for example
+    /// on Ctrl-C).
+    #[error("kernel `{kernel}`, batch {batch}: stopped before it finished")]
+    Stopped {
+        /// Kernel name.
+        kernel: String,
+        /// Batch index.
+        batch: usize,
+    },
     /// The pack broke the contract (for example returned the wrong number of results).
     #[error("kernel `{kernel}`, batch {batch}: {reason}")]
     Contract {
@@ -106,9 +116,21 @@ pub fn run_packed_batch(
     index: usize,
     batch: &PackedBatch,
 ) -> BatchOutcome {
+    run_packed_batch_until(pack, job, index, batch, None)
+}
+
+/// Runs one packed batch like [`run_packed_batch`]; with `stop`, the batch also ends (failing
+/// with [`BatchError::Stopped`]) within one epoch tick of `stop` returning true.
+pub fn run_packed_batch_until(
+    pack: &KernelPack,
+    job: &Job<'_>,
+    index: usize,
+    batch: &PackedBatch,
+    stop: Option<StopCheck>,
+) -> BatchOutcome {
     let start = Instant::now();
     let len = batch.len();
-    let result = call(pack, job, index, batch);
+    let result = call(pack, job, index, batch, stop);
     let elapsed = start.elapsed();
     match result {
         Ok(results) => BatchOutcome {
@@ -131,9 +153,13 @@ fn call(
     job: &Job<'_>,
     index: usize,
     batch: &PackedBatch,
+    stop: Option<StopCheck>,
 ) -> Result<PackedResults, BatchError> {
     let engine = pack.engine();
-    let mut store = engine.new_store(job.batch_time);
+    let mut store = match stop {
+        Some(stop) => engine.new_stoppable_store(job.batch_time, stop),
+        None => engine.new_store(job.batch_time),
+    };
     let outcome = pack.pre().instantiate(&mut store).and_then(|instance| {
         instance
             .crunch_kernel_kernels()
@@ -166,6 +192,9 @@ fn classify(
     stderr: &str,
 ) -> BatchError {
     let kernel = job.kernel.to_string();
+    if error.downcast_ref::<Stopped>().is_some() {
+        return BatchError::Stopped { kernel, batch };
+    }
     if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return BatchError::Timeout {
             kernel,
@@ -214,6 +243,12 @@ fn classify(
     }
 }
 
+/// The batch size of a local run (`crunch run`, Python's `crunch.run`) of `items` items on
+/// `threads` threads: about eight batches per thread, between 1 and 4096 items each.
+pub fn local_batch_size(items: usize, threads: usize) -> usize {
+    items.div_ceil(threads.max(1) * 8).clamp(1, 4096)
+}
+
 /// Runs every batch of `items` (split into batches of `batch_size`) on `threads` OS threads.
 ///
 /// `on_batch` is called as each batch finishes (for progress); the outcomes come back in batch
@@ -243,4 +278,16 @@ pub fn run_batches(
             })
             .collect()
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_batches_are_bounded() {
+        assert_eq!(local_batch_size(0, 4), 1);
+        assert_eq!(local_batch_size(100, 2), 7);
+        assert_eq!(local_batch_size(10_000_000, 2), 4096);
+    }
 }

@@ -166,6 +166,35 @@ impl Engine {
 
     /// A fresh store for one batch: empty WASI context, memory limit, epoch deadline.
     pub fn new_store(&self, batch_time: Duration) -> Store<BatchState> {
+        let mut store = self.sandboxed_store();
+        store.set_epoch_deadline(epoch_ticks(batch_time));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// A store like [`new_store`](Self::new_store) whose batch also ends, within one epoch
+    /// tick, once `stop` returns true: the call then fails with [`Stopped`]. `stop` is asked
+    /// on the thread running the batch, once per tick, and only while the batch runs.
+    pub fn new_stoppable_store(&self, batch_time: Duration, stop: StopCheck) -> Store<BatchState> {
+        let mut store = self.sandboxed_store();
+        let limit = epoch_ticks(batch_time);
+        let mut ticks = 0u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            ticks += 1;
+            if stop() {
+                return Err(wasmtime::Error::new(Stopped));
+            }
+            Ok(if ticks >= limit {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Continue(1)
+            })
+        });
+        store
+    }
+
+    fn sandboxed_store(&self) -> Store<BatchState> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let limits = wasmtime::StoreLimitsBuilder::new()
@@ -182,11 +211,18 @@ impl Engine {
             },
         );
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(epoch_ticks(batch_time));
-        store.epoch_deadline_trap();
         store
     }
 }
+
+/// Asked once per epoch tick while a stoppable batch runs: `true` ends the batch
+/// ([`Engine::new_stoppable_store`]).
+pub type StopCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The error a stoppable batch's call fails with once its [`StopCheck`] said stop.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+#[error("stopped before it finished")]
+pub struct Stopped;
 
 /// A time limit in epoch ticks, rounded up, at least one.
 fn epoch_ticks(limit: Duration) -> u64 {

@@ -184,32 +184,45 @@ pub fn submit(
     Ok(spec)
 }
 
-/// The spec of `job`, or an error saying the job is unknown or expired.
+/// A job that Redis does not hold: never submitted there, or expired with its TTL.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("no job `{job}` in {url} (unknown, or expired with its TTL)")]
+pub struct JobNotFound {
+    /// The job id.
+    pub job: String,
+    /// Where it was looked for (without the password).
+    pub url: String,
+}
+
+impl JobNotFound {
+    fn new(job: &str, store: &Store) -> Self {
+        Self {
+            job: job.to_string(),
+            url: store.url().to_string(),
+        }
+    }
+}
+
+/// The spec of `job`, or [`JobNotFound`].
 pub fn spec(store: &mut Store, job: &str) -> Result<JobSpec> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
     let keys = JobKeys::new(job);
     let fields: HashMap<String, String> =
         store.run(|c| redis::cmd("HGETALL").arg(keys.spec()).query(c))?;
     if fields.is_empty() {
-        bail!(
-            "no job `{job}` in {} (unknown, or expired with its TTL)",
-            store.url()
-        );
+        return Err(JobNotFound::new(job, store).into());
     }
     JobSpec::from_fields(&fields).with_context(|| format!("reading the spec of job {job}"))
 }
 
-/// The state and counters of `job`.
+/// The state and counters of `job`, or [`JobNotFound`].
 pub fn progress(store: &mut Store, job: &str) -> Result<Progress> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
     let keys = JobKeys::new(job);
     let fields: HashMap<String, String> =
         store.run(|c| redis::cmd("HGETALL").arg(keys.progress()).query(c))?;
     if fields.is_empty() {
-        bail!(
-            "no job `{job}` in {} (unknown, or expired with its TTL)",
-            store.url()
-        );
+        return Err(JobNotFound::new(job, store).into());
     }
     Ok(Progress::from_fields(&fields))
 }

@@ -24,8 +24,10 @@ pub mod store;
 pub mod types;
 pub mod worker;
 
-pub use batch::{BatchError, BatchOutcome, Job, run_batch, run_batches, run_packed_batch};
-pub use engine::{Engine, Limits};
+pub use batch::{
+    BatchError, BatchOutcome, Job, run_batch, run_batches, run_packed_batch, run_packed_batch_until,
+};
+pub use engine::{Engine, Limits, StopCheck};
 pub use pack::KernelPack;
 pub use results::{PackedResults, ResultRef};
 pub use types::{Item, ItemError, ItemResult, KernelError, KernelInfo, Tensor};

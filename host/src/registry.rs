@@ -161,6 +161,15 @@ pub fn is_digest(reference: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Whether `value`, given where a pack is expected, names a pack in the registry rather than a
+/// component file: a digest, or a NAME[:TAG] that does not look like a path (no `/`, no
+/// `.wasm`) and is not an existing file.
+pub fn is_reference(value: &str) -> bool {
+    let looks_like_reference = is_digest(value)
+        || (!value.contains('/') && !value.ends_with(".wasm") && parse_name(value).is_ok());
+    looks_like_reference && !std::path::Path::new(value).exists()
+}
+
 /// Stores a checked pack and points `NAME:TAG` at it. Pushing the same bytes again is a no-op
 /// for the blob; the tag moves.
 pub fn push(

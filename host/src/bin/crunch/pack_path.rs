@@ -24,12 +24,7 @@ impl PackArgs {
     /// is not an existing file.
     pub fn registry_reference(&self) -> Option<String> {
         let value = self.pack.as_ref()?.to_str()?;
-        let is_file = Path::new(value).exists();
-        let looks_like_ref = crunch::registry::is_digest(value)
-            || (!value.contains('/')
-                && !value.ends_with(".wasm")
-                && crunch::registry::parse_name(value).is_ok());
-        (!is_file && looks_like_ref).then(|| value.to_string())
+        crunch::registry::is_reference(value).then(|| value.to_string())
     }
 
     /// The pack to load, or an error listing every place that was searched.

@@ -80,7 +80,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     let batch_size = args
         .batch_size
         .map(|b| b as usize)
-        .unwrap_or_else(|| auto_batch_size(items.len(), threads));
+        .unwrap_or_else(|| crunch::batch::local_batch_size(items.len(), threads));
 
     let progress = progress_bar(items.len() as u64, args.quiet);
     let job = Job {
@@ -172,11 +172,6 @@ fn resolve_format(given: Option<Format>, path: &Path) -> Result<Format> {
     }
 }
 
-/// Enough batches for about eight per thread, between 1 and 4096 items each.
-fn auto_batch_size(items: usize, threads: usize) -> usize {
-    items.div_ceil(threads.max(1) * 8).clamp(1, 4096)
-}
-
 fn progress_bar(items: u64, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
@@ -202,16 +197,4 @@ fn write_error_sidecar(output: &Path, failures: &[(usize, &crunch::ItemError)]) 
     let text = serde_json::to_string_pretty(&serde_json::json!({ "errors": errors }))?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auto_batches_are_bounded() {
-        assert_eq!(auto_batch_size(0, 4), 1);
-        assert_eq!(auto_batch_size(100, 2), 7);
-        assert_eq!(auto_batch_size(10_000_000, 2), 4096);
-    }
 }

@@ -1,0 +1,312 @@
+//! `crunch.run`: items through a kernel on this machine.
+//!
+//! A run of one batch runs on the calling thread. Otherwise the batches run on a pool of
+//! threads; the first to finish with a result sizes one output buffer for every item by that
+//! result's shape, and each batch copies its rows into its place there as it finishes (a result
+//! of another shape sends the run to one array per item instead). The calling thread waits
+//! without the GIL, waking as batches finish and every [`POLL`] to check for Ctrl-C and report
+//! progress; on Ctrl-C, or an exception from the progress callback, every batch stops within
+//! one epoch tick and the exception is raised.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crunch::results::PackedResults;
+use crunch::{BatchOutcome, Job, KernelPack, StopCheck, Tensor, run_packed_batch_until};
+use pyo3::prelude::*;
+use rayon::prelude::*;
+
+use crate::errors::CrunchError;
+use crate::items::Input;
+use crate::outputs::{Failure, Values};
+use crate::per_process::PerProcess;
+
+/// How often the waiting thread checks for Ctrl-C and reports progress.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How a run is cut and spread.
+pub struct Settings<'a> {
+    /// Kernel, parameters and the time limit of one batch.
+    pub job: Job<'a>,
+    /// Items per batch.
+    pub batch_size: usize,
+    /// Threads running batches.
+    pub threads: usize,
+}
+
+/// What the waiting thread does when it wakes: check for Ctrl-C (and other signals Python
+/// handles), then report how many items are done.
+pub struct Watch {
+    /// Called with the number of items done so far.
+    pub progress: Option<Py<PyAny>>,
+}
+
+impl Watch {
+    fn check(&self, done: usize) -> PyResult<()> {
+        Python::attach(|py| {
+            py.check_signals()?;
+            if let Some(progress) = &self.progress {
+                progress.call1(py, (done,))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Runs every item of `input` through `settings.job` on `pack`; call without the GIL.
+pub fn run(
+    pack: &KernelPack,
+    input: &Input<'_>,
+    settings: &Settings<'_>,
+    watch: &Watch,
+) -> PyResult<(Values, Vec<Failure>)> {
+    let count = input.len();
+    let size = settings.batch_size.max(1);
+    let batches: Vec<Range<usize>> = (0..count)
+        .step_by(size)
+        .map(|start| start..(start + size).min(count))
+        .collect();
+    let rows = Mutex::new(None);
+    let mut reports = match &batches[..] {
+        [] => Vec::new(),
+        [only] => {
+            let outcome = run_on_caller(pack, &settings.job, input.pack(only.clone()))?;
+            vec![absorb(outcome, only.start, count, &rows)]
+        }
+        _ => run_on_pool(pack, input, settings, &batches, &rows, watch)?,
+    };
+    let failures: Vec<Failure> = reports
+        .iter_mut()
+        .flat_map(|r| r.failures.drain(..))
+        .collect();
+    let rows = rows.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let values = match rows {
+        Some(mut rows) if reports.iter().all(|r| r.kept.is_none()) => {
+            for failure in &failures {
+                rows.row(failure.item as usize).fill(f64::NAN);
+            }
+            Values::Rows {
+                count,
+                item_shape: rows.shape,
+                data: rows.data,
+            }
+        }
+        rows => Values::from_each(each_result(&reports, &batches, rows.as_ref(), &failures)),
+    };
+    Ok((values, failures))
+}
+
+/// One buffer for every item's result, all of one shape.
+struct Rows {
+    shape: Vec<u32>,
+    /// Values per result.
+    m: usize,
+    data: Vec<f64>,
+}
+
+impl Rows {
+    fn row(&mut self, item: usize) -> &mut [f64] {
+        &mut self.data[item * self.m..(item + 1) * self.m]
+    }
+}
+
+/// What became of one batch once its rows are written.
+struct Report {
+    failures: Vec<Failure>,
+    /// The batch's results, kept when they do not fit the rows (another shape).
+    kept: Option<PackedResults>,
+}
+
+/// Lists a batch's failures and copies its results into the rows of `count` items (made now,
+/// shaped like this batch's first result, if no batch has made them yet); keeps the results
+/// whole when one has another shape.
+fn absorb(
+    outcome: BatchOutcome,
+    first_item: usize,
+    count: usize,
+    rows: &Mutex<Option<Rows>>,
+) -> Report {
+    let failures = outcome
+        .results
+        .iter()
+        .enumerate()
+        .filter_map(|(j, r)| {
+            r.err().map(|e| Failure {
+                item: (first_item + j) as u64,
+                batch: outcome.index as u64,
+                kind: e.kind().to_string(),
+                message: e.message().to_string(),
+            })
+        })
+        .collect();
+    let Some(shape) = outcome.results.iter().find_map(|r| r.ok().map(|t| t.shape)) else {
+        return Report {
+            failures,
+            kept: None,
+        };
+    };
+    let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
+    let rows = rows.get_or_insert_with(|| {
+        let m = shape.iter().map(|&d| d as usize).product();
+        Rows {
+            shape: shape.to_vec(),
+            m,
+            data: vec![0.0; count * m],
+        }
+    });
+    let fits = outcome
+        .results
+        .iter()
+        .all(|r| r.is_err() || r.is_ok_and(|t| t.shape == rows.shape));
+    if !fits {
+        return Report {
+            failures,
+            kept: Some(outcome.results),
+        };
+    }
+    for (j, result) in outcome.results.iter().enumerate() {
+        if let Ok(t) = result {
+            rows.row(first_item + j).copy_from_slice(t.data);
+        }
+    }
+    Report {
+        failures,
+        kept: None,
+    }
+}
+
+/// One result per item when the rows could not hold them all.
+fn each_result(
+    reports: &[Report],
+    batches: &[Range<usize>],
+    rows: Option<&Rows>,
+    failures: &[Failure],
+) -> Vec<Option<Tensor>> {
+    let failed: std::collections::HashSet<u64> = failures.iter().map(|f| f.item).collect();
+    let mut out = Vec::with_capacity(batches.last().map_or(0, |b| b.end));
+    for (report, range) in reports.iter().zip(batches) {
+        match (&report.kept, rows) {
+            (Some(results), _) => out.extend(results.iter().map(|r| {
+                r.ok().map(|t| Tensor {
+                    shape: t.shape.to_vec(),
+                    data: t.data.to_vec(),
+                })
+            })),
+            (None, Some(rows)) => out.extend(range.clone().map(|i| {
+                (!failed.contains(&(i as u64))).then(|| Tensor {
+                    shape: rows.shape.clone(),
+                    data: rows.data[i * rows.m..(i + 1) * rows.m].to_vec(),
+                })
+            })),
+            (None, None) => out.extend(range.clone().map(|_| None)),
+        }
+    }
+    out
+}
+
+/// Runs one batch on the calling thread; Ctrl-C stops it (and is raised).
+fn run_on_caller(
+    pack: &KernelPack,
+    job: &Job<'_>,
+    batch: crunch::packing::PackedBatch,
+) -> PyResult<BatchOutcome> {
+    let interrupted: Arc<Mutex<Option<PyErr>>> = Arc::default();
+    let slot = interrupted.clone();
+    let stop: StopCheck = Arc::new(move || {
+        Python::attach(|py| match py.check_signals() {
+            Ok(()) => false,
+            Err(e) => {
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(e);
+                }
+                true
+            }
+        })
+    });
+    let outcome = run_packed_batch_until(pack, job, 0, &batch, Some(stop));
+    let raised = interrupted.lock().ok().and_then(|mut e| e.take());
+    match raised {
+        Some(e) => Err(e),
+        None => Ok(outcome),
+    }
+}
+
+/// Runs `batches` on the pool while the calling thread watches.
+fn run_on_pool(
+    pack: &KernelPack,
+    input: &Input<'_>,
+    settings: &Settings<'_>,
+    batches: &[Range<usize>],
+    rows: &Mutex<Option<Rows>>,
+    watch: &Watch,
+) -> PyResult<Vec<Report>> {
+    let pool = pool(settings.threads)?;
+    let count = input.len();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = AtomicUsize::new(0);
+    let (finished_tx, finished_rx) = mpsc::channel::<()>();
+    let mut reports: Option<Vec<Option<Report>>> = None;
+    let mut raised = None;
+    pool.in_place_scope(|scope| {
+        let (stop, done, reports) = (&stop, &done, &mut reports);
+        scope.spawn(move |_| {
+            let finished = &finished_tx;
+            *reports = Some(
+                batches
+                    .par_iter()
+                    .enumerate()
+                    .map(|(index, range)| {
+                        if stop.load(Ordering::Relaxed) {
+                            return None;
+                        }
+                        let flag = stop.clone();
+                        let check: StopCheck = Arc::new(move || flag.load(Ordering::Relaxed));
+                        let batch = input.pack(range.clone());
+                        let outcome =
+                            run_packed_batch_until(pack, &settings.job, index, &batch, Some(check));
+                        let report = absorb(outcome, range.start, count, rows);
+                        done.fetch_add(range.len(), Ordering::Relaxed);
+                        let _ = finished.send(());
+                        Some(report)
+                    })
+                    .collect(),
+            );
+        });
+        let mut finished = 0;
+        while finished < batches.len() {
+            match finished_rx.recv_timeout(POLL) {
+                Ok(()) => finished += 1 + finished_rx.try_iter().count(),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if let Err(e) = watch.check(done.load(Ordering::Relaxed)) {
+                stop.store(true, Ordering::Relaxed);
+                raised = Some(e);
+                break;
+            }
+        }
+    });
+    if let Some(e) = raised {
+        return Err(e);
+    }
+    reports
+        .into_iter()
+        .flatten()
+        .map(|r| r.ok_or_else(|| CrunchError::new_err("a batch of the run was skipped")))
+        .collect()
+}
+
+/// The pool of `threads` batch threads, made on first use and kept for later runs.
+fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
+    static POOLS: PerProcess<usize, rayon::ThreadPool> = PerProcess::new();
+    POOLS.get_or_make(threads, || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("crunch-batch-{i}"))
+            .build()
+            .map_err(|e| CrunchError::new_err(format!("starting {threads} batch threads: {e}")))
+    })
+}
