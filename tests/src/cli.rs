@@ -56,18 +56,29 @@ impl Crunch {
         self
     }
 
+    /// Removes an environment variable.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
     /// Runs `crunch ARGS` to completion.
     pub fn run(mut self, args: &[&str]) -> Output {
         self.cmd.args(args).output().expect("running crunch")
     }
 
     /// Starts `crunch worker ARGS` in the background, output discarded.
-    pub fn spawn_worker(mut self, args: &[&str]) -> Child {
+    pub fn spawn_worker(self, args: &[&str]) -> Child {
+        self.spawn_worker_with_stderr(args, Stdio::null())
+    }
+
+    /// Starts `crunch worker ARGS` in the background, its stderr (the log) to `stderr`.
+    pub fn spawn_worker_with_stderr(mut self, args: &[&str], stderr: impl Into<Stdio>) -> Child {
         self.cmd
             .arg("worker")
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("starting a worker")
     }
