@@ -18,9 +18,14 @@ default:
 setup:
     @rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-# Also the test components and the example pack (v1 and v2).
+# Also the test components (the hostile pack and its two list-kernels variants) and the example
+# pack (v1 and v2).
 # Build the kernel pack component and the host, and print the pack's size.
 build: setup
+    cargo build --profile component --target wasm32-wasip2 -p crunch-hostile-kernels --features bad-names
+    cp {{components}}/crunch_hostile_kernels.wasm {{components}}/crunch_hostile_bad_names.wasm
+    cargo build --profile component --target wasm32-wasip2 -p crunch-hostile-kernels --features endless-list
+    cp {{components}}/crunch_hostile_kernels.wasm {{components}}/crunch_hostile_endless_list.wasm
     cargo build --profile component --target wasm32-wasip2 -p crunch-kernels -p crunch-hostile-kernels
     cargo build --profile component --target wasm32-wasip2 -p crunch-example-risk
     cp {{components}}/crunch_example_risk.wasm {{components}}/crunch_example_risk_v1.wasm

@@ -148,7 +148,9 @@ pub fn run(
 }
 
 /// Runs `kernel` on every item of a packed batch (the component's entry point), reading the
-/// inputs in place. Failures are as for [`run`]; items that cannot be read fail alone.
+/// inputs in place. Failures are as for [`run`]; items that cannot be read fail alone. An
+/// empty batch refused as a whole (unknown kernel or parameter) answers with one failure at
+/// index 0, so that a host can refuse a job before sending any work.
 pub fn run_packed(
     kernel: &str,
     params: &[(String, Tensor)],
@@ -156,6 +158,11 @@ pub fn run_packed(
 ) -> BatchResults<KernelError> {
     match prepare(kernel, params) {
         Ok(spec) => run_spec(spec, params, items),
+        // An empty batch asks whether the call itself is taken (see wit/kernel.wit).
+        Err(e) if items.remaining() == 0 => BatchResults {
+            outputs: Packed::default(),
+            failures: vec![(0, e)],
+        },
         Err(e) => crunch_abi::run_each(items, unreadable, |_| Err(e.clone())),
     }
 }
@@ -223,6 +230,27 @@ mod tests {
         let p = vec![("qq".to_string(), Tensor::vector(vec![1.0]))];
         let out = run("percentile", &p, &[vec![Tensor::vector(vec![1.0])]]);
         assert!(matches!(&out[0], Err(KernelError::InvalidInput(m)) if m.contains("`qq`")));
+    }
+
+    #[test]
+    fn an_empty_batch_says_whether_the_call_is_taken() {
+        let empty = crunch_abi::Packed::default();
+        let p = vec![("qq".to_string(), Tensor::vector(vec![1.0]))];
+        let refused = run_packed("percentile", &p, empty.items());
+        assert_eq!(refused.outputs.count, 0);
+        assert!(
+            matches!(&refused.failures[..], [(0, KernelError::InvalidInput(m))] if m.contains("`qq`"))
+        );
+        let q = vec![("q".to_string(), Tensor::vector(vec![50.0]))];
+        assert!(
+            run_packed("percentile", &q, empty.items())
+                .failures
+                .is_empty()
+        );
+        assert!(matches!(
+            &run_packed("nope", &[], empty.items()).failures[..],
+            [(0, KernelError::UnknownKernel(_))]
+        ));
     }
 
     #[test]

@@ -11,10 +11,15 @@ use crate::engine::{StopCheck, Stopped};
 use crate::pack::KernelPack;
 use crate::packing::{self, PackedBatch};
 use crate::results::PackedResults;
+use crate::text;
 use crate::types::{Item, ItemError, Tensor};
 
 /// Backtrace lines kept in a batch error (deep recursion would otherwise fill pages).
 const MAX_BACKTRACE_LINES: usize = 16;
+
+/// Innermost frames that must repeat (one function, or a cycle of up to 4) for a trap to be
+/// read as deep recursion. wasmtime keeps 20 frames of a backtrace.
+const RECURSION_FRAMES: usize = 16;
 
 /// What to compute: the kernel, its parameters, and each batch's time limit.
 #[derive(Clone, Copy, Debug)]
@@ -130,7 +135,7 @@ pub fn run_packed_batch_until(
 ) -> BatchOutcome {
     let start = Instant::now();
     let len = batch.len();
-    let result = call(pack, job, index, batch, stop);
+    let result = call(pack, job, index, batch, stop, start + job.batch_time);
     let elapsed = start.elapsed();
     match result {
         Ok(results) => BatchOutcome {
@@ -148,32 +153,60 @@ pub fn run_packed_batch_until(
     }
 }
 
+/// Calls the pack on `batch` in a fresh instance that must finish by `deadline`. Results too
+/// large to hand back in one call (wasmtime's hostcall limit, see [`Limits::result_bytes`])
+/// are asked for in two halves, and so on down to one item, which then fails alone with an
+/// error that names the limit.
+///
+/// [`Limits::result_bytes`]: crate::engine::Limits::result_bytes
 fn call(
     pack: &KernelPack,
     job: &Job<'_>,
     index: usize,
     batch: &PackedBatch,
     stop: Option<StopCheck>,
+    deadline: Instant,
 ) -> Result<PackedResults, BatchError> {
     let engine = pack.engine();
-    let mut store = match stop {
-        Some(stop) => engine.new_stoppable_store(job.batch_time, stop),
-        None => engine.new_store(job.batch_time),
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let mut store = match stop.clone() {
+        Some(stop) => engine.new_stoppable_store(remaining, stop),
+        None => engine.new_store(remaining),
     };
     let outcome = pack.pre().instantiate(&mut store).and_then(|instance| {
         instance
             .crunch_kernel_kernels()
             .call_run(&mut store, job.kernel, job.params, &batch.packed)
     });
-    let results = outcome.map_err(|e| {
-        classify(
-            e,
-            job,
-            index,
-            engine.limits().memory_bytes,
-            &store.data().stderr(),
-        )
-    })?;
+    let results = match outcome {
+        Ok(results) => results,
+        Err(e) if is_over_result_limit(&e) => {
+            drop(store);
+            let Some((first, second)) = batch.split() else {
+                let limit = engine.limits().result_bytes();
+                return Ok(batch.failed_results(ItemError::BatchFailed(format!(
+                    "kernel `{}`, batch {index}: the item's result is over the {} MiB a kernel \
+                     may hand back in one call (the limit follows the batch memory limit, \
+                     --memory-limit)",
+                    job.kernel,
+                    limit >> 20
+                ))));
+            };
+            let mut results = call(pack, job, index, &first, stop.clone(), deadline)?;
+            results.append(call(pack, job, index, &second, stop, deadline)?);
+            return Ok(results);
+        }
+        Err(e) => {
+            let memory_limit = engine.limits().memory_bytes;
+            return Err(classify(
+                e,
+                job,
+                index,
+                memory_limit,
+                &store.data().stderr(),
+            ));
+        }
+    };
     batch
         .results(results)
         .map_err(|reason| BatchError::Contract {
@@ -181,6 +214,11 @@ fn call(
             batch: index,
             reason,
         })
+}
+
+/// Whether the call failed because its results were more than the host takes in one call.
+fn is_over_result_limit(error: &wasmtime::Error) -> bool {
+    format!("{error:?}").contains("too much data is being copied between the host and the guest")
 }
 
 /// Turns a wasmtime error into the batch error that says what happened.
@@ -210,9 +248,22 @@ fn classify(
             limit: memory_limit,
         };
     }
-    let trap = match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => trap.to_string(),
-        None => error.to_string(),
+    let recursion = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(recursing_function);
+    let trap = match (error.downcast_ref::<wasmtime::Trap>(), recursion) {
+        (Some(wasmtime::Trap::StackOverflow), _) => {
+            "stack overflow: calls nested deeper than the wasm stack allows (unbounded recursion?)"
+                .to_string()
+        }
+        // A Rust kernel keeps its own stack in its linear memory, below its data: running off
+        // its end reads as an out-of-bounds access, deep in a chain of calls.
+        (Some(wasmtime::Trap::MemoryOutOfBounds), Some(function)) => format!(
+            "stack overflow: an out-of-bounds memory access deep in a recursion of `{function}`, \
+             where the kernel's own stack ran out (unbounded recursion?)"
+        ),
+        (Some(trap), _) => trap.to_string(),
+        (None, _) => error.to_string(),
     };
     // One line for the trap and what the kernel printed (its panic message), then the
     // backtrace, so that the first line alone says what happened.
@@ -222,11 +273,18 @@ fn classify(
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("note: run with"))
         .collect();
+    // The kernel wrote its stderr and named its functions: escaped here, so the error is safe
+    // to print and log wherever it goes (terminal, Redis, Sentry).
     if !printed.is_empty() {
-        reason.push_str(&format!("; kernel stderr: {}", printed.join(" ")));
+        let printed = text::escaped(&printed.join(" "), text::MESSAGE_BYTES);
+        reason.push_str(&format!("; kernel stderr: {printed}"));
     }
     if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
-        let frames: Vec<String> = backtrace.to_string().lines().map(str::to_string).collect();
+        let frames: Vec<String> = backtrace
+            .to_string()
+            .lines()
+            .map(|line| text::escaped(line, 200))
+            .collect();
         reason.push('\n');
         reason.push_str(&frames[..frames.len().min(MAX_BACKTRACE_LINES)].join("\n"));
         if frames.len() > MAX_BACKTRACE_LINES {
@@ -247,6 +305,32 @@ fn classify(
 /// `threads` threads: about eight batches per thread, between 1 and 4096 items each.
 pub fn local_batch_size(items: usize, threads: usize) -> usize {
     items.div_ceil(threads.max(1) * 8).clamp(1, 4096)
+}
+
+/// The most items per batch for which a batch's inputs take at most a quarter of
+/// `memory_bytes` (at least 1): room in the instance for the inputs, the outputs (often as
+/// large) and the kernel's own work, and results that fit in one call (see
+/// [`Limits::result_bytes`](crate::engine::Limits::result_bytes)).
+pub fn items_within_memory(items: &[Item], memory_bytes: usize) -> usize {
+    let values: usize = items.iter().flatten().map(|t| t.data.len()).sum();
+    let item_bytes = values.saturating_mul(8).div_ceil(items.len().max(1)).max(1);
+    (memory_bytes / 4 / item_bytes).max(1)
+}
+
+/// The function (escaped) whose calls fill the innermost frames of `backtrace`, repeating with
+/// a period of up to 4 calls: the mark of a recursion that ran until something gave out.
+fn recursing_function(backtrace: &wasmtime::WasmBacktrace) -> Option<String> {
+    let frames = backtrace.frames();
+    if frames.len() < RECURSION_FRAMES {
+        return None;
+    }
+    let index = |i: usize| frames[i].func_index();
+    (1..=4)
+        .find(|&period| (period..RECURSION_FRAMES).all(|i| index(i) == index(i - period)))
+        .map(|_| {
+            let name = frames[0].func_name().unwrap_or("?");
+            text::escaped(&format!("{:#}", rustc_demangle::demangle(name)), 100)
+        })
 }
 
 /// Runs every batch of `items` (split into batches of `batch_size`) on `threads` OS threads.

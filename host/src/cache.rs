@@ -167,10 +167,14 @@ impl PackCache {
             if let Some(dir) = code.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let tmp = code.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::write(&check, sha256_hex(&bytes))?;
-            std::fs::rename(&tmp, &code)?;
+            // Each writer (two threads of one worker may compile the same digest at once) has
+            // its own temporary files, renamed into place whole.
+            let dir = code.parent().unwrap_or(Path::new("."));
+            for (path, content) in [(&check, sha256_hex(&bytes).into_bytes()), (&code, bytes)] {
+                let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+                std::io::Write::write_all(&mut tmp, &content)?;
+                tmp.persist(path).map_err(|e| e.error)?;
+            }
             Ok(())
         };
         if let Err(e) = write() {

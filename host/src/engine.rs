@@ -36,6 +36,20 @@ pub struct Limits {
     pub stack_bytes: usize,
     /// Instances that may be alive at once (sizes the pooling allocator).
     pub max_concurrent_batches: u32,
+    /// The most data a batch's call may hand back to the host (wasmtime's hostcall fuel);
+    /// `None`: as much as the batch's memory may hold, at least wasmtime's default 128 MiB. See
+    /// [`result_bytes`](Self::result_bytes).
+    pub max_result_bytes: Option<usize>,
+}
+
+impl Limits {
+    /// The most data one call into a pack may hand back. A pack's results lie in its linear
+    /// memory, so the memory limit already bounds them: this only stops a pack from making the
+    /// host copy more than that (one region returned many times over).
+    pub fn result_bytes(&self) -> usize {
+        self.max_result_bytes
+            .unwrap_or_else(|| self.memory_bytes.max(128 << 20))
+    }
 }
 
 impl Default for Limits {
@@ -45,6 +59,7 @@ impl Default for Limits {
             memory_bytes: 1 << 30,
             stack_bytes: 1 << 20,
             max_concurrent_batches: 64,
+            max_result_bytes: None,
         }
     }
 }
@@ -211,6 +226,7 @@ impl Engine {
             },
         );
         store.limiter(|s| &mut s.limits);
+        store.set_hostcall_fuel(self.inner.limits.result_bytes());
         store
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
+use crate::batch;
 use crate::codec;
+use crate::engine::Limits;
 use crate::pack::KernelPack;
 use crate::results::PackedResults;
 use crate::store::Store;
@@ -40,9 +42,17 @@ pub struct SubmitOptions {
     pub lease: Option<Duration>,
 }
 
-/// About 256 batches, each of 64 to 8192 items (fewer when there are fewer items).
-pub fn auto_batch_size(items: usize) -> usize {
-    items.div_ceil(256).clamp(64, 8192).min(items.max(1))
+/// About 256 batches, each of 64 to 8192 items (fewer when there are fewer items), and no
+/// more than fit a worker's default memory limit (see [`batch::items_within_memory`]).
+pub fn auto_batch_size(items: &[Item]) -> usize {
+    let n = items.len();
+    n.div_ceil(256)
+        .clamp(64, 8192)
+        .min(n.max(1))
+        .min(batch::items_within_memory(
+            items,
+            Limits::default().memory_bytes,
+        ))
 }
 
 /// A new job id: the creation time in ms (hex, so ids sort by age) and 32 random bits.
@@ -80,14 +90,17 @@ pub fn submit(
     );
     let batch_size = opts
         .batch_size
-        .unwrap_or_else(|| auto_batch_size(items.len()))
+        .unwrap_or_else(|| auto_batch_size(items))
         .max(1);
     let job = new_job_id();
     let keys = JobKeys::new(&job);
-    let ttl = opts.ttl.as_secs().max(1);
-    let lease = opts
-        .lease
-        .unwrap_or(opts.batch_time * 2 + Duration::from_secs(10));
+    // Redis takes a TTL as a signed number: a larger one would read as negative and delete.
+    let ttl = opts.ttl.as_secs().clamp(1, i64::MAX as u64 / 1000);
+    let lease = opts.lease.unwrap_or(
+        opts.batch_time
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(10)),
+    );
     let spec = JobSpec {
         job: job.clone(),
         kernel: opts.kernel.clone(),

@@ -21,6 +21,8 @@ pub mod packing;
 pub mod registry;
 pub mod results;
 pub mod store;
+pub mod strict_json;
+pub mod text;
 pub mod types;
 pub mod worker;
 

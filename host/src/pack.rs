@@ -2,12 +2,31 @@
 //! identified by the sha256 digest of its bytes.
 
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::engine::Engine;
-use crate::types::{KernelInfo, KernelPackPre};
+use crate::text;
+use crate::types::{KernelInfo, KernelPackPre, Packed, Tensor};
+
+/// The time `list-kernels` may take before the pack is refused (it only lists names).
+pub const LIST_KERNELS_TIME: Duration = Duration::from_secs(5);
+
+/// Why a component could not become a kernel pack.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// It imports something the host does not grant.
+    #[error("linking the component: it imports something the host does not grant: {0}")]
+    Link(String),
+    /// It does not export the kernels interface of this contract version.
+    #[error("the component does not export crunch:kernel/kernels@0.2.x: {0}")]
+    NotKernelPack(String),
+    /// `list-kernels` trapped, ran out of time or memory.
+    #[error("calling `list-kernels` on the pack: {0}")]
+    ListKernels(String),
+}
 
 /// A compiled kernel pack, ready to instantiate once per batch.
 #[derive(Clone)]
@@ -33,7 +52,12 @@ impl KernelPack {
         let component = wasmtime::component::Component::new(engine.wasmtime(), bytes)
             .map_err(anyhow::Error::from)
             .context("compiling the component (is it a crunch:kernel component?)")?;
-        Self::from_component(engine, component, sha256_hex(bytes), bytes.len())
+        Ok(Self::from_component(
+            engine,
+            component,
+            sha256_hex(bytes),
+            bytes.len(),
+        )?)
     }
 
     /// A pack from compiled code that [`serialize`](Self::serialize) wrote for this engine.
@@ -48,7 +72,12 @@ impl KernelPack {
             unsafe { wasmtime::component::Component::deserialize(engine.wasmtime(), compiled) }
                 .map_err(anyhow::Error::from)
                 .context("loading a compiled kernel pack")?;
-        Self::from_component(engine, component, digest.to_string(), 0)
+        Ok(Self::from_component(
+            engine,
+            component,
+            digest.to_string(),
+            0,
+        )?)
     }
 
     /// The compiled code, for the disk cache.
@@ -66,15 +95,13 @@ impl KernelPack {
         component: wasmtime::component::Component,
         digest: String,
         size: usize,
-    ) -> Result<Self> {
+    ) -> Result<Self, PackError> {
         let instance_pre = engine
             .linker()
             .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .context("linking the component: it imports something the host does not grant")?;
+            .map_err(|e| PackError::Link(format!("{e:#}")))?;
         let pre = KernelPackPre::new(instance_pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export crunch:kernel/kernels@0.2.x")?;
+            .map_err(|e| PackError::NotKernelPack(format!("{e:#}")))?;
         let mut pack = Self {
             engine: engine.clone(),
             pre,
@@ -86,16 +113,61 @@ impl KernelPack {
         Ok(pack)
     }
 
-    fn list_from_instance(&self) -> Result<Vec<KernelInfo>> {
-        let mut store = self.engine.new_store(self.engine.limits().batch_time);
-        let instance = self
+    fn list_from_instance(&self) -> Result<Vec<KernelInfo>, PackError> {
+        let limit = LIST_KERNELS_TIME.min(self.engine.limits().batch_time);
+        let mut store = self.engine.new_store(limit);
+        self.pre
+            .instantiate(&mut store)
+            .and_then(|instance| {
+                instance
+                    .crunch_kernel_kernels()
+                    .call_list_kernels(&mut store)
+            })
+            .map_err(|e| {
+                let reason = match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::Interrupt) => {
+                        format!("it did not return within {limit:?} and was interrupted")
+                    }
+                    _ if format!("{e:?}").contains("forcing trap when growing memory") => format!(
+                        "it exceeded the memory limit of {} bytes",
+                        self.engine.limits().memory_bytes
+                    ),
+                    _ => format!("it trapped: {e:#}"),
+                };
+                PackError::ListKernels(text::capped(reason))
+            })
+    }
+
+    /// Asks the pack whether it takes a call of `kernel` with `params`, before any work is
+    /// sent: an empty batch, which a pack that refuses the call itself (an unknown kernel, an
+    /// unknown or malformed parameter) answers with one failure (see `wit/kernel.wit`). A pack
+    /// that says nothing accepts the call; its items then fail one by one if it did not.
+    pub fn check_call(&self, kernel: &str, params: &[(String, Tensor)]) -> Result<()> {
+        let mut store = self.engine.new_store(LIST_KERNELS_TIME);
+        let empty = Packed {
+            count: 0,
+            shapes: Vec::new(),
+            data: Vec::new(),
+        };
+        let answer = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| anyhow!("instantiating the pack: {e:?}"))?;
-        instance
-            .crunch_kernel_kernels()
-            .call_list_kernels(&mut store)
-            .map_err(|e| anyhow!("calling `list-kernels` on the pack: {e:?}"))
+            .and_then(|i| {
+                i.crunch_kernel_kernels()
+                    .call_run(&mut store, kernel, params, &empty)
+            })
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("asking the pack whether kernel `{kernel}` takes these parameters")
+            })?;
+        match answer.failures.first() {
+            None => Ok(()),
+            Some(refusal) => {
+                let reason = crate::types::ItemError::Kernel(refusal.error.clone());
+                let reason = text::escaped(&reason.to_string(), text::ECHO_CHARS);
+                anyhow::bail!("kernel `{kernel}` refuses the call: {reason}")
+            }
+        }
     }
 
     /// The engine the pack was compiled for.

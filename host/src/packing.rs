@@ -5,6 +5,7 @@
 use crunch_abi::{Packed, TensorRef};
 
 use crate::results::{PackedResults, ResultsBuilder};
+use crate::text;
 use crate::types::{BatchResults, Item, ItemError, KernelError};
 
 /// A batch's items, packed, and the items refused before packing.
@@ -86,6 +87,65 @@ impl PackedBatch {
         self.len == 0
     }
 
+    /// The batch cut in two halves of about as many packed items each, every item (refused
+    /// ones too) in the half that holds its position; `None` for fewer than two packed items.
+    pub fn split(&self) -> Option<(PackedBatch, PackedBatch)> {
+        let packed = self.packed.count as usize;
+        if packed < 2 {
+            return None;
+        }
+        let middle = packed / 2;
+        let at = self.positions[middle];
+        let (shape_at, data_at) = item_start(&self.packed.shapes, middle);
+        let half = |range: std::ops::Range<usize>, shapes: &[u32], data: &[f64], count| {
+            let offset = range.start;
+            PackedBatch {
+                packed: crate::types::Packed {
+                    count,
+                    shapes: shapes.to_vec(),
+                    data: data.to_vec(),
+                },
+                positions: self
+                    .positions
+                    .iter()
+                    .filter(|p| range.contains(p))
+                    .map(|p| p - offset)
+                    .collect(),
+                refused: self
+                    .refused
+                    .iter()
+                    .filter(|(p, _)| range.contains(p))
+                    .map(|(p, e)| (p - offset, e.clone()))
+                    .collect(),
+                len: range.len(),
+            }
+        };
+        let (shapes, data) = (&self.packed.shapes, &self.packed.data);
+        Some((
+            half(0..at, &shapes[..shape_at], &data[..data_at], middle as u32),
+            half(
+                at..self.len,
+                &shapes[shape_at..],
+                &data[data_at..],
+                (packed - middle) as u32,
+            ),
+        ))
+    }
+
+    /// Results in which every packed item failed with `error` and every refused item keeps its
+    /// own error.
+    pub fn failed_results(&self, error: ItemError) -> PackedResults {
+        let mut built = ResultsBuilder::new(&[], &[], self.len);
+        let mut refused = self.refused.iter().peekable();
+        for position in 0..self.len {
+            match refused.next_if(|(p, _)| *p == position) {
+                Some((_, e)) => built.error(e.clone()),
+                None => built.error(error.clone()),
+            }
+        }
+        PackedResults::from_parts(Vec::new(), Vec::new(), built.finish())
+    }
+
     /// One result per item of the batch, in order, from what the pack returned (kept packed);
     /// an error saying how the pack broke the contract when the results do not account for
     /// every packed item exactly once.
@@ -113,7 +173,7 @@ impl PackedBatch {
             let failure = failures.next_if(|f| f.index as usize == index);
             match (&tensors[..], failure) {
                 ([t], None) => built.output(*t),
-                ([], Some(f)) => built.error(ItemError::Kernel(f.error)),
+                ([], Some(f)) => built.error(ItemError::Kernel(capped(f.error))),
                 (ts, f) => {
                     return Err(format!(
                         "item {index}: the pack returned {} output tensors and {} failure",
@@ -142,6 +202,32 @@ impl PackedBatch {
             built,
         ))
     }
+}
+
+/// A kernel's error with its message cut to [`text::MESSAGE_BYTES`]: a pack may not make the
+/// host keep (and write, and print) megabytes per failed item.
+fn capped(error: KernelError) -> KernelError {
+    match error {
+        KernelError::InvalidInput(m) => KernelError::InvalidInput(text::capped(m)),
+        KernelError::Domain(m) => KernelError::Domain(text::capped(m)),
+        KernelError::UnknownKernel(m) => KernelError::UnknownKernel(text::capped(m)),
+    }
+}
+
+/// Where packed item `index` starts in `shapes` and in the values. The items before it were
+/// packed (and checked) by the host, so the walk stays within the lists.
+fn item_start(shapes: &[u32], index: usize) -> (usize, usize) {
+    let (mut at, mut values) = (0, 0);
+    for _ in 0..index {
+        let tensors = shapes[at];
+        at += 1;
+        for _ in 0..tensors {
+            let rank = shapes[at] as usize;
+            values += crunch_abi::element_count(&shapes[at + 1..at + 1 + rank]).unwrap_or(0);
+            at += 1 + rank;
+        }
+    }
+    (at, values)
 }
 
 #[cfg(test)]
@@ -182,6 +268,37 @@ mod tests {
             out[2],
             Err(ItemError::Kernel(KernelError::Domain("no".into())))
         );
+    }
+
+    #[test]
+    fn a_split_keeps_every_item_in_its_place() {
+        let bad = Tensor {
+            shape: vec![2],
+            data: vec![1.0],
+        };
+        let pair = Tensor {
+            shape: vec![2],
+            data: vec![3.0, 4.0],
+        };
+        let items = [
+            vec![scalar(1.0)],
+            vec![bad],
+            vec![pair.clone(), scalar(5.0)],
+            vec![scalar(6.0)],
+            vec![],
+        ];
+        let batch = pack(&items);
+        let (a, b) = batch.split().expect("four packed items split");
+        assert_eq!((a.len(), b.len()), (3, 2));
+        assert_eq!((a.packed.count, b.packed.count), (2, 2));
+        assert_eq!(a.packed.data, vec![1.0, 3.0, 4.0, 5.0]);
+        assert_eq!(b.packed.shapes, vec![1, 0, 0]);
+        assert_eq!(b.packed.data, vec![6.0]);
+        let failed = a.failed_results(ItemError::BatchFailed("too big".into()));
+        let failed = failed.to_vec();
+        assert!(matches!(&failed[1], Err(e) if e.message().contains("needs 2 values")));
+        assert_eq!(failed[2], Err(ItemError::BatchFailed("too big".into())));
+        assert!(pack(&items[..1]).split().is_none());
     }
 
     #[test]

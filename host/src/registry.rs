@@ -12,8 +12,9 @@ use wasmtime::component::Component;
 
 use crate::engine::Engine;
 use crate::jobs::{self, now_ms};
-use crate::pack::{KernelPack, sha256_hex};
+use crate::pack::{KernelPack, PackError, sha256_hex};
 use crate::store::Store;
+use crate::text;
 
 /// The largest pack `push` accepts by default.
 pub const DEFAULT_MAX_SIZE: usize = 16 << 20;
@@ -73,6 +74,12 @@ pub enum PushError {
     /// Does not compile or instantiate.
     #[error("the component is invalid: {0}")]
     Invalid(String),
+    /// `list-kernels` failed (trapped, timed out, ran out of memory).
+    #[error("{0}")]
+    ListKernels(String),
+    /// Kernel names that are empty, given twice, or hold control characters.
+    #[error("the pack's kernel names are unusable: {0}")]
+    BadKernelNames(String),
 }
 
 /// A checked pack, ready to store.
@@ -130,12 +137,45 @@ pub fn check(engine: &Engine, bytes: &[u8], max_size: usize) -> Result<CheckedPa
     }
     // The component compiled above serves for the world check too: no second compile.
     let pack = KernelPack::from_component(engine, component, sha256_hex(bytes), bytes.len())
-        .map_err(|e| PushError::WrongWorld(format!("{e:#}")))?;
+        .map_err(|e| match e {
+            PackError::ListKernels(_) => PushError::ListKernels(e.to_string()),
+            PackError::Link(m) => PushError::ForbiddenImports(m),
+            PackError::NotKernelPack(m) => PushError::WrongWorld(m),
+        })?;
+    let names: Vec<&str> = pack.kernels().iter().map(|k| k.name.as_str()).collect();
+    check_names(&names).map_err(PushError::BadKernelNames)?;
     Ok(CheckedPack {
         digest: pack.digest().to_string(),
         size: bytes.len(),
         kernels: pack.kernels().iter().map(|k| k.name.clone()).collect(),
     })
+}
+
+/// Kernel names must be non-empty, unique and free of control characters (and of the
+/// invisible characters that reorder text), so that a job can name each and a terminal shows
+/// each as it is. The error lists every problem.
+fn check_names(names: &[&str]) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            problems.push(format!("kernel {i} has an empty name"));
+        } else if name.chars().any(text::needs_escape) {
+            problems.push(format!(
+                "kernel {i}'s name `{}` holds control characters",
+                text::escaped(name, 64)
+            ));
+        } else if names[..i].contains(name) {
+            problems.push(format!(
+                "the name `{}` is given twice",
+                text::escaped(name, 64)
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// Splits `NAME[:TAG]` (tag `latest` by default), checking both parts.
@@ -334,5 +374,15 @@ mod tests {
         assert!(parse_name("a b").is_err() && parse_name(":x").is_err());
         assert!(is_digest(&format!("sha256:{}", "a".repeat(64))));
         assert!(!is_digest("sha256:xyz"));
+    }
+
+    #[test]
+    fn kernel_names_must_be_usable() {
+        assert!(check_names(&["a", "b"]).is_ok());
+        let err = check_names(&["a", "", "a", "x\u{1b}[2J", "rtl\u{202e}"]).unwrap_err();
+        assert!(err.contains("kernel 1 has an empty name"), "{err}");
+        assert!(err.contains("`a` is given twice"), "{err}");
+        assert!(err.contains("x\\u{1b}[2J"), "{err}");
+        assert!(err.contains("rtl\\u{202e}"), "{err}");
     }
 }

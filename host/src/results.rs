@@ -57,6 +57,29 @@ impl PackedResults {
         }
     }
 
+    /// These results followed by `other`'s (the two halves of a batch that was split).
+    pub fn append(&mut self, other: PackedResults) {
+        let (shapes, data, errors) = (self.shapes.len(), self.data.len(), self.errors.len());
+        self.shapes.extend(other.shapes);
+        self.data.extend(other.data);
+        self.errors.extend(other.errors);
+        self.entries
+            .extend(other.entries.into_iter().map(|entry| match entry {
+                Entry::Output {
+                    shape_start,
+                    rank,
+                    data_start,
+                    values,
+                } => Entry::Output {
+                    shape_start: shape_start + shapes,
+                    rank,
+                    data_start: data_start + data,
+                    values,
+                },
+                Entry::Failed(error) => Entry::Failed(error + errors),
+            }));
+    }
+
     /// Items in the batch.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -222,6 +245,33 @@ mod tests {
                     data: vec![3.0],
                 }),
             ]
+        );
+    }
+
+    #[test]
+    fn appended_results_keep_their_order() {
+        let one = |v: f64| {
+            let mut b = ResultsBuilder::new(&[], &[], 1);
+            b.output(TensorRef {
+                shape: &[],
+                data: &[],
+            });
+            PackedResults::from_parts(vec![1], vec![v], b.finish())
+        };
+        let mut results = PackedResults::all_failed(1, ItemError::BatchFailed("a".into()));
+        results.append(one(2.0));
+        results.append(PackedResults::all_failed(
+            1,
+            ItemError::BatchFailed("b".into()),
+        ));
+        assert_eq!(results.len(), 3);
+        assert_eq!(
+            results.get(2),
+            Some(Err(&ItemError::BatchFailed("b".into())))
+        );
+        assert_eq!(
+            results.get(0),
+            Some(Err(&ItemError::BatchFailed("a".into())))
         );
     }
 

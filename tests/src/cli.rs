@@ -56,18 +56,29 @@ impl Crunch {
         self
     }
 
+    /// Removes an environment variable.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
     /// Runs `crunch ARGS` to completion.
     pub fn run(mut self, args: &[&str]) -> Output {
         self.cmd.args(args).output().expect("running crunch")
     }
 
     /// Starts `crunch worker ARGS` in the background, output discarded.
-    pub fn spawn_worker(mut self, args: &[&str]) -> Child {
+    pub fn spawn_worker(self, args: &[&str]) -> Child {
+        self.spawn_worker_with_stderr(args, Stdio::null())
+    }
+
+    /// Starts `crunch worker ARGS` in the background, its stderr (the log) to `stderr`.
+    pub fn spawn_worker_with_stderr(mut self, args: &[&str], stderr: impl Into<Stdio>) -> Child {
         self.cmd
             .arg("worker")
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("starting a worker")
     }
@@ -166,4 +177,41 @@ pub fn contracts(count: usize) -> Vec<Vec<Tensor>> {
             }]
         })
         .collect()
+}
+
+/// `crunch ARGS` with the standard pack and the environment variables `env`.
+pub fn crunch_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    env.iter()
+        .fold(Crunch::new().pack("crunch_kernels"), |c, (k, v)| {
+            c.env(k, v)
+        })
+        .run(args)
+}
+
+/// `crunch run -k KERNEL -i INPUT -o OUTPUT EXTRA...` with the standard pack.
+pub fn run_kernel(kernel: &str, input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "-k", kernel, "-i", path(input), "-o", path(output)];
+    args.extend_from_slice(extra);
+    crunch_with(&args, &[])
+}
+
+/// Submits six `norm_cdf` items in batches of two (written to `dir/in.json`) to Redis at
+/// `redis`; returns the job id.
+pub fn submit_six_items(redis: &str, dir: &Path) -> String {
+    let input = dir.join("in.json");
+    std::fs::write(&input, "[[1], [2], [3], [4], [5], [6]]").expect("write");
+    let out = crunch_with(
+        &[
+            "submit",
+            "-k",
+            "norm_cdf",
+            "-i",
+            path(&input),
+            "--batch-size",
+            "2",
+        ],
+        &[("CRUNCH_REDIS", redis)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

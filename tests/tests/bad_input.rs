@@ -1,22 +1,16 @@
-//! The bad-input matrix (docs/bad-input.md): malformed CLI input files, Redis payloads, job
-//! specs and Lambda events. Each gets a clear error naming what is wrong, no panic, and the rest
-//! of the job is not lost.
+//! The bad-input matrix (docs/bad-input.md): malformed CLI input files and arguments, Redis
+//! payloads, job specs and Lambda events. Each gets a clear error naming what is wrong, no
+//! panic, and the rest of the job is not lost. What kernels hand back and what is written is in
+//! `bad_output.rs`.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Output;
 
 use crunch::lambda::{DrainEvent, EventError};
-use crunch_tests::cli::{Crunch, drain, path, stderr};
+use crunch_tests::cli::{
+    crunch_with as crunch, drain, path, run_kernel, stderr, submit_six_items as submit,
+};
 use crunch_tests::redis_server::RedisServer;
-
-fn crunch(args: &[&str], env: &[(&str, &str)]) -> Output {
-    env.iter()
-        .fold(Crunch::new().pack("crunch_kernels"), |c, (k, v)| {
-            c.env(k, v)
-        })
-        .run(args)
-}
 
 fn crb(version: u32, count: u64, body: &[u8]) -> Vec<u8> {
     let mut b = b"CRNCHBIN".to_vec();
@@ -129,7 +123,7 @@ fn malformed_input_files_get_clear_errors() {
         (
             "int.npy",
             npy("<i8", false, "(2,)", &[0u8; 16]),
-            "expected little-endian float64",
+            "expected float64 data ('<f8', or big-endian '>f8'), got <i8",
         ),
         (
             "fortran.npy",
@@ -141,24 +135,28 @@ fn malformed_input_files_get_clear_errors() {
             npy("<f8", false, "()", &[0u8; 8]),
             "0-d array",
         ),
-        ("input.txt", b"1 2 3".to_vec(), "cannot tell the format"),
+        (
+            "short.npy",
+            npy("<f8", false, "(2,)", &[0u8; 12]),
+            "the data ends early: shape [2] needs 2 values",
+        ),
+        (
+            "trailing.npy",
+            npy("<f8", false, "(2,)", &[0u8; 19]),
+            "3 unexpected bytes after the array",
+        ),
+        (
+            "duplicate.json",
+            br#"[[{"shape": [2], "shape": [1], "data": [1]}]]"#.to_vec(),
+            "duplicate key `shape`",
+        ),
+        ("input.txt", b"1 2 3".to_vec(), "cannot tell the format of"),
     ];
     let output = dir.path().join("out.json");
     for (name, bytes, expected) in &cases {
         let input = dir.path().join(name);
         std::fs::write(&input, bytes).expect("write");
-        let out = crunch(
-            &[
-                "run",
-                "-k",
-                "norm_cdf",
-                "-i",
-                path(&input),
-                "-o",
-                path(&output),
-            ],
-            &[],
-        );
+        let out = run_kernel("norm_cdf", &input, &output, &[]);
         assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
         assert!(
             stderr(&out).contains(expected),
@@ -166,20 +164,89 @@ fn malformed_input_files_get_clear_errors() {
             stderr(&out)
         );
         assert!(!stderr(&out).contains("panicked"), "{name} panicked");
+        assert!(
+            !stderr(&out).contains("expected '<f8' data, got '<f8'"),
+            "{name}: {}",
+            stderr(&out)
+        );
     }
+    // The flag to name is the input's.
+    let txt = dir.path().join("input.txt");
+    let out = run_kernel("norm_cdf", &txt, &output, &[]);
+    assert!(
+        stderr(&out).contains("or pass --input-format json|npy|crb"),
+        "{}",
+        stderr(&out)
+    );
+    let out = crunch(
+        &[
+            "run",
+            "-k",
+            "norm_cdf",
+            "-i",
+            path(&dir.path().join("bool.json")),
+            "-o",
+            "out.txt",
+        ],
+        &[],
+    );
+    assert!(
+        stderr(&out).contains("or pass --output-format json|npy|crb"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
-fn bad_arguments_get_clear_errors() {
+fn a_big_endian_npy_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("big.npy");
+    let values: Vec<u8> = [0.0f64, 1.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+    std::fs::write(&input, npy(">f8", false, "(2,)", &values)).expect("write");
+    let output = dir.path().join("out.json");
+    let out = run_kernel("norm_cdf", &input, &output, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let results =
+        crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+    assert_eq!(results[0].as_ref().expect("ok").data, vec![0.5]);
+    assert!((results[1].as_ref().expect("ok").data[0] - 0.8413447460685429).abs() < 1e-15);
+}
+
+#[test]
+fn an_endless_crb_is_refused_at_its_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zero = dir.path().join("zero.crb");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+    let output = dir.path().join("out.json");
+    let out = run_kernel("norm_cdf", &zero, &output, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("not a Crunch binary file: the first 8 bytes are [0, 0, 0, 0, 0, 0, 0, 0]"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_arguments_exit_1_with_clear_errors_and_run_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.json");
     std::fs::write(&input, "[[1, 2]]").expect("write");
     let i = path(&input);
     let o = dir.path().join("o.json");
     let o = o.to_str().expect("path");
-    let cases: [(&[&str], &str); 6] = [
+    let run = |extra: &[&'static str]| -> Vec<String> {
+        let mut args: Vec<String> = ["run", "-k", "percentile", "-i", i, "-o", o]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            &[
+            vec![
                 "run",
                 "-k",
                 "norm_cdf",
@@ -187,59 +254,148 @@ fn bad_arguments_get_clear_errors() {
                 "/nonexistent/in.json",
                 "-o",
                 o,
-            ],
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
             "opening input",
         ),
         (
-            &["run", "-k", "no_such", "-i", i, "-o", o],
+            vec!["run", "-k", "no_such", "-i", i, "-o", o]
+                .into_iter()
+                .map(String::from)
+                .collect(),
             "no kernel `no_such`",
         ),
+        (run(&["-p", "q=ten"]), "not a number"),
         (
-            &["run", "-k", "percentile", "-p", "q=ten", "-i", i, "-o", o],
-            "not a number",
-        ),
-        (
-            &[
-                "run",
-                "-k",
-                "norm_cdf",
-                "-i",
-                i,
-                "-o",
-                o,
-                "--pack",
-                "/nonexistent.wasm",
-            ],
+            run(&["-p", "q=50", "--pack", "/nonexistent.wasm"]),
             "reading kernel pack",
         ),
+        (run(&["-p", "q=50", "--batch-size", "0"]), "batch-size"),
+        (run(&["-p", "q=50", "--threads", "0"]), "threads"),
+        (run(&["-p", "q="]), "has no value"),
+        (run(&["-p", "q=50,,90"]), "entry 1 of `50,,90` is empty"),
+        (run(&["-p", "q=[[5, 50], [90]]"]), "rows differ in length"),
         (
-            &[
-                "run",
-                "-k",
-                "norm_cdf",
-                "-i",
-                i,
-                "-o",
-                o,
-                "--batch-size",
-                "0",
-            ],
-            "batch-size",
+            run(&["-p", "q=50", "-p", "q=90"]),
+            "parameter `q` is given twice",
         ),
         (
-            &["run", "-k", "norm_cdf", "-i", i, "-o", o, "--time-limit=-1"],
+            run(&["-p", "q=50", "-p", "qq=1"]),
+            "kernel `percentile` refuses the call: invalid-input: kernel `percentile` takes no parameter `qq` (it takes: q)",
+        ),
+        (
+            run(&["-p", "q=50", "--time-limit=-1"]),
             "--time-limit must be a positive number",
+        ),
+        (
+            run(&["-p", "q=50", "--time-limit", "1e300"]),
+            "--time-limit must be at most 604800 seconds",
+        ),
+        (
+            run(&["-p", "q=50", "--time-limit", "0.001"]),
+            "--time-limit must be at least 0.01 seconds, got 0.001: time limits are counted in ticks of 10 ms",
+        ),
+        (run(&["-p", "q=50", "--memory-limit", "0"]), "memory-limit"),
+        (
+            vec!["run".to_string(), "--no-such-flag".to_string()],
+            "--no-such-flag",
         ),
     ];
     for (args, expected) in cases {
-        let out = crunch(args, &[]);
-        assert!(!out.status.success(), "{args:?}");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = crunch(&args, &[]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         assert!(
             stderr(&out).contains(expected),
+            "{args:?}: expected {expected:?} in {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!Path::new(o).exists(), "{args:?} wrote an output");
+    }
+}
+
+#[test]
+fn bad_submit_arguments_exit_1_before_anything_is_written() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, "[[1], [2]]").expect("write");
+    let i = path(&input);
+    for (extra, expected) in [
+        (&["--ttl", "0"][..], "--ttl"),
+        (
+            &["--time-limit", "1e300"][..],
+            "--time-limit must be at most",
+        ),
+        (&["--lease", "1e300"][..], "--lease must be at most"),
+        (&["--lease", "0"][..], "--lease must be a positive number"),
+        (&["-p", "q=1"][..], "kernel `norm_cdf` refuses the call"),
+    ] {
+        let mut args = vec!["submit", "-k", "norm_cdf", "-i", i];
+        args.extend_from_slice(extra);
+        let out = crunch(&args, &[("CRUNCH_REDIS", &redis.url())]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: expected {expected:?} in {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("panicked"),
             "{args:?}: {}",
             stderr(&out)
         );
     }
+    let jobs = crunch(&["jobs"], &[("CRUNCH_REDIS", &redis.url())]);
+    assert_eq!(
+        String::from_utf8_lossy(&jobs.stdout).lines().count(),
+        1,
+        "no job was written: {}",
+        String::from_utf8_lossy(&jobs.stdout)
+    );
+}
+
+#[test]
+fn a_parameter_may_be_a_tensor_of_any_rank() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, "[[1, 2, 3, 4, 5]]").expect("write");
+    let output = dir.path().join("out.json");
+    for (param, shape) in [
+        ("q=[[0, 25], [75, 100]]", vec![2, 2]),
+        ("q=50,", vec![1]),
+        ("q=50", vec![]),
+    ] {
+        let out = crunch(
+            &[
+                "run",
+                "-k",
+                "percentile",
+                "-p",
+                param,
+                "-i",
+                path(&input),
+                "-o",
+                path(&output),
+            ],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(0), "{param}: {}", stderr(&out));
+        let results =
+            crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+        let t = results[0].as_ref().expect("percentiles");
+        assert_eq!(t.shape, shape, "{param}");
+    }
+    let results =
+        crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+    assert_eq!(results[0].as_ref().expect("ok").data, vec![3.0]);
 }
 
 #[test]
@@ -252,18 +408,7 @@ fn bad_items_fail_alone_and_non_finite_values_propagate() {
     )
     .expect("write");
     let output = dir.path().join("out.json");
-    let out = crunch(
-        &[
-            "run",
-            "-k",
-            "black_scholes",
-            "-i",
-            path(&input),
-            "-o",
-            path(&output),
-        ],
-        &[],
-    );
+    let out = run_kernel("black_scholes", &input, &output, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let results =
         crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
@@ -298,25 +443,6 @@ fn progress(conn: &mut redis::Connection, job: &str) -> HashMap<String, String> 
         .arg(format!("crunch:{{{job}}}:progress"))
         .query(conn)
         .expect("progress")
-}
-
-fn submit(redis: &str, dir: &Path) -> String {
-    let input = dir.join("in.json");
-    std::fs::write(&input, "[[1], [2], [3], [4], [5], [6]]").expect("write");
-    let out = crunch(
-        &[
-            "submit",
-            "-k",
-            "norm_cdf",
-            "-i",
-            path(&input),
-            "--batch-size",
-            "2",
-        ],
-        &[("CRUNCH_REDIS", redis)],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -384,21 +510,46 @@ fn unreadable_job_specs_fail_their_job_with_the_reason() {
 #[test]
 fn malformed_lambda_events_are_refused() {
     let cases = [
-        ("null", "{\"job\""),
-        ("[]", "{\"job\""),
-        ("{}", "missing field `job`"),
-        ("{\"job\": 5}", "invalid type"),
-        ("{\"job\": \"a\", \"extra\": 1}", "unknown field `extra`"),
-        ("{\"jobs\": \"a\"}", "unknown field `jobs`"),
+        ("null", "{\"job\"", "got null"),
+        ("[]", "{\"job\"", "got a list"),
+        ("[\"JOB\"]", "{\"job\"", "got a list"),
+        ("{}", "missing field `job`", ""),
+        ("{\"job\": 5}", "invalid type", ""),
+        (
+            "{\"job\": \"a\", \"extra\": 1}",
+            "unknown field `extra`",
+            "",
+        ),
+        ("{\"jobs\": \"a\"}", "unknown field `jobs`", ""),
+        (
+            "{\"job\": \"a\", \"job\": \"b\"}",
+            "duplicate field `job`",
+            "",
+        ),
     ];
-    for (text, expected) in cases {
-        let value: serde_json::Value = serde_json::from_str(text).expect("test JSON");
-        let err = DrainEvent::parse(value).expect_err(text);
+    for (text, expected, also) in cases {
+        let err = DrainEvent::parse(text.as_bytes()).expect_err(text);
         assert!(matches!(err, EventError::Malformed(_)), "{text}: {err:?}");
         assert!(err.to_string().contains(expected), "{text}: {err}");
+        assert!(err.to_string().contains(also), "{text}: {err}");
     }
-    for bad_id in ["", "a}b", "x y", &"j".repeat(65)] {
-        let err = DrainEvent::parse(serde_json::json!({ "job": bad_id })).expect_err(bad_id);
-        assert!(matches!(err, EventError::BadJobId(_)), "{bad_id}: {err:?}");
+    for text in ["job=abc", "", "{\"job\": \"a\""] {
+        let err = DrainEvent::parse(text.as_bytes()).expect_err(text);
+        assert!(matches!(err, EventError::NotJson(_)), "{text}: {err:?}");
+        assert!(
+            err.to_string().starts_with("the event is not JSON"),
+            "{err}"
+        );
+    }
+    let long = "j".repeat(7 << 20);
+    for bad_id in ["", "a}b", "x y", &"j".repeat(65), &long] {
+        let event = serde_json::json!({ "job": bad_id }).to_string();
+        let err = DrainEvent::parse(event.as_bytes()).expect_err(bad_id);
+        assert!(matches!(err, EventError::BadJobId(_)), "{err:?}");
+        assert!(
+            err.to_string().len() < 200,
+            "{} bytes",
+            err.to_string().len()
+        );
     }
 }

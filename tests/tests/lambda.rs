@@ -240,7 +240,7 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
         let mut ctx = lambda_runtime::Context::default();
         ctx.request_id = format!("req-{deadline_ms}");
         ctx.deadline = crunch::jobs::now_ms() + deadline_ms;
-        lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }), ctx)
+        lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }).to_string(), ctx)
     };
     let first = handler
         .clone()
@@ -413,4 +413,145 @@ fn throttled_fan_out_backs_off_and_starts_every_worker() {
             "the event carries the job id only: {request}"
         );
     }
+}
+
+#[test]
+fn bad_events_are_refused_briefly_and_logged_once() {
+    let redis = RedisServer::start().expect("redis");
+    let emulator = Emulator::start().expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bootstrap = Bootstrap::start(&emulator, &redis.url(), dir.path(), &[]).expect("bootstrap");
+    let input = contracts_file(dir.path(), 10);
+    let queued = ok_stdout(crunch(
+        &redis.url(),
+        "crunch_kernels",
+        &["submit", "-k", "black_scholes", "-i", path(&input)],
+        &[],
+    ));
+    let huge_id = "j".repeat(7 << 20);
+    let events = [
+        (format!("[\"{queued}\"]"), "got a list"),
+        (format!("job={queued}"), "the event is not JSON"),
+        (
+            format!("{{\"job\": \"{queued}\", \"job\": \"{queued}\"}}"),
+            "duplicate field `job`",
+        ),
+        (
+            format!("{{\"job\": \"{huge_id}\"}}"),
+            "is not a valid job id",
+        ),
+    ];
+    for (event, expected) in &events {
+        let (_, body) = emulator.invoke(event).expect("invoke");
+        let error: Value = serde_json::from_str(&body).expect("error is JSON");
+        assert_eq!(error["errorType"], "Crunch.InvalidEvent", "{body:.300}");
+        let message = error["errorMessage"].as_str().expect("message");
+        assert!(message.contains(expected), "{message:.300}");
+        assert!(message.len() < 300, "{} bytes echoed", message.len());
+    }
+    let p = progress(&redis, &queued);
+    assert_eq!(
+        (p["state"].as_str(), p["batches_done"].as_str()),
+        ("queued", "0"),
+        "a refused event claims nothing"
+    );
+    // One error line per refused event, none of them long.
+    let log = bootstrap.log();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert_eq!(errors.len(), events.len(), "{log:.4000}");
+    assert!(log.len() < 64 << 10, "{} bytes of log", log.len());
+}
+
+fn submit_to_lambda(redis: &RedisServer, endpoint: &str, env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = contracts_file(dir.path(), 10);
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let home = home.display().to_string();
+    let mut cmd = Crunch::new().redis(&redis.url()).pack("crunch_kernels");
+    // Nothing of this machine's AWS setup: no variables, no profile files.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") {
+            cmd = cmd.env_remove(&key);
+        }
+    }
+    cmd = cmd.env("HOME", &home);
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    cmd.run(&[
+        "submit",
+        "-k",
+        "black_scholes",
+        "-i",
+        path(&input),
+        "--lambda",
+        "crunch-fn",
+        "--lambda-endpoint",
+        endpoint,
+    ])
+}
+
+#[test]
+fn a_lambda_fan_out_without_credentials_or_region_fails_at_once_with_one_line() {
+    let redis = RedisServer::start().expect("redis");
+    let lambda = FakeHttp::start(ok_response).expect("fake lambda");
+    for (env, expected) in [
+        (
+            &[("AWS_REGION", "us-east-1")][..],
+            "no AWS credentials for invoking crunch-fn",
+        ),
+        (
+            &[
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+            ][..],
+            "no AWS region for invoking crunch-fn",
+        ),
+    ] {
+        let out = submit_to_lambda(&redis, &lambda.endpoint(), env);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(expected),
+            "{stderr}"
+        );
+        assert!(lines[0].len() < 500, "{stderr}");
+    }
+    assert!(lambda.requests().is_empty(), "nothing was invoked");
+    let jobs = ok_stdout(crunch(&redis.url(), "crunch_kernels", &["jobs"], &[]));
+    assert_eq!(jobs.lines().count(), 1, "nothing was submitted: {jobs}");
+}
+
+#[test]
+fn an_invoke_error_other_than_throttling_is_not_retried() {
+    let redis = RedisServer::start().expect("redis");
+    let lambda = FakeHttp::start(|_| {
+        let body = r#"{"Type":"User","message":"Function not found: arn:aws:lambda:us-east-1:1:function:crunch-fn"}"#;
+        format!(
+            "HTTP/1.1 404 Not Found\r\nx-amzn-ErrorType: ResourceNotFoundException\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .expect("fake lambda");
+    let out = submit_to_lambda(&redis, &lambda.endpoint(), &AWS_ENV);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(lambda.requests().len(), 1, "tried once: {stderr}");
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .expect("an error line");
+    assert!(error.contains("Function not found"), "{stderr}");
+    assert!(error.len() < 500, "{stderr}");
+    assert!(
+        stderr.contains("the job is queued and loses nothing"),
+        "{stderr}"
+    );
 }

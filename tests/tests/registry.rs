@@ -200,6 +200,50 @@ fn pushes_that_must_be_refused_are_refused_with_the_reason() {
         assert!(!out.status.success(), "{what} was accepted");
         assert!(stderr.contains(expected), "{what}: {stderr}");
     }
+    // Packs that pass every import check but list unusable kernels, or never list them.
+    let bad_names = crunch(
+        &redis.url(),
+        &[
+            "kernel",
+            "push",
+            &component("crunch_hostile_bad_names"),
+            "--name",
+            "x",
+        ],
+    );
+    let err = String::from_utf8_lossy(&bad_names.stderr).to_string();
+    assert!(!bad_names.status.success(), "bad names were accepted");
+    for expected in [
+        "the pack's kernel names are unusable",
+        "kernel 9 has an empty name",
+        "the name `echo` is given twice",
+        "kernel 11's name `evil\\u{1b}[31mred\\u{1b}[2J\\0nul\\u{202e}desrever` holds control characters",
+    ] {
+        assert!(err.contains(expected), "expected {expected:?} in {err}");
+    }
+    assert!(!err.contains('\u{1b}'), "raw escape in {err:?}");
+    let endless = crunch(
+        &redis.url(),
+        &[
+            "kernel",
+            "push",
+            &component("crunch_hostile_endless_list"),
+            "--name",
+            "x",
+        ],
+    );
+    let err = String::from_utf8_lossy(&endless.stderr).to_string();
+    assert!(
+        !endless.status.success(),
+        "an endless list-kernels was accepted"
+    );
+    assert!(
+        err.contains(
+            "calling `list-kernels` on the pack: it did not return within 5s and was interrupted"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("does not export"), "{err}");
     let hostile_err = String::from_utf8_lossy(
         &crunch(&redis.url(), &["kernel", "push", &hostile, "--name", "x"]).stderr,
     )

@@ -10,7 +10,9 @@ use crunch::lambda::{Handler, HandlerConfig};
 use crunch::store::Store;
 use crunch::worker::{BatchFailure, Worker};
 use crunch::{Engine, Limits};
-use lambda_runtime::{Error, service_fn};
+use lambda_runtime::layers::TracingLayer;
+use lambda_runtime::tower::util::MapRequestLayer;
+use lambda_runtime::{Error, Runtime, service_fn};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -26,7 +28,12 @@ fn main() -> Result<(), Error> {
         .with_target(false)
         .with_writer(std::io::stdout)
         .finish()
-        .with(crunch::logging::filter_from_env(LevelFilter::INFO))
+        // The runtime logs every handler error again (unstructured); the handler's own line is
+        // the one kept. A panic still reaches stderr through the panic hook, and Sentry.
+        .with(
+            crunch::logging::filter_from_env(LevelFilter::INFO)
+                .with_target("lambda_runtime::layers::panic", LevelFilter::OFF),
+        )
         .init();
     crunch::store::install_tls_provider();
     // Sentry first, so that its panic hook and transport cover everything after.
@@ -53,13 +60,34 @@ fn main() -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(lambda_runtime::run(service_fn(move |event| {
-        Arc::clone(&handler).handle(event)
-    })))
+    let service = service_fn(move |event| Arc::clone(&handler).handle(event));
+    let lambda = Runtime::new(service)
+        .layer(TracingLayer::new())
+        .layer(MapRequestLayer::new(crunch::lambda::raw_payload));
+    runtime.block_on(lambda.run())
 }
+
+/// What the Lambda service sets and the runtime needs (it would panic without them).
+const RUNTIME_VARIABLES: [&str; 4] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+];
 
 /// The engine, the Redis connection and the pack cache, made once per execution environment.
 fn init() -> Result<Arc<Handler>, Error> {
+    let missing: Vec<&str> = RUNTIME_VARIABLES
+        .into_iter()
+        .filter(|name| std::env::var_os(name).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{} not set: the Lambda service sets them; to run the bootstrap by hand see docs/lambda.md",
+            missing.join(", ")
+        )
+        .into());
+    }
     let config = HandlerConfig::from_env()?;
     // One batch runs at a time per invocation: a small instance pool is enough.
     let engine = Engine::new(Limits {

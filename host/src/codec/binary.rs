@@ -24,58 +24,71 @@ const TAG_TENSORS: u8 = 0;
 const TAG_ERROR: u8 = 1;
 const ERROR_KINDS: [&str; 4] = ["invalid-input", "domain", "unknown-kernel", "batch-failed"];
 
-pub fn read_items(mut reader: impl Read) -> Result<Vec<Item>> {
-    let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes)?;
-    items_from_bytes(&bytes)
+/// Items from a stream (an input file): the header is checked before anything else is read,
+/// and every later length is checked against the bytes that actually arrive, so no length
+/// read from the file decides an allocation. `len`, when known (a regular file), bounds the
+/// item count the header may claim.
+pub fn read_items(reader: impl Read, len: Option<u64>) -> Result<Vec<Item>> {
+    items(&mut Stream::new(reader, len))
 }
 
 /// Items from Crunch binary bytes in memory.
 pub fn items_from_bytes(bytes: &[u8]) -> Result<Vec<Item>> {
-    let mut cursor = Cursor::new(bytes);
-    let count = cursor.header()?;
-    (0..count)
+    items(&mut Cursor::new(bytes))
+}
+
+fn items(source: &mut impl Source) -> Result<Vec<Item>> {
+    let count = header(source)?;
+    let items = (0..count)
         .map(|i| {
-            cursor
-                .item_tag()
-                .and_then(|()| cursor.tensors())
+            item_tag(source)
+                .and_then(|()| tensors(source))
                 .with_context(|| format!("item {i}"))
         })
-        .collect::<Result<_>>()
-        .and_then(|items| cursor.end().map(|()| items))
+        .collect::<Result<_>>()?;
+    source.end()?;
+    Ok(items)
 }
 
 /// Items from Crunch binary bytes straight into the packed form a pack reads (one pass, no
 /// per-item allocation): how workers read batches from Redis.
 pub fn packed_from_bytes(bytes: &[u8]) -> Result<Packed> {
     let mut cursor = Cursor::new(bytes);
-    let count = cursor.header()?;
+    let count = header(&mut cursor)?;
     let mut packed = Packed::with_capacity(count as usize, bytes.len() / 8);
     for i in 0..count {
-        cursor
-            .item_tag()
-            .and_then(|()| cursor.tensors_into(&mut packed))
+        item_tag(&mut cursor)
+            .and_then(|()| tensors_into(&mut cursor, &mut packed))
             .with_context(|| format!("item {i}"))?;
     }
     cursor.end()?;
     Ok(packed)
 }
 
-pub fn read_results(mut reader: impl Read) -> Result<Vec<ItemResult>> {
-    let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes)?;
-    let mut cursor = Cursor::new(&bytes);
-    let count = cursor.header()?;
-    (0..count)
-        .map(|i| cursor.result().with_context(|| format!("item {i}")))
-        .collect()
+/// Results from a stream.
+pub fn read_results(reader: impl Read) -> Result<Vec<ItemResult>> {
+    results(&mut Stream::new(reader, None))
+}
+
+/// Results from Crunch binary bytes in memory.
+pub fn results_from_bytes(bytes: &[u8]) -> Result<Vec<ItemResult>> {
+    results(&mut Cursor::new(bytes))
+}
+
+fn results(source: &mut impl Source) -> Result<Vec<ItemResult>> {
+    let count = header(source)?;
+    let results = (0..count)
+        .map(|i| result(source).with_context(|| format!("item {i}")))
+        .collect::<Result<_>>()?;
+    source.end()?;
+    Ok(results)
 }
 
 pub fn write_items(writer: &mut impl Write, items: &[Item]) -> Result<()> {
-    header(writer, items.len())?;
+    write_header(writer, items.len())?;
     for item in items {
         writer.write_all(&[TAG_TENSORS])?;
-        tensors(writer, item.iter().map(Tensor::view))?;
+        write_tensors(writer, item.iter().map(Tensor::view))?;
     }
     Ok(())
 }
@@ -84,12 +97,12 @@ pub fn write_results<'a>(
     writer: &mut impl Write,
     results: impl ExactSizeIterator<Item = ResultRef<'a>>,
 ) -> Result<()> {
-    header(writer, results.len())?;
+    write_header(writer, results.len())?;
     for result in results {
         match result {
             Ok(t) => {
                 writer.write_all(&[TAG_TENSORS])?;
-                tensors(writer, std::iter::once(t))?;
+                write_tensors(writer, std::iter::once(t))?;
             }
             Err(e) => {
                 let kind = ERROR_KINDS.iter().position(|k| *k == e.kind()).unwrap_or(3) as u8;
@@ -103,7 +116,7 @@ pub fn write_results<'a>(
     Ok(())
 }
 
-fn header(writer: &mut impl Write, count: usize) -> Result<()> {
+fn write_header(writer: &mut impl Write, count: usize) -> Result<()> {
     writer.write_all(MAGIC)?;
     writer.write_all(&VERSION.to_le_bytes())?;
     writer.write_all(&0u32.to_le_bytes())?;
@@ -111,7 +124,7 @@ fn header(writer: &mut impl Write, count: usize) -> Result<()> {
     Ok(())
 }
 
-fn tensors<'a>(
+fn write_tensors<'a>(
     writer: &mut impl Write,
     tensors: impl ExactSizeIterator<Item = TensorRef<'a>>,
 ) -> Result<()> {
@@ -136,7 +149,34 @@ fn le_f64(c: &[u8]) -> f64 {
     f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
 }
 
-/// A bounds-checked reader over the file's bytes.
+/// Where encoded bytes come from: a slice in memory or a stream.
+trait Source {
+    /// The next `n` bytes; an error naming the position when fewer remain.
+    fn take(&mut self, n: usize) -> Result<&[u8]>;
+    /// Bytes left, when known.
+    fn remaining(&self) -> Option<u64>;
+    /// An error unless every byte has been read.
+    fn end(&mut self) -> Result<()>;
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(le_u32(self.take(4)?))
+    }
+}
+
+fn truncated(pos: u64, n: usize, remain: u64) -> anyhow::Error {
+    anyhow::anyhow!("truncated at byte {pos}: needs {n} more bytes, {remain} remain")
+}
+
+fn trailing(extra: u64) -> Result<()> {
+    ensure!(extra == 0, "{extra} unexpected bytes after the last item");
+    Ok(())
+}
+
+/// A bounds-checked reader over bytes in memory.
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -146,141 +186,183 @@ impl<'a> Cursor<'a> {
     fn new(bytes: &'a [u8]) -> Self {
         Self { bytes, pos: 0 }
     }
+}
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+impl Source for Cursor<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
         let remaining = self.bytes.len() - self.pos;
-        ensure!(
-            n <= remaining,
-            "truncated at byte {}: needs {n} more bytes, {remaining} remain",
-            self.pos
-        );
+        if n > remaining {
+            return Err(truncated(self.pos as u64, n, remaining as u64));
+        }
         let slice = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
         Ok(slice)
     }
 
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
+    fn remaining(&self) -> Option<u64> {
+        Some((self.bytes.len() - self.pos) as u64)
     }
 
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
+    fn end(&mut self) -> Result<()> {
+        trailing((self.bytes.len() - self.pos) as u64)
+    }
+}
+
+/// A reader over a stream that holds one piece at a time and grows its buffer only as bytes
+/// arrive (a length claimed by the data never allocates by itself).
+struct Stream<R> {
+    reader: R,
+    pos: u64,
+    len: Option<u64>,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> Stream<R> {
+    fn new(reader: R, len: Option<u64>) -> Self {
+        Self {
+            reader,
+            pos: 0,
+            len,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<R: Read> Source for Stream<R> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        self.buf.clear();
+        let got = (&mut self.reader)
+            .take(n as u64)
+            .read_to_end(&mut self.buf)
+            .with_context(|| format!("reading at byte {}", self.pos))?;
+        if got < n {
+            return Err(truncated(self.pos, n, got as u64));
+        }
+        self.pos += n as u64;
+        Ok(&self.buf)
     }
 
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into()?))
+    fn remaining(&self) -> Option<u64> {
+        self.len.map(|len| len.saturating_sub(self.pos))
     }
 
-    fn header(&mut self) -> Result<u64> {
-        let magic = self.take(8).context("reading the header")?;
-        ensure!(
-            magic == MAGIC,
-            "not a Crunch binary file: the first 8 bytes are {magic:?}, expected \"CRNCHBIN\""
-        );
-        let version = self.u32()?;
-        ensure!(
-            version == VERSION,
-            "unsupported Crunch binary version {version} (this build reads 1)"
-        );
-        let flags = self.u32()?;
-        ensure!(
-            flags == 0,
-            "unsupported Crunch binary flags {flags:#x} (version 1 has none)"
-        );
-        let count = self.u64()?;
-        // Every item takes at least 5 bytes, which bounds an absurd count before allocating.
-        let remaining = (self.bytes.len() - self.pos) as u64;
+    fn end(&mut self) -> Result<()> {
+        let mut probe = [0u8; 1];
+        let more = loop {
+            match self.reader.read(&mut probe) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("reading after the last item"),
+            }
+        };
+        match (more, self.remaining()) {
+            (0, _) => Ok(()),
+            (_, Some(extra)) => trailing(extra),
+            _ => bail!("unexpected bytes after the last item"),
+        }
+    }
+}
+
+/// Checks the 24-byte header and returns the item count.
+fn header(source: &mut impl Source) -> Result<u64> {
+    let magic = source.take(8).context("reading the header")?;
+    ensure!(
+        magic == MAGIC,
+        "not a Crunch binary file: the first 8 bytes are {magic:?}, expected \"CRNCHBIN\""
+    );
+    let version = source.u32()?;
+    ensure!(
+        version == VERSION,
+        "unsupported Crunch binary version {version} (this build reads 1)"
+    );
+    let flags = source.u32()?;
+    ensure!(
+        flags == 0,
+        "unsupported Crunch binary flags {flags:#x} (version 1 has none)"
+    );
+    let count = u64::from_le_bytes(source.take(8)?.try_into()?);
+    // Every item takes at least 5 bytes, which bounds an absurd count before allocating.
+    if let Some(remaining) = source.remaining() {
         ensure!(
             count <= remaining / 5,
             "header claims {count} items but only {remaining} bytes follow"
         );
-        Ok(count)
     }
+    Ok(count)
+}
 
-    fn item_tag(&mut self) -> Result<()> {
-        match self.u8()? {
-            TAG_TENSORS => Ok(()),
-            TAG_ERROR => bail!("is an error record, which only results may hold"),
-            tag => bail!("has unknown tag {tag}"),
-        }
+fn item_tag(source: &mut impl Source) -> Result<()> {
+    match source.u8()? {
+        TAG_TENSORS => Ok(()),
+        TAG_ERROR => bail!("is an error record, which only results may hold"),
+        tag => bail!("has unknown tag {tag}"),
     }
+}
 
-    /// One item's tensors appended to `packed`.
-    fn tensors_into(&mut self, packed: &mut Packed) -> Result<()> {
-        let count = self.u32()?;
-        packed.shapes.push(count);
-        for i in 0..count {
-            let (dims, raw) = self.tensor_bytes().with_context(|| format!("tensor {i}"))?;
-            packed.shapes.push((dims.len() / 4) as u32);
-            packed.shapes.extend(dims.chunks_exact(4).map(le_u32));
-            packed.data.extend(raw.chunks_exact(8).map(le_f64));
-        }
-        packed.count += 1;
-        Ok(())
+/// One item's tensors appended to `packed`.
+fn tensors_into(source: &mut impl Source, packed: &mut Packed) -> Result<()> {
+    let count = source.u32()?;
+    packed.shapes.push(count);
+    for i in 0..count {
+        tensor_into(source, &mut packed.shapes, &mut packed.data)
+            .with_context(|| format!("tensor {i}"))?;
     }
+    packed.count += 1;
+    Ok(())
+}
 
-    fn tensors(&mut self) -> Result<Vec<Tensor>> {
-        let count = self.u32()?;
-        (0..count)
-            .map(|i| self.tensor().with_context(|| format!("tensor {i}")))
-            .collect()
-    }
-
-    fn tensor(&mut self) -> Result<Tensor> {
-        let (dims, raw) = self.tensor_bytes()?;
-        Ok(Tensor {
-            shape: dims.chunks_exact(4).map(le_u32).collect(),
-            data: raw.chunks_exact(8).map(le_f64).collect(),
+fn tensors(source: &mut impl Source) -> Result<Vec<Tensor>> {
+    let count = source.u32()?;
+    (0..count)
+        .map(|i| {
+            let mut shape = Vec::new();
+            let mut data = Vec::new();
+            tensor_into(source, &mut shape, &mut data).with_context(|| format!("tensor {i}"))?;
+            shape.remove(0);
+            Ok(Tensor { shape, data })
         })
-    }
+        .collect()
+}
 
-    /// A tensor's dimension bytes and value bytes, checked against each other and the input.
-    /// Allocates nothing: the packed reader copies the dimensions straight out of `dims`.
-    fn tensor_bytes(&mut self) -> Result<(&'a [u8], &'a [u8])> {
-        let rank = self.u32()? as usize;
-        let dims = self.take(rank.checked_mul(4).context("absurd rank")?)?;
-        let shape = || dims.chunks_exact(4).map(le_u32).collect::<Vec<u32>>();
-        let n = dims
-            .chunks_exact(4)
-            .try_fold(1usize, |n, d| n.checked_mul(le_u32(d) as usize))
-            .and_then(|n| n.checked_mul(8))
-            .context("shape overflows")?;
-        let raw = self
-            .take(n)
-            .with_context(|| format!("shape {:?}", shape()))?;
-        Ok((dims, raw))
-    }
+/// One tensor: its rank and dimensions appended to `shapes`, its values to `data`, each length
+/// checked against the bytes that remain before it is read.
+fn tensor_into(source: &mut impl Source, shapes: &mut Vec<u32>, data: &mut Vec<f64>) -> Result<()> {
+    let rank = source.u32()?;
+    let dims = source.take((rank as usize).checked_mul(4).context("absurd rank")?)?;
+    let start = shapes.len();
+    shapes.push(rank);
+    shapes.extend(dims.chunks_exact(4).map(le_u32));
+    let dims = &shapes[start + 1..];
+    let n = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+        .and_then(|n| n.checked_mul(8))
+        .context("shape overflows")?;
+    let raw = source.take(n).with_context(|| format!("shape {dims:?}"))?;
+    data.extend(raw.chunks_exact(8).map(le_f64));
+    Ok(())
+}
 
-    fn result(&mut self) -> Result<ItemResult> {
-        match self.u8()? {
-            TAG_TENSORS => {
-                let mut tensors = self.tensors()?;
-                ensure!(
-                    tensors.len() == 1,
-                    "holds {} tensors, a result holds one",
-                    tensors.len()
-                );
-                Ok(Ok(tensors.remove(0)))
-            }
-            TAG_ERROR => {
-                let kind = *ERROR_KINDS
-                    .get(self.u8()? as usize)
-                    .context("unknown error kind")?;
-                let len = self.u32()? as usize;
-                let message = String::from_utf8_lossy(self.take(len)?).into_owned();
-                Ok(Err(ItemError::from_parts(kind, message)))
-            }
-            tag => bail!("has unknown tag {tag}"),
+fn result(source: &mut impl Source) -> Result<ItemResult> {
+    match source.u8()? {
+        TAG_TENSORS => {
+            let mut tensors = tensors(source)?;
+            ensure!(
+                tensors.len() == 1,
+                "holds {} tensors, a result holds one",
+                tensors.len()
+            );
+            Ok(Ok(tensors.remove(0)))
         }
-    }
-
-    fn end(&self) -> Result<()> {
-        ensure!(
-            self.pos == self.bytes.len(),
-            "{} unexpected bytes after the last item",
-            self.bytes.len() - self.pos
-        );
-        Ok(())
+        TAG_ERROR => {
+            let kind = *ERROR_KINDS
+                .get(source.u8()? as usize)
+                .context("unknown error kind")?;
+            let len = source.u32()? as usize;
+            let message = String::from_utf8_lossy(source.take(len)?).into_owned();
+            Ok(Err(ItemError::from_parts(kind, message)))
+        }
+        tag => bail!("has unknown tag {tag}"),
     }
 }
 
@@ -300,7 +382,7 @@ mod tests {
         ];
         let mut buf = Vec::new();
         write_items(&mut buf, &items).unwrap();
-        let back = read_items(&buf[..]).unwrap();
+        let back = read_items(&buf[..], None).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0][1], items[0][1]);
         assert!(back[0][0].data[1].is_nan());
@@ -337,18 +419,40 @@ mod tests {
 
     #[test]
     fn rejects_bad_files_clearly() {
-        let err = read_items(&b"NOTCRUNCH"[..]).unwrap_err();
+        let err = read_items(&b"NOTCRUNCH"[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("not a Crunch binary"));
         let mut buf = Vec::new();
         write_items(&mut buf, &[vec![t(vec![3], vec![1.0, 2.0, 3.0])]]).unwrap();
-        let err = read_items(&buf[..buf.len() - 4]).unwrap_err();
+        let err = read_items(&buf[..buf.len() - 4], None).unwrap_err();
         assert!(format!("{err:#}").contains("truncated"), "{err:#}");
         let mut absurd = Vec::new();
-        header(&mut absurd, 1).unwrap();
+        write_header(&mut absurd, 1).unwrap();
         absurd.extend_from_slice(&[
             0, 1, 0, 0, 0, 2, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255,
         ]);
-        let err = read_items(&absurd[..]).unwrap_err();
+        let err = read_items(&absurd[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("item 0"), "{err:#}");
+    }
+
+    #[test]
+    fn a_stream_is_refused_at_its_header_without_reading_on() {
+        // An endless stream of zeros: refused after its first 24 bytes.
+        let err = read_items(std::io::repeat(0), None).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a Crunch binary"),
+            "{err:#}"
+        );
+        // A valid header claiming a huge tensor, then nothing: truncated, nothing allocated.
+        let mut huge = Vec::new();
+        write_header(&mut huge, 1).unwrap();
+        huge.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0, 0, 255, 255, 255, 255]);
+        let err = read_items(&huge[..], None).unwrap_err();
+        assert!(format!("{err:#}").contains("truncated"), "{err:#}");
+        let mut buf = Vec::new();
+        write_items(&mut buf, &[vec![t(vec![1], vec![1.0])]]).unwrap();
+        buf.extend_from_slice(b"xy");
+        let err = read_items(&buf[..], Some(buf.len() as u64)).unwrap_err();
+        assert!(format!("{err:#}").contains("2 unexpected bytes"), "{err:#}");
+        assert!(read_items(&buf[..], None).is_err());
     }
 }

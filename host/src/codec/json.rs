@@ -13,11 +13,21 @@ use anyhow::{Context, Result, bail};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+use serde_json::error::Category;
 
+use crate::strict_json;
 use crate::types::{Item, ItemError, ItemResult, Tensor};
 
+/// The whole document; a syntax error is "not valid JSON", a key given twice is named.
+fn document(reader: impl Read) -> Result<Value> {
+    strict_json::from_reader(reader).map_err(|e| match e.classify() {
+        Category::Data => anyhow::Error::new(e),
+        _ => anyhow::Error::new(e).context("not valid JSON"),
+    })
+}
+
 pub fn read_items(reader: impl Read) -> Result<Vec<Item>> {
-    let root: Value = serde_json::from_reader(reader).context("not valid JSON")?;
+    let root = document(reader)?;
     let items = match root {
         Value::Array(items) => items,
         Value::Object(mut map) => match map.remove("items") {
@@ -131,7 +141,7 @@ fn kind(value: &Value) -> &'static str {
 }
 
 pub fn read_results(reader: impl Read) -> Result<Vec<ItemResult>> {
-    let root: Value = serde_json::from_reader(reader).context("not valid JSON")?;
+    let root = document(reader)?;
     let items = match root {
         Value::Object(mut map) => map.remove("items"),
         _ => None,

@@ -4,13 +4,14 @@
 mod binary;
 mod json;
 mod npy;
+mod replace;
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
-use std::path::Path;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::packing::PackedBatch;
 use crate::results::{PackedResults, result_ref};
@@ -39,9 +40,20 @@ impl Format {
             Some("npy") => Ok(Self::Npy),
             Some("crb" | "bin") => Ok(Self::Binary),
             _ => bail!(
-                "cannot tell the format of {} from its extension: use .json, .npy or .crb, or pass --format",
+                "cannot tell the format of {} from its extension: use .json, .npy or .crb",
                 path.display()
             ),
+        }
+    }
+
+    /// The format `given` by the command-line option `option` (`--input-format`,
+    /// `--output-format`), else the one the extension of `path` implies.
+    pub fn resolve(given: Option<Self>, path: &Path, option: &str) -> Result<Self> {
+        match given {
+            Some(format) => Ok(format),
+            None => {
+                Self::from_path(path).map_err(|e| anyhow!("{e}, or pass {option} json|npy|crb"))
+            }
         }
     }
 }
@@ -62,26 +74,39 @@ impl FromStr for Format {
 /// Reads every item of an input file.
 pub fn read_items(path: &Path, format: Format) -> Result<Vec<Item>> {
     let file = File::open(path).with_context(|| format!("opening input {}", path.display()))?;
+    // A regular file's length bounds what its header may claim; a pipe's is unknown.
+    let len = file
+        .metadata()
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len());
     let reader = BufReader::new(file);
     let items = match format {
         Format::Json => json::read_items(reader),
         Format::Npy => npy::read_items(reader),
-        Format::Binary => binary::read_items(reader),
+        Format::Binary => binary::read_items(reader, len),
     };
     items.with_context(|| format!("reading input {}", path.display()))
 }
 
-/// Writes one result per item to an output file.
-pub fn write_results(path: &Path, format: Format, results: &[ItemResult]) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("creating output {}", path.display()))?;
-    let mut writer = BufWriter::new(file);
+/// Writes one result per item to an output file, replacing it only once the whole file is
+/// written. For NPY, which has no room for errors, every failed item's index, kind and message
+/// go to `OUTPUT.errors.json` beside it: the path is returned when there were failures.
+pub fn write_results(
+    path: &Path,
+    format: Format,
+    results: &[ItemResult],
+) -> Result<Option<PathBuf>> {
+    replace::write_atomically(path, |writer| match format {
+        Format::Json => json::write_results(writer, results),
+        Format::Npy => npy::write_results(writer, results),
+        Format::Binary => binary::write_results(writer, results.iter().map(result_ref)),
+    })
+    .with_context(|| format!("writing output {}", path.display()))?;
     match format {
-        Format::Json => json::write_results(&mut writer, results),
-        Format::Npy => npy::write_results(&mut writer, results),
-        Format::Binary => binary::write_results(&mut writer, results.iter().map(result_ref)),
+        Format::Npy => replace::write_errors_beside(path, results),
+        Format::Json | Format::Binary => Ok(None),
     }
-    .and_then(|()| writer.flush().map_err(Into::into))
-    .with_context(|| format!("writing output {}", path.display()))
 }
 
 /// Reads results back (JSON or binary), for tests and for chaining runs.
@@ -98,14 +123,11 @@ pub fn read_results(path: &Path, format: Format) -> Result<Vec<ItemResult>> {
 
 /// Writes items as an input file (used to prepare inputs, e.g. the demo data).
 pub fn write_items(path: &Path, format: Format, items: &[Item]) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut writer = BufWriter::new(file);
-    match format {
-        Format::Json => json::write_items(&mut writer, items),
-        Format::Npy => npy::write_items(&mut writer, items),
-        Format::Binary => binary::write_items(&mut writer, items),
-    }
-    .and_then(|()| writer.flush().map_err(Into::into))
+    replace::write_atomically(path, |writer| match format {
+        Format::Json => json::write_items(writer, items),
+        Format::Npy => npy::write_items(writer, items),
+        Format::Binary => binary::write_items(writer, items),
+    })
     .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -136,5 +158,5 @@ pub fn encode_results(results: &PackedResults) -> Vec<u8> {
 
 /// Results from Crunch binary bytes.
 pub fn decode_results(bytes: &[u8]) -> Result<Vec<ItemResult>> {
-    binary::read_results(bytes)
+    binary::results_from_bytes(bytes)
 }

@@ -1,7 +1,7 @@
 //! NumPy `.npy` items and results: the first axis is the item axis, each item one tensor.
 //!
-//! Input: a little-endian float64 array in C order of shape `[n, ...]`; item i is the tensor
-//! `a[i]` (shape `[]` for a 1-D array). Output: the results stacked into `[n, ...]`; they must
+//! Input: a float64 array (little- or big-endian) in C order of shape `[n, ...]`, with nothing
+//! after its values; item i is the tensor `a[i]` (shape `[]` for a 1-D array). Output: the results stacked into `[n, ...]`; they must
 //! share one shape, and failed items are rows of NaN (the CLI lists their errors beside it).
 
 use std::io::{Read, Write};
@@ -11,11 +11,22 @@ use npyz::WriterBuilder;
 
 use crate::types::{Item, ItemResult, Tensor};
 
-pub fn read_items(reader: impl Read) -> Result<Vec<Item>> {
-    let npy = npyz::NpyFile::new(reader).context("not a valid .npy file")?;
+/// The dtypes read: float64, little-endian (NumPy's default) or big-endian (converted).
+const FLOAT64: [&str; 2] = ["<f8", ">f8"];
+
+pub fn read_items(mut reader: impl Read) -> Result<Vec<Item>> {
+    let npy = npyz::NpyFile::new(&mut reader).context("not a valid .npy file")?;
     ensure!(
         npy.order() == npyz::Order::C,
         "Fortran-ordered arrays are not supported; save with numpy.ascontiguousarray"
+    );
+    let dtype = match npy.dtype() {
+        npyz::DType::Plain(ty) => ty.to_string(),
+        record => record.descr(),
+    };
+    ensure!(
+        FLOAT64.contains(&dtype.as_str()),
+        "expected float64 data ('<f8', or big-endian '>f8'), got {dtype}; convert with numpy.asarray(a, dtype='<f8')"
     );
     let shape: Vec<u64> = npy.shape().to_vec();
     let Some((&count, rest)) = shape.split_first() else {
@@ -25,10 +36,21 @@ pub fn read_items(reader: impl Read) -> Result<Vec<Item>> {
         .iter()
         .map(|&d| u32::try_from(d).context("dimension too large"))
         .collect::<Result<_>>()?;
-    let dtype = npy.dtype().descr();
-    let data: Vec<f64> = npy
-        .into_vec()
-        .with_context(|| format!("expected little-endian float64 ('<f8') data, got {dtype}"))?;
+    let needed = npy.len();
+    let data: Vec<f64> = npy.into_vec().map_err(|e| {
+        anyhow::anyhow!("the data ends early: shape {shape:?} needs {needed} values ({e})")
+    })?;
+    let mut extra = Vec::new();
+    reader.take(1 << 20).read_to_end(&mut extra)?;
+    ensure!(
+        extra.is_empty(),
+        "{} unexpected bytes after the array's {needed} values",
+        if extra.len() == 1 << 20 {
+            "over a MiB of".to_string()
+        } else {
+            extra.len().to_string()
+        }
+    );
     let per_item = crate::types::element_count(&rest).context("item shape overflows")?;
     ensure!(
         data.len() as u64 == count * per_item as u64,

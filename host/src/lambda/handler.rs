@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::event::{DrainEvent, EventError};
 use super::metrics::InvocationMetrics;
@@ -154,10 +153,11 @@ impl Handler {
         }
     }
 
-    /// Handles one invocation.
+    /// Handles one invocation; the payload is the event's raw text (see
+    /// [`raw_payload`](super::raw_payload)).
     pub async fn handle(
         self: Arc<Self>,
-        event: LambdaEvent<Value>,
+        event: LambdaEvent<String>,
     ) -> Result<DrainResponse, HandlerError> {
         let started = Instant::now();
         let (payload, ctx) = event.into_parts();
@@ -175,6 +175,8 @@ impl Handler {
                 tracing::info!(request_id = %ctx.request_id, job = %r.job, batches = r.batches, items_ok = r.items_ok, items_failed = r.items_failed, drained = r.drained, "invocation done")
             }
             Err(e) => {
+                // The one log line of the error (the runtime's own is filtered out, see
+                // `bootstrap`); its message is short: an event is echoed only in part.
                 metrics.errors = 1;
                 tracing::error!(request_id = %ctx.request_id, job = %metrics.job, "{e}");
             }
@@ -188,12 +190,12 @@ impl Handler {
 
     async fn drain(
         self: &Arc<Self>,
-        payload: Value,
+        payload: String,
         ctx: &Context,
         started: Instant,
         metrics: &mut InvocationMetrics,
     ) -> Result<DrainResponse, HandlerError> {
-        let event = DrainEvent::parse(payload)?;
+        let event = DrainEvent::parse(payload.as_bytes())?;
         metrics.job = event.job.clone();
         let deadline = self.deadline(ctx, started);
         let this = Arc::clone(self);

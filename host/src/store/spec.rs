@@ -97,8 +97,13 @@ impl JobSpec {
             bail!("job spec uses protocol {protocol}; this build speaks {PROTOCOL}");
         }
         let params_text = text("params")?;
-        let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&params_text)
-            .context("job spec field `params` is not a JSON object")?;
+        let params = match crate::strict_json::from_str(&params_text) {
+            Ok(serde_json::Value::Object(params)) => params,
+            Ok(_) => bail!("job spec field `params` is not a JSON object"),
+            Err(e) => {
+                return Err(e).context("job spec field `params` is not a JSON object");
+            }
+        };
         let params = params
             .into_iter()
             .map(|(k, v)| {

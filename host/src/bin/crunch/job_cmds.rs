@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 use crunch::codec::{self, Format};
-use crunch::jobs;
 use crunch::store::spec::Progress;
+use crunch::{jobs, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::redis_args::RedisArgs;
@@ -49,9 +49,16 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         }
         bar.finish_and_clear();
     }
+    // Everything below comes from Redis, where any client (or a kernel's message) put it:
+    // escaped and cut short before it reaches the terminal.
+    let show = |s: &str| text::escaped(s, text::ECHO_CHARS);
     println!("job      {}", args.job);
-    println!("kernel   {} ({})", spec.kernel, spec.pack_digest);
-    println!("state    {}", progress.state);
+    println!(
+        "kernel   {} ({})",
+        show(&spec.kernel),
+        show(&spec.pack_digest)
+    );
+    println!("state    {}", show(&progress.state));
     println!(
         "batches  {} of {} done, {} dead-lettered",
         progress.batches_done, progress.batch_count, progress.batches_dead
@@ -64,7 +71,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         progress.items_failed
     );
     if let Some(error) = &progress.error {
-        println!("error    {error}");
+        println!("error    {}", show(error));
     }
     let failed = jobs::failed_items(&mut store, &args.job)?;
     for f in failed
@@ -72,13 +79,20 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         .filter(|f| f.kind != "batch-failed")
         .take(LISTED_FAILURES)
     {
-        println!("failed   item {}: {}: {}", f.item, f.kind, f.message);
+        println!(
+            "failed   item {}: {}: {}",
+            f.item,
+            show(&f.kind),
+            show(&f.message)
+        );
     }
     for dead in jobs::dead_letters(&mut store, &args.job)? {
         let first_line = dead.error.lines().next().unwrap_or_default();
         println!(
-            "dead     batch {} after {} deliveries: {first_line}",
-            dead.batch, dead.deliveries
+            "dead     batch {} after {} deliveries: {}",
+            dead.batch,
+            dead.deliveries,
+            show(first_line)
         );
     }
     Ok(exit_code(&progress))
@@ -97,7 +111,8 @@ fn exit_code(progress: &Progress) -> ExitCode {
 pub struct ResultsArgs {
     /// The job id.
     job: String,
-    /// Where to write one result per item, in input order: .json, .npy or .crb.
+    /// Where to write one result per item, in input order: .json, .npy (with the failed items'
+    /// errors in OUTPUT.errors.json) or .crb. Replaced only once the whole file is written.
     #[arg(long, short)]
     output: PathBuf,
     /// Output format, when the extension does not tell.
@@ -107,21 +122,22 @@ pub struct ResultsArgs {
     redis: RedisArgs,
 }
 
-/// Gathers a finished job's results in input order. Exit status 2 when some items failed.
+/// Gathers a finished job's results in input order (for NPY, failed items' errors beside
+/// them). Exit status 2 when some items failed.
 pub fn results(args: ResultsArgs) -> Result<ExitCode> {
-    let format = match args.output_format {
-        Some(f) => f,
-        None => Format::from_path(&args.output)?,
-    };
+    let format = Format::resolve(args.output_format, &args.output, "--output-format")?;
     let mut store = args.redis.connect()?;
     let results = jobs::results(&mut store, &args.job)?;
-    codec::write_results(&args.output, format, &results)?;
+    let errors_file = codec::write_results(&args.output, format, &results)?;
     let failed = results.iter().filter(|r| r.is_err()).count();
     eprintln!(
         "{} results written to {} ({failed} failed)",
         results.len(),
         args.output.display()
     );
+    if let Some(path) = errors_file {
+        eprintln!("item errors written to {}", path.display());
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -147,7 +163,7 @@ pub fn list(args: JobsArgs) -> Result<ExitCode> {
     for (id, p) in jobs {
         println!(
             "{id:<20} {:<19} {:>15} {:>12} {:>8}",
-            p.state,
+            text::escaped(&p.state, 19),
             format!("{}/{}", p.batches_done, p.batch_count),
             p.items_ok,
             p.items_failed

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use crunch::registry;
 use crunch::{Engine, Limits};
+use crunch::{registry, text};
 
 use crate::redis_args::RedisArgs;
 
@@ -25,8 +25,9 @@ enum KernelCommand {
     ///
     /// Refused, with the reason, when the file is not WebAssembly, is a core module rather than
     /// a component, does not export crunch:kernel/kernels@0.2.x, imports anything beyond
-    /// wasi:cli, wasi:io, wasi:clocks and wasi:random (no files, no sockets), or is over the
-    /// size limit. Jobs submitted with `--pack NAME[:TAG]` pin the digest the tag points at.
+    /// wasi:cli, wasi:io, wasi:clocks and wasi:random (no files, no sockets), is over the size
+    /// limit, its `list-kernels` fails or takes over 5 s, or its kernel names are empty, given
+    /// twice or hold control characters. Jobs submitted with `--pack NAME[:TAG]` pin the digest the tag points at.
     Push {
         /// The component (.wasm).
         file: PathBuf,
@@ -57,6 +58,12 @@ enum KernelCommand {
     },
 }
 
+/// Kernel names as the registry holds them (any client may write there), escaped.
+fn show_names(names: &[String]) -> String {
+    let names: Vec<String> = names.iter().map(|n| text::escaped(n, 64)).collect();
+    text::escaped(&names.join(", "), text::ECHO_CHARS)
+}
+
 pub fn main(args: KernelArgs) -> Result<ExitCode> {
     let mut store = args.redis.connect()?;
     match args.command {
@@ -82,7 +89,7 @@ pub fn main(args: KernelArgs) -> Result<ExitCode> {
                 "pushed {} as {name}:{tag} ({} bytes; kernels: {})",
                 file.display(),
                 checked.size,
-                checked.kernels.join(", ")
+                show_names(&checked.kernels)
             );
         }
         KernelCommand::Ls => {
@@ -90,10 +97,10 @@ pub fn main(args: KernelArgs) -> Result<ExitCode> {
             for entry in registry::list(&mut store)? {
                 println!(
                     "{:<24} {:<71} {:>9}  {}",
-                    entry.tag,
-                    entry.digest,
+                    text::escaped(&entry.tag, 64),
+                    text::escaped(&entry.digest, 71),
                     entry.size,
-                    entry.kernels.join(", ")
+                    show_names(&entry.kernels)
                 );
             }
         }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use crunch::{Engine, KernelPack, Limits};
+use crunch::{Engine, KernelPack, Limits, text};
 
 use crate::pack_path::PackArgs;
 
@@ -23,14 +23,20 @@ pub fn main(args: KernelsArgs) -> Result<ExitCode> {
     println!("digest  {}", pack.digest());
     println!("size    {} bytes", pack.size());
     println!();
-    let width = pack
+    // Names and summaries are the pack's own text: escaped and cut short.
+    let listed: Vec<(String, String)> = pack
         .kernels()
         .iter()
-        .map(|k| k.name.len())
-        .max()
-        .unwrap_or(0);
-    for kernel in pack.kernels() {
-        println!("{:width$}  {}", kernel.name, kernel.summary);
+        .map(|k| {
+            (
+                text::escaped(&k.name, 64),
+                text::escaped(&k.summary, text::ECHO_CHARS),
+            )
+        })
+        .collect();
+    let width = listed.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    for (name, summary) in listed {
+        println!("{name:width$}  {summary}");
     }
     Ok(ExitCode::SUCCESS)
 }

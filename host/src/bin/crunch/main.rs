@@ -19,6 +19,11 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Crunch: large sets of numeric calculations through one portable wasm kernel pack.
+///
+/// Exit status: 0 on success; 1 when a command could not be done at all (bad arguments, an
+/// unreadable input, an unknown kernel or parameter, Redis unreachable); 2 when items failed
+/// (`run`, `results`) or a job ended badly (`status`); 3 when `submit --lambda` could not start
+/// every invocation (the job stays queued).
 #[derive(Parser)]
 #[command(name = "crunch", version)]
 struct Cli {
@@ -48,6 +53,9 @@ enum Command {
     /// failed or was cancelled.
     Status(job_cmds::StatusArgs),
     /// Write a finished job's results, in input order, to a file.
+    ///
+    /// Exit status: 0 when every item succeeded, 2 when some failed (their errors are in the
+    /// output; for NPY in OUTPUT.errors.json), 1 when the results could not be written.
     Results(job_cmds::ResultsArgs),
     /// List the jobs in Redis.
     Jobs(job_cmds::JobsArgs),
@@ -62,10 +70,27 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .finish()
-        .with(crunch::logging::filter_from_env(LevelFilter::WARN))
+        // The AWS SDK warns about every credentials provider it tried; `submit --lambda` says
+        // in one line what is missing instead.
+        .with(
+            crunch::logging::filter_from_env(LevelFilter::WARN)
+                .with_target("aws_config", LevelFilter::ERROR),
+        )
         .init();
     crunch::store::install_tls_provider();
-    let cli = Cli::parse();
+    // Bad arguments exit 1 like every other error that stops a command before it works; 2 is
+    // for failed items (clap would use 2 for both).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let result = match cli.command {
         Command::Kernels(args) => kernels::main(args),
         Command::Run(args) => run::main(args),

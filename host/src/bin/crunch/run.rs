@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
-use crunch::{Engine, ItemResult, Job, KernelPack, Limits};
+use crunch::{Engine, Item, ItemResult, Job, KernelPack, Limits, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
@@ -21,25 +21,23 @@ const LISTED_ERRORS: usize = 10;
 pub struct RunArgs {
     #[command(flatten)]
     work: WorkArgs,
-    /// Where to write one result per item, in input order: .json, .npy or .crb.
+    /// Where to write one result per item, in input order: .json, .npy or .crb. Replaced only
+    /// once the whole file is written; never the input file.
     #[arg(long, short)]
     output: PathBuf,
     /// Output format, when the extension does not tell.
     #[arg(long, value_name = "json|npy|crb")]
     output_format: Option<Format>,
     /// Items per batch (one wasm instance each). Default: enough batches to keep every
-    /// thread busy, at most 4096 items each.
+    /// thread busy, at most 4096 items and a quarter of --memory-limit of input each.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: Option<u32>,
     /// Threads running batches. Default: the number of cores.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     threads: Option<u32>,
-    /// Seconds one batch may run before it is interrupted and fails.
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    time_limit: f64,
-    /// Memory one batch's instance may use, in MiB.
-    #[arg(long, default_value_t = 1024, value_name = "MIB")]
-    memory_limit: usize,
+    /// Memory one batch's instance may use, in MiB (also the most data one batch may hand back).
+    #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    memory_limit: u64,
     /// No progress bar and no summary; failures are still reported.
     #[arg(long, short)]
     quiet: bool,
@@ -48,15 +46,17 @@ pub struct RunArgs {
 }
 
 pub fn main(args: RunArgs) -> Result<ExitCode> {
-    let output_format = resolve_format(args.output_format, &args.output)?;
-    let batch_time = seconds("--time-limit", args.time_limit)?;
+    let output_format = Format::resolve(args.output_format, &args.output, "--output-format")?;
+    refuse_same_file(&args.work.input, &args.output)?;
+    let batch_time = args.work.time_limit()?;
     let threads = args
         .threads
         .map(|t| t as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let limits = Limits {
         batch_time,
-        memory_bytes: args.memory_limit.saturating_mul(1 << 20),
+        memory_bytes: usize::try_from(args.memory_limit.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         max_concurrent_batches: u32::try_from(threads * 2).unwrap_or(u32::MAX),
         ..Limits::default()
     };
@@ -64,15 +64,8 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     let pack_path = args.pack.resolve()?;
     let engine = Engine::new(limits)?;
     let pack = KernelPack::load(&engine, &pack_path)?;
-    if !pack.has_kernel(&args.work.kernel) {
-        let names: Vec<_> = pack.kernels().iter().map(|k| k.name.as_str()).collect();
-        bail!(
-            "pack {} has no kernel `{}` (it has: {})",
-            pack_path.display(),
-            args.work.kernel,
-            names.join(", ")
-        );
-    }
+    args.work
+        .check_against(&pack, &pack_path.display().to_string())?;
 
     let read_start = Instant::now();
     let items = args.work.read_items()?;
@@ -80,7 +73,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     let batch_size = args
         .batch_size
         .map(|b| b as usize)
-        .unwrap_or_else(|| crunch::batch::local_batch_size(items.len(), threads));
+        .unwrap_or_else(|| auto_batch_size(&items, threads, limits.memory_bytes));
 
     let progress = progress_bar(items.len() as u64, args.quiet);
     let job = Job {
@@ -102,17 +95,12 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         results.extend(outcome.results.to_vec());
     }
     let write_start = Instant::now();
-    codec::write_results(&args.output, output_format, &results)?;
+    let errors_file = codec::write_results(&args.output, output_format, &results)?;
     let failures: Vec<(usize, &crunch::ItemError)> = results
         .iter()
         .enumerate()
         .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
         .collect();
-    let sidecar = if !failures.is_empty() && output_format == Format::Npy {
-        Some(write_error_sidecar(&args.output, &failures)?)
-    } else {
-        None
-    };
     let write_time = write_start.elapsed();
 
     if !args.quiet {
@@ -132,13 +120,21 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
             write_time.as_secs_f64()
         );
     }
-    // Failures are reported even with --quiet: nothing fails silently.
+    // Failures are reported even with --quiet: nothing fails silently. What the kernel wrote
+    // is escaped and cut short; the whole of it is in the output.
     for error in &batch_errors {
-        eprintln!("batch failed: {error}");
+        eprintln!(
+            "batch failed: {}",
+            text::escaped_lines(&error.to_string(), text::ECHO_CHARS * 4)
+        );
     }
     let item_errors = failures.iter().filter(|(_, e)| e.kind() != "batch-failed");
     for (i, error) in item_errors.take(LISTED_ERRORS) {
-        eprintln!("item {i} (batch {}): {error}", i / batch_size);
+        eprintln!(
+            "item {i} (batch {}): {}",
+            i / batch_size,
+            text::escaped(&error.to_string(), text::ECHO_CHARS)
+        );
     }
     if failures.len() > LISTED_ERRORS {
         eprintln!(
@@ -147,7 +143,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
             args.output.display()
         );
     }
-    if let Some(path) = sidecar {
+    if let Some(path) = errors_file {
         eprintln!("item errors written to {}", path.display());
     }
     Ok(if failures.is_empty() {
@@ -157,19 +153,34 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-/// A positive, finite number of seconds given as option `name`.
-pub fn seconds(name: &str, value: f64) -> Result<Duration> {
-    if value <= 0.0 || !value.is_finite() {
-        bail!("{name} must be a positive number of seconds, got {value}");
+/// Refuses an output that is the input file itself (by another name too), which writing the
+/// results would replace.
+fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
+    let (Ok(a), Ok(b)) = (std::fs::metadata(input), std::fs::metadata(output)) else {
+        return Ok(());
+    };
+    #[cfg(unix)]
+    let same = {
+        use std::os::unix::fs::MetadataExt;
+        (a.dev(), a.ino()) == (b.dev(), b.ino())
+    };
+    #[cfg(not(unix))]
+    let same = std::fs::canonicalize(input).ok() == std::fs::canonicalize(output).ok();
+    if same {
+        bail!(
+            "the output {} is the input file: writing the results would replace the input; choose another --output",
+            output.display()
+        );
     }
-    Ok(Duration::from_secs_f64(value))
+    Ok(())
 }
 
-fn resolve_format(given: Option<Format>, path: &Path) -> Result<Format> {
-    match given {
-        Some(format) => Ok(format),
-        None => Format::from_path(path),
-    }
+/// Enough batches for about eight per thread, between 1 and 4096 items each
+/// ([`crunch::batch::local_batch_size`]), and no more items than a quarter of the memory limit
+/// holds, so that a batch's inputs and outputs fit its instance.
+fn auto_batch_size(items: &[Item], threads: usize, memory_bytes: usize) -> usize {
+    crunch::batch::local_batch_size(items.len(), threads)
+        .min(crunch::batch::items_within_memory(items, memory_bytes))
 }
 
 fn progress_bar(items: u64, quiet: bool) -> ProgressBar {
@@ -185,16 +196,24 @@ fn progress_bar(items: u64, quiet: bool) -> ProgressBar {
     bar
 }
 
-/// NPY output has no room for errors: they go to `OUTPUT.errors.json`, one per failed item.
-fn write_error_sidecar(output: &Path, failures: &[(usize, &crunch::ItemError)]) -> Result<PathBuf> {
-    let mut path = output.as_os_str().to_owned();
-    path.push(".errors.json");
-    let path = PathBuf::from(path);
-    let errors: Vec<_> = failures
-        .iter()
-        .map(|(i, e)| serde_json::json!({ "item": i, "kind": e.kind(), "message": e.message() }))
-        .collect();
-    let text = serde_json::to_string_pretty(&serde_json::json!({ "errors": errors }))?;
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(count: usize, values: usize) -> Vec<Item> {
+        let item = vec![crunch::Tensor {
+            shape: vec![values as u32],
+            data: vec![0.0; values],
+        }];
+        vec![item; count]
+    }
+
+    #[test]
+    fn auto_batches_are_bounded() {
+        assert_eq!(auto_batch_size(&[], 4, 1 << 30), 1);
+        assert_eq!(auto_batch_size(&items(100, 1), 2, 1 << 30), 7);
+        assert_eq!(auto_batch_size(&items(100_000, 1), 2, 1 << 30), 4096);
+        // 1 MiB items: at most 64 in a quarter of 256 MiB.
+        assert_eq!(auto_batch_size(&items(1000, 1 << 17), 1, 256 << 20), 64);
+    }
 }

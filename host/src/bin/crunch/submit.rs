@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use crunch::fanout;
+use crunch::fanout::{self, Fanout, FanoutTarget};
 use crunch::jobs::{self, SubmitOptions};
 use crunch::{Engine, KernelPack, Limits, registry};
 
 use crate::pack_path::PackArgs;
 use crate::redis_args::RedisArgs;
-use crate::work_args::WorkArgs;
+use crate::work_args::{WorkArgs, seconds};
 
 /// Arguments of `crunch submit`.
 #[derive(Args, Debug)]
@@ -21,17 +21,15 @@ pub struct SubmitArgs {
     /// Items per batch, or `auto` (about 256 batches of 64 to 8192 items).
     #[arg(long, default_value = "auto", value_name = "N|auto")]
     batch_size: String,
-    /// Seconds every key of the job lives in Redis.
-    #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
+    /// Seconds every key of the job lives in Redis: 60 to a year.
+    #[arg(long, default_value_t = 86_400, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
     ttl: u64,
     /// Deliveries after which a failing batch goes to the dead-letter stream.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     max_deliveries: u64,
-    /// Seconds one batch may run before it is interrupted.
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    time_limit: f64,
-    /// Seconds a claim may stay idle before another worker takes it over. Default: twice the
-    /// time limit plus 10.
+    /// Seconds a claim may stay idle before another worker takes it over (at most a week).
+    /// Default: twice the time limit plus 10.
     #[arg(long, value_name = "SECONDS")]
     lease: Option<f64>,
     /// After submitting, start workers as asynchronous invocations of this Lambda function.
@@ -61,11 +59,8 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
             _ => bail!("--batch-size must be a positive number or `auto`, got `{n}`"),
         },
     };
-    let time_limit = crate::run::seconds("--time-limit", args.time_limit)?;
-    let lease = args
-        .lease
-        .map(|s| crate::run::seconds("--lease", s))
-        .transpose()?;
+    let time_limit = args.work.time_limit()?;
+    let lease = args.lease.map(|s| seconds("--lease", s)).transpose()?;
     let engine = Engine::new(Limits {
         max_concurrent_batches: 2,
         ..Limits::default()
@@ -73,21 +68,36 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
     let mut store = args.redis.connect()?;
     // A registry reference (NAME[:TAG] or a digest) pins the digest it resolves to now; a file
     // pins its own digest, and workers read the file.
-    let (pack, pack_path) = match args.pack.registry_reference() {
+    let (pack, pack_path, pack_name) = match args.pack.registry_reference() {
         Some(reference) => {
             let digest = registry::resolve(&mut store, &reference)?;
             let bytes = registry::fetch(&mut store, &digest)?;
-            (KernelPack::from_bytes(&engine, &bytes)?, String::new())
+            let pack = KernelPack::from_bytes(&engine, &bytes)?;
+            (pack, String::new(), reference)
         }
         None => {
             let path = args.pack.resolve()?;
             let pack = KernelPack::load(&engine, &path)?;
             let absolute = std::path::absolute(&path)
                 .with_context(|| format!("resolving {}", path.display()))?;
-            (pack, absolute.display().to_string())
+            let name = path.display().to_string();
+            (pack, absolute.display().to_string(), name)
         }
     };
+    args.work.check_against(&pack, &pack_name)?;
     let items = args.work.read_items()?;
+    // The AWS configuration is checked before the job is written: nothing is left queued for
+    // invocations that could never start.
+    let fanout = args
+        .lambda
+        .as_ref()
+        .map(|function| {
+            Fanout::connect(&FanoutTarget {
+                function: function.clone(),
+                endpoint: args.lambda_endpoint.clone(),
+            })
+        })
+        .transpose()?;
     let options = SubmitOptions {
         kernel: args.work.kernel,
         params: args.work.params,
@@ -109,19 +119,15 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
         spec.pack_digest
     );
     println!("{}", spec.job);
-    let Some(function) = args.lambda else {
+    let (Some(fanout), Some(function)) = (fanout, args.lambda) else {
         return Ok(ExitCode::SUCCESS);
     };
     let workers = args
         .workers
         .unwrap_or_else(|| fanout::default_workers(spec.batch_count, args.max_concurrency));
-    let target = fanout::FanoutTarget {
-        function: function.clone(),
-        endpoint: args.lambda_endpoint,
-    };
-    let report = fanout::invoke_workers_blocking(&target, &spec.job, workers)?;
+    let report = fanout.invoke_workers(&spec.job, workers)?;
     eprintln!(
-        "started {} of {workers} invocations of {function} ({} retries after throttling or errors)",
+        "started {} of {workers} invocations of {function} ({} retries after throttling)",
         report.invoked, report.retries
     );
     if report.failed.is_empty() {

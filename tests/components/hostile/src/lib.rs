@@ -3,8 +3,12 @@
 //! negative, in which case it traps, loops forever, exhausts memory or recurses without end;
 //! `burn` first busy-loops for a time set by the first value (a slow but finite batch); `snoop`
 //! looks for environment variables, files and the network (it imports wasi:filesystem and
-//! wasi:sockets, which the registry refuses and the sandbox serves empty).
-//! Built as `crunch_hostile_kernels.wasm`; never shipped.
+//! wasi:sockets, which the registry refuses and the sandbox serves empty); `raw_text` fails
+//! with terminal escapes, NUL and right-to-left overrides in its messages, or a message of
+//! many MiB. Built as `crunch_hostile_kernels.wasm`; never shipped. Two variants misbehave in
+//! `list-kernels`: feature `bad-names` lists an empty, a repeated and a control-character name
+//! (`crunch_hostile_bad_names.wasm`), `endless-list` never returns
+//! (`crunch_hostile_endless_list.wasm`).
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -19,7 +23,7 @@ mod component {
     use bindings::exports::crunch::kernel::kernels::Guest;
     use std::hint::black_box;
 
-    const KERNELS: [(&str, &str); 8] = [
+    const KERNELS: [(&str, &str); 9] = [
         (
             "chaos",
             "first value picks: 0 echo, -1 panic, -2 loop, -3 memory bomb, -4 recursion, -5 snoop",
@@ -49,16 +53,35 @@ mod component {
             "recurse_on_negative",
             "recurses without bound when the first value is negative",
         ),
+        (
+            "raw_text",
+            "fails with escapes in its message (first value 0), a message of that many MiB (> 0), or panics with escapes (< 0)",
+        ),
     ];
+
+    /// Text a terminal would act on: colour, clear screen, NUL, a right-to-left override.
+    const ESCAPES: &str = "\u{1b}[31mred\u{1b}[2J\0nul\u{202e}desrever";
 
     struct HostilePack;
 
     impl Guest for HostilePack {
         fn list_kernels() -> Vec<KernelInfo> {
-            KERNELS
+            if cfg!(feature = "endless-list") {
+                spin();
+            }
+            let mut names: Vec<(String, &str)> = KERNELS
                 .iter()
+                .map(|(name, summary)| (name.to_string(), *summary))
+                .collect();
+            if cfg!(feature = "bad-names") {
+                names.push((String::new(), "an empty name"));
+                names.push(("echo".into(), "a second echo"));
+                names.push((format!("evil{ESCAPES}"), "a name with escapes"));
+            }
+            names
+                .into_iter()
                 .map(|(name, summary)| KernelInfo {
-                    name: name.to_string(),
+                    name,
                     summary: summary.to_string(),
                 })
                 .collect()
@@ -108,6 +131,18 @@ mod component {
             }
             return Ok(first);
         }
+        if kernel == "raw_text" {
+            let first = first.data.first().copied().unwrap_or(0.0);
+            if first < 0.0 {
+                panic!("hostile kernel: {ESCAPES}");
+            }
+            let message = if first > 0.0 {
+                "e".repeat((first * f64::from(1u32 << 20)) as usize)
+            } else {
+                format!("hostile kernel: {ESCAPES}")
+            };
+            return Err(KernelError::InvalidInput(message));
+        }
         if kernel == "burn" {
             burn(first.data.first().copied().unwrap_or(0.0));
         }
@@ -129,7 +164,18 @@ mod component {
         }
     }
 
+    /// Looks for nothing in the `list-kernels` variants (feature `no-snoop`), which must import
+    /// only what the registry grants to reach its later checks.
+    #[cfg(feature = "no-snoop")]
+    fn snoop() -> Tensor {
+        Tensor {
+            shape: vec![3],
+            data: vec![0.0; 3],
+        }
+    }
+
     /// Looks for secrets: environment variables, a file, the network.
+    #[cfg(not(feature = "no-snoop"))]
     fn snoop() -> Tensor {
         let env = std::env::vars().count() as f64;
         let file = std::fs::read("/etc/hostname").is_ok() || std::fs::read_dir("/").is_ok();
