@@ -201,15 +201,12 @@ fn fan_out_through_the_emulator_matches_crunch_run() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
-    let redis = RedisServer::start().expect("redis");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.json");
-    // Ten batches of two items, each batch ~0.2-0.4 s of busy work.
-    let items: Vec<String> = (0..20).map(|_| "[150]".to_string()).collect();
+/// Submits `batches` batches of two `burn` items of `millis` ms each; returns the job id.
+fn submit_burn(redis: &RedisServer, dir: &std::path::Path, batches: usize, millis: u32) -> String {
+    let input = dir.join(format!("burn-{batches}.json"));
+    let items: Vec<String> = (0..2 * batches).map(|_| format!("[{millis}]")).collect();
     std::fs::write(&input, format!("[{}]", items.join(","))).expect("input");
-    let job = ok_stdout(crunch(
+    ok_stdout(crunch(
         &redis.url(),
         "crunch_hostile_kernels",
         &[
@@ -222,13 +219,22 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
             "2",
         ],
         &[],
-    ));
+    ))
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ten batches of two items that each burn 150 ms (a wall-clock time, the same on any CPU).
+    let job = submit_burn(&redis, dir.path(), 10, 150);
+
+    let margin = Duration::from_millis(100);
     let config = HandlerConfig {
         redis_url: redis.url(),
         function_name: "test".into(),
         time_budget: None,
-        margin: Duration::from_millis(100),
+        margin,
     };
     let worker = Worker::new(Engine::new(Limits::default()).expect("engine"));
     let handler = std::sync::Arc::new(Handler::new(
@@ -236,15 +242,35 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
         Store::connect(&redis.url()).expect("store"),
         config,
     ));
-    let invoke = |deadline_ms: u64| {
+    let invoke = |job: &str, deadline: Duration| {
         let mut ctx = lambda_runtime::Context::default();
-        ctx.request_id = format!("req-{deadline_ms}");
-        ctx.deadline = crunch::jobs::now_ms() + deadline_ms;
+        ctx.request_id = format!("req-{}", deadline.as_millis());
+        ctx.deadline = crunch::jobs::now_ms() + deadline.as_millis() as u64;
         lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }), ctx)
     };
+    // The deadline comes from a measured batch, not from a guess at this machine's speed: a
+    // first one-batch job compiles the pack, a second one measures a whole warm invocation.
+    let long = Duration::from_secs(120);
+    let mut one_batch = Duration::ZERO;
+    for _ in 0..2 {
+        let warm_up = submit_burn(&redis, dir.path(), 1, 150);
+        let started = Instant::now();
+        let done = handler
+            .clone()
+            .handle(invoke(&warm_up, long))
+            .await
+            .expect("warm-up invocation");
+        one_batch = started.elapsed();
+        assert_eq!(
+            (done.batches, done.job_state.as_str()),
+            (1, "done"),
+            "{done:?}"
+        );
+    }
+    // Room for about three batches of the ten.
     let first = handler
         .clone()
-        .handle(invoke(1200))
+        .handle(invoke(&job, margin + one_batch.mul_f64(3.5)))
         .await
         .expect("first invocation");
     assert!(first.stopped_at_deadline && !first.drained, "{first:?}");
@@ -258,7 +284,7 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
 
     let second = handler
         .clone()
-        .handle(invoke(120_000))
+        .handle(invoke(&job, long))
         .await
         .expect("second invocation");
     assert!(second.drained && !second.stopped_at_deadline, "{second:?}");
