@@ -74,6 +74,17 @@ pub enum BatchError {
         /// The trap, the kernel's stderr (e.g. its panic message) and the wasm backtrace.
         reason: String,
     },
+    /// The host could not run the batch (for example no instance slot was free): not the
+    /// kernel's fault, so it is neither retried as a failure nor dead-lettered.
+    #[error("kernel `{kernel}`, batch {batch}: the host could not run it: {reason}")]
+    Host {
+        /// Kernel name.
+        kernel: String,
+        /// Batch index.
+        batch: usize,
+        /// What failed.
+        reason: String,
+    },
     /// The pack broke the contract (for example returned the wrong number of results).
     #[error("kernel `{kernel}`, batch {batch}: {reason}")]
     Contract {
@@ -134,18 +145,39 @@ fn call(
 ) -> Result<PackedResults, BatchError> {
     let engine = pack.engine();
     let mut store = engine.new_store(job.batch_time);
-    let outcome = pack.pre().instantiate(&mut store).and_then(|instance| {
-        instance
-            .crunch_kernel_kernels()
-            .call_run(&mut store, job.kernel, job.params, &batch.packed)
-    });
+    // Instantiation is the host's part (an instance slot, memory for it); the kernel only
+    // starts to run in `call_run`.
+    let instance = pack.pre().instantiate(&mut store).map_err(|e| {
+        if store.data().memory_denied() {
+            // The pack's own initial memory is over the limit: the pack's fault.
+            return BatchError::MemoryLimit {
+                kernel: job.kernel.to_string(),
+                batch: index,
+                limit: engine.limits().memory_bytes,
+            };
+        }
+        BatchError::Host {
+            kernel: job.kernel.to_string(),
+            batch: index,
+            reason: format!("instantiating the pack: {e:#}"),
+        }
+    })?;
+    let outcome = instance.crunch_kernel_kernels().call_run(
+        &mut store,
+        job.kernel,
+        job.params,
+        &batch.packed,
+    );
     let results = outcome.map_err(|e| {
+        let state = store.data();
         classify(
             e,
             job,
             index,
-            engine.limits().memory_bytes,
-            &store.data().stderr(),
+            state
+                .memory_denied()
+                .then_some(engine.limits().memory_bytes),
+            &state.stderr(),
         )
     })?;
     batch
@@ -157,12 +189,14 @@ fn call(
         })
 }
 
-/// Turns a wasmtime error into the batch error that says what happened.
+/// Turns a wasmtime error into the batch error that says what happened. `memory_limit` is the
+/// limit when the store's limiter refused the kernel memory (what it recorded, not the error's
+/// text, says so).
 fn classify(
     error: wasmtime::Error,
     job: &Job<'_>,
     batch: usize,
-    memory_limit: usize,
+    memory_limit: Option<usize>,
     stderr: &str,
 ) -> BatchError {
     let kernel = job.kernel.to_string();
@@ -173,12 +207,11 @@ fn classify(
             limit: job.batch_time,
         };
     }
-    let text = format!("{error:?}");
-    if text.contains("forcing trap when growing memory") {
+    if let Some(limit) = memory_limit {
         return BatchError::MemoryLimit {
             kernel,
             batch,
-            limit: memory_limit,
+            limit,
         };
     }
     let trap = match error.downcast_ref::<wasmtime::Trap>() {

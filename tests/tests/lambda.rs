@@ -9,7 +9,7 @@ use crunch::lambda::{Handler, HandlerConfig};
 use crunch::store::Store;
 use crunch::worker::Worker;
 use crunch::{Engine, Limits};
-use crunch_tests::cli::{Crunch, contracts_file, ok_stdout, path, progress};
+use crunch_tests::cli::{Crunch, contracts_file, ok_stdout, path, progress, submit_values};
 use crunch_tests::lambda_env::{Bootstrap, Emulator, FUNCTION, FakeHttp, ok_response};
 use crunch_tests::redis_server::RedisServer;
 use serde_json::Value;
@@ -46,18 +46,39 @@ const AWS_ENV: [(&str, &str); 3] = [
     ("AWS_REGION", "us-east-1"),
 ];
 
+/// A private Redis, cargo-lambda's emulator, a directory, and the bootstrap connected to them
+/// with `env` besides the usual.
+struct LambdaSetup {
+    redis: RedisServer,
+    emulator: Emulator,
+    dir: tempfile::TempDir,
+    bootstrap: Bootstrap,
+}
+
+impl LambdaSetup {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let redis = RedisServer::start().expect("redis");
+        let emulator = Emulator::start().expect("emulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bootstrap =
+            Bootstrap::start(&emulator, &redis.url(), dir.path(), env).expect("bootstrap");
+        Self {
+            redis,
+            emulator,
+            dir,
+            bootstrap,
+        }
+    }
+}
+
 #[test]
 fn fan_out_through_the_emulator_matches_crunch_run() {
-    let redis = RedisServer::start().expect("redis");
-    let emulator = Emulator::start().expect("emulator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bootstrap = Bootstrap::start(
-        &emulator,
-        &redis.url(),
-        dir.path(),
-        &[("CRUNCH_TIME_BUDGET_MS", "60000")],
-    )
-    .expect("bootstrap");
+    let LambdaSetup {
+        redis,
+        emulator,
+        dir,
+        bootstrap,
+    } = LambdaSetup::start(&[("CRUNCH_TIME_BUDGET_MS", "60000")]);
     let input = contracts_file(dir.path(), 2000);
 
     let local = dir.path().join("local.crb");
@@ -202,32 +223,23 @@ fn fan_out_through_the_emulator_matches_crunch_run() {
 }
 
 /// Submits `batches` batches of two `burn` items of `millis` ms each; returns the job id.
-fn submit_burn(redis: &RedisServer, dir: &std::path::Path, batches: usize, millis: u32) -> String {
-    let input = dir.join(format!("burn-{batches}.json"));
-    let items: Vec<String> = (0..2 * batches).map(|_| format!("[{millis}]")).collect();
-    std::fs::write(&input, format!("[{}]", items.join(","))).expect("input");
-    ok_stdout(crunch(
+fn submit_burn(redis: &RedisServer, batches: usize, millis: u32) -> String {
+    let values = vec![f64::from(millis); 2 * batches];
+    submit_values(
         &redis.url(),
         "crunch_hostile_kernels",
-        &[
-            "submit",
-            "-k",
-            "burn",
-            "-i",
-            path(&input),
-            "--batch-size",
-            "2",
-        ],
+        "burn",
+        &values,
+        2,
         &[],
-    ))
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
     let redis = RedisServer::start().expect("redis");
-    let dir = tempfile::tempdir().expect("tempdir");
     // Ten batches of two items that each burn 150 ms (a wall-clock time, the same on any CPU).
-    let job = submit_burn(&redis, dir.path(), 10, 150);
+    let job = submit_burn(&redis, 10, 150);
 
     let margin = Duration::from_millis(100);
     let config = HandlerConfig {
@@ -253,7 +265,7 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
     let long = Duration::from_secs(120);
     let mut one_batch = Duration::ZERO;
     for _ in 0..2 {
-        let warm_up = submit_burn(&redis, dir.path(), 1, 150);
+        let warm_up = submit_burn(&redis, 1, 150);
         let started = Instant::now();
         let done = handler
             .clone()
@@ -308,21 +320,17 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
 
 #[test]
 fn a_trap_is_reported_to_sentry_with_job_batch_and_kernel() {
-    let redis = RedisServer::start().expect("redis");
     let sentry = FakeHttp::start(ok_response).expect("fake sentry");
-    let emulator = Emulator::start().expect("emulator");
-    let dir = tempfile::tempdir().expect("tempdir");
     let dsn = sentry.dsn();
-    let _bootstrap = Bootstrap::start(
-        &emulator,
-        &redis.url(),
-        dir.path(),
-        &[
-            ("SENTRY_DSN", dsn.as_str()),
-            ("CRUNCH_TIME_BUDGET_MS", "30000"),
-        ],
-    )
-    .expect("bootstrap");
+    let LambdaSetup {
+        redis,
+        emulator,
+        dir,
+        bootstrap: _bootstrap,
+    } = LambdaSetup::start(&[
+        ("SENTRY_DSN", dsn.as_str()),
+        ("CRUNCH_TIME_BUDGET_MS", "30000"),
+    ]);
     let input = dir.path().join("in.json");
     std::fs::write(&input, "[[1], [2], [-1], [3]]").expect("input");
     let job = ok_stdout(crunch(
@@ -439,4 +447,52 @@ fn throttled_fan_out_backs_off_and_starts_every_worker() {
             "the event carries the job id only: {request}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_one_invocation_does_not_break_the_next() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("trap.json");
+    std::fs::write(&input, "[[-1]]").expect("input");
+    let trapping = ok_stdout(crunch(
+        &redis.url(),
+        "crunch_hostile_kernels",
+        &["submit", "-k", "trap_on_negative", "-i", path(&input)],
+        &[],
+    ));
+    let fine = submit_burn(&redis, 1, 1);
+    // The error hook (Sentry's, in the bootstrap) panics on the trap.
+    let worker = Worker::new(Engine::new(Limits::default()).expect("engine")).with_error_hook(
+        Box::new(|failure| panic!("the error hook failed on {failure:?}")),
+    );
+    let config = HandlerConfig {
+        redis_url: redis.url(),
+        function_name: "test".into(),
+        time_budget: None,
+        margin: Duration::from_millis(100),
+    };
+    let handler = std::sync::Arc::new(Handler::new(
+        worker,
+        Store::connect(&redis.url()).expect("store"),
+        config,
+    ));
+    let invoke = |job: &str| {
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.request_id = format!("req-{job}");
+        ctx.deadline = crunch::jobs::now_ms() + 60_000;
+        lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }), ctx)
+    };
+    let first = handler.clone().handle(invoke(&trapping)).await;
+    assert!(first.is_err(), "{first:?}");
+    let second = handler
+        .clone()
+        .handle(invoke(&fine))
+        .await
+        .expect("the next invocation works");
+    assert_eq!(
+        (second.batches, second.job_state.as_str()),
+        (1, "done"),
+        "{second:?}"
+    );
 }

@@ -1,8 +1,8 @@
 //! The invocation handler: parse the event, drain the job until the deadline less a margin,
 //! return a small summary, and print one EMF metrics record.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -12,7 +12,8 @@ use serde_json::Value;
 use super::event::{DrainEvent, EventError};
 use super::metrics::InvocationMetrics;
 use crate::jobs::{self, now_ms};
-use crate::store::Store;
+use crate::store::pool::StorePool;
+use crate::store::{Patience, Store};
 use crate::worker::{Deadline, DrainReport, Worker};
 
 /// Settings of the bootstrap, from its environment.
@@ -112,20 +113,22 @@ impl From<HandlerError> for Diagnostic {
 }
 
 /// Drains jobs on invocation. Built once at init; warm invocations reuse the engine, the
-/// Redis connection and the compiled kernels.
+/// Redis connections and the compiled kernels.
 pub struct Handler {
     worker: Arc<Worker>,
-    store: Arc<Mutex<Store>>,
+    pool: Arc<StorePool>,
     config: HandlerConfig,
     cold: AtomicBool,
 }
 
 impl Handler {
-    /// A handler over a worker and a connected store.
+    /// A handler over a worker and a connected store (kept for the first invocation).
     pub fn new(worker: Worker, store: Store, config: HandlerConfig) -> Self {
+        let pool = StorePool::new(&config.redis_url);
+        pool.give_back([store]);
         Self {
             worker: Arc::new(worker),
-            store: Arc::new(Mutex::new(store)),
+            pool: Arc::new(pool),
             config,
             cold: AtomicBool::new(true),
         }
@@ -203,16 +206,11 @@ impl Handler {
             tokio::task::spawn_blocking(move || -> anyhow::Result<(DrainReport, String)> {
                 let span = tracing::info_span!("invocation", request_id = %request_id, job = %job);
                 let _entered = span.enter();
-                let mut store = this
-                    .store
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("the Redis connection is poisoned"))?;
+                let mut store = this.pool.take(Patience::Until(deadline.at))?;
                 jobs::spec(&mut store, &job)?;
-                let consumer = this.worker.consumer(0);
-                let report = this
-                    .worker
-                    .drain(&mut store, &job, &consumer, Some(deadline))?;
+                let report = this.worker.drain(&this.pool, &job, 1, Some(deadline))?;
                 let state = jobs::progress(&mut store, &job)?.state;
+                this.pool.give_back([store]);
                 Ok((report, state))
             })
             .await
