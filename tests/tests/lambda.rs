@@ -247,6 +247,8 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
         function_name: "test".into(),
         time_budget: None,
         margin,
+        // Two claim loops whatever this machine has: the test's arithmetic counts on it.
+        concurrency: 2,
     };
     let worker = Worker::new(Engine::new(Limits::default()).expect("engine"));
     let handler = std::sync::Arc::new(Handler::new(
@@ -279,7 +281,7 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
             "{done:?}"
         );
     }
-    // Room for about three batches of the ten.
+    // Room for about three batches per claim loop: six of the ten.
     let first = handler
         .clone()
         .handle(invoke(&job, margin + one_batch.mul_f64(3.5)))
@@ -449,6 +451,54 @@ fn throttled_fan_out_backs_off_and_starts_every_worker() {
     }
 }
 
+#[test]
+fn with_two_vcpus_an_invocation_runs_two_batches_at_once() {
+    // 3,538 MB buys two vCPUs' worth of CPU time: two claim loops.
+    let LambdaSetup {
+        redis,
+        emulator,
+        dir: _dir,
+        bootstrap,
+    } = LambdaSetup::start(&[
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3538"),
+        ("CRUNCH_TIME_BUDGET_MS", "60000"),
+    ]);
+    // Eight batches that each burn 300 ms (wall-clock): two loops overlap on any CPU.
+    let job = submit_burn(&redis, 8, 300);
+    let (status, body) = emulator
+        .invoke(&format!("{{\"job\": \"{job}\"}}"))
+        .expect("invoke");
+    assert_eq!(status, 200, "{body}");
+    let summary: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(summary["concurrency"], 2, "{body}");
+    assert_eq!(summary["peak_batches"], 2, "{body}");
+    assert_eq!(
+        (summary["batches"].as_u64(), summary["drained"].as_bool()),
+        (Some(8), Some(true)),
+        "{body}"
+    );
+    let p = progress(&redis, &job);
+    assert_eq!(
+        (p["state"].as_str(), p["items_ok"].as_str()),
+        ("done", "16")
+    );
+    let log = bootstrap.log();
+    let emf: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r.get("_aws").is_some() && r["job"] == job.as_str())
+        .collect();
+    assert_eq!(emf.len(), 1, "one EMF record per invocation:\n{log}");
+    assert_eq!(
+        (
+            emf[0]["Concurrency"].as_u64(),
+            emf[0]["PeakConcurrentBatches"].as_u64()
+        ),
+        (Some(2), Some(2)),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_one_invocation_does_not_break_the_next() {
     let redis = RedisServer::start().expect("redis");
@@ -471,6 +521,7 @@ async fn a_panic_in_one_invocation_does_not_break_the_next() {
         function_name: "test".into(),
         time_budget: None,
         margin: Duration::from_millis(100),
+        concurrency: 1,
     };
     let handler = std::sync::Arc::new(Handler::new(
         worker,

@@ -1,5 +1,5 @@
-//! The invocation handler: parse the event, drain the job until the deadline less a margin,
-//! return a small summary, and print one EMF metrics record.
+//! The invocation handler: parse the event, drain the job with one claim loop per vCPU until
+//! the deadline less a margin, return a small summary, and print one EMF metrics record.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +28,9 @@ pub struct HandlerConfig {
     pub time_budget: Option<Duration>,
     /// Time kept free before the deadline for writing results (`CRUNCH_DEADLINE_MARGIN_MS`).
     pub margin: Duration,
+    /// Claim loops per invocation, each running one batch at a time (`CRUNCH_CONCURRENCY`;
+    /// default: the function's vCPUs, see [`vcpus`](super::vcpus::vcpus)).
+    pub concurrency: usize,
 }
 
 /// Used when the runtime's deadline is implausible and no budget is configured.
@@ -54,6 +57,7 @@ impl HandlerConfig {
                 .unwrap_or_else(|_| "crunch".into()),
             time_budget: ms("CRUNCH_TIME_BUDGET_MS")?,
             margin: ms("CRUNCH_DEADLINE_MARGIN_MS")?.unwrap_or(Duration::from_secs(2)),
+            concurrency: super::vcpus::concurrency_from_env()?,
         })
     }
 }
@@ -81,6 +85,10 @@ pub struct DrainResponse {
     pub stopped_at_deadline: bool,
     /// The job's state afterwards.
     pub job_state: String,
+    /// Claim loops this invocation ran (one per vCPU by default).
+    pub concurrency: usize,
+    /// The most batches that ran at the same moment.
+    pub peak_batches: usize,
 }
 
 /// Why an invocation failed; becomes the Lambda error type and message.
@@ -208,7 +216,8 @@ impl Handler {
                 let _entered = span.enter();
                 let mut store = this.pool.take(Patience::Until(deadline.at))?;
                 jobs::spec(&mut store, &job)?;
-                let report = this.worker.drain(&this.pool, &job, 1, Some(deadline))?;
+                let loops = this.config.concurrency;
+                let report = this.worker.drain(&this.pool, &job, loops, Some(deadline))?;
                 let state = jobs::progress(&mut store, &job)?.state;
                 this.pool.give_back([store]);
                 Ok((report, state))
@@ -230,6 +239,8 @@ impl Handler {
         metrics.items_failed = s.items_failed;
         metrics.kernel_ms = s.kernel_time.as_secs_f64() * 1e3;
         metrics.stopped_at_deadline = report.stopped_at_deadline;
+        metrics.concurrency = report.concurrency as u64;
+        metrics.peak_batches = report.peak_batches as u64;
         Ok(DrainResponse {
             job: event.job,
             batches: s.batches,
@@ -241,6 +252,8 @@ impl Handler {
             drained: !report.stopped_at_deadline,
             stopped_at_deadline: report.stopped_at_deadline,
             job_state,
+            concurrency: report.concurrency,
+            peak_batches: report.peak_batches,
         })
     }
 }
