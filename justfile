@@ -8,6 +8,9 @@ pack := components / "crunch_kernels.wasm"
 crunch := target / "release/crunch"
 demo_data := target / "release/examples/demo_data"
 py_env := target / "py-env"
+# Tools the recipes install into the project's own Python environment and call by path, so
+# that nothing depends on what is on PATH (a pyenv Python puts no shim there until `pyenv rehash`).
+cargo_lambda := py_env / "bin/cargo-lambda"
 demo := target / "demo"
 
 # List the recipes.
@@ -34,10 +37,13 @@ build: setup
     cargo build --release -p crunch --bins --examples
     @echo "kernel pack: {{pack}} ($(stat -c %s {{pack}}) bytes)"
 
+# The project's own Python environment (target/py-env): test and build tools go there.
+venv:
+    @test -x {{py_env}}/bin/python || python3 -m venv {{py_env}}
+
 # redis-py, NumPy and SciPy (the Python example, the baselines); maturin, pytest, tqdm (the package).
 # A Python virtualenv (target/py-env) with what the Python parts need.
-py-env:
-    @test -x {{py_env}}/bin/python || python3 -m venv {{py_env}}
+py-env: venv
     {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt -r bench/python/requirements.txt -r python/requirements-dev.txt
 
 # The build embeds the standard kernel pack, which `build` has just built.
@@ -65,9 +71,10 @@ wheel-check: wheel
     pip install --quiet --disable-pip-version-check {{target}}/wheels/crunch-*.whl
     cd "$venv" && python -c 'import numpy as np, crunch; arr = np.array([[100.0, 100.0, 1.0, 0.05, 0.2, 1.0], [100.0, 110.0, 0.5, 0.01, 0.3, 0.0]]); out = crunch.run("black_scholes", arr); print(crunch.__version__, crunch.__file__); print(out); assert abs(out[0, 0] - 10.450583572185565) < 1e-12'
 
-# redis-server and redis-cli come from apt-get, cargo-lambda's emulator from pip, when missing.
+# redis-server and redis-cli come from apt-get when missing; cargo-lambda (its Runtime API
+# emulator) is installed into target/py-env.
 # Install what the tests run besides Rust.
-test-deps:
+test-deps: py-env lambda-tools
     #!/usr/bin/env bash
     set -euo pipefail
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
@@ -75,14 +82,21 @@ test-deps:
         SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
         $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server
     fi
-    command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
+
+# Install cargo-lambda into target/py-env (called by path, never from PATH).
+lambda-tools: venv
+    @test -x {{cargo_lambda}} || {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check cargo-lambda
+
+# Also ziglang, cargo-lambda's linker for cross builds, into target/py-env.
+cross-tools: lambda-tools
+    @{{py_env}}/bin/python -m ziglang version >/dev/null 2>&1 || {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check ziglang
 
 # Unit tests, golden vectors through the component, CLI, Redis jobs (private redis-server
 # processes), registry and hot swap, sandbox and chaos, the bad-input matrix, the Python example,
 # the Lambda bootstrap under cargo-lambda's emulator, then the Python package's pytest suite.
 # Run every test.
 test: build py-env test-deps py-dev
-    CRUNCH_PYTHON={{py_env}}/bin/python cargo test --release --workspace --exclude crunch-python
+    CRUNCH_PYTHON={{py_env}}/bin/python CRUNCH_CARGO_LAMBDA={{cargo_lambda}} cargo test --release --workspace --exclude crunch-python
     {{py_env}}/bin/python -m pytest python/tests -q
 
 # 1,000,000 black_scholes items, then 100,000 implied_vol items, through `crunch run`.
@@ -96,11 +110,10 @@ demo: build
 
 # Invoke with `crunch submit ... --lambda _ --lambda-endpoint http://127.0.0.1:9000`.
 # Run the bootstrap under cargo-lambda's Runtime API emulator, with Redis at $CRUNCH_REDIS.
-lambda-watch: build
+lambda-watch: build lambda-tools
     #!/usr/bin/env bash
     set -euo pipefail
-    command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
-    cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P 9000 &
+    {{cargo_lambda}} lambda watch --only-lambda-apis -A 127.0.0.1 -P 9000 &
     trap 'kill %1' EXIT
     sleep 2
     AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:9000/.rt AWS_LAMBDA_FUNCTION_NAME=_ \
@@ -130,14 +143,14 @@ fuzz seconds="120":
 
 # cargo-lambda, with zig from PyPI for the cross build.
 # Build the bootstrap zips for arm64 and x86_64 and print their sizes.
-package:
+package: cross-tools
     #!/usr/bin/env bash
     set -euo pipefail
-    command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
-    python3 -m ziglang version >/dev/null 2>&1 || python3 -m pip install --quiet ziglang
+    # cargo-lambda finds zig through the environment's python3.
+    export PATH="{{py_env}}/bin:$PATH"
     for arch in arm64 x86-64; do
         # Without default features: the AWS SDK (for `crunch submit --lambda`) stays out.
-        cargo lambda build --profile lambda -p crunch --bin bootstrap --no-default-features \
+        {{cargo_lambda}} lambda build --profile lambda -p crunch --bin bootstrap --no-default-features \
             --$arch --output-format zip --lambda-dir {{target}}/lambda/$arch
     done
     for zip in {{target}}/lambda/*/bootstrap/bootstrap.zip; do
@@ -148,24 +161,23 @@ package:
 
 # cargo-lambda cross-builds `crunch` for arm64 (zig); qemu-user runs it.
 # Check that arm64 (under qemu) and x86_64 give byte-identical outputs on every golden input.
-test-arm64: build
+test-arm64: build cross-tools
     #!/usr/bin/env bash
     set -euo pipefail
-    command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambda
-    python3 -m ziglang version >/dev/null 2>&1 || python3 -m pip install --quiet ziglang
+    export PATH="{{py_env}}/bin:$PATH"
     if ! command -v qemu-aarch64 >/dev/null || [ ! -e /usr/aarch64-linux-gnu/lib/libc.so.6 ]; then
         SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-user libc6-arm64-cross libgcc-s1-arm64-cross
     fi
-    cargo lambda build --release --bin crunch --arm64 --lambda-dir {{target}}/lambda-cli/arm64
+    {{cargo_lambda}} lambda build --release --bin crunch --arm64 --lambda-dir {{target}}/lambda-cli/arm64
     CRUNCH_ARM64_BIN={{target}}/lambda-cli/arm64/crunch/bootstrap \
         cargo test --release -p crunch-tests --test arm64 -- --ignored --nocapture
 
 # Lint the AWS SAM template with cfn-lint.
-deploy-lint:
-    @command -v cfn-lint >/dev/null || python3 -m pip install --quiet cfn-lint
-    cfn-lint deploy/template.yaml
+deploy-lint: venv
+    @test -x {{py_env}}/bin/cfn-lint || {{py_env}}/bin/python -m pip install --quiet --disable-pip-version-check cfn-lint
+    {{py_env}}/bin/cfn-lint deploy/template.yaml
 
 # Deploy with AWS SAM (needs AWS credentials and the SAM CLI; see docs/deploy.md).
 deploy: package deploy-lint

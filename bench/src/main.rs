@@ -5,6 +5,7 @@
 
 mod baselines;
 mod package;
+mod lambda_runs;
 mod redis_runs;
 mod report;
 mod whole_array;
@@ -38,6 +39,9 @@ struct Args {
     /// Process starts measured per cold-start case.
     #[arg(long, default_value_t = 7)]
     cold_runs: usize,
+    /// Drains measured per vCPU count of the Lambda comparison.
+    #[arg(long, default_value_t = 3)]
+    lambda_runs: usize,
 }
 
 fn main() -> Result<()> {
@@ -101,6 +105,11 @@ fn main() -> Result<()> {
     let bench = redis_runs::Bench::start(pack, &component)?;
     report.end_to_end = Some(bench.end_to_end(python.as_deref(), args.e2e_items)?);
     report.cold_start = Some(bench.cold_start(args.cold_runs)?);
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        eprintln!("Lambda with 1 and 2 vCPUs ...");
+        // About 4 s of one core's work.
+        report.lambda_vcpus = Some(bench.lambda_vcpus(4.0, args.lambda_runs)?);
+    }
     for w in workloads
         .iter()
         .filter(|w| ["black_scholes", "implied_vol", "matmul", "describe"].contains(&w.kernel))

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -46,7 +45,23 @@ impl Bench {
         Ok(bench)
     }
 
-    fn submit(
+    /// The URL of the benchmark's Redis.
+    pub fn redis_url(&self) -> String {
+        self.redis.url()
+    }
+
+    /// The pack the jobs use.
+    pub fn pack(&self) -> &KernelPack {
+        &self.pack
+    }
+
+    /// A disk cache that already holds the compiled pack.
+    pub fn warm_cache(&self) -> &Path {
+        self.warm_cache.path()
+    }
+
+    /// Submits `items` of `kernel` in batches of `batch_size`; returns the job id.
+    pub fn submit(
         &self,
         kernel: &str,
         params: &[(String, Tensor)],
@@ -213,8 +228,7 @@ impl Bench {
             .collect();
         let job = self.submit(kernel, params, &items, batch.len())?;
         let engine = Engine::new(Limits::default())?;
-        let worker =
-            Arc::new(Worker::new(engine).with_cache_dir(Some(self.warm_cache.path().into())));
+        let worker = Worker::new(engine).with_cache_dir(Some(self.warm_cache.path().into()));
         let only = job.clone();
         let keep_going = move |store: &mut Store| {
             jobs::progress(store, &only)

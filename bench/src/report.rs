@@ -89,6 +89,24 @@ pub struct KernelShare {
     pub share: f64,
 }
 
+/// One CPU-bound job drained by one Lambda invocation (the bootstrap under cargo-lambda's
+/// emulator) with 1 vCPU and with 2.
+#[derive(Debug, Default, Serialize)]
+pub struct LambdaVcpus {
+    /// Items of the black_scholes job.
+    pub items: usize,
+    /// Batches of the job.
+    pub batches: usize,
+    /// Drain time with 1 vCPU (one claim loop), median, s.
+    pub one_vcpu_s: f64,
+    /// Drain time with 2 vCPUs (two claim loops), median, s.
+    pub two_vcpus_s: f64,
+    /// one / two.
+    pub ratio: f64,
+    /// Runs of each.
+    pub runs: usize,
+}
+
 /// Artefact sizes in bytes.
 #[derive(Debug, Default, Serialize)]
 pub struct Sizes {
@@ -128,6 +146,8 @@ pub struct Report {
     pub end_to_end: Option<EndToEnd>,
     /// Cold start.
     pub cold_start: Option<ColdStart>,
+    /// Lambda with 1 vCPU and with 2.
+    pub lambda_vcpus: Option<LambdaVcpus>,
     /// Time inside kernels.
     pub kernel_share: Vec<KernelShare>,
     /// Whole arrays through `crunch run --threads 1` against NumPy/SciPy.
@@ -292,6 +312,14 @@ impl Report {
             None,
         ));
         targets.push(target(
+            "a Lambda invocation with 2 vCPUs over 1, CPU-bound job",
+            ">= 1.6x",
+            self.lambda_vcpus
+                .as_ref()
+                .map_or("not measured".into(), |l| format!("{:.2}x", l.ratio)),
+            self.lambda_vcpus.as_ref().map(|l| l.ratio >= 1.6),
+        ));
+        targets.push(target(
             "cold start, cached kernel",
             "<= 50 ms",
             self.cold_start
@@ -424,6 +452,14 @@ impl Report {
             md.push_str(&format!(
                 "\nPython worker (redis-py, NumPy/SciPy, docs/protocol.md): {} items/s.\n",
                 num(e.python_worker_items_per_s, 0)
+            ));
+        }
+        if let Some(l) = &self.lambda_vcpus {
+            md.push_str(&format!(
+                "\n## Lambda vCPUs\n\nOne invocation of the bootstrap under cargo-lambda's emulator \
+                 drains {} black_scholes items in {} batches (median of {}): 1 vCPU {:.2} s, \
+                 2 vCPUs {:.2} s, {:.2}x.\n",
+                l.items, l.batches, l.runs, l.one_vcpu_s, l.two_vcpus_s, l.ratio
             ));
         }
         if let Some(c) = &self.cold_start {

@@ -93,7 +93,8 @@ def submit(r, kernel, items, pack_path, params=None, batch_size=100, ttl=3600):
         pipe.expire(k(key), ttl)
     for b, batch in enumerate(batches):
         pipe.set(k(f"in:{b}"), encode_items(batch), ex=ttl)
-        pipe.xadd(k("queue"), {"batch": b, "attempt": 1})
+        # Explicit entry ids (0-(B+1)): a repeat after a lost reply cannot queue a batch twice.
+        pipe.xadd(k("queue"), {"batch": b, "attempt": 1}, id=f"0-{b + 1}")
     pipe.hset(k("progress"), "state", "queued")
     pipe.execute()
     r.zadd("crunch:jobs", {job: now})

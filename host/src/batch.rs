@@ -89,6 +89,17 @@ pub enum BatchError {
         /// Batch index.
         batch: usize,
     },
+    /// The host could not run the batch (for example no instance slot was free): not the
+    /// kernel's fault, so it is neither retried as a failure nor dead-lettered.
+    #[error("kernel `{kernel}`, batch {batch}: the host could not run it: {reason}")]
+    Host {
+        /// Kernel name.
+        kernel: String,
+        /// Batch index.
+        batch: usize,
+        /// What failed.
+        reason: String,
+    },
     /// The pack broke the contract (for example returned the wrong number of results).
     #[error("kernel `{kernel}`, batch {batch}: {reason}")]
     Contract {
@@ -173,11 +184,29 @@ fn call(
         Some(stop) => engine.new_stoppable_store(remaining, stop),
         None => engine.new_store(remaining),
     };
-    let outcome = pack.pre().instantiate(&mut store).and_then(|instance| {
-        instance
-            .crunch_kernel_kernels()
-            .call_run(&mut store, job.kernel, job.params, &batch.packed)
-    });
+    // Instantiation is the host's part (an instance slot, memory for it); the kernel only
+    // starts to run in `call_run`.
+    let instance = pack.pre().instantiate(&mut store).map_err(|e| {
+        if store.data().memory_denied() {
+            // The pack's own initial memory is over the limit: the pack's fault.
+            return BatchError::MemoryLimit {
+                kernel: job.kernel.to_string(),
+                batch: index,
+                limit: engine.limits().memory_bytes,
+            };
+        }
+        BatchError::Host {
+            kernel: job.kernel.to_string(),
+            batch: index,
+            reason: format!("instantiating the pack: {e:#}"),
+        }
+    })?;
+    let outcome = instance.crunch_kernel_kernels().call_run(
+        &mut store,
+        job.kernel,
+        job.params,
+        &batch.packed,
+    );
     let results = match outcome {
         Ok(results) => results,
         Err(e) if is_over_result_limit(&e) => {
@@ -197,13 +226,15 @@ fn call(
             return Ok(results);
         }
         Err(e) => {
-            let memory_limit = engine.limits().memory_bytes;
+            let state = store.data();
             return Err(classify(
                 e,
                 job,
                 index,
-                memory_limit,
-                &store.data().stderr(),
+                state
+                    .memory_denied()
+                    .then_some(engine.limits().memory_bytes),
+                &state.stderr(),
             ));
         }
     };
@@ -221,12 +252,14 @@ fn is_over_result_limit(error: &wasmtime::Error) -> bool {
     format!("{error:?}").contains("too much data is being copied between the host and the guest")
 }
 
-/// Turns a wasmtime error into the batch error that says what happened.
+/// Turns a wasmtime error into the batch error that says what happened. `memory_limit` is the
+/// limit when the store's limiter refused the kernel memory (what it recorded, not the error's
+/// text, says so).
 fn classify(
     error: wasmtime::Error,
     job: &Job<'_>,
     batch: usize,
-    memory_limit: usize,
+    memory_limit: Option<usize>,
     stderr: &str,
 ) -> BatchError {
     let kernel = job.kernel.to_string();
@@ -240,12 +273,11 @@ fn classify(
             limit: job.batch_time,
         };
     }
-    let text = format!("{error:?}");
-    if text.contains("forcing trap when growing memory") {
+    if let Some(limit) = memory_limit {
         return BatchError::MemoryLimit {
             kernel,
             batch,
-            limit: memory_limit,
+            limit,
         };
     }
     let recursion = error

@@ -5,9 +5,9 @@
 //! A disk entry is the serialized compiled component plus the sha256 of those bytes; an entry
 //! whose bytes do not match, or that this engine cannot load, is discarded and recompiled.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -34,6 +34,9 @@ pub struct PackCache {
     dir: Option<PathBuf>,
     capacity: usize,
     entries: Mutex<VecDeque<(String, KernelPack)>>,
+    /// One lock per digest being loaded: the first thread to miss loads it, the others wait
+    /// and then find it in memory (single flight).
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// The default disk cache directory: `$CRUNCH_CACHE_DIR`, else `/tmp/crunch-cache` on Lambda,
@@ -59,6 +62,7 @@ impl PackCache {
             dir,
             capacity: capacity.max(1),
             entries: Mutex::new(VecDeque::new()),
+            loading: Mutex::new(HashMap::new()),
         }
     }
 
@@ -68,12 +72,39 @@ impl PackCache {
     }
 
     /// The pack with `digest`: from memory, else from disk, else compiled from the bytes that
-    /// `fetch` returns (checked against the digest).
+    /// `fetch` returns (checked against the digest). Threads that miss the same digest at once
+    /// load it once: one loads, the others wait for it.
     pub fn get(
         &self,
         digest: &str,
         fetch: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<(KernelPack, CacheHit)> {
+        if let Some(pack) = self.lookup(digest)? {
+            return Ok((pack, CacheHit::Memory));
+        }
+        let gate = Arc::clone(
+            self.loading
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(digest.to_string())
+                .or_default(),
+        );
+        let _loading = gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let loaded = self.load(digest, fetch);
+        self.loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(digest);
+        loaded
+    }
+
+    /// [`get`](Self::get)'s work once this thread holds the digest's loading lock.
+    fn load(
+        &self,
+        digest: &str,
+        fetch: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<(KernelPack, CacheHit)> {
+        // Another thread may have loaded it while this one waited.
         if let Some(pack) = self.lookup(digest)? {
             return Ok((pack, CacheHit::Memory));
         }

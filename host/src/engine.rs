@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits};
+use wasmtime::{
+    Config, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -68,7 +70,7 @@ impl Default for Limits {
 pub struct BatchState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: MemoryLimiter,
     stderr: MemoryOutputPipe,
 }
 
@@ -76,6 +78,45 @@ impl BatchState {
     /// What the kernel wrote to stderr (for example a panic message), lossily decoded.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    /// Whether the kernel tried to grow its memory past the limit (and trapped for it).
+    pub fn memory_denied(&self) -> bool {
+        self.limiter.denied
+    }
+}
+
+/// Refuses linear memory past the limit with a trap, and records that it did, so that the
+/// failure is told apart from any other trap by what happened rather than by an error's text.
+struct MemoryLimiter {
+    memory_bytes: usize,
+    denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.denied = true;
+            wasmtime::bail!(
+                "the kernel asked for {desired} bytes of memory, over the limit of {} bytes",
+                self.memory_bytes
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
     }
 }
 
@@ -212,20 +253,20 @@ impl Engine {
     fn sandboxed_store(&self) -> Store<BatchState> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        let limits = wasmtime::StoreLimitsBuilder::new()
-            .memory_size(self.inner.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limiter = MemoryLimiter {
+            memory_bytes: self.inner.limits.memory_bytes,
+            denied: false,
+        };
         let mut store = Store::new(
             &self.inner.engine,
             BatchState {
                 wasi,
                 table: ResourceTable::new(),
-                limits,
+                limiter,
                 stderr,
             },
         );
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(self.inner.limits.result_bytes());
         store
     }
@@ -240,11 +281,12 @@ pub type StopCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 #[error("stopped before it finished")]
 pub struct Stopped;
 
-/// A time limit in epoch ticks, rounded up, at least one.
+/// A time limit in epoch ticks: rounded up, plus one for the tick in progress when the store is
+/// made (it may be about to end), so that a batch is never interrupted before its limit.
 fn epoch_ticks(limit: Duration) -> u64 {
     let tick = EPOCH_TICK.as_nanos();
-    let ticks = limit.as_nanos().div_ceil(tick);
-    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    let ticks = limit.as_nanos().div_ceil(tick) + 1;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a dedicated OS thread.
@@ -286,9 +328,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_round_up() {
+    fn ticks_round_up_and_count_the_tick_in_progress() {
         assert_eq!(epoch_ticks(Duration::ZERO), 1);
-        assert_eq!(epoch_ticks(Duration::from_millis(15)), 2);
-        assert_eq!(epoch_ticks(Duration::from_secs(1)), 100);
+        assert_eq!(epoch_ticks(Duration::from_millis(15)), 3);
+        assert_eq!(epoch_ticks(Duration::from_secs(1)), 101);
+    }
+
+    #[test]
+    fn no_limit_is_cut_short_by_the_tick_in_progress() {
+        // The deadline fires after `ticks` epoch increments; the first may come at once (the
+        // tick in progress ends), so at least `ticks - 1` whole ticks pass first.
+        for ms in [0, 1, 9, 10, 11, 15, 100, 999, 1000, 60_000] {
+            let limit = Duration::from_millis(ms);
+            let earliest = EPOCH_TICK * (epoch_ticks(limit) - 1) as u32;
+            assert!(
+                earliest >= limit,
+                "{limit:?}: interrupted as early as {earliest:?}"
+            );
+        }
     }
 }

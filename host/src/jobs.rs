@@ -12,9 +12,9 @@ use crate::codec;
 use crate::engine::Limits;
 use crate::pack::KernelPack;
 use crate::results::PackedResults;
-use crate::store::Store;
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::{JobSpec, Progress};
+use crate::store::{Store, queue, scripts};
 use crate::types::{Item, ItemResult, Tensor};
 
 /// Batches written per pipeline round trip at submit.
@@ -166,19 +166,20 @@ pub fn submit(
         for (b, bytes) in &encoded {
             pipe.set_ex(keys.input(*b), bytes, ttl).ignore();
         }
-        for (b, _) in &encoded {
-            pipe.cmd("XADD")
-                .arg(keys.queue())
-                .arg("*")
-                .arg("batch")
-                .arg(*b)
-                .arg("attempt")
-                .arg(1)
-                .ignore();
-        }
         store
             .pipeline::<()>(&pipe)
             .with_context(|| format!("writing the batches of job {job}"))?;
+        // Queue entries with explicit ids, so that a retry after a lost reply adds none twice.
+        let (first, last) = (encoded[0].0, encoded[encoded.len() - 1].0);
+        store
+            .run(|c| {
+                scripts::ENQUEUE
+                    .key(keys.queue())
+                    .arg(first)
+                    .arg(last)
+                    .invoke::<()>(c)
+            })
+            .with_context(|| format!("queueing the batches of job {job}"))?;
     }
     store.run(|c| {
         redis::cmd("HSET")
@@ -218,26 +219,37 @@ impl JobNotFound {
 
 /// The spec of `job`, or [`JobNotFound`].
 pub fn spec(store: &mut Store, job: &str) -> Result<JobSpec> {
+    let spec = find_spec(store, job)?;
+    spec.ok_or_else(|| JobNotFound::new(job, store).into())
+}
+
+/// The spec of `job`; `None` when it does not exist (unknown, or expired with its TTL).
+pub fn find_spec(store: &mut Store, job: &str) -> Result<Option<JobSpec>> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
     let keys = JobKeys::new(job);
     let fields: HashMap<String, String> =
         store.run(|c| redis::cmd("HGETALL").arg(keys.spec()).query(c))?;
     if fields.is_empty() {
-        return Err(JobNotFound::new(job, store).into());
+        return Ok(None);
     }
-    JobSpec::from_fields(&fields).with_context(|| format!("reading the spec of job {job}"))
+    JobSpec::from_fields(&fields)
+        .map(Some)
+        .with_context(|| format!("reading the spec of job {job}"))
 }
 
 /// The state and counters of `job`, or [`JobNotFound`].
 pub fn progress(store: &mut Store, job: &str) -> Result<Progress> {
+    let progress = find_progress(store, job)?;
+    progress.ok_or_else(|| JobNotFound::new(job, store).into())
+}
+
+/// The state and counters of `job`; `None` when it does not exist (unknown, or expired).
+pub fn find_progress(store: &mut Store, job: &str) -> Result<Option<Progress>> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
     let keys = JobKeys::new(job);
     let fields: HashMap<String, String> =
         store.run(|c| redis::cmd("HGETALL").arg(keys.progress()).query(c))?;
-    if fields.is_empty() {
-        return Err(JobNotFound::new(job, store).into());
-    }
-    Ok(Progress::from_fields(&fields))
+    Ok((!fields.is_empty()).then(|| Progress::from_fields(&fields)))
 }
 
 /// One failed item, as recorded with its batch.
@@ -337,32 +349,33 @@ pub fn results(store: &mut Store, job: &str) -> Result<Vec<ItemResult>> {
     Ok(results)
 }
 
-/// Cancels `job`: workers stop taking its batches; results already written stay.
+/// Cancels `job`: workers stop taking its batches; results already written stay. A job that
+/// has finished keeps its state (the check and the change are one step, script `END`).
 pub fn cancel(store: &mut Store, job: &str) -> Result<Progress> {
-    let before = progress(store, job)?;
-    if before.is_final() {
-        return Ok(before);
+    ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
+    if queue::end_job(store, job, "cancelled", "", true)? == "gone" {
+        return Err(JobNotFound::new(job, store).into());
     }
-    let keys = JobKeys::new(job);
-    let mut pipe = redis::pipe();
-    pipe.hset(keys.progress(), "state", "cancelled")
-        .ignore()
-        .del(keys.queue())
-        .ignore();
-    store.pipeline::<()>(&pipe)?;
     progress(store, job)
 }
 
-/// Every job still in Redis, oldest first; ids whose keys have expired are dropped from the
-/// index as a side effect.
+/// Every job still in Redis, oldest first. Ids whose job is gone (its progress expired or was
+/// deleted) are dropped from the index as a side effect; a job that cannot be read for any
+/// other reason stays in the index, and the listing fails with that reason.
 pub fn list(store: &mut Store) -> Result<Vec<(String, Progress)>> {
     let ids: Vec<String> =
         store.run(|c| redis::cmd("ZRANGE").arg(keys::JOBS).arg(0).arg(-1).query(c))?;
     let mut out = Vec::new();
     for id in ids {
-        match progress(store, &id) {
-            Ok(p) => out.push((id, p)),
-            Err(_) => {
+        // An id that cannot name a job is no job either.
+        let found = if keys::valid_job_id(&id) {
+            find_progress(store, &id).with_context(|| format!("reading job {id}"))?
+        } else {
+            None
+        };
+        match found {
+            Some(p) => out.push((id, p)),
+            None => {
                 store.run(|c| redis::cmd("ZREM").arg(keys::JOBS).arg(&id).query::<()>(c))?;
             }
         }

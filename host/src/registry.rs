@@ -15,6 +15,7 @@ use crate::jobs::{self, now_ms};
 use crate::pack::{KernelPack, PackError, sha256_hex};
 use crate::store::Store;
 use crate::text;
+use crate::store::keys::JobKeys;
 
 /// The largest pack `push` accepts by default.
 pub const DEFAULT_MAX_SIZE: usize = 16 << 20;
@@ -326,11 +327,23 @@ pub fn remove(store: &mut Store, reference: &str) -> Result<String> {
         if progress.is_final() {
             continue;
         }
-        if jobs::spec(store, &job).is_ok_and(|s| s.pack_digest == digest) {
-            bail!(
+        // A live job whose pin cannot be read might pin this pack: refuse rather than guess.
+        let pinned: Option<String> = store.run(|c| {
+            redis::cmd("HGET")
+                .arg(JobKeys::new(&job).spec())
+                .arg("pack_digest")
+                .query(c)
+        })?;
+        match pinned {
+            Some(pinned) if pinned != digest => {}
+            Some(_) => bail!(
                 "refused: kernel pack {digest} is pinned by job {job}, which is {}; cancel it or wait for it to finish",
                 progress.state
-            );
+            ),
+            None => bail!(
+                "refused: job {job} is {} but its spec names no pack (unreadable or expired), so it may pin {digest}; cancel it or wait for it to finish",
+                progress.state
+            ),
         }
     }
     let tags: HashMap<String, String> = store.run(|c| redis::cmd("HGETALL").arg(TAGS).query(c))?;

@@ -67,6 +67,18 @@ impl Crunch {
         self.cmd.args(args).output().expect("running crunch")
     }
 
+    /// Starts `crunch worker ARGS` in the background, its stderr (the log) written to `log`.
+    pub fn spawn_worker_logging_to(mut self, args: &[&str], log: &Path) -> Child {
+        let file = std::fs::File::create(log).expect("creating the worker's log");
+        self.cmd
+            .arg("worker")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("starting a worker")
+    }
+
     /// Starts `crunch worker ARGS` in the background, output discarded.
     pub fn spawn_worker(self, args: &[&str]) -> Child {
         self.spawn_worker_with_stderr(args, Stdio::null())
@@ -82,6 +94,27 @@ impl Crunch {
             .spawn()
             .expect("starting a worker")
     }
+}
+
+/// Submits items of one value each (item i is `[values[i]]`) to `kernel` of the component
+/// `pack`, `batch_size` items per batch, with `extra` arguments; returns the job id.
+pub fn submit_values(
+    redis: &str,
+    pack: &str,
+    kernel: &str,
+    values: &[f64],
+    batch_size: usize,
+    extra: &[&str],
+) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    let items: Vec<String> = values.iter().map(|v| format!("[{v}]")).collect();
+    std::fs::write(&input, format!("[{}]", items.join(","))).expect("input");
+    let batch_size = batch_size.to_string();
+    let mut args = vec!["submit", "-k", kernel, "-i", path(&input)];
+    args.extend_from_slice(&["--batch-size", &batch_size]);
+    args.extend_from_slice(extra);
+    ok_stdout(Crunch::new().redis(redis).pack(pack).run(&args))
 }
 
 /// The trimmed stdout of a successful run; panics with its stderr otherwise.

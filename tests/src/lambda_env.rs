@@ -34,10 +34,12 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Starts the emulator (cargo-lambda must be installed: `pip install cargo-lambda`).
+    /// Starts the emulator (cargo-lambda must be installed: `just test-deps` puts it into
+    /// target/py-env).
     pub fn start() -> Result<Self> {
         let port = free_port()?;
-        let child = Command::new("cargo")
+        let cargo_lambda = paths::cargo_lambda();
+        let child = Command::new(&cargo_lambda)
             .args([
                 "lambda",
                 "watch",
@@ -51,7 +53,12 @@ impl Emulator {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting `cargo lambda watch` (pip install cargo-lambda)")?;
+            .with_context(|| {
+                format!(
+                    "starting `{} lambda watch` (run `just test-deps`)",
+                    cargo_lambda.display()
+                )
+            })?;
         let emulator = Self { child, port };
         wait_for_port(port, "cargo lambda watch")?;
         Ok(emulator)
@@ -95,11 +102,31 @@ impl Bootstrap {
         dir: &Path,
         extra_env: &[(&str, &str)],
     ) -> Result<Self> {
+        Self::start_on_cpus(emulator, redis, dir, extra_env, None)
+    }
+
+    /// [`start`](Self::start), limited to the CPUs in `cpus` (a `taskset` list such as `0,1`)
+    /// when given: a function with that many vCPUs.
+    pub fn start_on_cpus(
+        emulator: &Emulator,
+        redis: &str,
+        dir: &Path,
+        extra_env: &[(&str, &str)],
+        cpus: Option<&str>,
+    ) -> Result<Self> {
         let log = dir.join(format!("bootstrap-{}.log", free_port()?));
         let out = std::fs::File::create(&log)?;
         let err = out.try_clone()?;
         let bin = paths::target_dir().join("release/bootstrap");
-        let child = Command::new(&bin)
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["--cpu-list", cpus]).arg(&bin);
+                taskset
+            }
+            None => Command::new(&bin),
+        };
+        let child = command
             .env("AWS_LAMBDA_RUNTIME_API", emulator.runtime_api())
             .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")

@@ -40,3 +40,18 @@ pub fn crunch_bin() -> PathBuf {
     );
     path
 }
+
+/// cargo-lambda, whose Runtime API emulator the Lambda tests run: `$CRUNCH_CARGO_LAMBDA` (`just
+/// test` sets it), else the one `just test-deps` installs into `target/py-env`, else
+/// `cargo-lambda` from `PATH`.
+pub fn cargo_lambda() -> PathBuf {
+    if let Some(path) = std::env::var_os("CRUNCH_CARGO_LAMBDA") {
+        return PathBuf::from(path);
+    }
+    let in_env = target_dir().join("py-env/bin/cargo-lambda");
+    if in_env.exists() {
+        in_env
+    } else {
+        PathBuf::from("cargo-lambda")
+    }
+}

@@ -1,5 +1,6 @@
 //! Private `redis-server` processes for tests: one per test, on a free loopback port, with no
-//! persistence; killed when dropped. Also a three-master Redis Cluster.
+//! persistence; killed when dropped. Also a persistent one (AOF) that can be killed and
+//! restarted with its data, and a three-master Redis Cluster.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -24,6 +25,11 @@ impl RedisServer {
     /// Starts `redis-server` on a free loopback port and waits until it answers.
     pub fn start() -> Result<Self> {
         Self::start_with(&[], None)
+    }
+
+    /// Starts `redis-server` with extra arguments (for example `--user` ACL rules).
+    pub fn start_with_args(extra: &[&str]) -> Result<Self> {
+        Self::start_with(extra, None)
     }
 
     fn start_with(extra: &[&str], dir: Option<&Path>) -> Result<Self> {
@@ -161,6 +167,62 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A persistent `redis-server` (append-only file, fsync on every write) in its own directory:
+/// killed, it comes back on the same port with every acknowledged write.
+pub struct PersistentRedis {
+    server: Option<RedisServer>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PersistentRedis {
+    /// Starts it and waits until it answers.
+    pub fn start() -> Result<Self> {
+        let mut redis = Self {
+            server: None,
+            port: free_port()?,
+            dir: tempfile::tempdir()?,
+        };
+        redis.spawn(&[])?;
+        redis.server.as_ref().context("no server")?.wait_ready()?;
+        Ok(redis)
+    }
+
+    fn spawn(&mut self, extra: &[&str]) -> Result<()> {
+        let mut args = vec!["--appendonly", "yes", "--appendfsync", "always"];
+        args.extend_from_slice(extra);
+        self.server = Some(RedisServer::spawn(
+            self.port,
+            false,
+            &args,
+            Some(self.dir.path()),
+        )?);
+        Ok(())
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain connection (fails while the server is down).
+    pub fn connection(&self) -> Result<redis::Connection> {
+        Ok(redis::Client::open(self.url())?.get_connection()?)
+    }
+
+    /// Kills the server with SIGKILL: no shutdown, no final save.
+    pub fn kill(&mut self) {
+        self.server = None;
+    }
+
+    /// Starts the server again on the same port and data, with `extra` arguments, without
+    /// waiting for it to load.
+    pub fn restart(&mut self, extra: &[&str]) -> Result<()> {
+        self.kill();
+        self.spawn(extra)
     }
 }
 

@@ -26,8 +26,9 @@ fn killed_workers_and_dropped_connections_lose_nothing() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.json");
-    // Each item keeps its worker busy for roughly 50 ms of busy work; item i carries 50 + i/1e6 so that
-    // every result can be checked against its position.
+    // Each item keeps its worker busy for 50 ms (the burn kernel spins until that time has
+    // passed, on any CPU); item i carries 50 + i/1e6 so that every result can be checked
+    // against its position.
     let items: Vec<String> = (0..BATCHES)
         .map(|i| format!("[{}]", 50.0 + i as f64 * 1e-6))
         .collect();

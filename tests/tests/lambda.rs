@@ -9,7 +9,7 @@ use crunch::lambda::{Handler, HandlerConfig};
 use crunch::store::Store;
 use crunch::worker::Worker;
 use crunch::{Engine, Limits};
-use crunch_tests::cli::{Crunch, contracts_file, ok_stdout, path, progress};
+use crunch_tests::cli::{Crunch, contracts_file, ok_stdout, path, progress, submit_values};
 use crunch_tests::lambda_env::{Bootstrap, Emulator, FUNCTION, FakeHttp, ok_response};
 use crunch_tests::redis_server::RedisServer;
 use serde_json::Value;
@@ -46,18 +46,39 @@ const AWS_ENV: [(&str, &str); 3] = [
     ("AWS_REGION", "us-east-1"),
 ];
 
+/// A private Redis, cargo-lambda's emulator, a directory, and the bootstrap connected to them
+/// with `env` besides the usual.
+struct LambdaSetup {
+    redis: RedisServer,
+    emulator: Emulator,
+    dir: tempfile::TempDir,
+    bootstrap: Bootstrap,
+}
+
+impl LambdaSetup {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let redis = RedisServer::start().expect("redis");
+        let emulator = Emulator::start().expect("emulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bootstrap =
+            Bootstrap::start(&emulator, &redis.url(), dir.path(), env).expect("bootstrap");
+        Self {
+            redis,
+            emulator,
+            dir,
+            bootstrap,
+        }
+    }
+}
+
 #[test]
 fn fan_out_through_the_emulator_matches_crunch_run() {
-    let redis = RedisServer::start().expect("redis");
-    let emulator = Emulator::start().expect("emulator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bootstrap = Bootstrap::start(
-        &emulator,
-        &redis.url(),
-        dir.path(),
-        &[("CRUNCH_TIME_BUDGET_MS", "60000")],
-    )
-    .expect("bootstrap");
+    let LambdaSetup {
+        redis,
+        emulator,
+        dir,
+        bootstrap,
+    } = LambdaSetup::start(&[("CRUNCH_TIME_BUDGET_MS", "60000")]);
     let input = contracts_file(dir.path(), 2000);
 
     let local = dir.path().join("local.crb");
@@ -201,34 +222,33 @@ fn fan_out_through_the_emulator_matches_crunch_run() {
     );
 }
 
+/// Submits `batches` batches of two `burn` items of `millis` ms each; returns the job id.
+fn submit_burn(redis: &RedisServer, batches: usize, millis: u32) -> String {
+    let values = vec![f64::from(millis); 2 * batches];
+    submit_values(
+        &redis.url(),
+        "crunch_hostile_kernels",
+        "burn",
+        &values,
+        2,
+        &[],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
     let redis = RedisServer::start().expect("redis");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.json");
-    // Ten batches of two items, each batch ~0.2-0.4 s of busy work.
-    let items: Vec<String> = (0..20).map(|_| "[150]".to_string()).collect();
-    std::fs::write(&input, format!("[{}]", items.join(","))).expect("input");
-    let job = ok_stdout(crunch(
-        &redis.url(),
-        "crunch_hostile_kernels",
-        &[
-            "submit",
-            "-k",
-            "burn",
-            "-i",
-            path(&input),
-            "--batch-size",
-            "2",
-        ],
-        &[],
-    ));
+    // Ten batches of two items that each burn 150 ms (a wall-clock time, the same on any CPU).
+    let job = submit_burn(&redis, 10, 150);
 
+    let margin = Duration::from_millis(100);
     let config = HandlerConfig {
         redis_url: redis.url(),
         function_name: "test".into(),
         time_budget: None,
-        margin: Duration::from_millis(100),
+        margin,
+        // Two claim loops whatever this machine has: the test's arithmetic counts on it.
+        concurrency: 2,
     };
     let worker = Worker::new(Engine::new(Limits::default()).expect("engine"));
     let handler = std::sync::Arc::new(Handler::new(
@@ -236,15 +256,35 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
         Store::connect(&redis.url()).expect("store"),
         config,
     ));
-    let invoke = |deadline_ms: u64| {
+    let invoke = |job: &str, deadline: Duration| {
         let mut ctx = lambda_runtime::Context::default();
-        ctx.request_id = format!("req-{deadline_ms}");
-        ctx.deadline = crunch::jobs::now_ms() + deadline_ms;
+        ctx.request_id = format!("req-{}", deadline.as_millis());
+        ctx.deadline = crunch::jobs::now_ms() + deadline.as_millis() as u64;
         lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }).to_string(), ctx)
     };
+    // The deadline comes from a measured batch, not from a guess at this machine's speed: a
+    // first one-batch job compiles the pack, a second one measures a whole warm invocation.
+    let long = Duration::from_secs(120);
+    let mut one_batch = Duration::ZERO;
+    for _ in 0..2 {
+        let warm_up = submit_burn(&redis, 1, 150);
+        let started = Instant::now();
+        let done = handler
+            .clone()
+            .handle(invoke(&warm_up, long))
+            .await
+            .expect("warm-up invocation");
+        one_batch = started.elapsed();
+        assert_eq!(
+            (done.batches, done.job_state.as_str()),
+            (1, "done"),
+            "{done:?}"
+        );
+    }
+    // Room for about three batches per claim loop: six of the ten.
     let first = handler
         .clone()
-        .handle(invoke(1200))
+        .handle(invoke(&job, margin + one_batch.mul_f64(3.5)))
         .await
         .expect("first invocation");
     assert!(first.stopped_at_deadline && !first.drained, "{first:?}");
@@ -258,7 +298,7 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
 
     let second = handler
         .clone()
-        .handle(invoke(120_000))
+        .handle(invoke(&job, long))
         .await
         .expect("second invocation");
     assert!(second.drained && !second.stopped_at_deadline, "{second:?}");
@@ -282,21 +322,17 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
 
 #[test]
 fn a_trap_is_reported_to_sentry_with_job_batch_and_kernel() {
-    let redis = RedisServer::start().expect("redis");
     let sentry = FakeHttp::start(ok_response).expect("fake sentry");
-    let emulator = Emulator::start().expect("emulator");
-    let dir = tempfile::tempdir().expect("tempdir");
     let dsn = sentry.dsn();
-    let _bootstrap = Bootstrap::start(
-        &emulator,
-        &redis.url(),
-        dir.path(),
-        &[
-            ("SENTRY_DSN", dsn.as_str()),
-            ("CRUNCH_TIME_BUDGET_MS", "30000"),
-        ],
-    )
-    .expect("bootstrap");
+    let LambdaSetup {
+        redis,
+        emulator,
+        dir,
+        bootstrap: _bootstrap,
+    } = LambdaSetup::start(&[
+        ("SENTRY_DSN", dsn.as_str()),
+        ("CRUNCH_TIME_BUDGET_MS", "30000"),
+    ]);
     let input = dir.path().join("in.json");
     std::fs::write(&input, "[[1], [2], [-1], [3]]").expect("input");
     let job = ok_stdout(crunch(
@@ -553,5 +589,98 @@ fn an_invoke_error_other_than_throttling_is_not_retried() {
     assert!(
         stderr.contains("the job is queued and loses nothing"),
         "{stderr}"
+fn with_two_vcpus_an_invocation_runs_two_batches_at_once() {
+    // 3,538 MB buys two vCPUs' worth of CPU time: two claim loops.
+    let LambdaSetup {
+        redis,
+        emulator,
+        dir: _dir,
+        bootstrap,
+    } = LambdaSetup::start(&[
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3538"),
+        ("CRUNCH_TIME_BUDGET_MS", "60000"),
+    ]);
+    // Eight batches that each burn 300 ms (wall-clock): two loops overlap on any CPU.
+    let job = submit_burn(&redis, 8, 300);
+    let (status, body) = emulator
+        .invoke(&format!("{{\"job\": \"{job}\"}}"))
+        .expect("invoke");
+    assert_eq!(status, 200, "{body}");
+    let summary: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(summary["concurrency"], 2, "{body}");
+    assert_eq!(summary["peak_batches"], 2, "{body}");
+    assert_eq!(
+        (summary["batches"].as_u64(), summary["drained"].as_bool()),
+        (Some(8), Some(true)),
+        "{body}"
+    );
+    let p = progress(&redis, &job);
+    assert_eq!(
+        (p["state"].as_str(), p["items_ok"].as_str()),
+        ("done", "16")
+    );
+    let log = bootstrap.log();
+    let emf: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r.get("_aws").is_some() && r["job"] == job.as_str())
+        .collect();
+    assert_eq!(emf.len(), 1, "one EMF record per invocation:\n{log}");
+    assert_eq!(
+        (
+            emf[0]["Concurrency"].as_u64(),
+            emf[0]["PeakConcurrentBatches"].as_u64()
+        ),
+        (Some(2), Some(2)),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_one_invocation_does_not_break_the_next() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("trap.json");
+    std::fs::write(&input, "[[-1]]").expect("input");
+    let trapping = ok_stdout(crunch(
+        &redis.url(),
+        "crunch_hostile_kernels",
+        &["submit", "-k", "trap_on_negative", "-i", path(&input)],
+        &[],
+    ));
+    let fine = submit_burn(&redis, 1, 1);
+    // The error hook (Sentry's, in the bootstrap) panics on the trap.
+    let worker = Worker::new(Engine::new(Limits::default()).expect("engine")).with_error_hook(
+        Box::new(|failure| panic!("the error hook failed on {failure:?}")),
+    );
+    let config = HandlerConfig {
+        redis_url: redis.url(),
+        function_name: "test".into(),
+        time_budget: None,
+        margin: Duration::from_millis(100),
+        concurrency: 1,
+    };
+    let handler = std::sync::Arc::new(Handler::new(
+        worker,
+        Store::connect(&redis.url()).expect("store"),
+        config,
+    ));
+    let invoke = |job: &str| {
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.request_id = format!("req-{job}");
+        ctx.deadline = crunch::jobs::now_ms() + 60_000;
+        lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }).to_string(), ctx)
+    };
+    let first = handler.clone().handle(invoke(&trapping)).await;
+    assert!(first.is_err(), "{first:?}");
+    let second = handler
+        .clone()
+        .handle(invoke(&fine))
+        .await
+        .expect("the next invocation works");
+    assert_eq!(
+        (second.batches, second.job_state.as_str()),
+        (1, "done"),
+        "{second:?}"
     );
 }

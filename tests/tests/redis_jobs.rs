@@ -135,7 +135,7 @@ fn a_worker_killed_mid_batch_loses_nothing() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.json");
-    // Ten batches of two slow items (each ~0.2-0.5 s of busy work).
+    // Ten batches of two slow items (each burns 200 to 390 ms, on any CPU).
     let items: Vec<String> = (0..20).map(|i| format!("[{}]", 200 + 10 * i)).collect();
     std::fs::write(&input, format!("[{}]", items.join(","))).expect("input");
     let job = ok_stdout(hostile(

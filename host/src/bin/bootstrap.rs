@@ -1,7 +1,8 @@
 //! The AWS Lambda `bootstrap` (provided.al2023 runtime): drains Crunch jobs named by events
-//! `{"job": "JOB"}`. The engine, the Redis connection and the kernel cache are made once at
-//! init and reused by warm invocations. Logs are JSON lines; each invocation also prints one
-//! CloudWatch EMF metrics record; batch failures go to Sentry when `SENTRY_DSN` is set.
+//! `{"job": "JOB"}`, with one claim loop per vCPU. The engine, the Redis connections and the
+//! kernel cache are made once at init and reused by warm invocations. Logs are JSON lines;
+//! each invocation also prints one CloudWatch EMF metrics record; batch failures go to Sentry
+//! when `SENTRY_DSN` is set.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -89,11 +90,17 @@ fn init() -> Result<Arc<Handler>, Error> {
         .into());
     }
     let config = HandlerConfig::from_env()?;
-    // One batch runs at a time per invocation: a small instance pool is enough.
+    // One batch runs at a time per claim loop: a small instance pool is enough.
     let engine = Engine::new(Limits {
-        max_concurrent_batches: 4,
+        max_concurrent_batches: u32::try_from(config.concurrency * 2)
+            .unwrap_or(u32::MAX)
+            .max(4),
         ..Limits::default()
     })?;
+    tracing::info!(
+        concurrency = config.concurrency,
+        "one claim loop per vCPU (CRUNCH_CONCURRENCY overrides)"
+    );
     let store = Store::connect(&config.redis_url)?;
     let worker = Worker::new(engine).with_error_hook(Box::new(report_to_sentry));
     Ok(Arc::new(Handler::new(worker, store, config)))

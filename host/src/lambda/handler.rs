@@ -1,8 +1,8 @@
-//! The invocation handler: parse the event, drain the job until the deadline less a margin,
-//! return a small summary, and print one EMF metrics record.
+//! The invocation handler: parse the event, drain the job with one claim loop per vCPU until
+//! the deadline less a margin, return a small summary, and print one EMF metrics record.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::event::{DrainEvent, EventError};
 use super::metrics::InvocationMetrics;
 use crate::jobs::{self, now_ms};
-use crate::store::Store;
+use crate::store::pool::StorePool;
+use crate::store::{Patience, Store};
 use crate::worker::{Deadline, DrainReport, Worker};
 
 /// Settings of the bootstrap, from its environment.
@@ -26,6 +27,9 @@ pub struct HandlerConfig {
     pub time_budget: Option<Duration>,
     /// Time kept free before the deadline for writing results (`CRUNCH_DEADLINE_MARGIN_MS`).
     pub margin: Duration,
+    /// Claim loops per invocation, each running one batch at a time (`CRUNCH_CONCURRENCY`;
+    /// default: the function's vCPUs, see [`vcpus`](super::vcpus::vcpus)).
+    pub concurrency: usize,
 }
 
 /// Used when the runtime's deadline is implausible and no budget is configured.
@@ -52,6 +56,7 @@ impl HandlerConfig {
                 .unwrap_or_else(|_| "crunch".into()),
             time_budget: ms("CRUNCH_TIME_BUDGET_MS")?,
             margin: ms("CRUNCH_DEADLINE_MARGIN_MS")?.unwrap_or(Duration::from_secs(2)),
+            concurrency: super::vcpus::concurrency_from_env()?,
         })
     }
 }
@@ -79,6 +84,10 @@ pub struct DrainResponse {
     pub stopped_at_deadline: bool,
     /// The job's state afterwards.
     pub job_state: String,
+    /// Claim loops this invocation ran (one per vCPU by default).
+    pub concurrency: usize,
+    /// The most batches that ran at the same moment.
+    pub peak_batches: usize,
 }
 
 /// Why an invocation failed; becomes the Lambda error type and message.
@@ -111,20 +120,22 @@ impl From<HandlerError> for Diagnostic {
 }
 
 /// Drains jobs on invocation. Built once at init; warm invocations reuse the engine, the
-/// Redis connection and the compiled kernels.
+/// Redis connections and the compiled kernels.
 pub struct Handler {
     worker: Arc<Worker>,
-    store: Arc<Mutex<Store>>,
+    pool: Arc<StorePool>,
     config: HandlerConfig,
     cold: AtomicBool,
 }
 
 impl Handler {
-    /// A handler over a worker and a connected store.
+    /// A handler over a worker and a connected store (kept for the first invocation).
     pub fn new(worker: Worker, store: Store, config: HandlerConfig) -> Self {
+        let pool = StorePool::new(&config.redis_url);
+        pool.give_back([store]);
         Self {
             worker: Arc::new(worker),
-            store: Arc::new(Mutex::new(store)),
+            pool: Arc::new(pool),
             config,
             cold: AtomicBool::new(true),
         }
@@ -205,16 +216,12 @@ impl Handler {
             tokio::task::spawn_blocking(move || -> anyhow::Result<(DrainReport, String)> {
                 let span = tracing::info_span!("invocation", request_id = %request_id, job = %job);
                 let _entered = span.enter();
-                let mut store = this
-                    .store
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("the Redis connection is poisoned"))?;
+                let mut store = this.pool.take(Patience::Until(deadline.at))?;
                 jobs::spec(&mut store, &job)?;
-                let consumer = this.worker.consumer(0);
-                let report = this
-                    .worker
-                    .drain(&mut store, &job, &consumer, Some(deadline))?;
+                let loops = this.config.concurrency;
+                let report = this.worker.drain(&this.pool, &job, loops, Some(deadline))?;
                 let state = jobs::progress(&mut store, &job)?.state;
+                this.pool.give_back([store]);
                 Ok((report, state))
             })
             .await
@@ -234,6 +241,8 @@ impl Handler {
         metrics.items_failed = s.items_failed;
         metrics.kernel_ms = s.kernel_time.as_secs_f64() * 1e3;
         metrics.stopped_at_deadline = report.stopped_at_deadline;
+        metrics.concurrency = report.concurrency as u64;
+        metrics.peak_batches = report.peak_batches as u64;
         Ok(DrainResponse {
             job: event.job,
             batches: s.batches,
@@ -245,6 +254,8 @@ impl Handler {
             drained: !report.stopped_at_deadline,
             stopped_at_deadline: report.stopped_at_deadline,
             job_state,
+            concurrency: report.concurrency,
+            peak_batches: report.peak_batches,
         })
     }
 }

@@ -35,6 +35,10 @@ pub struct InvocationMetrics {
     pub stopped_at_deadline: bool,
     /// 1 when the invocation failed.
     pub errors: u64,
+    /// Claim loops the invocation ran (one per vCPU by default).
+    pub concurrency: u64,
+    /// The most batches that ran at the same moment.
+    pub peak_batches: u64,
 }
 
 impl InvocationMetrics {
@@ -51,6 +55,8 @@ impl InvocationMetrics {
             ("ColdStart", "Count"),
             ("StoppedAtDeadline", "Count"),
             ("Errors", "Count"),
+            ("Concurrency", "Count"),
+            ("PeakConcurrentBatches", "Count"),
         ];
         json!({
             "_aws": {
@@ -74,6 +80,8 @@ impl InvocationMetrics {
             "ColdStart": u64::from(self.cold_start),
             "StoppedAtDeadline": u64::from(self.stopped_at_deadline),
             "Errors": self.errors,
+            "Concurrency": self.concurrency,
+            "PeakConcurrentBatches": self.peak_batches,
         })
     }
 }

@@ -61,6 +61,12 @@ impl JobKeys {
         format!("{}:lasterror", self.prefix)
     }
 
+    /// Hash: consumer -> its last claim's request id and the batch it claimed (makes a
+    /// repeated claim return the same batch).
+    pub fn claims(&self) -> String {
+        format!("{}:claims", self.prefix)
+    }
+
     /// Stream: dead-lettered batches with their error.
     pub fn dead(&self) -> String {
         format!("{}:dead", self.prefix)

@@ -1,19 +1,49 @@
-//! Redis as the job's home: the connection (single node or cluster, reconnecting with backoff),
-//! the key layout, the job spec and the atomic scripts of protocol v1 (`docs/protocol.md`).
+//! Redis as the job's home: the connection (single node or cluster), which waits out Redis
+//! being down, loading or failing over and gives up at once on what no retry fixes, the key
+//! layout, the job spec, and the protocol's atomic scripts and queue calls (`docs/protocol.md`).
 
+pub mod error;
 pub mod keys;
+pub mod pool;
+pub mod queue;
 pub mod scripts;
 pub mod spec;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use redis::ConnectionLike;
 
-/// Connection failures retried before giving up.
-const RECONNECT_ATTEMPTS: u32 = 8;
+pub use error::StoreError;
+use error::{Fault, fault, store_error};
 
-/// A Redis connection that reconnects with exponential backoff when the link drops.
+/// How long a one-shot command (`crunch status`, `submit`...) waits for Redis by default.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// First wait before a retry; it doubles up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// While Redis stays away, a warning at its first failure, then after 1 s, 2 s, 4 s... of
+/// outage, at most this far apart.
+const MAX_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long a [`Store`] waits for Redis to come back before giving up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patience {
+    /// Give up once Redis has been unavailable this long (one-shot commands).
+    For(Duration),
+    /// Give up at this moment (a Lambda invocation's deadline).
+    Until(Instant),
+    /// Wait as long as it takes (long-lived workers), unless told to stop.
+    Forever,
+}
+
+/// A Redis connection that reconnects with exponential backoff when the link drops or the
+/// server cannot serve for now (loading its data after a restart, running a long script,
+/// failing over), as long as its [`Patience`] lasts; errors no retry can fix (an untrusted
+/// certificate, wrong credentials, a missing ACL permission) fail at once, in one line.
 ///
 /// `URL` is `redis://[user:password@]host:port[/db]`; `redis+cluster://host:port,host:port`
 /// connects to a Redis Cluster through any of the given nodes.
@@ -21,6 +51,8 @@ pub struct Store {
     target: Target,
     conn: Option<Conn>,
     url: String,
+    patience: Patience,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 enum Conn {
@@ -42,9 +74,44 @@ enum Target {
     Cluster(redis::cluster::ClusterClient),
 }
 
+/// An outage in progress: when it began, the next wait, when to log next.
+struct Outage {
+    began: Instant,
+    delay: Duration,
+    next_log: Instant,
+    log_every: Duration,
+}
+
+impl Outage {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            began: now,
+            delay: FIRST_RETRY_DELAY,
+            next_log: now,
+            log_every: Duration::from_secs(1),
+        }
+    }
+}
+
 impl Store {
-    /// Parses `url` and connects.
+    /// Parses `url` and connects, waiting up to [`DEFAULT_PATIENCE`] for Redis.
     pub fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, Patience::For(DEFAULT_PATIENCE))
+    }
+
+    /// Parses `url` and connects, waiting for Redis as `patience` says, now and later.
+    pub fn connect_with(url: &str, patience: Patience) -> Result<Self> {
+        Self::open(url, patience, None)
+    }
+
+    /// Parses `url` and connects, waiting for Redis as long as it takes, now and later, unless
+    /// `stop` is set (then with [`StoreError::Stopped`]).
+    pub fn connect_until_stopped(url: &str, stop: Arc<AtomicBool>) -> Result<Self> {
+        Self::open(url, Patience::Forever, Some(stop))
+    }
+
+    fn open(url: &str, patience: Patience, stop: Option<Arc<AtomicBool>>) -> Result<Self> {
         let target = if let Some(nodes) = url.strip_prefix("redis+cluster://") {
             let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
             Target::Cluster(
@@ -58,8 +125,10 @@ impl Store {
             target,
             conn: None,
             url: redacted(url),
+            patience,
+            stop,
         };
-        store.reconnect()?;
+        store.run_conn(|_| Ok(()))?;
         Ok(store)
     }
 
@@ -68,55 +137,33 @@ impl Store {
         &self.url
     }
 
-    fn reconnect(&mut self) -> Result<()> {
-        let mut delay = Duration::from_millis(50);
-        let mut last = None;
-        for _ in 0..RECONNECT_ATTEMPTS {
-            let attempt = match &self.target {
-                Target::Single(c) => c.get_connection().map(Conn::Single),
-                Target::Cluster(c) => c.get_connection().map(|c| Conn::Cluster(Box::new(c))),
-            };
-            match attempt {
-                Ok(conn) => {
-                    self.conn = Some(conn);
-                    return Ok(());
-                }
-                Err(e) if is_transient(&e) => {
-                    tracing::warn!(url = %self.url, error = %e, "Redis connection failed; retrying in {delay:?}");
-                    last = Some(e);
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("connecting to Redis at {}", self.url));
-                }
-            }
-        }
-        match last {
-            Some(e) => Err(e).with_context(|| {
-                format!(
-                    "connecting to Redis at {} (gave up after {RECONNECT_ATTEMPTS} attempts)",
-                    self.url
-                )
-            }),
-            None => bail!("connecting to Redis at {}", self.url),
+    /// Changes how long later operations wait for Redis.
+    pub fn set_patience(&mut self, patience: Patience) {
+        self.patience = patience;
+    }
+
+    fn new_connection(&self) -> redis::RedisResult<Conn> {
+        match &self.target {
+            Target::Single(c) => c.get_connection().map(Conn::Single),
+            Target::Cluster(c) => c.get_connection().map(|c| Conn::Cluster(Box::new(c))),
         }
     }
 
-    /// Runs `op`, reconnecting and retrying it when the connection drops. `op` must be safe to
-    /// repeat: every write of the protocol is idempotent.
+    /// Runs `op`, reconnecting and retrying it while Redis is unreachable or cannot serve for
+    /// now. `op` must be safe to repeat: its first try may have been carried out with only the
+    /// reply lost (every step of the protocol is; see `docs/protocol.md`).
     pub fn run<T>(
         &mut self,
         mut op: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T> {
-        self.run_conn(|conn| op(conn.as_dyn()))
+        Ok(self.run_conn(|conn| op(conn.as_dyn()))?)
     }
 
     /// Sends a pipeline in one round trip (on a cluster, one per node), retrying like
     /// [`run`](Self::run). Every command of a pipeline here touches one job, so one slot. On a
     /// cluster, `ignore()` marks are not kept: read such pipelines as `()`.
     pub fn pipeline<T: redis::FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> Result<T> {
-        self.run_conn(|conn| match conn {
+        Ok(self.run_conn(|conn| match conn {
             Conn::Single(c) => pipe.query(c),
             Conn::Cluster(c) => {
                 let mut cluster_pipe = redis::cluster::cluster_pipe();
@@ -125,25 +172,92 @@ impl Store {
                 }
                 cluster_pipe.query(c.as_mut())
             }
-        })
+        })?)
     }
 
-    fn run_conn<T>(&mut self, mut op: impl FnMut(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
-        let mut retries = 0;
+    fn run_conn<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut outage: Option<Outage> = None;
         loop {
-            if self.conn.is_none() {
-                self.reconnect()?;
-            }
-            let conn = self.conn.as_mut().context("no Redis connection")?;
-            match op(conn) {
-                Ok(v) => return Ok(v),
-                Err(e) if is_transient(&e) && retries < RECONNECT_ATTEMPTS => {
-                    retries += 1;
-                    tracing::warn!(url = %self.url, error = %e, "Redis connection lost; reconnecting");
-                    self.conn = None;
+            let attempt = match self.conn.as_mut() {
+                Some(conn) => op(conn),
+                None => self.new_connection().and_then(|mut conn| {
+                    let result = op(&mut conn);
+                    self.conn = Some(conn);
+                    result
+                }),
+            };
+            let error = match attempt {
+                Ok(v) => {
+                    if let Some(o) = outage
+                        && o.began.elapsed() >= Duration::from_secs(1)
+                    {
+                        let secs = o.began.elapsed().as_secs_f64();
+                        tracing::info!(url = %self.url, "Redis is back after {secs:.1} s");
+                    }
+                    return Ok(v);
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => e,
+            };
+            match fault(&error) {
+                Fault::Transient => {}
+                Fault::Unfixable | Fault::Command => return Err(store_error(&self.url, &error)),
             }
+            self.conn = None;
+            let outage = outage.get_or_insert_with(Outage::new);
+            self.wait(outage, &error)?;
+        }
+    }
+
+    /// Sleeps before the next try, or gives up when patience has run out or the store was told
+    /// to stop.
+    fn wait(&self, outage: &mut Outage, error: &redis::RedisError) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let waited = now - outage.began;
+        let give_up_at = match self.patience {
+            Patience::For(limit) => Some(outage.began + limit),
+            Patience::Until(at) => Some(at),
+            Patience::Forever => None,
+        };
+        if give_up_at.is_some_and(|at| now >= at) {
+            return Err(StoreError::Unavailable {
+                url: self.url.clone(),
+                waited,
+                last: error.to_string(),
+            });
+        }
+        if now >= outage.next_log {
+            let secs = waited.as_secs_f64();
+            tracing::warn!(url = %self.url, error = %error, "Redis unavailable ({secs:.1} s so far); retrying");
+            outage.next_log = outage.began + outage.log_every;
+            outage.log_every = (outage.log_every * 2).min(MAX_LOG_INTERVAL);
+            while outage.next_log <= now {
+                outage.next_log += outage.log_every;
+            }
+        }
+        let mut sleep_until = now + outage.delay;
+        if let Some(at) = give_up_at {
+            sleep_until = sleep_until.min(at);
+        }
+        outage.delay = (outage.delay * 2).min(MAX_RETRY_DELAY);
+        // Sleep in short steps, so that a stop request is seen soon.
+        loop {
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::Relaxed))
+            {
+                return Err(StoreError::Stopped {
+                    url: self.url.clone(),
+                });
+            }
+            let left = sleep_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
         }
     }
 }
@@ -180,10 +294,6 @@ fn single_client(url: &str) -> Result<redis::Client> {
 /// itself; call this once at start. Calling it again is harmless.
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn is_transient(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
 /// `url` with any password replaced by `***`.

@@ -5,15 +5,27 @@ use std::sync::LazyLock;
 /// Claims one batch of a runnable job: a new queue entry, else one whose claim has been idle
 /// past the lease (taken over with XAUTOCLAIM). Marks a queued job running.
 ///
-/// KEYS: progress, queue. ARGV: group, consumer, lease ms.
-/// Returns `nil` (nothing to claim), `{"state", STATE}` (job not runnable) or
-/// `{"claim", ENTRY_ID, BATCH, ATTEMPT, DELIVERIES}`.
+/// Safe to repeat when given a request id: the claim is recorded under the consumer with its
+/// request id (in the `claims` hash, which expires with the job's progress), and a repeated
+/// request gets the batch the first one claimed instead of a second batch. Without the third
+/// key and the request id (protocol v1's first form), nothing is recorded.
+///
+/// KEYS: progress, queue[, claims]. ARGV: group, consumer, lease ms[, request id].
+/// Returns `nil` (nothing to claim), `{"state", STATE}` (job not runnable; `gone` when its
+/// progress does not exist) or `{"claim", ENTRY_ID, BATCH, ATTEMPT, DELIVERIES}`.
 pub static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'state', 'gone'} end
 if state ~= 'queued' and state ~= 'running' then
-  return {'state', tostring(state)}
+  return {'state', state}
+end
+local memo = KEYS[3] ~= nil and ARGV[4] ~= nil and ARGV[4] ~= ''
+local last = memo and redis.call('HGET', KEYS[3], ARGV[2])
+if last then
+  local request, id, batch, attempt, deliveries = string.match(last, '^(%S+) (%S+) (%S*) (%S+) (%S+)$')
+  if request == ARGV[4] then return {'claim', id, batch, attempt, deliveries} end
 end
 local id, fields, deliveries
 local fresh = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[2], '>')
@@ -42,7 +54,33 @@ for i = 1, #fields, 2 do
   if fields[i] == 'batch' then batch = fields[i + 1] end
   if fields[i] == 'attempt' then attempt = fields[i + 1] end
 end
+if memo then
+  redis.call('HSET', KEYS[3], ARGV[2], table.concat({ARGV[4], id, batch, attempt, tostring(deliveries)}, ' '))
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
 return {'claim', id, batch, attempt, tostring(deliveries)}
+"#,
+    )
+});
+
+/// Adds the queue entries of batches FIRST..=LAST with explicit ids `0-(B+1)`, so that repeating
+/// it (after a lost reply) adds nothing twice: Redis refuses an id not above the stream's last.
+///
+/// KEYS: queue. ARGV: first batch, last batch. Returns the number of entries added.
+pub static ENQUEUE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local added = 0
+for b = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  local reply = redis.pcall('XADD', KEYS[1], '0-' .. (b + 1), 'batch', b, 'attempt', 1)
+  if type(reply) == 'table' and reply.err then
+    if not string.find(reply.err, 'equal or smaller') then return redis.error_reply(reply.err) end
+  else
+    added = added + 1
+  end
+end
+return added
 "#,
     )
 });
@@ -91,10 +129,12 @@ return counted
     )
 });
 
-/// Puts a failed batch back on the queue as a new entry with the next attempt number and
-/// records its error, if this worker still owns the entry.
+/// Puts a batch back on the queue as a new entry with the given attempt number, if this worker
+/// still owns the entry: with the next attempt and its error (recorded in `lasterror`) after a
+/// failure; with the same attempt and no error to hand it back unrun (a worker stopping at its
+/// deadline or shutting down), so that the delivery does not count.
 ///
-/// KEYS: queue, lasterror. ARGV: group, entry id, batch, next attempt, error, ttl seconds.
+/// KEYS: queue, lasterror. ARGV: group, entry id, batch, attempt, error or '', ttl seconds.
 /// Returns 1 if requeued, 0 if the entry was no longer ours.
 pub static RETRY: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
@@ -103,10 +143,34 @@ local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if acked == 1 then
   redis.call('XDEL', KEYS[1], ARGV[2])
   redis.call('XADD', KEYS[1], '*', 'batch', ARGV[3], 'attempt', ARGV[4])
-  redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
+  if ARGV[5] ~= '' then
+    redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+  end
 end
 return acked
+"#,
+    )
+});
+
+/// Ends a job that is not finished yet with a final state (`cancelled` or `failed`) and, if
+/// given, an error; with DROP = 1 also deletes its queue. A job already finished keeps its
+/// state: read and write are one step, so a job that completes meanwhile is never overwritten.
+///
+/// KEYS: progress, queue. ARGV: state, error or '', DROP (1 or 0). Returns the state after, or
+/// `gone` when the job's progress does not exist.
+pub static END: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'gone' end
+if state == 'done' or state == 'done-with-failures' or state == 'failed' or state == 'cancelled' then
+  return state
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
+if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
+return ARGV[1]
 "#,
     )
 });

@@ -19,7 +19,7 @@ pub struct RedisArgs {
 }
 
 impl RedisArgs {
-    /// Connects (retrying with backoff).
+    /// Connects, waiting a few seconds for Redis (retrying with backoff).
     pub fn connect(&self) -> Result<Store> {
         Store::connect(&self.redis)
     }

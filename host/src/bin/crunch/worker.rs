@@ -1,13 +1,18 @@
-//! `crunch worker`: a long-lived pull worker that runs batches of the jobs in Redis.
+//! `crunch worker`: a long-lived pull worker that runs batches of the jobs in Redis. It waits
+//! for Redis as long as it takes, and SIGTERM or Ctrl-C make it drain: finish the batches it
+//! runs, hand back the ones it claimed but did not start, and exit 0 (a second signal exits at
+//! once; the batches it held are taken over after their lease).
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use crunch::jobs;
+use crunch::store::{Store, StoreError};
 use crunch::worker::Worker;
 use crunch::{Engine, Limits};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::redis_args::RedisArgs;
 
@@ -21,8 +26,8 @@ pub struct WorkerArgs {
     /// Work only on this job.
     #[arg(long)]
     job: Option<String>,
-    /// Exit once no job is left to run (every job in Redis has finished), instead of waiting
-    /// for new jobs.
+    /// Exit once no job is left to run (every job in Redis has finished, or the --job has),
+    /// instead of waiting for new jobs. A worker on one --job also exits when that job is gone.
     #[arg(long)]
     exit_when_done: bool,
     /// Memory one batch's instance may use, in MiB.
@@ -42,9 +47,16 @@ pub fn main(args: WorkerArgs) -> Result<ExitCode> {
         max_concurrent_batches: u32::try_from(threads * 2).unwrap_or(u32::MAX),
         ..Limits::default()
     })?;
-    // Fail fast on a bad URL or an unreachable server.
-    let mut store = args.redis.connect()?;
-    let worker = Arc::new(Worker::new(engine));
+    let worker = Worker::new(engine);
+    let shutdown = worker.shutdown_flag();
+    for signal in [SIGTERM, SIGINT] {
+        // The first signal asks for a drain; a second one, with the flag already set, exits.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.clone())
+            .and_then(|_| signal_hook::flag::register(signal, shutdown.clone()))
+            .context("installing the SIGTERM and Ctrl-C handlers")?;
+    }
+    // A bad URL or refused credentials fail at once; an unreachable server is waited for.
+    let mut store = Store::connect_until_stopped(&args.redis.redis, shutdown.clone())?;
     eprintln!(
         "worker {} on {} with {threads} threads",
         worker.consumer(0),
@@ -52,34 +64,53 @@ pub fn main(args: WorkerArgs) -> Result<ExitCode> {
     );
     let exit_when_done = args.exit_when_done;
     let only = args.job.clone();
-    let keep_going = move |store: &mut crunch::store::Store| {
-        if !exit_when_done {
-            return true;
-        }
-        match &only {
-            Some(job) => jobs::progress(store, job)
-                .map(|p| !p.is_final())
-                .unwrap_or(false),
-            None => jobs::list(store)
-                .map(|l| l.iter().any(|(_, p)| !p.is_final()))
-                .unwrap_or(false),
-        }
+    // Asked when nothing is claimable. A worker on one job stops once that job is gone (it
+    // cannot come back); with --exit-when-done, once no job is left to run.
+    let keep_going = move |store: &mut Store| match &only {
+        Some(job) => match jobs::find_progress(store, job) {
+            Ok(Some(p)) => !exit_when_done || !p.is_final(),
+            Ok(None) => {
+                tracing::warn!(job, "the job is gone (expired or deleted); stopping");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(job, "reading the job's progress: {e:#}");
+                !exit_when_done
+            }
+        },
+        None if !exit_when_done => true,
+        None => jobs::list(store)
+            .map(|l| l.iter().any(|(_, p)| !p.is_final()))
+            .unwrap_or(false),
     };
     if let Some(job) = &args.job {
         // Fail fast on an unknown job; an unreadable spec is for the worker to report.
         jobs::progress(&mut store, job)?;
     }
     let start = std::time::Instant::now();
-    let summary = worker.serve(&args.redis.redis, threads, args.job.as_deref(), keep_going)?;
+    let summary = match worker.serve(&args.redis.redis, threads, args.job.as_deref(), keep_going) {
+        Ok(summary) => summary,
+        Err(e) if matches!(StoreError::fatal_in(&e), Some(StoreError::Stopped { .. })) => {
+            // Shutting down while Redis is away: what this worker held lapses and is taken
+            // over; nothing is lost.
+            eprintln!("worker stopped while Redis was unavailable: {e:#}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e),
+    };
+    if shutdown.load(Ordering::Relaxed) {
+        eprintln!("worker drained on request (SIGTERM or Ctrl-C)");
+    }
     let busy = start.elapsed().as_secs_f64() * threads as f64;
     eprintln!(
-        "worker done: {} batches ({} items ok, {} failed), {} retried, {} dead-lettered; \
-         {:.1}% of {threads} thread(s)' time inside kernels",
+        "worker done: {} batches ({} items ok, {} failed), {} retried, {} dead-lettered, {} handed \
+         back unrun; {:.1}% of {threads} thread(s)' time inside kernels",
         summary.batches,
         summary.items_ok,
         summary.items_failed,
         summary.retried,
         summary.dead,
+        summary.released,
         100.0 * summary.kernel_time.as_secs_f64() / busy.max(f64::EPSILON)
     );
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,8 @@
 //! Test-only kernel pack whose kernels misbehave on purpose, to show that the host contains
 //! them: each kernel echoes its item's first tensor, unless the item's first value is
 //! negative, in which case it traps, loops forever, exhausts memory or recurses without end;
-//! `burn` first busy-loops for a time set by the first value (a slow but finite batch); `snoop`
+//! `burn` first busy-loops until as many milliseconds as the first value have passed on the
+//! monotonic clock (slow but finite work that takes the same time on any CPU); `snoop`
 //! looks for environment variables, files and the network (it imports wasi:filesystem and
 //! wasi:sockets, which the registry refuses and the sandbox serves empty); `raw_text` fails
 //! with terminal escapes, NUL and right-to-left overrides in its messages, or a message of
@@ -34,7 +35,7 @@ mod component {
         ),
         (
             "burn",
-            "busy-loops for about the first value times a million steps, then echoes",
+            "busy-loops until the first value in milliseconds has passed, then echoes",
         ),
         ("echo", "returns the first tensor"),
         (
@@ -187,11 +188,15 @@ mod component {
         }
     }
 
-    fn burn(millions: f64) {
-        let steps = (millions.max(0.0) * 1e6) as u64;
+    /// Busy-loops (the CPU stays busy, like real work) until `millis` have passed.
+    fn burn(millis: f64) {
+        let until = std::time::Duration::from_secs_f64(millis.max(0.0) / 1e3);
+        let start = std::time::Instant::now();
         let mut x = 0u64;
-        for _ in 0..steps {
-            x = black_box(x.wrapping_add(1));
+        while start.elapsed() < until {
+            for _ in 0..1000 {
+                x = black_box(x.wrapping_add(1));
+            }
         }
     }
 
