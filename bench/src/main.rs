@@ -4,8 +4,8 @@
 //! this, which reads their estimates.
 
 mod baselines;
-mod package;
 mod lambda_runs;
+mod package;
 mod redis_runs;
 mod report;
 mod whole_array;

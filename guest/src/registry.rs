@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn an_empty_batch_says_whether_the_call_is_taken() {
-        let empty = crunch_abi::Packed::default();
+        let empty = Packed::default();
         let p = vec![("qq".to_string(), Tensor::vector(vec![1.0]))];
         let refused = run_packed("percentile", &p, empty.items());
         assert_eq!(refused.outputs.count, 0);

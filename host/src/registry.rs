@@ -14,8 +14,8 @@ use crate::engine::Engine;
 use crate::jobs::{self, now_ms};
 use crate::pack::{KernelPack, PackError, sha256_hex};
 use crate::store::Store;
-use crate::text;
 use crate::store::keys::JobKeys;
+use crate::text;
 
 /// The largest pack `push` accepts by default.
 pub const DEFAULT_MAX_SIZE: usize = 16 << 20;

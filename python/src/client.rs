@@ -211,7 +211,7 @@ impl NativeClient {
                 };
                 let job = spec.job.clone();
                 let report = py
-                    .detach(|| fanout::invoke_workers_blocking(&target, &job, workers))
+                    .detach(|| fanout::Fanout::connect(&target)?.invoke_workers(&job, workers))
                     .map_err(errors::host)?;
                 (report.invoked, report.retries, report.failed)
                     .into_pyobject(py)?

@@ -589,6 +589,10 @@ fn an_invoke_error_other_than_throttling_is_not_retried() {
     assert!(
         stderr.contains("the job is queued and loses nothing"),
         "{stderr}"
+    );
+}
+
+#[test]
 fn with_two_vcpus_an_invocation_runs_two_batches_at_once() {
     // 3,538 MB buys two vCPUs' worth of CPU time: two claim loops.
     let LambdaSetup {
