@@ -43,17 +43,9 @@ pub fn measure(dir: &Path, crunch: &Path, pack: &Path, python: &Path) -> Result<
     let mut rng = StdRng::seed_from_u64(20_261_130);
     let contracts: Vec<Item> = (0..1_000_000)
         .map(|_| {
-            let c = [
-                rng.random_range(50.0..150.0),
-                rng.random_range(60.0..140.0),
-                rng.random_range(0.05..2.0),
-                rng.random_range(0.0..0.05),
-                rng.random_range(0.05..0.8),
-                f64::from(rng.random_bool(0.5)),
-            ];
             vec![Tensor {
                 shape: vec![6],
-                data: c.to_vec(),
+                data: crunch_bench::workloads::contract(&mut rng).to_vec(),
             }]
         })
         .collect();

@@ -52,7 +52,7 @@ fn items(count: usize, rng: &mut StdRng, mut make: impl FnMut(&mut StdRng) -> It
 }
 
 /// An option contract [S, K, T, r, sigma, is_call].
-fn contract(rng: &mut StdRng) -> [f64; 6] {
+pub fn contract(rng: &mut StdRng) -> [f64; 6] {
     [
         rng.random_range(50.0..150.0),
         rng.random_range(60.0..140.0),

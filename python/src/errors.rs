@@ -40,7 +40,10 @@ pub fn host(error: anyhow::Error) -> PyErr {
 
 fn is_unreachable(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause.downcast_ref::<redis::RedisError>().is_some_and(|e| {
+        matches!(
+            cause.downcast_ref::<crunch::store::StoreError>(),
+            Some(crunch::store::StoreError::Unavailable { .. })
+        ) || cause.downcast_ref::<redis::RedisError>().is_some_and(|e| {
             e.is_io_error()
                 || e.is_connection_refusal()
                 || e.is_connection_dropped()

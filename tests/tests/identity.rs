@@ -31,6 +31,18 @@ fn vector(data: Vec<f64>) -> Tensor {
     }
 }
 
+/// The items as the natively built kernels take them.
+fn native(items: &[Vec<Tensor>]) -> Vec<Vec<crunch_kernels::Tensor>> {
+    items
+        .iter()
+        .map(|item| {
+            item.iter()
+                .map(|t| crunch_kernels::Tensor::new(t.shape.clone(), t.data.clone()))
+                .collect()
+        })
+        .collect()
+}
+
 /// The sweep: (kernel, items).
 fn cases() -> Vec<(&'static str, Vec<Vec<Tensor>>)> {
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
@@ -80,14 +92,7 @@ fn cases() -> Vec<(&'static str, Vec<Vec<Tensor>>)> {
         contracts.push(vec![vector(c)]);
     }
     // Prices for implied_vol from the contracts' own greeks run natively.
-    let native_items: Vec<Vec<crunch_kernels::Tensor>> = contracts
-        .iter()
-        .map(|item| {
-            item.iter()
-                .map(|t| crunch_kernels::Tensor::new(t.shape.clone(), t.data.clone()))
-                .collect()
-        })
-        .collect();
+    let native_items = native(&contracts);
     let prices = crunch_kernels::run("black_scholes", &[], &native_items);
     let implied: Vec<Vec<Tensor>> = contracts
         .iter()
@@ -148,14 +153,7 @@ fn component_and_native_give_the_same_bits_on_an_edge_sweep() -> anyhow::Result<
         };
         let outcome = crunch::run_batch(&pack, &job, 0, &items);
         assert!(outcome.error.is_none(), "{kernel}: {:?}", outcome.error);
-        let native_items: Vec<Vec<crunch_kernels::Tensor>> = items
-            .iter()
-            .map(|item| {
-                item.iter()
-                    .map(|t| crunch_kernels::Tensor::new(t.shape.clone(), t.data.clone()))
-                    .collect()
-            })
-            .collect();
+        let native_items = native(&items);
         let native = crunch_kernels::run(kernel, &[], &native_items);
         for (i, (wasm, native)) in outcome.results.iter().zip(&native).enumerate() {
             match (wasm, native) {
