@@ -9,7 +9,7 @@
 use crate::check::{domain, invalid, unreadable};
 use crate::tensor::{KernelError, Params, TensorRef};
 use crunch_abi::{BatchResults, Items};
-use crunch_math::{F64x2, F64x4, Real};
+use crunch_math::{F64x4, Real};
 
 /// The bracket in which `implied_vol` searches, as the reference (`brentq` on [1e-6, 5]).
 const SIGMA_RANGE: (f64, f64) = (1e-6, 5.0);
@@ -19,14 +19,11 @@ const BLACK_SCHOLES_FIELDS: &str = "S, K, T, r, sigma, is_call";
 /// The fields of an `implied_vol` item.
 const IMPLIED_VOL_FIELDS: &str = "price, S, K, T, r, is_call";
 
-/// One option contract.
+/// One option contract's checked S and T (the rest is checked, then read in lanes).
 #[derive(Clone, Copy, Debug)]
 struct Contract {
     s: f64,
-    k: f64,
     t: f64,
-    r: f64,
-    call: bool,
 }
 
 /// What a record holds.
@@ -40,11 +37,9 @@ enum Record<T> {
 impl Contract {
     /// Reads S, K, T, r and the call flag, checking the domain.
     fn parse(s: f64, k: f64, t: f64, r: f64, is_call: f64) -> Result<Self, KernelError> {
-        let call = match is_call {
-            1.0 => true,
-            0.0 => false,
-            other => return Err(invalid(format!("is_call must be 1 or 0, got {other}"))),
-        };
+        if is_call != 1.0 && is_call != 0.0 {
+            return Err(invalid(format!("is_call must be 1 or 0, got {is_call}")));
+        }
         for (name, v) in [("S", s), ("K", k), ("T", t)] {
             if v <= 0.0 || !v.is_finite() {
                 return Err(domain(format!(
@@ -55,7 +50,7 @@ impl Contract {
         if !r.is_finite() {
             return Err(domain(format!("r must be finite, got {r}")));
         }
-        Ok(Self { s, k, t, r, call })
+        Ok(Self { s, t })
     }
 
     /// The contract and volatility of a `black_scholes` record.
@@ -71,25 +66,6 @@ impl Contract {
             )));
         }
         Ok(Record::Valid((contract, sigma)))
-    }
-
-    /// The contract in both lanes, as the lane functions take it.
-    fn lanes(&self) -> Lanes<F64x2> {
-        let flag = F64x2::splat(f64::from(u8::from(self.call)));
-        Lanes {
-            s: F64x2::splat(self.s),
-            k: F64x2::splat(self.k),
-            t: F64x2::splat(self.t),
-            r: F64x2::splat(self.r),
-            call: Real::eq(flag, F64x2::splat(1.0)),
-        }
-    }
-
-    /// The option price at volatility `sigma`, its vega, and the scale of the price's rounding
-    /// error (the sum of the magnitudes of the two terms it is the difference of).
-    fn price_vega(&self, sigma: f64) -> (f64, f64, f64) {
-        let (price, vega, scale) = self.lanes().price_vega(F64x2::splat(sigma));
-        (price.first(), vega.first(), scale.first())
     }
 }
 
@@ -244,74 +220,145 @@ pub fn implied_vol(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError>
         not_a_record(IMPLIED_VOL_FIELDS, 6),
         |records, outputs, fail| {
             let (records, _) = records.as_chunks::<6>();
-            for (i, (v, out)) in records.iter().zip(outputs.iter_mut()).enumerate() {
-                if v.iter().any(|x| x.is_nan()) {
-                    *out = f64::NAN;
-                    continue;
+            let mut at = 0;
+            for (group, out) in records.chunks(4).zip(outputs.chunks_mut(4)) {
+                for (lane, result) in solve_group(group).into_iter().enumerate().take(group.len()) {
+                    match result {
+                        Ok(sigma) => out[lane] = sigma,
+                        Err(e) => fail(at + lane, e),
+                    }
                 }
-                match Contract::parse(v[1], v[2], v[3], v[4], v[5])
-                    .and_then(|contract| solve_sigma(&contract, v[0]))
-                {
-                    Ok(sigma) => *out = sigma,
-                    Err(e) => fail(i, e),
-                }
+                at += group.len();
             }
         },
     )
 }
 
-fn solve_sigma(contract: &Contract, target: f64) -> Result<f64, KernelError> {
-    let (mut lo, mut hi) = SIGMA_RANGE;
-    let (p_lo, _, scale_lo) = contract.price_vega(lo);
-    let (p_hi, _, scale_hi) = contract.price_vega(hi);
-    // Prices within rounding noise of an end of the bracket (e.g. at intrinsic value, where
-    // vega vanishes and a whole range of sigma reproduces the price) resolve to that end. The
-    // noise is that of the price's own arithmetic: relative to the terms it is the difference
-    // of, so a tiny out-of-the-money price still determines sigma.
+/// What one lane of a group of four `implied_vol` records needs.
+enum Start {
+    /// Known without iterating: NaN, an end of the bracket, or an error.
+    Done(Result<f64, KernelError>),
+    /// Newton from this sigma.
+    From(f64),
+}
+
+/// Solves up to four records at once (the last padded with a copy of the last): the bracket's
+/// prices in one pass, then safeguarded Newton in lockstep, each lane frozen once it converges.
+/// Each lane computes exactly what it would alone.
+fn solve_group(group: &[[f64; 6]]) -> [Result<f64, KernelError>; 4] {
+    let last = group[group.len() - 1];
+    let records: [&[f64; 6]; 4] = core::array::from_fn(|i| group.get(i).unwrap_or(&last));
+    let field = |f: usize| F64x4::load(&records.map(|r| r[f]));
+    let lanes = Lanes {
+        s: field(1),
+        k: field(2),
+        t: field(3),
+        r: field(4),
+        call: Real::eq(field(5), F64x4::splat(1.0)),
+    };
+    let (lo, hi) = SIGMA_RANGE;
+    let (p_lo, _, scale_lo) = lanes.price_vega(F64x4::splat(lo));
+    let (p_hi, _, scale_hi) = lanes.price_vega(F64x4::splat(hi));
+    let (p_lo, scale_lo) = (p_lo.to_array(), scale_lo.to_array());
+    let (p_hi, scale_hi) = (p_hi.to_array(), scale_hi.to_array());
+    let starts: [Start; 4] = core::array::from_fn(|i| {
+        let v = records[i];
+        if v.iter().any(|x| x.is_nan()) {
+            return Start::Done(Ok(f64::NAN));
+        }
+        match Contract::parse(v[1], v[2], v[3], v[4], v[5]) {
+            Ok(contract) => bracket(
+                &contract,
+                v[0],
+                (p_lo[i], scale_lo[i]),
+                (p_hi[i], scale_hi[i]),
+            ),
+            Err(e) => Start::Done(Err(e)),
+        }
+    });
+    let newton: [f64; 4] = core::array::from_fn(|i| match starts[i] {
+        Start::From(sigma) => sigma,
+        Start::Done(_) => 0.5 * (lo + hi),
+    });
+    let active: [f64; 4] =
+        core::array::from_fn(|i| f64::from(u8::from(matches!(starts[i], Start::From(_)))));
+    let solved =
+        newton_lanes(&lanes, field(0), F64x4::load(&newton), F64x4::load(&active)).to_array();
+    let mut solved = solved.into_iter();
+    starts.map(|start| {
+        let sigma = solved.next().unwrap_or(f64::NAN);
+        match start {
+            Start::Done(result) => result,
+            Start::From(_) => Ok(sigma),
+        }
+    })
+}
+
+/// Where `target` lies against the bracket's prices: outside it (an error), within rounding
+/// of an end (that end), or inside (Newton's start).
+///
+/// "Within rounding" is the noise of the price's own arithmetic: relative to the terms it is
+/// the difference of, so a tiny out-of-the-money price still determines sigma, while a price
+/// at intrinsic value (vega vanishes, a whole range of sigma reproduces it) gives the end.
+fn bracket(
+    contract: &Contract,
+    target: f64,
+    (p_lo, scale_lo): (f64, f64),
+    (p_hi, scale_hi): (f64, f64),
+) -> Start {
+    let (lo, hi) = SIGMA_RANGE;
     let noise = |scale: f64| 8.0 * f64::EPSILON * scale;
     let (noise_lo, noise_hi) = (noise(scale_lo), noise(scale_hi));
     if target < p_lo - noise_lo || target > p_hi + noise_hi {
-        return Err(domain(format!(
+        return Start::Done(Err(domain(format!(
             "price {target} is outside the prices reachable with sigma in [{lo}, {hi}] ({p_lo} to {p_hi})"
-        )));
+        ))));
     }
     if target <= p_lo + noise_lo {
-        return Ok(lo);
+        return Start::Done(Ok(lo));
     }
     if target >= p_hi - noise_hi {
-        return Ok(hi);
+        return Start::Done(Ok(hi));
     }
     // Brenner-Subrahmanyam start, kept inside the bracket.
     let guess = (2.0 * core::f64::consts::PI / contract.t).sqrt() * target / contract.s;
-    let mut sigma = if guess > lo && guess < hi {
+    Start::From(if guess > lo && guess < hi {
         guess
     } else {
         0.5 * (lo + hi)
-    };
+    })
+}
+
+/// Safeguarded Newton on the price in every lane whose `active` is 1: Newton steps, falling
+/// back to bisection of the bracket whenever a step would leave it, to full double precision.
+fn newton_lanes(lanes: &Lanes<F64x4>, target: F64x4, start: F64x4, active: F64x4) -> F64x4 {
+    let c = F64x4::splat;
+    let (mut lo, mut hi) = (c(SIGMA_RANGE.0), c(SIGMA_RANGE.1));
+    let mut sigma = start;
+    let mut result = start;
+    let mut running = Real::eq(active, c(1.0));
     for _ in 0..200 {
-        let (price, vega, _) = contract.price_vega(sigma);
+        if !F64x4::any(running) {
+            return result;
+        }
+        let (price, vega, _) = lanes.price_vega(sigma);
         let diff = price - target;
-        if diff == 0.0 {
-            return Ok(sigma);
-        }
-        if diff < 0.0 {
-            lo = sigma;
-        } else {
-            hi = sigma;
-        }
+        let exact = Real::eq(diff, c(0.0));
+        result = F64x4::select(running & exact, sigma, result);
+        running = running & !exact;
+        let below = diff.lt(c(0.0));
+        lo = F64x4::select(below, sigma, lo);
+        hi = F64x4::select(below, hi, sigma);
         let newton = sigma - diff / vega;
-        let next = if newton > lo && newton < hi {
-            newton
-        } else {
-            0.5 * (lo + hi)
-        };
-        if (next - sigma).abs() <= 2.0 * f64::EPSILON * sigma || hi - lo <= 2.0 * f64::EPSILON * hi
-        {
-            return Ok(next);
-        }
+        let inside = newton.gt(lo) & newton.lt(hi);
+        let next = F64x4::select(inside, newton, c(0.5) * (lo + hi));
+        let eps2 = c(2.0 * f64::EPSILON);
+        let converged = (next - sigma).abs().le(eps2 * sigma) | (hi - lo).le(eps2 * hi);
+        result = F64x4::select(running & converged, next, result);
+        running = running & !converged;
         sigma = next;
     }
-    Ok(sigma)
+    F64x4::select(running, sigma, result)
 }
 
 #[cfg(test)]
