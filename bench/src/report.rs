@@ -93,7 +93,7 @@ pub struct KernelShare {
 /// emulator) with 1 vCPU and with 2.
 #[derive(Debug, Default, Serialize)]
 pub struct LambdaVcpus {
-    /// Items of the black_scholes job.
+    /// Items of the implied_vol job.
     pub items: usize,
     /// Batches of the job.
     pub batches: usize,
@@ -457,7 +457,7 @@ impl Report {
         if let Some(l) = &self.lambda_vcpus {
             md.push_str(&format!(
                 "\n## Lambda vCPUs\n\nOne invocation of the bootstrap under cargo-lambda's emulator \
-                 drains {} black_scholes items in {} batches (median of {}): 1 vCPU {:.2} s, \
+                 drains {} implied_vol items in {} batches (median of {}): 1 vCPU {:.2} s, \
                  2 vCPUs {:.2} s, {:.2}x.\n",
                 l.items, l.batches, l.runs, l.one_vcpu_s, l.two_vcpus_s, l.ratio
             ));

@@ -96,8 +96,9 @@ pub trait Queue {
         ttl_seconds: u64,
     ) -> Result<bool>;
 
-    /// Hands `batch` back unrun: a new entry with the same `attempt`, so that this delivery
-    /// does not count, if `entry` is still this worker's. Returns whether it was requeued.
+    /// Hands `batch` back unrun: a new entry whose `attempt` is the deliveries so far (this one
+    /// included), so that this delivery does not count, if `entry` is still this worker's.
+    /// Returns whether it was requeued.
     fn release(&mut self, job: &str, entry: &str, batch: u64, attempt: u64) -> Result<bool>;
 
     /// Marks `job` failed with `reason` (the worker cannot run it at all), unless it has

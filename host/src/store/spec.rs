@@ -153,6 +153,14 @@ pub struct Progress {
     pub error: Option<String>,
 }
 
+/// Whether a job in `state` will not change any more.
+pub fn is_final_state(state: &str) -> bool {
+    matches!(
+        state,
+        "done" | "done-with-failures" | "failed" | "cancelled"
+    )
+}
+
 impl Progress {
     /// Reads the counters from the progress hash.
     pub fn from_fields(fields: &HashMap<String, String>) -> Self {
@@ -174,10 +182,7 @@ impl Progress {
 
     /// Whether the job will not change any more.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "done" | "done-with-failures" | "failed" | "cancelled"
-        )
+        is_final_state(&self.state)
     }
 
     /// Whether workers should take the job's batches.

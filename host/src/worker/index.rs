@@ -68,6 +68,12 @@ impl JobIndex {
             .collect())
     }
 
+    /// Whether `job` is known to be finished (or gone).
+    pub fn is_finished(&self, job: &str) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.finished.contains(job)
+    }
+
     /// Remembers that `job` has finished: it is not claimed from again.
     pub fn finished(&self, job: &str) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);

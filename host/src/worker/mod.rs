@@ -26,7 +26,7 @@ use crate::registry;
 use crate::store::keys::JobKeys;
 use crate::store::pool::StorePool;
 use crate::store::queue::{Claim, Queue};
-use crate::store::spec::JobSpec;
+use crate::store::spec::{JobSpec, is_final_state};
 use crate::store::{DEFAULT_PATIENCE, Patience, Store};
 use index::JobIndex;
 use lifecycle::{Claimed, Ready};
@@ -263,6 +263,9 @@ impl Worker {
 
     /// Claims at most one batch of `job` and prepares it to run.
     fn claim_one(&self, store: &mut Store, job: &str, consumer: &str) -> Result<Step> {
+        if self.index.is_finished(job) {
+            return Ok(Step::NotRunnable);
+        }
         let Some(spec) = self.spec(store, job)? else {
             return Ok(Step::NotRunnable);
         };
@@ -276,7 +279,10 @@ impl Worker {
             Claim::Empty => Ok(Step::Idle),
             Claim::NotRunnable(state) => {
                 tracing::debug!(job, state, "job not runnable");
-                self.forget(store, job, state == "gone")?;
+                // A job still being submitted will be runnable; a finished or gone one not.
+                if state == "gone" || is_final_state(&state) {
+                    self.forget(store, job, state == "gone")?;
+                }
                 Ok(Step::NotRunnable)
             }
         }
@@ -296,8 +302,8 @@ impl Worker {
         }
     }
 
-    /// The spec of `job`, cached; `None` when the job is gone. A spec that exists but cannot
-    /// be read fails its job (with the reason) instead of being retried forever.
+    /// The spec of `job`, cached; `None` when the job is gone, or its spec exists but cannot be
+    /// read: that fails the job (with the reason) instead of being retried forever.
     fn spec(&self, store: &mut Store, job: &str) -> Result<Option<Arc<JobSpec>>> {
         let cached = self
             .specs
@@ -320,8 +326,12 @@ impl Worker {
                 return Ok(None);
             }
             Err(e) => {
-                store.fail_job(job, &format!("unreadable job spec: {e:#}"))?;
-                return Err(e);
+                // Failed with the reason, said once, and not looked at again.
+                let reason = format!("unreadable job spec: {e:#}");
+                tracing::error!(job, "{reason}");
+                store.fail_job(job, &reason)?;
+                self.forget(store, job, false)?;
+                return Ok(None);
             }
         };
         self.specs
