@@ -169,6 +169,28 @@ fn not_a_record(fields: &'static str, len: usize) -> impl Fn(&[TensorRef<'_>]) -
     }
 }
 
+/// Up to four records, one per lane; a short group is padded with copies of its last record.
+fn padded(group: &[[f64; 6]]) -> [&[f64; 6]; 4] {
+    let last = &group[group.len() - 1];
+    core::array::from_fn(|i| group.get(i).unwrap_or(last))
+}
+
+/// Field `f` of each record, one per lane.
+fn field(records: &[&[f64; 6]; 4], f: usize) -> F64x4 {
+    F64x4::load(&records.map(|r| r[f]))
+}
+
+/// The records' contracts in lanes: S, K, T and r from field `s_at` on, the call flag last.
+fn lanes(records: &[&[f64; 6]; 4], s_at: usize) -> Lanes<F64x4> {
+    Lanes {
+        s: field(records, s_at),
+        k: field(records, s_at + 1),
+        t: field(records, s_at + 2),
+        r: field(records, s_at + 3),
+        call: Real::eq(field(records, 5), F64x4::splat(1.0)),
+    }
+}
+
 /// `black_scholes`: [S, K, T, r, sigma, is_call] -> [price, delta, gamma, vega, theta, rho],
 /// four contracts at a time (the last ones padded with a copy of the last).
 pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
@@ -183,17 +205,9 @@ pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelErro
             let (outputs, _) = outputs.as_chunks_mut::<6>();
             let mut at = 0;
             for (group, out) in records.chunks(4).zip(outputs.chunks_mut(4)) {
-                let last = group[group.len() - 1];
-                let r: [&[f64; 6]; 4] = core::array::from_fn(|i| group.get(i).unwrap_or(&last));
-                let field = |f: usize| F64x4::load(&[r[0][f], r[1][f], r[2][f], r[3][f]]);
-                let lanes = Lanes {
-                    s: field(0),
-                    k: field(1),
-                    t: field(2),
-                    r: field(3),
-                    call: Real::eq(field(5), F64x4::splat(1.0)),
-                };
-                let greeks = lanes.greeks(field(4)).map(F64x4::to_array);
+                let records = padded(group);
+                let greeks = lanes(&records, 0).greeks(field(&records, 4));
+                let greeks = greeks.map(F64x4::to_array);
                 for (lane, (record, out)) in group.iter().zip(out.iter_mut()).enumerate() {
                     match Contract::with_sigma(record) {
                         Ok(Record::Valid(_)) => *out = greeks.map(|g| g[lane]),
@@ -246,16 +260,8 @@ enum Start {
 /// prices in one pass, then safeguarded Newton in lockstep, each lane frozen once it converges.
 /// Each lane computes exactly what it would alone.
 fn solve_group(group: &[[f64; 6]]) -> [Result<f64, KernelError>; 4] {
-    let last = group[group.len() - 1];
-    let records: [&[f64; 6]; 4] = core::array::from_fn(|i| group.get(i).unwrap_or(&last));
-    let field = |f: usize| F64x4::load(&records.map(|r| r[f]));
-    let lanes = Lanes {
-        s: field(1),
-        k: field(2),
-        t: field(3),
-        r: field(4),
-        call: Real::eq(field(5), F64x4::splat(1.0)),
-    };
+    let records = padded(group);
+    let lanes = lanes(&records, 1);
     let (lo, hi) = SIGMA_RANGE;
     let (p_lo, _, scale_lo) = lanes.price_vega(F64x4::splat(lo));
     let (p_hi, _, scale_hi) = lanes.price_vega(F64x4::splat(hi));
@@ -282,8 +288,13 @@ fn solve_group(group: &[[f64; 6]]) -> [Result<f64, KernelError>; 4] {
     });
     let active: [f64; 4] =
         core::array::from_fn(|i| f64::from(u8::from(matches!(starts[i], Start::From(_)))));
-    let solved =
-        newton_lanes(&lanes, field(0), F64x4::load(&newton), F64x4::load(&active)).to_array();
+    let solved = newton_lanes(
+        &lanes,
+        field(&records, 0),
+        F64x4::load(&newton),
+        F64x4::load(&active),
+    )
+    .to_array();
     let mut solved = solved.into_iter();
     starts.map(|start| {
         let sigma = solved.next().unwrap_or(f64::NAN);
