@@ -208,6 +208,10 @@ impl Source for Cursor<'_> {
     }
 }
 
+/// Pieces up to this size are read into a buffer of their size at once; larger ones grow their
+/// buffer as bytes arrive.
+const STREAM_PIECE: usize = 1 << 16;
+
 /// A reader over a stream that holds one piece at a time and grows its buffer only as bytes
 /// arrive (a length claimed by the data never allocates by itself).
 struct Stream<R> {
@@ -231,10 +235,27 @@ impl<R: Read> Stream<R> {
 impl<R: Read> Source for Stream<R> {
     fn take(&mut self, n: usize) -> Result<&[u8]> {
         self.buf.clear();
-        let got = (&mut self.reader)
-            .take(n as u64)
-            .read_to_end(&mut self.buf)
-            .with_context(|| format!("reading at byte {}", self.pos))?;
+        let got = if n <= STREAM_PIECE {
+            // Small pieces (most of them) straight into a reused buffer.
+            self.buf.resize(n, 0);
+            let mut got = 0;
+            while got < n {
+                match self.reader.read(&mut self.buf[got..]) {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("reading at byte {}", self.pos));
+                    }
+                }
+            }
+            got
+        } else {
+            (&mut self.reader)
+                .take(n as u64)
+                .read_to_end(&mut self.buf)
+                .with_context(|| format!("reading at byte {}", self.pos))?
+        };
         if got < n {
             return Err(truncated(self.pos, n, got as u64));
         }

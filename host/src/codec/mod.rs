@@ -7,7 +7,7 @@ mod npy;
 mod replace;
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -80,13 +80,18 @@ pub fn read_items(path: &Path, format: Format) -> Result<Vec<Item>> {
         .ok()
         .filter(std::fs::Metadata::is_file)
         .map(|m| m.len());
-    let reader = BufReader::new(file);
-    let items = match format {
+    read_items_from(BufReader::new(file), format, len)
+        .with_context(|| format!("reading input {}", path.display()))
+}
+
+/// Reads every item from a stream of `len` bytes, when known (for Crunch binary, the header is
+/// checked first and the items are read one by one).
+pub fn read_items_from(reader: impl Read, format: Format, len: Option<u64>) -> Result<Vec<Item>> {
+    match format {
         Format::Json => json::read_items(reader),
         Format::Npy => npy::read_items(reader),
         Format::Binary => binary::read_items(reader, len),
-    };
-    items.with_context(|| format!("reading input {}", path.display()))
+    }
 }
 
 /// Writes one result per item to an output file, replacing it only once the whole file is
