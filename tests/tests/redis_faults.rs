@@ -283,3 +283,34 @@ fn a_user_without_write_permission_fails_at_once_in_one_line() {
     let p = progress(&redis.url(), &job).expect("progress");
     assert_eq!(p["state"], "queued", "nothing was claimed: {p:?}");
 }
+
+#[test]
+fn a_job_redis_lost_is_reported_gone_and_its_worker_stops() {
+    let redis = RedisServer::start().expect("redis");
+    let url = redis.url();
+    let job = submit_burn(&url, 30, 200.0, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("worker.log");
+    let worker = Crunch::new()
+        .redis(&url)
+        .spawn_worker_logging_to(&["--job", &job, "--threads", "1"], &log);
+    wait_until("a batch done", Duration::from_secs(30), || {
+        batches_done(&url, &job) >= 1
+    });
+    // Redis loses everything (a restart without persistence, a flush).
+    let mut c = redis.connection().expect("connection");
+    redis::cmd("FLUSHALL")
+        .query::<()>(&mut c)
+        .expect("flushall");
+    let out = wait_exit(worker, Duration::from_secs(30));
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(out.status.success(), "{:?}:\n{log}", out.status);
+    assert!(log.contains("the job is gone"), "{log}");
+    let status = Crunch::new().redis(&url).run(&["status", &job]);
+    assert!(!status.status.success());
+    assert!(
+        stderr(&status).contains(&format!("no job `{job}`")),
+        "{}",
+        stderr(&status)
+    );
+}

@@ -91,10 +91,13 @@ return added
 ///
 /// KEYS: progress, done, out, errors, queue, dead, lasterror.
 /// ARGV: batch, entry id, results, items ok, items failed, errors JSON or '', ttl seconds,
-/// group, dead-letter reason or '', deliveries. Returns 1 if counted now, 0 if already counted.
+/// group, dead-letter reason or '', deliveries. Returns 1 if counted now, 0 if already counted
+/// or the job is gone (nothing is written then).
 pub static COMPLETE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
+-- A job whose progress is gone (expired, or lost by Redis) is not brought back half-made.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local counted = redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 if counted == 1 then
