@@ -15,6 +15,7 @@ mod linalg;
 mod normal;
 mod options;
 mod registry;
+mod select;
 mod signal;
 mod stats;
 mod tensor;

@@ -7,6 +7,7 @@
 
 use crate::check::{self, invalid};
 use crate::lanes;
+use crate::select::order_statistics;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 
 /// `describe`: [x] -> [nobs, min, max, mean, variance, skewness, kurtosis].
@@ -65,9 +66,6 @@ pub fn percentile(params: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, 
     }
     let [x] = check::inputs(item, ["x"])?;
     let x = check::nonempty_vector(x, "x")?;
-    if x.iter().any(|v| v.is_nan()) {
-        return Ok(Tensor::new(q.shape.clone(), vec![f64::NAN; q.data.len()]));
-    }
     let last = x.len() - 1;
     // Each percentile interpolates between the order statistics at `below` and `below + 1`.
     let positions: Vec<(usize, f64)> = q
@@ -85,39 +83,16 @@ pub fn percentile(params: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, 
         .collect();
     ranks.sort_unstable();
     ranks.dedup();
-    let mut ordered = x.to_vec();
-    select_ranks(&mut ordered, &ranks);
+    let Some(ordered) = order_statistics(x, &ranks) else {
+        // A NaN sorts last in NumPy and makes every percentile NaN.
+        return Ok(Tensor::new(q.shape.clone(), vec![f64::NAN; q.data.len()]));
+    };
+    let at = |rank: usize| ordered[ranks.partition_point(|&r| r < rank)];
     let values = positions
         .iter()
-        .map(|&(i, gamma)| lerp(ordered[i], ordered[(i + 1).min(last)], gamma))
+        .map(|&(i, gamma)| lerp(at(i), at((i + 1).min(last)), gamma))
         .collect();
     Ok(Tensor::new(q.shape.clone(), values))
-}
-
-/// Puts the order statistic of each of `ranks` (sorted, distinct) at its index, as a full sort
-/// would. For a handful of ranks, by selection, divide and conquer: the middle rank first, then
-/// the lower ranks in the part before it and the upper ones in the part after it, so each
-/// selection works on a smaller part (n log k rather than n k comparisons, and several times
-/// faster than sorting). Many ranks: a sort.
-fn select_ranks(values: &mut [f64], ranks: &[usize]) {
-    if ranks.len() > 16 {
-        values.sort_unstable_by(f64::total_cmp);
-    } else {
-        select_within(values, 0, ranks);
-    }
-}
-
-/// [`select_ranks`] for `part`, which starts at index `offset` of the whole.
-fn select_within(part: &mut [f64], offset: usize, ranks: &[usize]) {
-    let Some(&rank) = ranks.get(ranks.len() / 2) else {
-        return;
-    };
-    let at = rank - offset;
-    part.select_nth_unstable_by(at, f64::total_cmp);
-    let (below, rest) = part.split_at_mut(at);
-    let (lower, upper) = (&ranks[..ranks.len() / 2], &ranks[ranks.len() / 2 + 1..]);
-    select_within(below, offset, lower);
-    select_within(&mut rest[1..], rank + 1, upper);
 }
 
 /// Linear interpolation as NumPy's `_lerp`: from the nearer end, so that t = 1 gives b exactly.
@@ -256,27 +231,6 @@ mod tests {
         let bad = vec![("q".to_string(), Tensor::vector(vec![101.0]))];
         assert!(percentile(Params(&bad), &views(&one(&[1.0]))).is_err());
         assert!(percentile(Params(&[]), &views(&one(&[1.0]))).is_err());
-    }
-
-    #[test]
-    fn selection_matches_sorting() {
-        let x: Vec<f64> = (0..97).map(|i| libm::sin(i as f64 * 1.7) * 10.0).collect();
-        let mut sorted = x.clone();
-        sorted.sort_unstable_by(f64::total_cmp);
-        let spread: Vec<usize> = (0..16).map(|i| i * 6 + 1).collect();
-        for ranks in [
-            vec![0],
-            vec![0, 96],
-            vec![3, 4, 50, 51, 96],
-            spread,
-            (0..40).collect(),
-        ] {
-            let mut selected = x.clone();
-            select_ranks(&mut selected, &ranks);
-            for &r in &ranks {
-                assert_eq!(selected[r], sorted[r], "rank {r}");
-            }
-        }
     }
 
     #[test]

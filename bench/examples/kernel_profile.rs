@@ -1,0 +1,56 @@
+//! Runs one standard kernel's bench workload a number of times, natively or through the
+//! component, and nothing else: a target for profilers (`valgrind --tool=callgrind`, `perf
+//! record`) whose counts do not depend on what else the machine runs.
+//!
+//! `cargo run --release -p crunch-bench --example kernel_profile -- KERNEL native|wasm [REPS]`
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use crunch::{Engine, Job, KernelPack, Limits, run_packed_batch};
+use crunch_bench::workloads;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [kernel, mode, rest @ ..] = args.as_slice() else {
+        bail!("usage: kernel_profile KERNEL native|wasm [REPS]");
+    };
+    let reps: usize = match rest {
+        [] => 10,
+        [n] => n.parse().with_context(|| format!("REPS `{n}`"))?,
+        _ => bail!("usage: kernel_profile KERNEL native|wasm [REPS]"),
+    };
+    let workload = workloads()
+        .into_iter()
+        .find(|w| w.kernel == kernel)
+        .with_context(|| format!("no bench workload for kernel `{kernel}`"))?;
+    let batch = crunch::packing::pack(&workload.items);
+    match mode.as_str() {
+        "native" => {
+            let params = workload.native_params();
+            let packed = &batch.packed;
+            for _ in 0..reps {
+                let items = crunch_abi::Items::new(packed.count, &packed.shapes, &packed.data);
+                std::hint::black_box(crunch_kernels::run_packed(kernel, &params, items));
+            }
+        }
+        "wasm" => {
+            let engine = Engine::new(Limits::default())?;
+            let component = crunch_tests::paths::component("crunch_kernels");
+            let pack = KernelPack::load(&engine, &component).context("the standard pack")?;
+            let job = Job {
+                kernel,
+                params: &workload.params,
+                batch_time: Duration::from_secs(600),
+            };
+            for _ in 0..reps {
+                let done = run_packed_batch(&pack, &job, 0, &batch);
+                if let Some(e) = done.error {
+                    bail!("{kernel}: {e}");
+                }
+            }
+        }
+        other => bail!("mode `{other}`: expected native or wasm"),
+    }
+    Ok(())
+}
