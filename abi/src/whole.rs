@@ -128,7 +128,7 @@ pub fn map_elementwise<'a, E>(
     mut f: impl FnMut(&[f64], &mut [f64]),
 ) -> BatchResults<E> {
     let count = items.remaining();
-    let values = items.data;
+    let (shapes, values) = (items.shapes, items.data);
     let mut accept = accept;
     let (accepted, failures) = read_items(items, &unreadable, |ts| {
         single(ts, &mut accept, &unreadable)
@@ -140,6 +140,17 @@ pub fn map_elementwise<'a, E>(
         let len = run.end - run.start;
         f(&values[run.start..run.end], &mut data[at..at + len]);
         at += len;
+    }
+    if failures.is_empty() {
+        // Every item is one tensor and gave its output of the same shape: the outputs' shape
+        // words are the inputs'.
+        let words = accepted.iter().map(|(_, t)| 2 + t.shape.len()).sum();
+        let outputs = Packed {
+            count,
+            shapes: shapes[..words].to_vec(),
+            data,
+        };
+        return BatchResults { outputs, failures };
     }
     let mut at = 0;
     let outputs = accepted.iter().map(|(index, t)| {
@@ -170,13 +181,24 @@ pub fn map_records<'a, E>(
 ) -> BatchResults<E> {
     let count = items.remaining();
     let values = items.data;
-    let accept = |tensors: &[TensorRef<'a>]| match tensors {
-        [t] if t.shape.len() == 1 && t.shape[0] as usize == input => Ok(*t),
-        _ => Err(wrong_shape(tensors)),
+    let (runs, mut failures) = if uniform_records(&items, input) {
+        // Every item is one record: one run, no reading item by item.
+        let whole = Run {
+            first: 0,
+            count,
+            start: 0,
+            end: values.len(),
+        };
+        (vec![whole], Vec::new())
+    } else {
+        let accept = |tensors: &[TensorRef<'a>]| match tensors {
+            [t] if t.shape.len() == 1 && t.shape[0] as usize == input => Ok(*t),
+            _ => Err(wrong_shape(tensors)),
+        };
+        let (accepted, failures) = read_items(items, &unreadable, accept);
+        (runs(values, &accepted), failures)
     };
-    let (accepted, mut failures) = read_items(items, &unreadable, accept);
-    let runs = runs(values, &accepted);
-    let records = accepted.len();
+    let records: usize = runs.iter().map(|run| run.count as usize).sum();
     let mut data = vec![0.0; records * output];
     let mut ok = vec![true; count as usize];
     let mut at = 0;
@@ -192,6 +214,15 @@ pub fn map_records<'a, E>(
             &mut fail,
         );
         at += n * output;
+    }
+    if failures.is_empty() && records == count as usize {
+        // Every item gave its record: the outputs are packed in one piece.
+        let outputs = Packed {
+            count,
+            shapes: [1, 1, output as u32].repeat(records),
+            data,
+        };
+        return BatchResults { outputs, failures };
     }
     // Drop the outputs of records that failed inside `f`, keeping the rest in order.
     let mut kept = Vec::with_capacity(records);
@@ -218,6 +249,18 @@ pub fn map_records<'a, E>(
         outputs: pack_outputs(count, outputs),
         failures,
     }
+}
+
+/// Whether every item of `items` is exactly one 1-D tensor of `input` values (the shape words
+/// `1, 1, input` per item, and nothing else).
+fn uniform_records(items: &Items<'_>, input: usize) -> bool {
+    let count = items.remaining() as usize;
+    let word = [1, 1, input as u32];
+    count > 0
+        && u32::try_from(input).is_ok()
+        && items.shapes.len() == count * 3
+        && count.checked_mul(input) == Some(items.data.len())
+        && items.shapes.chunks_exact(3).all(|words| words == word)
 }
 
 #[cfg(test)]
@@ -266,6 +309,65 @@ mod tests {
             out.failures,
             vec![(2, "2 tensors".to_string()), (3, "0 tensors".to_string())]
         );
+    }
+
+    #[test]
+    fn elementwise_outputs_keep_the_shapes_of_good_inputs() {
+        let mut packed = Packed::default();
+        packed.push([t(&[2], &[1.0, 2.0])]).unwrap();
+        packed.push([t(&[], &[3.0])]).unwrap();
+        packed.push([t(&[1, 2], &[4.0, 5.0])]).unwrap();
+        let out = map_elementwise(
+            packed.items(),
+            unreadable,
+            |_| Ok(()),
+            |xs, ys| ys.iter_mut().zip(xs).for_each(|(y, x)| *y = 2.0 * x),
+        );
+        let mut want = Packed::default();
+        want.push([t(&[2], &[2.0, 4.0])]).unwrap();
+        want.push([t(&[], &[6.0])]).unwrap();
+        want.push([t(&[1, 2], &[8.0, 10.0])]).unwrap();
+        assert_eq!(out.outputs, want);
+        assert!(out.failures.is_empty());
+    }
+
+    #[test]
+    fn uniform_records_pack_as_item_by_item() {
+        let mut packed = Packed::default();
+        for v in [1.0, -1.0, 2.0, 4.0] {
+            packed.push([t(&[2], &[v, 10.0])]).unwrap();
+        }
+        let run = |items| {
+            map_records(
+                items,
+                2,
+                3,
+                unreadable,
+                |_| "wrong shape".to_string(),
+                |records, outputs, fail| {
+                    for (i, (r, o)) in records.chunks(2).zip(outputs.chunks_mut(3)).enumerate() {
+                        if r[0] == -1.0 {
+                            fail(i, format!("record {i}"));
+                        }
+                        o.copy_from_slice(&[r[0], r[1], r[0] * r[1]]);
+                    }
+                },
+            )
+        };
+        let all_good = run(Items::new(2, &packed.shapes[6..], &packed.data[4..]));
+        let mut want = Packed::default();
+        want.push([t(&[3], &[2.0, 10.0, 20.0])]).unwrap();
+        want.push([t(&[3], &[4.0, 10.0, 40.0])]).unwrap();
+        assert_eq!(all_good.outputs, want);
+        assert!(all_good.failures.is_empty());
+        let one_bad = run(packed.items());
+        let mut want = Packed::default();
+        want.push([t(&[3], &[1.0, 10.0, 10.0])]).unwrap();
+        want.push_none();
+        want.push([t(&[3], &[2.0, 10.0, 20.0])]).unwrap();
+        want.push([t(&[3], &[4.0, 10.0, 40.0])]).unwrap();
+        assert_eq!(one_bad.outputs, want);
+        assert_eq!(one_bad.failures, vec![(1, "record 1".to_string())]);
     }
 
     #[test]

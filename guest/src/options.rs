@@ -191,6 +191,18 @@ fn lanes(records: &[&[f64; 6]; 4], s_at: usize) -> Lanes<F64x4> {
     }
 }
 
+/// Whether a `black_scholes` record is valid with no NaN (what [`Contract::with_sigma`] reads
+/// as `Record::Valid`), in a few comparisons; the rest go through `with_sigma` for their error.
+fn plainly_valid(v: &[f64; 6]) -> bool {
+    let positive = |x: f64| (x > 0.0) & (x < f64::INFINITY);
+    positive(v[0])
+        & positive(v[1])
+        & positive(v[2])
+        & (v[3].abs() < f64::INFINITY)
+        & positive(v[4])
+        & ((v[5] == 1.0) | (v[5] == 0.0))
+}
+
 /// `black_scholes`: [S, K, T, r, sigma, is_call] -> [price, delta, gamma, vega, theta, rho],
 /// four contracts at a time (the last ones padded with a copy of the last).
 pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
@@ -209,6 +221,10 @@ pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelErro
                 let greeks = lanes(&records, 0).greeks(field(&records, 4));
                 let greeks = greeks.map(F64x4::to_array);
                 for (lane, (record, out)) in group.iter().zip(out.iter_mut()).enumerate() {
+                    if plainly_valid(record) {
+                        *out = greeks.map(|g| g[lane]);
+                        continue;
+                    }
                     match Contract::with_sigma(record) {
                         Ok(Record::Valid(_)) => *out = greeks.map(|g| g[lane]),
                         Ok(Record::Nan) => *out = [f64::NAN; 6],
@@ -374,6 +390,7 @@ fn newton_lanes(lanes: &Lanes<F64x4>, target: F64x4, start: F64x4, active: F64x4
 
 #[cfg(test)]
 mod tests {
+    use super::{Contract, Record, plainly_valid};
     use crate::registry::run;
     use crate::tensor::{KernelError, Tensor};
 
@@ -434,6 +451,30 @@ mod tests {
         let at_intrinsic = 100.0 - 50.0 * libm::exp(-0.01);
         let iv = one("implied_vol", &[at_intrinsic, 100.0, 50.0, 1.0, 0.01, 1.0]).unwrap();
         assert_eq!(iv.data[0], 1e-6);
+    }
+
+    #[test]
+    fn the_quick_check_accepts_exactly_the_valid_records() {
+        let values = [-1.0, -0.0, 0.0, 5e-324, 1.0, f64::INFINITY, f64::NAN];
+        let mut checked = 0;
+        for s in values {
+            for k in values {
+                for t in values {
+                    for r in values {
+                        for sigma in values {
+                            for flag in [0.0, 1.0, 2.0, -0.0, f64::NAN] {
+                                let v = [s, k, t, r, sigma, flag];
+                                let valid =
+                                    matches!(Contract::with_sigma(&v), Ok(Record::Valid(_)));
+                                assert_eq!(plainly_valid(&v), valid, "{v:?}");
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 7usize.pow(5) * 5);
     }
 
     #[test]
