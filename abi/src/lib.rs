@@ -98,6 +98,23 @@ impl Packed {
         }
     }
 
+    /// Items of one 1-D tensor each, of the given lengths, taking their values from `data` in
+    /// order (which must hold exactly that many).
+    pub fn vectors(lengths: impl IntoIterator<Item = usize>, data: Vec<f64>) -> Self {
+        let mut shapes = Vec::new();
+        let mut total = 0;
+        for len in lengths {
+            shapes.extend([1, 1, len as u32]);
+            total += len;
+        }
+        debug_assert_eq!(total, data.len());
+        Self {
+            count: (shapes.len() / 3) as u32,
+            shapes,
+            data,
+        }
+    }
+
     /// Appends one item. Checks every tensor first, so a bad item leaves the batch unchanged.
     pub fn push<'a>(
         &mut self,

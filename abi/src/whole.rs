@@ -217,11 +217,7 @@ pub fn map_records<'a, E>(
     }
     if failures.is_empty() && records == count as usize {
         // Every item gave its record: the outputs are packed in one piece.
-        let outputs = Packed {
-            count,
-            shapes: [1, 1, output as u32].repeat(records),
-            data,
-        };
+        let outputs = Packed::vectors(std::iter::repeat_n(output, records), data);
         return BatchResults { outputs, failures };
     }
     // Drop the outputs of records that failed inside `f`, keeping the rest in order.

@@ -244,21 +244,33 @@ impl Pow2Plan {
                     .iter_mut()
                     .zip(q1.iter_mut())
                     .zip(q2.iter_mut().zip(q3.iter_mut()));
-                for (((a0, a2), (a1, a3)), w) in lanes.zip(twiddles) {
-                    let b0 = *a0;
+                let mut lanes = lanes.zip(twiddles);
+                // k = 0: every twiddle is 1.
+                if let Some((((a0, a2), (a1, a3)), _)) = lanes.next() {
+                    butterfly(a0, a1, a2, a3, *a1, *a2, *a3);
+                }
+                for (((a0, a2), (a1, a3)), w) in lanes {
                     let b1 = *a2 * w[1].lanes();
                     let b2 = *a1 * w[0].lanes();
                     let b3 = *a3 * w[2].lanes();
-                    let (t0, t1) = (b0 + b1, b0 - b1);
-                    let (t2, t3) = (b2 + b3, (b2 - b3).mul_neg_i());
-                    *a0 = t0 + t2;
-                    *a2 = t1 + t3;
-                    *a1 = t0 - t2;
-                    *a3 = t1 - t3;
+                    butterfly(a0, a1, a2, a3, b2, b1, b3);
                 }
             }
         }
     }
+}
+
+/// A radix-4 butterfly on a0 and the twiddled b1 = W^2k a2, b2 = W^k a1, b3 = W^3k a3 (the
+/// quarters hold the elements = 0, 2, 1, 3 mod 4), in place.
+#[inline(always)]
+fn butterfly(a0: &mut C2, a1: &mut C2, a2: &mut C2, a3: &mut C2, b2: C2, b1: C2, b3: C2) {
+    let b0 = *a0;
+    let (t0, t1) = (b0 + b1, b0 - b1);
+    let (t2, t3) = (b2 + b3, (b2 - b3).mul_neg_i());
+    *a0 = t0 + t2;
+    *a2 = t1 + t3;
+    *a1 = t0 - t2;
+    *a3 = t1 - t3;
 }
 
 /// What Bluestein's algorithm needs for length n: the chirp and the transform of its padded
@@ -340,7 +352,8 @@ impl Plan {
 /// its halves.
 struct RealPlan {
     complex: Plan,
-    twiddles: Vec<Twiddle>,
+    /// -i W^k for k < n / 2, W = e^{-2 pi i / n}.
+    rotated_twiddles: Vec<Twiddle>,
 }
 
 impl RealPlan {
@@ -348,14 +361,21 @@ impl RealPlan {
         if n % 2 == 1 {
             return Self {
                 complex: Plan::new(n),
-                twiddles: Vec::new(),
+                rotated_twiddles: Vec::new(),
             };
         }
-        let mut twiddles = unit_circle(n);
-        twiddles.truncate(n / 2);
+        let mut circle = unit_circle(n);
+        circle.truncate(n / 2);
+        let rotated_twiddles = circle
+            .into_iter()
+            .map(|w| Twiddle {
+                re: w.im,
+                im: -w.re,
+            })
+            .collect();
         Self {
             complex: Plan::new(n / 2),
-            twiddles,
+            rotated_twiddles,
         }
     }
 }
@@ -405,22 +425,32 @@ pub fn power_spectra(
         im: F64x2::new(x[1], y[1]),
     }));
     plan.complex.forward(buf, &mut scratch.work);
-    // Bin k pairs z[k] with conj(z[h - k]); bins 0 and h pair z[0] with itself, and bin h
-    // uses the twiddle -1, just past the table.
-    let bin = |za: C2, zb: C2, w: Twiddle| {
+    // Bin k pairs z[k] with conj(z[h - k]): with s = z[k] + conj(z[h - k]) and d = z[k] -
+    // conj(z[h - k]), the even samples' DFT is s / 2, the odd samples' d / 2i, and X[k] =
+    // (s + d (-i W^k)) / 2, so |X[k]|^2 = |s + d (-i W^k)|^2 / 4 (the table holds -i W^k).
+    // Bins 0 and h pair z[0] with itself; bin h uses W^h = -1, just past the table.
+    let quarter = F64x2::splat(0.25);
+    let power = |za: C2, zb: C2, v: Twiddle| {
         let zb = zb.conj();
-        // Even samples' DFT: (a + b) / 2; odd samples' DFT: (a - b) / 2i.
-        let half = F64x2::splat(0.5);
-        let even = (za + zb).scale(half);
-        let odd = (za - zb).mul_neg_i().scale(half);
-        even + odd * w.lanes()
+        let y = (za + zb) + (za - zb) * v.lanes();
+        (y.re * y.re + y.im * y.im) * quarter
     };
-    store_power(bin(buf[0], buf[0], plan.twiddles[0]), 0, out_a, out_b);
-    for k in 1..h {
-        store_power(bin(buf[k], buf[h - k], plan.twiddles[k]), k, out_a, out_b);
+    let store = |p: F64x2, out_a: &mut f64, out_b: &mut f64| {
+        [*out_a, *out_b] = p.to_array();
+    };
+    let rotated = &plan.rotated_twiddles;
+    store(
+        power(buf[0], buf[0], rotated[0]),
+        &mut out_a[0],
+        &mut out_b[0],
+    );
+    let bins = buf[1..h].iter().zip(buf[1..h].iter().rev());
+    let outs = out_a[1..h].iter_mut().zip(&mut out_b[1..h]);
+    for (((&za, &zb), &v), (oa, ob)) in bins.zip(&rotated[1..h]).zip(outs) {
+        store(power(za, zb, v), oa, ob);
     }
-    let last = Twiddle { re: -1.0, im: 0.0 };
-    store_power(bin(buf[0], buf[0], last), h, out_a, out_b);
+    let last = Twiddle { re: 0.0, im: 1.0 }; // -i * -1
+    store(power(buf[0], buf[0], last), &mut out_a[h], &mut out_b[h]);
 }
 
 /// Writes |z|^2 of each lane to bin `k` of the two outputs.
