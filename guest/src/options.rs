@@ -69,14 +69,19 @@ impl Contract {
     }
 }
 
-/// Contracts, one per lane.
+/// Contracts, one per lane, with what their prices share at every volatility.
 #[derive(Clone, Copy)]
 struct Lanes<V: Real> {
     s: V,
-    k: V,
     t: V,
     r: V,
     call: V::Mask,
+    /// log(S / K).
+    log_moneyness: V,
+    /// K exp(-r T).
+    discounted_k: V,
+    /// sqrt(T).
+    sqrt_t: V,
 }
 
 /// What the formulas share for a volatility: the normal CDF at ±d1 and ±d2, the density at d1,
@@ -93,13 +98,26 @@ struct Terms<V> {
 
 impl<V: Real> Lanes<V> {
     #[inline(always)]
+    fn new(s: V, k: V, t: V, r: V, call: V::Mask) -> Self {
+        Self {
+            s,
+            t,
+            r,
+            call,
+            log_moneyness: crunch_math::log(s / k),
+            discounted_k: k * crunch_math::exp(-(r * t)),
+            sqrt_t: t.sqrt(),
+        }
+    }
+
+    #[inline(always)]
     fn terms(&self, sigma: V) -> Terms<V> {
-        let sqrt_t = self.t.sqrt();
+        let sqrt_t = self.sqrt_t;
         let vol = sigma * sqrt_t;
         let drift = (self.r + V::splat(0.5) * sigma * sigma) * self.t;
-        let d1 = (crunch_math::log(self.s / self.k) + drift) / vol;
+        let d1 = (self.log_moneyness + drift) / vol;
         let d2 = d1 - vol;
-        let discounted_k = self.k * crunch_math::exp(-(self.r * self.t));
+        let discounted_k = self.discounted_k;
         let (n1, n1_neg, density) = crunch_math::cdf_both_pdf(d1);
         let (n2, n2_neg) = crunch_math::cdf_both(d2);
         Terms {
@@ -182,13 +200,13 @@ fn field(records: &[&[f64; 6]; 4], f: usize) -> F64x4 {
 
 /// The records' contracts in lanes: S, K, T and r from field `s_at` on, the call flag last.
 fn lanes(records: &[&[f64; 6]; 4], s_at: usize) -> Lanes<F64x4> {
-    Lanes {
-        s: field(records, s_at),
-        k: field(records, s_at + 1),
-        t: field(records, s_at + 2),
-        r: field(records, s_at + 3),
-        call: Real::eq(field(records, 5), F64x4::splat(1.0)),
-    }
+    Lanes::new(
+        field(records, s_at),
+        field(records, s_at + 1),
+        field(records, s_at + 2),
+        field(records, s_at + 3),
+        Real::eq(field(records, 5), F64x4::splat(1.0)),
+    )
 }
 
 /// Whether a `black_scholes` record is valid with no NaN (what [`Contract::with_sigma`] reads
