@@ -1,5 +1,5 @@
-//! `y += a * x`, the inner loop of `matmul` and `convolve`, written sixteen elements at a time
-//! so that it compiles to unrolled 128-bit SIMD on both targets (Cranelift does not unroll
+//! `y += a * x`, the inner loop of `matmul` and of `ols`'s reflections, written sixteen
+//! elements at a time so that it compiles to unrolled 128-bit SIMD on both targets (Cranelift does not unroll
 //! loops itself, and the component pays its time-limit check once per loop iteration). Each
 //! element is updated exactly as the plain loop would, so results do not change.
 
