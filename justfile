@@ -149,8 +149,8 @@ package: cross-tools
     # cargo-lambda finds zig through the environment's python3.
     export PATH="{{py_env}}/bin:$PATH"
     for arch in arm64 x86-64; do
-        # Without default features: the AWS SDK (for `crunch submit --lambda`) stays out.
-        {{cargo_lambda}} lambda build --profile lambda -p crunch --bin bootstrap --no-default-features \
+        # Only the Lambda layer: the AWS SDK (for `crunch submit --lambda`) and the CLI stay out.
+        {{cargo_lambda}} lambda build --profile lambda -p crunch --bin bootstrap --no-default-features --features lambda \
             --$arch --output-format zip --lambda-dir {{target}}/lambda/$arch
     done
     for zip in {{target}}/lambda/*/bootstrap/bootstrap.zip; do
@@ -187,6 +187,8 @@ deploy: package deploy-lint
 lint: setup
     cargo fmt --all --check
     cargo clippy --release --workspace --all-targets -- -D warnings
+    # The library without the CLI and Lambda layers, as a program embedding it builds it.
+    cargo clippy --release -p crunch --no-default-features --lib -- -D warnings
     cargo clippy --profile component --target wasm32-wasip2 -p crunch-math -p crunch-kernels -p crunch-hostile-kernels -p crunch-example-risk --all-targets -- -D warnings
 
 # Validate the components with wasm-tools and show the kernel pack's WIT world.

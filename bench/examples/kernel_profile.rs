@@ -35,7 +35,8 @@ fn main() -> anyhow::Result<()> {
             }
         }
         "wasm" => {
-            let engine = Engine::new(Limits::default())?;
+            let perf_map = crunch::settings::Settings::from_env().perf_map;
+            let engine = Engine::with_perf_map(Limits::default(), perf_map)?;
             let component = crunch_tests::paths::component("crunch_kernels");
             let pack = KernelPack::load(&engine, &component).context("the standard pack")?;
             let job = Job {

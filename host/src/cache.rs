@@ -39,21 +39,6 @@ pub struct PackCache {
     loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
-/// The default disk cache directory: `$CRUNCH_CACHE_DIR`, else `/tmp/crunch-cache` on Lambda,
-/// else `$XDG_CACHE_HOME/crunch` or `~/.cache/crunch`.
-pub fn default_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CRUNCH_CACHE_DIR") {
-        return (!dir.is_empty()).then(|| PathBuf::from(dir));
-    }
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
-        return Some(PathBuf::from("/tmp/crunch-cache"));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
-    Some(base.join("crunch"))
-}
-
 impl PackCache {
     /// A cache for `engine`, on disk in `dir` (none: memory only).
     pub fn new(engine: Engine, dir: Option<PathBuf>, capacity: usize) -> Self {

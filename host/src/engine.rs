@@ -149,17 +149,24 @@ impl Engine {
     /// Builds the engine, the linker (WASI p2 with no environment, arguments, files or
     /// network) and starts the epoch ticker.
     pub fn new(limits: Limits) -> Result<Self> {
-        Self::build(limits, true)
+        Self::build(limits, true, false)
+    }
+
+    /// [`Engine::new`], naming the generated code in `/tmp/perf-PID.map` when `perf_map`, so
+    /// that `perf` profiles show kernel functions by name (the binaries set it from
+    /// `CRUNCH_PERF_MAP=1`, see [`crate::settings`]).
+    pub fn with_perf_map(limits: Limits, perf_map: bool) -> Result<Self> {
+        Self::build(limits, true, perf_map)
     }
 
     /// An engine whose generated code has no epoch checks, so a batch's time limit is NOT
     /// enforced: only for measuring what the checks cost (the benchmark's figures for running
     /// trusted packs without them). Never used to run work.
     pub fn without_time_limit_checks(limits: Limits) -> Result<Self> {
-        Self::build(limits, false)
+        Self::build(limits, false, false)
     }
 
-    fn build(limits: Limits, epoch_checks: bool) -> Result<Self> {
+    fn build(limits: Limits, epoch_checks: bool, perf_map: bool) -> Result<Self> {
         let mut pool = PoolingAllocationConfig::new();
         let slots = limits.max_concurrent_batches.max(1);
         pool.total_component_instances(slots)
@@ -180,9 +187,7 @@ impl Engine {
             .epoch_interruption(epoch_checks)
             .max_wasm_stack(limits.stack_bytes)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        // `CRUNCH_PERF_MAP=1`: name the generated code in /tmp/perf-PID.map, so that `perf`
-        // profiles show kernel functions by name.
-        if std::env::var_os("CRUNCH_PERF_MAP").is_some_and(|v| v == "1") {
+        if perf_map {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = wasmtime::Engine::new(&config)

@@ -13,6 +13,7 @@ pub mod engine;
 #[cfg(feature = "lambda-fanout")]
 pub mod fanout;
 pub mod jobs;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod logging;
 pub mod memory;
@@ -20,6 +21,7 @@ pub mod pack;
 pub mod packing;
 pub mod registry;
 pub mod results;
+pub mod settings;
 pub mod store;
 pub mod strict_json;
 pub mod text;

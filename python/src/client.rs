@@ -119,12 +119,7 @@ impl NativeClient {
     /// Connects to `url`.
     #[new]
     fn new(py: Python<'_>, url: String) -> PyResult<Self> {
-        let store = py
-            .detach(|| {
-                crunch::store::install_tls_provider();
-                Store::connect(&url)
-            })
-            .map_err(errors::host)?;
+        let store = py.detach(|| Store::connect(&url)).map_err(errors::host)?;
         Ok(Self {
             url: store.url().to_string(),
             store: Mutex::new(store),

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crunch::settings::Settings;
 use crunch::{Job, KernelPack};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -170,9 +171,18 @@ fn unknown_kernel(pack: &KernelPack, kernel: &str) -> String {
     )
 }
 
+/// What this process takes from the environment (the disk cache, the Redis CA), read once.
+pub(crate) fn settings() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(Settings::from_env)
+}
+
 /// The module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The package is one of the edges that read the environment (`crunch::settings`).
+    crunch::store::install_tls_provider();
+    crunch::store::trust_redis_ca(settings().redis_ca.clone());
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(kernels, m)?)?;
     m.add_function(wrap_pyfunction!(standard_pack, m)?)?;

@@ -89,7 +89,11 @@ pub fn engine(memory_bytes: usize, threads: usize) -> Result<Arc<EngineEntry>> {
             ..Limits::default()
         })?;
         Ok(EngineEntry {
-            cache: PackCache::new(engine, cache::default_dir(), cache::DEFAULT_MEMORY_ENTRIES),
+            cache: PackCache::new(
+                engine,
+                crate::settings().cache_dir.clone(),
+                cache::DEFAULT_MEMORY_ENTRIES,
+            ),
             standard: OnceLock::new(),
         })
     })

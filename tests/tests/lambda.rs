@@ -273,6 +273,7 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
             .clone()
             .handle(invoke(&warm_up, long))
             .await
+            .result
             .expect("warm-up invocation");
         one_batch = started.elapsed();
         assert_eq!(
@@ -286,6 +287,7 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
         .clone()
         .handle(invoke(&job, margin + one_batch.mul_f64(3.5)))
         .await
+        .result
         .expect("first invocation");
     assert!(first.stopped_at_deadline && !first.drained, "{first:?}");
     assert!(first.batches >= 1 && first.batches < 10, "{first:?}");
@@ -300,6 +302,7 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
         .clone()
         .handle(invoke(&job, long))
         .await
+        .result
         .expect("second invocation");
     assert!(second.drained && !second.stopped_at_deadline, "{second:?}");
     assert_eq!(first.batches + second.batches, 10, "{first:?} {second:?}");
@@ -675,12 +678,13 @@ async fn a_panic_in_one_invocation_does_not_break_the_next() {
         ctx.deadline = crunch::jobs::now_ms() + 60_000;
         lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }).to_string(), ctx)
     };
-    let first = handler.clone().handle(invoke(&trapping)).await;
+    let first = handler.clone().handle(invoke(&trapping)).await.result;
     assert!(first.is_err(), "{first:?}");
     let second = handler
         .clone()
         .handle(invoke(&fine))
         .await
+        .result
         .expect("the next invocation works");
     assert_eq!(
         (second.batches, second.job_state.as_str()),

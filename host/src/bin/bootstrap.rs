@@ -5,9 +5,11 @@
 //! when `SENTRY_DSN` is set.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crunch::lambda::{Handler, HandlerConfig};
+use crunch::jobs::now_ms;
+use crunch::lambda::{Handler, HandlerConfig, HandlerError, Invocation};
+use crunch::settings::Settings;
 use crunch::store::Store;
 use crunch::worker::{BatchFailure, Worker};
 use crunch::{Engine, Limits};
@@ -37,6 +39,8 @@ fn main() -> Result<(), Error> {
         )
         .init();
     crunch::store::install_tls_provider();
+    let settings = Settings::from_env();
+    crunch::store::trust_redis_ca(settings.redis_ca.clone());
     // Sentry first, so that its panic hook and transport cover everything after.
     let _sentry = std::env::var("SENTRY_DSN")
         .ok()
@@ -46,7 +50,7 @@ fn main() -> Result<(), Error> {
             options.release = sentry::release_name!();
             sentry::init((dsn, options))
         });
-    let handler = match init() {
+    let handler = match init(&settings) {
         Ok(handler) => handler,
         Err(e) => {
             // Logged as JSON like every other line, then a non-zero exit (an init error).
@@ -61,7 +65,10 @@ fn main() -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let service = service_fn(move |event| Arc::clone(&handler).handle(event));
+    let service = service_fn(move |event| {
+        let handler = Arc::clone(&handler);
+        async move { finish(handler.handle(event).await) }
+    });
     let lambda = Runtime::new(service)
         .layer(TracingLayer::new())
         .layer(MapRequestLayer::new(crunch::lambda::raw_payload));
@@ -76,8 +83,18 @@ const RUNTIME_VARIABLES: [&str; 4] = [
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
 ];
 
+/// Prints the invocation's EMF metrics record and sends what Sentry holds before the
+/// invocation ends (Lambda may freeze the process right after), then answers the runtime.
+fn finish(invocation: Invocation) -> Result<crunch::lambda::DrainResponse, HandlerError> {
+    println!("{}", invocation.metrics.to_emf(now_ms()));
+    if let Some(client) = sentry::Hub::current().client() {
+        client.flush(Some(Duration::from_secs(2)));
+    }
+    invocation.result
+}
+
 /// The engine, the Redis connection and the pack cache, made once per execution environment.
-fn init() -> Result<Arc<Handler>, Error> {
+fn init(settings: &Settings) -> Result<Arc<Handler>, Error> {
     let missing: Vec<&str> = RUNTIME_VARIABLES
         .into_iter()
         .filter(|name| std::env::var_os(name).is_none())
@@ -91,18 +108,21 @@ fn init() -> Result<Arc<Handler>, Error> {
     }
     let config = HandlerConfig::from_env()?;
     // One batch runs at a time per claim loop: a small instance pool is enough.
-    let engine = Engine::new(Limits {
+    let limits = Limits {
         max_concurrent_batches: u32::try_from(config.concurrency * 2)
             .unwrap_or(u32::MAX)
             .max(4),
         ..Limits::default()
-    })?;
+    };
+    let engine = Engine::with_perf_map(limits, settings.perf_map)?;
     tracing::info!(
         concurrency = config.concurrency,
         "one claim loop per vCPU (CRUNCH_CONCURRENCY overrides)"
     );
     let store = Store::connect(&config.redis_url)?;
-    let worker = Worker::new(engine).with_error_hook(Box::new(report_to_sentry));
+    let worker = Worker::new(engine)
+        .with_cache_dir(settings.cache_dir.clone())
+        .with_error_hook(Box::new(report_to_sentry));
     Ok(Arc::new(Handler::new(worker, store, config)))
 }
 

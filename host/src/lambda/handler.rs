@@ -90,6 +90,15 @@ pub struct DrainResponse {
     pub peak_batches: usize,
 }
 
+/// What one invocation did: its response or error, and its metrics record.
+#[derive(Debug)]
+pub struct Invocation {
+    /// The response, or why the invocation failed.
+    pub result: Result<DrainResponse, HandlerError>,
+    /// The invocation's metrics ([`InvocationMetrics::to_emf`] gives its EMF record).
+    pub metrics: InvocationMetrics,
+}
+
 /// Why an invocation failed; becomes the Lambda error type and message.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -165,11 +174,9 @@ impl Handler {
     }
 
     /// Handles one invocation; the payload is the event's raw text (see
-    /// [`raw_payload`](super::raw_payload)).
-    pub async fn handle(
-        self: Arc<Self>,
-        event: LambdaEvent<String>,
-    ) -> Result<DrainResponse, HandlerError> {
+    /// [`raw_payload`](super::raw_payload)). The caller prints the invocation's metrics record
+    /// (`bootstrap` does, as CloudWatch EMF).
+    pub async fn handle(self: Arc<Self>, event: LambdaEvent<String>) -> Invocation {
         let started = Instant::now();
         let (payload, ctx) = event.into_parts();
         let cold = self.cold.swap(false, Ordering::Relaxed);
@@ -192,11 +199,7 @@ impl Handler {
                 tracing::error!(request_id = %ctx.request_id, job = %metrics.job, "{e}");
             }
         }
-        println!("{}", metrics.to_emf(now_ms()));
-        if let Some(client) = sentry::Hub::current().client() {
-            client.flush(Some(Duration::from_secs(2)));
-        }
-        result
+        Invocation { result, metrics }
     }
 
     async fn drain(

@@ -21,4 +21,4 @@ pub fn raw_payload(mut invocation: LambdaInvocation) -> LambdaInvocation {
     invocation.body = serde_json::to_vec(&text).unwrap_or_default().into();
     invocation
 }
-pub use handler::{DrainResponse, Handler, HandlerConfig, HandlerError};
+pub use handler::{DrainResponse, Handler, HandlerConfig, HandlerError, Invocation};

@@ -262,18 +262,29 @@ impl Store {
     }
 }
 
-/// A client for one node; for `rediss://`, `CRUNCH_REDIS_CA` may name a PEM file of the CA
-/// to trust instead of the system's roots.
+/// The CA that `rediss://` connections trust instead of the system's roots, if the binary set
+/// one ([`trust_redis_ca`]).
+static REDIS_CA: std::sync::RwLock<Option<std::path::PathBuf>> = std::sync::RwLock::new(None);
+
+/// Makes every later `rediss://` connection of this process trust the CA in the PEM file `ca`
+/// instead of the system's roots (`None`: the system's roots). The binaries call it with
+/// `CRUNCH_REDIS_CA` ([`crate::settings::Settings`]).
+pub fn trust_redis_ca(ca: Option<std::path::PathBuf>) {
+    *REDIS_CA
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = ca;
+}
+
+/// A client for one node; for `rediss://`, trusting the CA set by [`trust_redis_ca`].
 fn single_client(url: &str) -> Result<redis::Client> {
-    let ca = std::env::var_os("CRUNCH_REDIS_CA");
+    let ca = REDIS_CA
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     match ca {
         Some(ca) if url.starts_with("rediss://") => {
-            let root_cert = std::fs::read(&ca).with_context(|| {
-                format!(
-                    "reading CRUNCH_REDIS_CA {}",
-                    std::path::Path::new(&ca).display()
-                )
-            })?;
+            let root_cert = std::fs::read(&ca)
+                .with_context(|| format!("reading CRUNCH_REDIS_CA {}", ca.display()))?;
             redis::Client::build_with_tls(
                 url,
                 redis::TlsCertificates {

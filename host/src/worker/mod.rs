@@ -133,16 +133,27 @@ pub struct Worker {
     requests: AtomicU64,
 }
 
+/// This machine's host name (the start of every consumer name), or `host` where Linux's
+/// `/proc` does not say.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".to_string())
+}
+
 impl Worker {
-    /// A worker running batches on `engine`.
+    /// A worker running batches on `engine`, caching compiled packs in memory
+    /// ([`Worker::with_cache_dir`] adds a disk cache).
     pub fn new(engine: Engine) -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
         Self {
-            packs: PackCache::new(engine, cache::default_dir(), cache::DEFAULT_MEMORY_ENTRIES),
+            packs: PackCache::new(engine, None, cache::DEFAULT_MEMORY_ENTRIES),
             specs: Mutex::new(HashMap::new()),
             index: JobIndex::default(),
             consumer_prefix: format!(
-                "{host}-{}-{}",
+                "{}-{}-{}",
+                host_name(),
                 std::process::id(),
                 &jobs::new_job_id()[11..]
             ),

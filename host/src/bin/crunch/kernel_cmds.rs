@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use crunch::{Engine, Limits};
+use crunch::Limits;
 use crunch::{registry, text};
 
 use crate::redis_args::RedisArgs;
@@ -77,7 +77,7 @@ pub fn main(args: KernelArgs) -> Result<ExitCode> {
             let (name, tag) = registry::parse_name(&reference)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let engine = Engine::new(Limits {
+            let engine = crate::engine(Limits {
                 max_concurrent_batches: 2,
                 ..Limits::default()
             })?;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use crunch::{Engine, KernelPack, Limits, text};
+use crunch::{KernelPack, Limits, text};
 
 use crate::pack_path::PackArgs;
 
@@ -17,7 +17,7 @@ pub struct KernelsArgs {
 
 pub fn main(args: KernelsArgs) -> Result<ExitCode> {
     let path = args.pack.resolve()?;
-    let engine = Engine::new(Limits::default())?;
+    let engine = crate::engine(Limits::default())?;
     let pack = KernelPack::load(&engine, &path)?;
     println!("pack    {}", path.display());
     println!("digest  {}", pack.digest());

@@ -12,8 +12,11 @@ mod work_args;
 mod worker;
 
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::{Parser, Subcommand};
+use crunch::settings::Settings;
+use crunch::{Engine, Limits};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -65,6 +68,18 @@ enum Command {
     Kernel(kernel_cmds::KernelArgs),
 }
 
+/// What this process takes from the environment, read once.
+fn settings() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(Settings::from_env)
+}
+
+/// The engine for `limits`, profiled with `perf` if the environment asks
+/// (`CRUNCH_PERF_MAP=1`).
+fn engine(limits: Limits) -> anyhow::Result<Engine> {
+    Engine::with_perf_map(limits, settings().perf_map)
+}
+
 fn main() -> ExitCode {
     crunch::memory::keep_freed_memory();
     tracing_subscriber::fmt()
@@ -78,6 +93,7 @@ fn main() -> ExitCode {
         )
         .init();
     crunch::store::install_tls_provider();
+    crunch::store::trust_redis_ca(settings().redis_ca.clone());
     // Bad arguments exit 1 like every other error that stops a command before it works; 2 is
     // for failed items (clap would use 2 for both).
     let cli = match Cli::try_parse() {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
-use crunch::{Engine, Item, ItemResult, Job, KernelPack, Limits, text};
+use crunch::{Item, ItemResult, Job, KernelPack, Limits, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
@@ -62,7 +62,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     };
 
     let pack_path = args.pack.resolve()?;
-    let engine = Engine::new(limits)?;
+    let engine = crate::engine(limits)?;
     let pack = KernelPack::load(&engine, &pack_path)?;
     args.work
         .check_against(&pack, &pack_path.display().to_string())?;

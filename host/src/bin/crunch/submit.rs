@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use crunch::fanout::{self, Fanout, FanoutTarget};
 use crunch::jobs::{self, SubmitOptions};
-use crunch::{Engine, KernelPack, Limits, registry};
+use crunch::{KernelPack, Limits, registry};
 
 use crate::pack_path::PackArgs;
 use crate::redis_args::RedisArgs;
@@ -61,7 +61,7 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
     };
     let time_limit = args.work.time_limit()?;
     let lease = args.lease.map(|s| seconds("--lease", s)).transpose()?;
-    let engine = Engine::new(Limits {
+    let engine = crate::engine(Limits {
         max_concurrent_batches: 2,
         ..Limits::default()
     })?;

@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use crunch::Limits;
 use crunch::jobs;
 use crunch::store::{Store, StoreError};
 use crunch::worker::Worker;
-use crunch::{Engine, Limits};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::redis_args::RedisArgs;
@@ -42,12 +42,12 @@ pub fn main(args: WorkerArgs) -> Result<ExitCode> {
         .threads
         .map(|t| t as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let engine = Engine::new(Limits {
+    let engine = crate::engine(Limits {
         memory_bytes: args.memory_limit.saturating_mul(1 << 20),
         max_concurrent_batches: u32::try_from(threads * 2).unwrap_or(u32::MAX),
         ..Limits::default()
     })?;
-    let worker = Worker::new(engine);
+    let worker = Worker::new(engine).with_cache_dir(crate::settings().cache_dir.clone());
     let shutdown = worker.shutdown_flag();
     for signal in [SIGTERM, SIGINT] {
         // The first signal asks for a drain; a second one, with the flag already set, exits.
