@@ -345,7 +345,12 @@ pub fn local_batch_size(items: usize, threads: usize) -> usize {
 /// [`Limits::result_bytes`](crate::engine::Limits::result_bytes)).
 pub fn items_within_memory(items: &[Item], memory_bytes: usize) -> usize {
     let values: usize = items.iter().flatten().map(|t| t.data.len()).sum();
-    let item_bytes = values.saturating_mul(8).div_ceil(items.len().max(1)).max(1);
+    count_within_memory(items.len(), values, memory_bytes)
+}
+
+/// [`items_within_memory`] for `items` items that hold `values` values in all.
+pub fn count_within_memory(items: usize, values: usize, memory_bytes: usize) -> usize {
+    let item_bytes = values.saturating_mul(8).div_ceil(items.max(1)).max(1);
     (memory_bytes / 4 / item_bytes).max(1)
 }
 
@@ -377,18 +382,52 @@ pub fn run_batches(
     threads: usize,
     on_batch: impl Fn(&BatchOutcome) + Sync,
 ) -> Result<Vec<BatchOutcome>> {
+    run_each(
+        threads,
+        items.par_chunks(batch_size.max(1)),
+        |index, batch| run_batch(pack, job, index, batch),
+        on_batch,
+    )
+}
+
+/// Runs every batch, already packed (as [`PackedInput::into_batches`] cut an input), on
+/// `threads` OS threads, like [`run_batches`].
+///
+/// [`PackedInput::into_batches`]: crate::packing::PackedInput::into_batches
+pub fn run_packed_batches(
+    pack: &KernelPack,
+    job: &Job<'_>,
+    batches: &[PackedBatch],
+    threads: usize,
+    on_batch: impl Fn(&BatchOutcome) + Sync,
+) -> Result<Vec<BatchOutcome>> {
+    run_each(
+        threads,
+        batches.par_iter(),
+        |index, batch| run_packed_batch(pack, job, index, batch),
+        on_batch,
+    )
+}
+
+/// Runs `run` on every batch on a pool of `threads` OS threads, calling `on_batch` as each
+/// finishes; the outcomes in batch order.
+fn run_each<B: Send>(
+    threads: usize,
+    batches: impl IndexedParallelIterator<Item = B>,
+    run: impl Fn(usize, B) -> BatchOutcome + Sync,
+    on_batch: impl Fn(&BatchOutcome) + Sync,
+) -> Result<Vec<BatchOutcome>> {
+    let (run, on_batch) = (&run, &on_batch);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .thread_name(|i| format!("crunch-batch-{i}"))
         .build()
         .context("starting the batch threads")?;
-    let batch_size = batch_size.max(1);
     Ok(pool.install(|| {
-        items
-            .par_chunks(batch_size)
+        batches
             .enumerate()
             .map(|(index, batch)| {
-                let outcome = run_batch(pack, job, index, batch);
+                let outcome = run(index, batch);
                 on_batch(&outcome);
                 outcome
             })

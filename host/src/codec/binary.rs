@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crunch_abi::{Packed, TensorRef};
 
-use crate::results::ResultRef;
-use crate::types::{Item, ItemError, ItemResult, Tensor};
+use crate::results::{PackedResults, ResultRef};
+use crate::types::{Item, ItemError, Tensor};
 
 /// The first eight bytes of every Crunch binary file.
 pub const MAGIC: &[u8; 8] = b"CRNCHBIN";
@@ -24,62 +24,58 @@ const TAG_TENSORS: u8 = 0;
 const TAG_ERROR: u8 = 1;
 const ERROR_KINDS: [&str; 4] = ["invalid-input", "domain", "unknown-kernel", "batch-failed"];
 
-/// Items from a stream (an input file): the header is checked before anything else is read,
-/// and every later length is checked against the bytes that actually arrive, so no length
-/// read from the file decides an allocation. `len`, when known (a regular file), bounds the
-/// item count the header may claim.
-pub fn read_items(reader: impl Read, len: Option<u64>) -> Result<Vec<Item>> {
-    items(&mut Stream::new(reader, len))
+/// Items from a stream (an input file), packed as they are read: the header is checked before
+/// anything else is read, and every later length is checked against the bytes that actually
+/// arrive, so no length read from the file decides an allocation. `len`, when known (a regular
+/// file), bounds the item count the header may claim.
+pub fn read_packed(reader: impl Read, len: Option<u64>) -> Result<Packed> {
+    packed(&mut Stream::new(reader, len))
 }
 
-/// Items from Crunch binary bytes in memory.
-pub fn items_from_bytes(bytes: &[u8]) -> Result<Vec<Item>> {
-    items(&mut Cursor::new(bytes))
-}
-
-fn items(source: &mut impl Source) -> Result<Vec<Item>> {
-    let count = header(source)?;
-    let items = (0..count)
-        .map(|i| {
-            item_tag(source)
-                .and_then(|()| tensors(source))
-                .with_context(|| format!("item {i}"))
-        })
-        .collect::<Result<_>>()?;
-    source.end()?;
-    Ok(items)
-}
-
-/// Items from Crunch binary bytes straight into the packed form a pack reads (one pass, no
-/// per-item allocation): how workers read batches from Redis.
+/// Items from Crunch binary bytes in memory, packed in one pass with no per-item allocation:
+/// how workers read batches from Redis.
 pub fn packed_from_bytes(bytes: &[u8]) -> Result<Packed> {
-    let mut cursor = Cursor::new(bytes);
-    let count = header(&mut cursor)?;
-    let mut packed = Packed::with_capacity(count as usize, bytes.len() / 8);
+    packed(&mut Cursor::new(bytes))
+}
+
+fn packed(source: &mut impl Source) -> Result<Packed> {
+    let count = header(source)?;
+    let (items, values) = room(source, count);
+    let mut packed = Packed::with_capacity(items, values);
     for i in 0..count {
-        item_tag(&mut cursor)
-            .and_then(|()| tensors_into(&mut cursor, &mut packed))
+        item_tag(source)
+            .and_then(|()| tensors_into(source, &mut packed))
             .with_context(|| format!("item {i}"))?;
     }
-    cursor.end()?;
+    source.end()?;
     Ok(packed)
 }
 
-/// Results from a stream.
-pub fn read_results(reader: impl Read) -> Result<Vec<ItemResult>> {
+/// Room to reserve for `count` items and their values: what the rest of the input can hold
+/// when its length is known (the header's count is checked against it), else nothing, so that
+/// a count read from a stream never decides an allocation.
+fn room(source: &impl Source, count: u64) -> (usize, usize) {
+    source
+        .remaining()
+        .map_or((0, 0), |r| (count.min(r / 5) as usize, (r / 8) as usize))
+}
+
+/// Results from a stream, kept packed.
+pub fn read_results(reader: impl Read) -> Result<PackedResults> {
     results(&mut Stream::new(reader, None))
 }
 
-/// Results from Crunch binary bytes in memory.
-pub fn results_from_bytes(bytes: &[u8]) -> Result<Vec<ItemResult>> {
+/// Results from Crunch binary bytes in memory, kept packed.
+pub fn results_from_bytes(bytes: &[u8]) -> Result<PackedResults> {
     results(&mut Cursor::new(bytes))
 }
 
-fn results(source: &mut impl Source) -> Result<Vec<ItemResult>> {
+fn results(source: &mut impl Source) -> Result<PackedResults> {
     let count = header(source)?;
-    let results = (0..count)
-        .map(|i| result(source).with_context(|| format!("item {i}")))
-        .collect::<Result<_>>()?;
+    let mut results = PackedResults::with_capacity(room(source, count).0);
+    for i in 0..count {
+        result(source, &mut results).with_context(|| format!("item {i}"))?;
+    }
     source.end()?;
     Ok(results)
 }
@@ -93,11 +89,13 @@ pub fn write_items(writer: &mut impl Write, items: &[Item]) -> Result<()> {
     Ok(())
 }
 
+/// Writes `count` results (`results` yields that many).
 pub fn write_results<'a>(
     writer: &mut impl Write,
-    results: impl ExactSizeIterator<Item = ResultRef<'a>>,
+    count: usize,
+    results: impl Iterator<Item = ResultRef<'a>>,
 ) -> Result<()> {
-    write_header(writer, results.len())?;
+    write_header(writer, count)?;
     for result in results {
         match result {
             Ok(t) => {
@@ -332,19 +330,6 @@ fn tensors_into(source: &mut impl Source, packed: &mut Packed) -> Result<()> {
     Ok(())
 }
 
-fn tensors(source: &mut impl Source) -> Result<Vec<Tensor>> {
-    let count = source.u32()?;
-    (0..count)
-        .map(|i| {
-            let mut shape = Vec::new();
-            let mut data = Vec::new();
-            tensor_into(source, &mut shape, &mut data).with_context(|| format!("tensor {i}"))?;
-            shape.remove(0);
-            Ok(Tensor { shape, data })
-        })
-        .collect()
-}
-
 /// One tensor: its rank and dimensions appended to `shapes`, its values to `data`, each length
 /// checked against the bytes that remain before it is read.
 fn tensor_into(source: &mut impl Source, shapes: &mut Vec<u32>, data: &mut Vec<f64>) -> Result<()> {
@@ -364,16 +349,15 @@ fn tensor_into(source: &mut impl Source, shapes: &mut Vec<u32>, data: &mut Vec<f
     Ok(())
 }
 
-fn result(source: &mut impl Source) -> Result<ItemResult> {
+/// One result appended to `results`.
+fn result(source: &mut impl Source, results: &mut PackedResults) -> Result<()> {
     match source.u8()? {
         TAG_TENSORS => {
-            let mut tensors = tensors(source)?;
-            ensure!(
-                tensors.len() == 1,
-                "holds {} tensors, a result holds one",
-                tensors.len()
-            );
-            Ok(Ok(tensors.remove(0)))
+            let count = source.u32()?;
+            ensure!(count == 1, "holds {count} tensors, a result holds one");
+            results.push_output_with(|shapes, data| {
+                tensor_into(source, shapes, data).context("tensor 0")
+            })
         }
         TAG_ERROR => {
             let kind = *ERROR_KINDS
@@ -381,7 +365,8 @@ fn result(source: &mut impl Source) -> Result<ItemResult> {
                 .context("unknown error kind")?;
             let len = source.u32()? as usize;
             let message = String::from_utf8_lossy(source.take(len)?).into_owned();
-            Ok(Err(ItemError::from_parts(kind, message)))
+            results.push_error(ItemError::from_parts(kind, message));
+            Ok(())
         }
         tag => bail!("has unknown tag {tag}"),
     }
@@ -403,7 +388,8 @@ mod tests {
         ];
         let mut buf = Vec::new();
         write_items(&mut buf, &items).unwrap();
-        let back = read_items(&buf[..], None).unwrap();
+        let back =
+            crate::packing::PackedInput::from(read_packed(&buf[..], None).unwrap()).to_items();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0][1], items[0][1]);
         assert!(back[0][0].data[1].is_nan());
@@ -416,8 +402,17 @@ mod tests {
             Err(ItemError::from_parts("domain", "singular".into())),
         ];
         let mut buf = Vec::new();
-        write_results(&mut buf, results.iter().map(crate::results::result_ref)).unwrap();
-        assert_eq!(read_results(&buf[..]).unwrap(), results);
+        write_results(
+            &mut buf,
+            results.len(),
+            results.iter().map(crate::results::result_ref),
+        )
+        .unwrap();
+        assert_eq!(read_results(&buf[..]).unwrap().to_vec(), results);
+        assert_eq!(results_from_bytes(&buf).unwrap().to_vec(), results);
+        let mut two = buf.clone();
+        two[16] = 3;
+        assert!(results_from_bytes(&two).is_err());
     }
 
     #[test]
@@ -430,6 +425,10 @@ mod tests {
         let mut buf = Vec::new();
         write_items(&mut buf, &items).unwrap();
         let packed = packed_from_bytes(&buf).unwrap();
+        assert_eq!(
+            read_packed(&buf[..], Some(buf.len() as u64)).unwrap(),
+            packed
+        );
         let expected = crate::packing::pack(&items).packed;
         assert_eq!(
             (packed.count, packed.shapes, packed.data),
@@ -440,25 +439,25 @@ mod tests {
 
     #[test]
     fn rejects_bad_files_clearly() {
-        let err = read_items(&b"NOTCRUNCH"[..], None).unwrap_err();
+        let err = read_packed(&b"NOTCRUNCH"[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("not a Crunch binary"));
         let mut buf = Vec::new();
         write_items(&mut buf, &[vec![t(vec![3], vec![1.0, 2.0, 3.0])]]).unwrap();
-        let err = read_items(&buf[..buf.len() - 4], None).unwrap_err();
+        let err = read_packed(&buf[..buf.len() - 4], None).unwrap_err();
         assert!(format!("{err:#}").contains("truncated"), "{err:#}");
         let mut absurd = Vec::new();
         write_header(&mut absurd, 1).unwrap();
         absurd.extend_from_slice(&[
             0, 1, 0, 0, 0, 2, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255,
         ]);
-        let err = read_items(&absurd[..], None).unwrap_err();
+        let err = read_packed(&absurd[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("item 0"), "{err:#}");
     }
 
     #[test]
     fn a_stream_is_refused_at_its_header_without_reading_on() {
         // An endless stream of zeros: refused after its first 24 bytes.
-        let err = read_items(std::io::repeat(0), None).unwrap_err();
+        let err = read_packed(std::io::repeat(0), None).unwrap_err();
         assert!(
             format!("{err:#}").contains("not a Crunch binary"),
             "{err:#}"
@@ -467,13 +466,13 @@ mod tests {
         let mut huge = Vec::new();
         write_header(&mut huge, 1).unwrap();
         huge.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0, 0, 255, 255, 255, 255]);
-        let err = read_items(&huge[..], None).unwrap_err();
+        let err = read_packed(&huge[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("truncated"), "{err:#}");
         let mut buf = Vec::new();
         write_items(&mut buf, &[vec![t(vec![1], vec![1.0])]]).unwrap();
         buf.extend_from_slice(b"xy");
-        let err = read_items(&buf[..], Some(buf.len() as u64)).unwrap_err();
+        let err = read_packed(&buf[..], Some(buf.len() as u64)).unwrap_err();
         assert!(format!("{err:#}").contains("2 unexpected bytes"), "{err:#}");
-        assert!(read_items(&buf[..], None).is_err());
+        assert!(read_packed(&buf[..], None).is_err());
     }
 }
