@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::engine::{StopCheck, Stopped};
 use crate::pack::KernelPack;
-use crate::packing::{self, PackedBatch};
+use crate::packing::{self, PackedBatch, PackedInput};
 use crate::results::PackedResults;
 use crate::text;
 use crate::types::{Item, ItemError, Tensor};
@@ -390,21 +390,20 @@ pub fn run_batches(
     )
 }
 
-/// Runs every batch, already packed (as [`PackedInput::into_batches`] cut an input), on
-/// `threads` OS threads, like [`run_batches`].
-///
-/// [`PackedInput::into_batches`]: crate::packing::PackedInput::into_batches
+/// Runs every batch of an input read packed (cut into batches of `batch_size`) on `threads`
+/// OS threads, like [`run_batches`]; each batch's part of the input is copied out where it runs.
 pub fn run_packed_batches(
     pack: &KernelPack,
     job: &Job<'_>,
-    batches: &[PackedBatch],
+    input: &PackedInput,
+    batch_size: usize,
     threads: usize,
     on_batch: impl Fn(&BatchOutcome) + Sync,
 ) -> Result<Vec<BatchOutcome>> {
     run_each(
         threads,
-        batches.par_iter(),
-        |index, batch| run_packed_batch(pack, job, index, batch),
+        input.spans(batch_size).into_par_iter(),
+        |index, span| run_packed_batch(pack, job, index, &input.batch(&span)),
         on_batch,
     )
 }

@@ -83,6 +83,14 @@ pub struct PackedInput {
     packed: Packed,
 }
 
+/// Where one batch of a [`PackedInput`] lies in its lists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchSpan {
+    items: u32,
+    shapes: std::ops::Range<usize>,
+    values: std::ops::Range<usize>,
+}
+
 impl From<Packed> for PackedInput {
     fn from(packed: Packed) -> Self {
         Self { packed }
@@ -105,28 +113,34 @@ impl PackedInput {
         self.packed.data.len()
     }
 
-    /// The input cut into batches of `batch_size` items (the last one smaller), in order.
-    pub fn into_batches(self, batch_size: usize) -> Vec<PackedBatch> {
+    /// Where the batches of `batch_size` items (the last one smaller) lie in the input, in
+    /// order: one walk over the shapes, nothing copied.
+    pub fn spans(&self, batch_size: usize) -> Vec<BatchSpan> {
         let batch_size = batch_size.max(1);
-        let Packed {
-            count,
-            shapes,
-            data,
-        } = self.packed;
-        let mut batches = Vec::with_capacity((count as usize).div_ceil(batch_size));
+        let mut spans = Vec::with_capacity(self.len().div_ceil(batch_size));
         let (mut at, mut values) = (0, 0);
-        let mut left = count as usize;
+        let mut left = self.len();
         while left > 0 {
             let items = left.min(batch_size);
-            let (end, values_end) = skip_items(&shapes, (at, values), items);
-            batches.push(PackedBatch::from(Packed {
-                count: items as u32,
-                shapes: shapes[at..end].to_vec(),
-                data: data[values..values_end].to_vec(),
-            }));
+            let (end, values_end) = skip_items(&self.packed.shapes, (at, values), items);
+            spans.push(BatchSpan {
+                items: items as u32,
+                shapes: at..end,
+                values: values..values_end,
+            });
             (at, values, left) = (end, values_end, left - items);
         }
-        batches
+        spans
+    }
+
+    /// The batch at `span` (one of [`spans`](Self::spans)), packed for a call: a copy of its
+    /// part of the lists, made where the batch runs.
+    pub fn batch(&self, span: &BatchSpan) -> PackedBatch {
+        PackedBatch::from(Packed {
+            count: span.items,
+            shapes: self.packed.shapes[span.shapes.clone()].to_vec(),
+            data: self.packed.data[span.values.clone()].to_vec(),
+        })
     }
 
     /// The items as owned tensors.
@@ -394,13 +408,13 @@ mod tests {
         let input = PackedInput::from(pack_checked(&items).0);
         assert_eq!((input.len(), input.values()), (5, 6));
         assert_eq!(input.to_items(), items);
-        let batches = input.into_batches(2);
-        let sizes: Vec<_> = batches.iter().map(PackedBatch::len).collect();
+        let spans = input.spans(2);
+        let sizes: Vec<_> = spans.iter().map(|s| input.batch(s).len()).collect();
         assert_eq!(sizes, vec![2, 2, 1]);
-        for (batch, chunk) in batches.iter().zip(items.chunks(2)) {
-            assert_eq!(batch.packed, pack(chunk).packed);
+        for (span, chunk) in spans.iter().zip(items.chunks(2)) {
+            assert_eq!(input.batch(span).packed, pack(chunk).packed);
         }
-        assert!(PackedInput::default().into_batches(3).is_empty());
+        assert!(PackedInput::default().spans(3).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! ```
 //! Every length is checked against the bytes that remain before anything is allocated.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -28,7 +28,7 @@ const ERROR_KINDS: [&str; 4] = ["invalid-input", "domain", "unknown-kernel", "ba
 /// anything else is read, and every later length is checked against the bytes that actually
 /// arrive, so no length read from the file decides an allocation. `len`, when known (a regular
 /// file), bounds the item count the header may claim.
-pub fn read_packed(reader: impl Read, len: Option<u64>) -> Result<Packed> {
+pub fn read_packed(reader: impl BufRead, len: Option<u64>) -> Result<Packed> {
     packed(&mut Stream::new(reader, len))
 }
 
@@ -61,7 +61,7 @@ fn room(source: &impl Source, count: u64) -> (usize, usize) {
 }
 
 /// Results from a stream, kept packed.
-pub fn read_results(reader: impl Read) -> Result<PackedResults> {
+pub fn read_results(reader: impl BufRead) -> Result<PackedResults> {
     results(&mut Stream::new(reader, None))
 }
 
@@ -122,19 +122,21 @@ fn write_header(writer: &mut impl Write, count: usize) -> Result<()> {
     Ok(())
 }
 
+/// Writes a tensor count and the tensors, each gathered into one run of bytes first (a few
+/// large writes instead of one per value).
 fn write_tensors<'a>(
     writer: &mut impl Write,
     tensors: impl ExactSizeIterator<Item = TensorRef<'a>>,
 ) -> Result<()> {
     writer.write_all(&u32::try_from(tensors.len())?.to_le_bytes())?;
+    let mut bytes = Vec::new();
     for t in tensors {
-        writer.write_all(&u32::try_from(t.shape.len())?.to_le_bytes())?;
-        for d in t.shape {
-            writer.write_all(&d.to_le_bytes())?;
-        }
-        for v in t.data {
-            writer.write_all(&v.to_le_bytes())?;
-        }
+        bytes.clear();
+        bytes.reserve(4 * (1 + t.shape.len()) + 8 * t.data.len());
+        bytes.extend(u32::try_from(t.shape.len())?.to_le_bytes());
+        bytes.extend(t.shape.iter().flat_map(|d| d.to_le_bytes()));
+        bytes.extend(t.data.iter().flat_map(|v| v.to_le_bytes()));
+        writer.write_all(&bytes)?;
     }
     Ok(())
 }
@@ -210,28 +212,50 @@ impl Source for Cursor<'_> {
 /// buffer as bytes arrive.
 const STREAM_PIECE: usize = 1 << 16;
 
-/// A reader over a stream that holds one piece at a time and grows its buffer only as bytes
-/// arrive (a length claimed by the data never allocates by itself).
+/// A reader over a buffered stream: a piece that lies whole in the reader's buffer (most of
+/// them) is read in place; any other is copied into a buffer of its own, which grows only as
+/// bytes arrive (a length claimed by the data never allocates by itself).
 struct Stream<R> {
     reader: R,
     pos: u64,
     len: Option<u64>,
     buf: Vec<u8>,
+    /// Bytes of the reader's buffer handed out by the last `take`, consumed at the next.
+    lent: usize,
 }
 
-impl<R: Read> Stream<R> {
+impl<R: BufRead> Stream<R> {
     fn new(reader: R, len: Option<u64>) -> Self {
         Self {
             reader,
             pos: 0,
             len,
             buf: Vec::new(),
+            lent: 0,
+        }
+    }
+
+    /// How many bytes the reader's buffer holds (filling it if it is empty).
+    fn buffered(&mut self) -> Result<usize> {
+        self.reader.consume(std::mem::take(&mut self.lent));
+        loop {
+            match self.reader.fill_buf() {
+                Ok(bytes) => return Ok(bytes.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("reading at byte {}", self.pos)),
+            }
         }
     }
 }
 
-impl<R: Read> Source for Stream<R> {
+impl<R: BufRead> Source for Stream<R> {
     fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.buffered()? >= n {
+            self.lent = n;
+            self.pos += n as u64;
+            // The buffer is not empty, so this returns it again without reading.
+            return Ok(&self.reader.fill_buf()?[..n]);
+        }
         self.buf.clear();
         let got = if n <= STREAM_PIECE {
             // Small pieces (most of them) straight into a reused buffer.
@@ -266,14 +290,7 @@ impl<R: Read> Source for Stream<R> {
     }
 
     fn end(&mut self) -> Result<()> {
-        let mut probe = [0u8; 1];
-        let more = loop {
-            match self.reader.read(&mut probe) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("reading after the last item"),
-            }
-        };
+        let more = self.buffered().context("reading after the last item")?;
         match (more, self.remaining()) {
             (0, _) => Ok(()),
             (_, Some(extra)) => trailing(extra),
@@ -457,7 +474,7 @@ mod tests {
     #[test]
     fn a_stream_is_refused_at_its_header_without_reading_on() {
         // An endless stream of zeros: refused after its first 24 bytes.
-        let err = read_packed(std::io::repeat(0), None).unwrap_err();
+        let err = read_packed(std::io::BufReader::new(std::io::repeat(0)), None).unwrap_err();
         assert!(
             format!("{err:#}").contains("not a Crunch binary"),
             "{err:#}"

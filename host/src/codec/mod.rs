@@ -7,7 +7,7 @@ mod npy;
 mod replace;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -87,7 +87,11 @@ pub fn read_input(path: &Path, format: Format) -> Result<PackedInput> {
 
 /// Reads every item from a stream of `len` bytes, when known (for Crunch binary, the header is
 /// checked first and the items are read one by one), packed.
-pub fn read_input_from(reader: impl Read, format: Format, len: Option<u64>) -> Result<PackedInput> {
+pub fn read_input_from(
+    reader: impl BufRead,
+    format: Format,
+    len: Option<u64>,
+) -> Result<PackedInput> {
     match format {
         Format::Json => json::read_packed(reader),
         Format::Npy => npy::read_packed(reader),
@@ -102,7 +106,11 @@ pub fn read_items(path: &Path, format: Format) -> Result<Vec<Item>> {
 }
 
 /// Reads every item from a stream of `len` bytes, when known, as owned tensors.
-pub fn read_items_from(reader: impl Read, format: Format, len: Option<u64>) -> Result<Vec<Item>> {
+pub fn read_items_from(
+    reader: impl BufRead,
+    format: Format,
+    len: Option<u64>,
+) -> Result<Vec<Item>> {
     read_input_from(reader, format, len).map(|input| input.to_items())
 }
 
