@@ -257,7 +257,7 @@ pub fn find_progress(store: &mut Store, job: &str) -> Result<Option<Progress>> {
 pub struct FailedItem {
     /// Index of the item in the job's input.
     pub item: u64,
-    /// Error kind (`invalid-input`, `domain`, `unknown-kernel`, `batch-failed`).
+    /// Error kind, as [`ErrorKind`](crate::types::ErrorKind) spells it.
     pub kind: String,
     /// The reason.
     pub message: String,

@@ -15,14 +15,13 @@ use anyhow::{Context, Result, bail, ensure};
 use crunch_abi::{Packed, TensorRef};
 
 use crate::results::{PackedResults, ResultRef};
-use crate::types::{Item, ItemError, Tensor};
+use crate::types::{ErrorKind, Item, ItemError, Tensor};
 
 /// The first eight bytes of every Crunch binary file.
 pub const MAGIC: &[u8; 8] = b"CRNCHBIN";
 const VERSION: u32 = 1;
 const TAG_TENSORS: u8 = 0;
 const TAG_ERROR: u8 = 1;
-const ERROR_KINDS: [&str; 4] = ["invalid-input", "domain", "unknown-kernel", "batch-failed"];
 
 /// Items from a stream (an input file), packed as they are read: the header is checked before
 /// anything else is read, and every later length is checked against the bytes that actually
@@ -103,9 +102,8 @@ pub fn write_results<'a>(
                 write_tensors(writer, std::iter::once(t))?;
             }
             Err(e) => {
-                let kind = ERROR_KINDS.iter().position(|k| *k == e.kind()).unwrap_or(3) as u8;
                 let message = e.message().as_bytes();
-                writer.write_all(&[TAG_ERROR, kind])?;
+                writer.write_all(&[TAG_ERROR, e.kind().code()])?;
                 writer.write_all(&u32::try_from(message.len())?.to_le_bytes())?;
                 writer.write_all(message)?;
             }
@@ -377,9 +375,7 @@ fn result(source: &mut impl Source, results: &mut PackedResults) -> Result<()> {
             })
         }
         TAG_ERROR => {
-            let kind = *ERROR_KINDS
-                .get(source.u8()? as usize)
-                .context("unknown error kind")?;
+            let kind = ErrorKind::from_code(source.u8()?).context("unknown error kind")?;
             let len = source.u32()? as usize;
             let message = String::from_utf8_lossy(source.take(len)?).into_owned();
             results.push_error(ItemError::from_parts(kind, message));
@@ -416,7 +412,7 @@ mod tests {
     fn results_round_trip_with_errors() {
         let results = vec![
             Ok(t(vec![1], vec![2.0])),
-            Err(ItemError::from_parts("domain", "singular".into())),
+            Err(ItemError::from_parts(ErrorKind::Domain, "singular".into())),
         ];
         let mut buf = Vec::new();
         write_results(

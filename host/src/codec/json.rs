@@ -19,7 +19,7 @@ use crunch_abi::{Packed, TensorRef};
 
 use crate::results::ResultRef;
 use crate::strict_json;
-use crate::types::{Item, ItemError, ItemResult, Tensor};
+use crate::types::{ErrorKind, Item, ItemError, ItemResult, Tensor};
 
 /// The whole document; a syntax error is "not valid JSON", a key given twice is named.
 fn document(reader: impl Read) -> Result<Value> {
@@ -177,7 +177,9 @@ pub fn read_results(reader: impl Read) -> Result<Vec<ItemResult>> {
                         .unwrap_or_default()
                         .to_string()
                 };
-                Ok(Err(ItemError::from_parts(&field("kind"), field("message"))))
+                // A kind this build does not know reads as a failed batch.
+                let kind = ErrorKind::parse(&field("kind")).unwrap_or(ErrorKind::BatchFailed);
+                Ok(Err(ItemError::from_parts(kind, field("message"))))
             } else {
                 tensor(v).map(Ok)
             }
@@ -309,7 +311,7 @@ mod tests {
                 shape: vec![3],
                 data: vec![1.5, f64::NAN, f64::NEG_INFINITY],
             }),
-            Err(ItemError::from_parts("invalid-input", "bad".into())),
+            Err(ItemError::from_parts(ErrorKind::InvalidInput, "bad".into())),
         ];
         let mut buf = Vec::new();
         write_results(&mut buf, results.iter().map(crate::results::result_ref)).unwrap();

@@ -9,7 +9,7 @@ use clap::Args;
 use crunch::codec::{self, Format};
 use crunch::results::PackedResults;
 use crunch::store::spec::Progress;
-use crunch::{jobs, text};
+use crunch::{ErrorKind, jobs, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::redis_args::RedisArgs;
@@ -77,7 +77,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let failed = jobs::failed_items(&mut store, &args.job)?;
     for f in failed
         .iter()
-        .filter(|f| f.kind != "batch-failed")
+        .filter(|f| f.kind != ErrorKind::BatchFailed.as_str())
         .take(LISTED_FAILURES)
     {
         println!(

@@ -9,7 +9,7 @@ use clap::Args;
 use crunch::codec::{self, Format};
 use crunch::packing::PackedInput;
 use crunch::results::{self, PackedResults};
-use crunch::{Engine, Job, KernelPack, Limits, text};
+use crunch::{Engine, ErrorKind, Job, KernelPack, Limits, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
@@ -133,7 +133,9 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
             text::escaped_lines(&error.to_string(), text::ECHO_CHARS * 4)
         );
     }
-    let item_errors = failures.iter().filter(|(_, e)| e.kind() != "batch-failed");
+    let item_errors = failures
+        .iter()
+        .filter(|(_, e)| e.kind() != ErrorKind::BatchFailed);
     for (i, error) in item_errors.take(LISTED_ERRORS) {
         eprintln!(
             "item {i} (batch {}): {}",
