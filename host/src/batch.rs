@@ -370,29 +370,12 @@ fn recursing_function(backtrace: &wasmtime::WasmBacktrace) -> Option<String> {
         })
 }
 
-/// Runs every batch of `items` (split into batches of `batch_size`) on `threads` OS threads.
+/// Runs every batch of an input read packed (cut into batches of `batch_size`) on `threads`
+/// OS threads; each batch's part of the input is copied out where it runs.
 ///
 /// `on_batch` is called as each batch finishes (for progress); the outcomes come back in batch
 /// order.
 pub fn run_batches(
-    pack: &KernelPack,
-    job: &Job<'_>,
-    items: &[Item],
-    batch_size: usize,
-    threads: usize,
-    on_batch: impl Fn(&BatchOutcome) + Sync,
-) -> Result<Vec<BatchOutcome>> {
-    run_each(
-        threads,
-        items.par_chunks(batch_size.max(1)),
-        |index, batch| run_batch(pack, job, index, batch),
-        on_batch,
-    )
-}
-
-/// Runs every batch of an input read packed (cut into batches of `batch_size`) on `threads`
-/// OS threads, like [`run_batches`]; each batch's part of the input is copied out where it runs.
-pub fn run_packed_batches(
     pack: &KernelPack,
     job: &Job<'_>,
     input: &PackedInput,
@@ -400,40 +383,24 @@ pub fn run_packed_batches(
     threads: usize,
     on_batch: impl Fn(&BatchOutcome) + Sync,
 ) -> Result<Vec<BatchOutcome>> {
-    run_each(
-        threads,
-        input.spans(batch_size).into_par_iter(),
-        |index, span| run_packed_batch(pack, job, index, &input.batch(&span)),
-        on_batch,
-    )
-}
-
-/// Runs `run` on every batch on a pool of `threads` OS threads, calling `on_batch` as each
-/// finishes; the outcomes in batch order.
-fn run_each<B: Send>(
-    threads: usize,
-    batches: impl IndexedParallelIterator<Item = B>,
-    run: impl Fn(usize, B) -> BatchOutcome + Sync,
-    on_batch: impl Fn(&BatchOutcome) + Sync,
-) -> Result<Vec<BatchOutcome>> {
-    let (run, on_batch) = (&run, &on_batch);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .thread_name(|i| format!("crunch-batch-{i}"))
         .build()
         .context("starting the batch threads")?;
     Ok(pool.install(|| {
-        batches
+        input
+            .spans(batch_size)
+            .into_par_iter()
             .enumerate()
-            .map(|(index, batch)| {
-                let outcome = run(index, batch);
+            .map(|(index, span)| {
+                let outcome = run_packed_batch(pack, job, index, &input.batch(&span));
                 on_batch(&outcome);
                 outcome
             })
             .collect()
     }))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,8 +27,7 @@ pub mod types;
 pub mod worker;
 
 pub use batch::{
-    BatchError, BatchOutcome, Job, run_batch, run_batches, run_packed_batch,
-    run_packed_batch_until, run_packed_batches,
+    BatchError, BatchOutcome, Job, run_batch, run_batches, run_packed_batch, run_packed_batch_until,
 };
 pub use engine::{Engine, Limits, StopCheck};
 pub use pack::KernelPack;

@@ -85,10 +85,9 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         batch_time: limits.batch_time,
     };
     let compute_start = Instant::now();
-    let outcomes =
-        crunch::run_packed_batches(&pack, &job, &input, batch_size, threads, |outcome| {
-            progress.inc(outcome.results.len() as u64);
-        })?;
+    let outcomes = crunch::run_batches(&pack, &job, &input, batch_size, threads, |outcome| {
+        progress.inc(outcome.results.len() as u64);
+    })?;
     drop(input);
     let compute_time = compute_start.elapsed();
     progress.finish_and_clear();
