@@ -16,6 +16,17 @@ use std::hint::black_box;
 
 use crunch_abi::{Compute, Kernel, KernelError, Params, Tensor, TensorRef};
 
+/// Text a terminal would act on: colour, clear screen, NUL, a right-to-left override (a macro,
+/// so that a kernel name can hold it too).
+macro_rules! escapes {
+    () => {
+        "\u{1b}[31mred\u{1b}[2J\0nul\u{202e}desrever"
+    };
+}
+
+/// [`escapes!`] as a constant.
+const ESCAPES: &str = escapes!();
+
 /// A kernel that computes item by item and takes no parameters.
 const fn kernel(
     name: &'static str,
@@ -103,7 +114,7 @@ pub const KERNELS: &[Kernel] = kernels!(
     kernel("", "an empty name", |_, item| echo(item)),
     kernel("echo", "a second echo", |_, item| echo(item)),
     kernel(
-        "evil\u{1b}[31mred\u{1b}[2J\0nul\u{202e}desrever",
+        concat!("evil", escapes!()),
         "a name with escapes",
         |_, item| echo(item)
     )
@@ -120,9 +131,6 @@ crunch_abi::export_pack!(KERNELS, list_kernels: endless_list);
 fn endless_list(_: &[Kernel]) -> ! {
     spin()
 }
-
-/// Text a terminal would act on: colour, clear screen, NUL, a right-to-left override.
-const ESCAPES: &str = "\u{1b}[31mred\u{1b}[2J\0nul\u{202e}desrever";
 
 /// The item's first tensor, or an error when it has none.
 fn first<'a>(item: &[TensorRef<'a>]) -> Result<TensorRef<'a>, KernelError> {
