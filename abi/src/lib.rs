@@ -8,15 +8,88 @@
 //! they lie. Results use the same layout: one tensor per item that succeeded, none for an item
 //! that failed.
 //!
-//! Packs run kernels item by item ([`run_each`]) or over the whole batch at once
-//! ([`map_elementwise`], [`map_records`]: one tight loop over the batch's values, items still
-//! failing one by one).
+//! It is also the SDK for writing a pack: a table of [`Kernel`]s, each a plain Rust function
+//! that computes one item ([`Compute::Item`]) or the whole batch at once ([`Compute::Batch`]
+//! with [`map_elementwise`] or [`map_records`]: one tight loop over the batch's values, items
+//! still failing one by one), and [`export_pack!`], which makes the crate a component that
+//! exports `crunch:kernel/kernels`. The table answers the calls: it finds the kernel, refuses
+//! unknown or malformed parameters once per batch, and runs the kernel over the items where they
+//! lie ([`run_packed`]).
+//!
+//! ```
+//! use crunch_abi::{Compute, Kernel, KernelError, Params, Tensor, TensorRef};
+//!
+//! fn double(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
+//!     let [x] = item else {
+//!         return Err(KernelError::InvalidInput("expected one tensor".into()));
+//!     };
+//!     Ok(Tensor::new(x.shape.to_vec(), x.data.iter().map(|v| 2.0 * v).collect()))
+//! }
+//!
+//! pub const KERNELS: &[Kernel] = &[Kernel {
+//!     name: "double",
+//!     summary: "[x (any shape)] -> 2 x",
+//!     params: &[],
+//!     compute: Compute::Item(double),
+//! }];
+//!
+//! crunch_abi::export_pack!(KERNELS);
+//!
+//! // Natively, the table answers the same calls (for tests).
+//! let out = crunch_abi::run(KERNELS, "double", &[], &[vec![Tensor::vector(vec![1.5])]]);
+//! assert_eq!(out, vec![Ok(Tensor::vector(vec![3.0]))]);
+//! ```
 
 use std::fmt;
 
+#[cfg(target_arch = "wasm32")]
+pub mod export;
+mod kernel;
+mod table;
 mod whole;
 
+pub use kernel::{KernelError, Params, Tensor};
+pub use table::{Compute, Kernel, run, run_packed};
 pub use whole::{map_elementwise, map_records, pack_outputs, read_items};
+
+/// Makes the crate a kernel pack: exports `crunch:kernel/kernels` answered from a table of
+/// [`Kernel`]s (`export_pack!(KERNELS)`, where `KERNELS: &[Kernel]`). `list-kernels` lists the
+/// table in order; `run` finds the kernel, checks the parameters, and runs it over the batch
+/// (see [`run_packed`]). Expands to nothing except on `wasm32`, so the same crate builds and
+/// tests natively. The crate must be a `cdylib` built for `wasm32-wasip2`.
+///
+/// A pack that must answer `list-kernels` itself (the hostile test pack, whose variant never
+/// answers) names a function of the table that does: `export_pack!(KERNELS, list_kernels: f)`.
+#[macro_export]
+macro_rules! export_pack {
+    ($kernels:expr) => {
+        $crate::export_pack!($kernels, list_kernels: $crate::export::list_kernels);
+    };
+    ($kernels:expr, list_kernels: $list:path) => {
+        // The export glue that wit-bindgen generates uses `unsafe` attributes.
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        const _: () = {
+            struct KernelPack;
+
+            impl $crate::export::Guest for KernelPack {
+                fn list_kernels() -> ::std::vec::Vec<$crate::export::KernelInfo> {
+                    $list($kernels)
+                }
+
+                fn run(
+                    kernel: ::std::string::String,
+                    params: ::std::vec::Vec<(::std::string::String, $crate::export::WitTensor)>,
+                    items: $crate::export::WitPacked,
+                ) -> $crate::export::WitBatchResults {
+                    $crate::export::run($kernels, kernel, params, items)
+                }
+            }
+
+            $crate::export::bindings::export!(KernelPack with_types_in $crate::export::bindings);
+        };
+    };
+}
 
 /// A tensor read in place from a packed batch (or borrowed from an owned tensor).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -259,29 +332,6 @@ impl<E> BatchResults<E> {
                 .collect(),
         }
     }
-}
-
-/// Converts [`BatchResults`] whose failures already hold the WIT `kernel-error` into the
-/// `batch-results` record of a pack's generated bindings: `wit_batch_results!(results, path)`,
-/// where `path` is the module wit-bindgen generated for `crunch:kernel/types`.
-#[macro_export]
-macro_rules! wit_batch_results {
-    ($results:expr, $types:path) => {{
-        use $types as wit;
-        let results = $results;
-        wit::BatchResults {
-            outputs: wit::Packed {
-                count: results.outputs.count,
-                shapes: results.outputs.shapes,
-                data: results.outputs.data,
-            },
-            failures: results
-                .failures
-                .into_iter()
-                .map(|(index, error)| wit::ItemFailure { index, error })
-                .collect(),
-        }
-    }};
 }
 
 /// Runs `compute` on every item of a packed batch in order, reading the inputs in place, and

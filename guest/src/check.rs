@@ -63,5 +63,5 @@ pub fn domain(message: String) -> KernelError {
 
 /// The error of an item that cannot be read from its packed batch.
 pub fn unreadable(e: crunch_abi::PackError) -> KernelError {
-    KernelError::InvalidInput(e.to_string())
+    e.into()
 }

@@ -1,8 +1,9 @@
 //! The standard Crunch kernel pack: twelve numeric kernels on plain Rust and ndarray.
 //!
-//! The kernels are ordinary Rust that builds and unit-tests natively; [`run_packed`] is the
-//! entry point for packed batches ([`run`] for owned items), and on `wasm32` a thin adapter (`component`) exports it through the
-//! `crunch:kernel/kernels` WIT interface. Transcendental functions come from `libm`, never from
+//! The kernels are ordinary Rust that builds and unit-tests natively, listed in the table
+//! [`KERNELS`]; on `wasm32`, `crunch_abi::export_pack!` exports that table through the
+//! `crunch:kernel/kernels` WIT interface ([`run_packed`] is what its `run` does, [`run`] the
+//! same for owned items). Transcendental functions come from `libm`, never from
 //! the platform's C library, and no code relies on FMA contraction or runtime CPU detection, so
 //! the native build and the component give bit-identical results.
 
@@ -20,8 +21,7 @@ mod signal;
 mod stats;
 mod tensor;
 
-#[cfg(target_arch = "wasm32")]
-mod component;
-
-pub use registry::{KERNELS, KernelSpec, run, run_packed};
+pub use registry::{KERNELS, run, run_packed};
 pub use tensor::{KernelError, Params, Tensor, TensorRef};
+
+crunch_abi::export_pack!(KERNELS);

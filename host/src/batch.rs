@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::engine::{StopCheck, Stopped};
 use crate::pack::KernelPack;
-use crate::packing::{self, PackedBatch};
+use crate::packing::{self, PackedBatch, PackedInput};
 use crate::results::PackedResults;
 use crate::text;
 use crate::types::{Item, ItemError, Tensor};
@@ -345,7 +345,12 @@ pub fn local_batch_size(items: usize, threads: usize) -> usize {
 /// [`Limits::result_bytes`](crate::engine::Limits::result_bytes)).
 pub fn items_within_memory(items: &[Item], memory_bytes: usize) -> usize {
     let values: usize = items.iter().flatten().map(|t| t.data.len()).sum();
-    let item_bytes = values.saturating_mul(8).div_ceil(items.len().max(1)).max(1);
+    count_within_memory(items.len(), values, memory_bytes)
+}
+
+/// [`items_within_memory`] for `items` items that hold `values` values in all.
+pub fn count_within_memory(items: usize, values: usize, memory_bytes: usize) -> usize {
+    let item_bytes = values.saturating_mul(8).div_ceil(items.max(1)).max(1);
     (memory_bytes / 4 / item_bytes).max(1)
 }
 
@@ -365,14 +370,15 @@ fn recursing_function(backtrace: &wasmtime::WasmBacktrace) -> Option<String> {
         })
 }
 
-/// Runs every batch of `items` (split into batches of `batch_size`) on `threads` OS threads.
+/// Runs every batch of an input read packed (cut into batches of `batch_size`) on `threads`
+/// OS threads; each batch's part of the input is copied out where it runs.
 ///
 /// `on_batch` is called as each batch finishes (for progress); the outcomes come back in batch
 /// order.
 pub fn run_batches(
     pack: &KernelPack,
     job: &Job<'_>,
-    items: &[Item],
+    input: &PackedInput,
     batch_size: usize,
     threads: usize,
     on_batch: impl Fn(&BatchOutcome) + Sync,
@@ -382,20 +388,19 @@ pub fn run_batches(
         .thread_name(|i| format!("crunch-batch-{i}"))
         .build()
         .context("starting the batch threads")?;
-    let batch_size = batch_size.max(1);
     Ok(pool.install(|| {
-        items
-            .par_chunks(batch_size)
+        input
+            .spans(batch_size)
+            .into_par_iter()
             .enumerate()
-            .map(|(index, batch)| {
-                let outcome = run_batch(pack, job, index, batch);
+            .map(|(index, span)| {
+                let outcome = run_packed_batch(pack, job, index, &input.batch(&span));
                 on_batch(&outcome);
                 outcome
             })
             .collect()
     }))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use crate::results::PackedResults;
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::{JobSpec, Progress};
 use crate::store::{Store, queue, scripts};
-use crate::types::{Item, ItemResult, Tensor};
+use crate::types::{Item, Tensor};
 
 /// Batches written per pipeline round trip at submit.
 const PIPELINE_CHUNK: usize = 64;
@@ -257,7 +257,7 @@ pub fn find_progress(store: &mut Store, job: &str) -> Result<Option<Progress>> {
 pub struct FailedItem {
     /// Index of the item in the job's input.
     pub item: u64,
-    /// Error kind (`invalid-input`, `domain`, `unknown-kernel`, `batch-failed`).
+    /// Error kind, as [`ErrorKind`](crate::types::ErrorKind) spells it.
     pub kind: String,
     /// The reason.
     pub message: String,
@@ -312,11 +312,12 @@ pub fn dead_letters(store: &mut Store, job: &str) -> Result<Vec<DeadLetter>> {
         .collect())
 }
 
-/// Every result of `job` in input order; an error while any batch has no result yet.
-pub fn results(store: &mut Store, job: &str) -> Result<Vec<ItemResult>> {
+/// Every result of `job` in input order, batch by batch, kept packed as the workers stored
+/// them (see [`crate::results::each`]); an error while any batch has no result yet.
+pub fn results(store: &mut Store, job: &str) -> Result<Vec<PackedResults>> {
     let spec = spec(store, job)?;
     let keys = JobKeys::new(job);
-    let mut results = Vec::with_capacity(spec.item_count as usize);
+    let mut results = Vec::with_capacity(spec.batch_count as usize);
     let all: Vec<u64> = (0..spec.batch_count).collect();
     for chunk in all.chunks(PIPELINE_CHUNK) {
         let mut pipe = redis::pipe();
@@ -334,16 +335,16 @@ pub fn results(store: &mut Store, job: &str) -> Result<Vec<ItemResult>> {
                     p.batch_count
                 );
             };
-            results.extend(
+            results.push(
                 codec::decode_results(&bytes)
                     .with_context(|| format!("results of batch {b} of job {job}"))?,
             );
         }
     }
+    let count = crate::results::count(&results);
     ensure!(
-        results.len() as u64 == spec.item_count,
-        "job {job} has {} results for {} items",
-        results.len(),
+        count as u64 == spec.item_count,
+        "job {job} has {count} results for {} items",
         spec.item_count
     );
     Ok(results)

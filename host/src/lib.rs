@@ -34,4 +34,4 @@ pub use batch::{
 pub use engine::{Engine, Limits, StopCheck};
 pub use pack::KernelPack;
 pub use results::{PackedResults, ResultRef};
-pub use types::{Item, ItemError, ItemResult, KernelError, KernelInfo, Tensor};
+pub use types::{ErrorKind, Item, ItemError, ItemResult, KernelError, KernelInfo, Tensor};

@@ -1,12 +1,12 @@
 //! Items into the packed form in which they cross into the pack (`crunch:kernel` `packed`),
-//! and the pack's packed results back into one result per item, checking that the pack kept
-//! the contract.
+//! an input read packed cut into batches, and the pack's packed results back into one result
+//! per item, checking that the pack kept the contract.
 
 use crunch_abi::{Packed, TensorRef};
 
 use crate::results::{PackedResults, ResultsBuilder};
 use crate::text;
-use crate::types::{BatchResults, Item, ItemError, KernelError};
+use crate::types::{BatchResults, Item, ItemError, KernelError, Tensor};
 
 /// A batch's items, packed, and the items refused before packing.
 pub struct PackedBatch {
@@ -76,6 +76,94 @@ impl From<Packed> for PackedBatch {
     }
 }
 
+/// Every item of an input, packed in one pair of flat lists as the reader read it (each tensor
+/// matches its shape), to be cut into batches without building per-item tensors.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PackedInput {
+    packed: Packed,
+}
+
+/// Where one batch of a [`PackedInput`] lies in its lists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchSpan {
+    items: u32,
+    shapes: std::ops::Range<usize>,
+    values: std::ops::Range<usize>,
+}
+
+impl From<Packed> for PackedInput {
+    fn from(packed: Packed) -> Self {
+        Self { packed }
+    }
+}
+
+impl PackedInput {
+    /// Items in the input.
+    pub fn len(&self) -> usize {
+        self.packed.count as usize
+    }
+
+    /// Whether the input holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.packed.count == 0
+    }
+
+    /// Values across every tensor of every item.
+    pub fn values(&self) -> usize {
+        self.packed.data.len()
+    }
+
+    /// Where the batches of `batch_size` items (the last one smaller) lie in the input, in
+    /// order: one walk over the shapes, nothing copied.
+    pub fn spans(&self, batch_size: usize) -> Vec<BatchSpan> {
+        let batch_size = batch_size.max(1);
+        let mut spans = Vec::with_capacity(self.len().div_ceil(batch_size));
+        let (mut at, mut values) = (0, 0);
+        let mut left = self.len();
+        while left > 0 {
+            let items = left.min(batch_size);
+            let (end, values_end) = skip_items(&self.packed.shapes, (at, values), items);
+            spans.push(BatchSpan {
+                items: items as u32,
+                shapes: at..end,
+                values: values..values_end,
+            });
+            (at, values, left) = (end, values_end, left - items);
+        }
+        spans
+    }
+
+    /// The batch at `span` (one of [`spans`](Self::spans)), packed for a call: a copy of its
+    /// part of the lists, made where the batch runs.
+    pub fn batch(&self, span: &BatchSpan) -> PackedBatch {
+        PackedBatch::from(Packed {
+            count: span.items,
+            shapes: self.packed.shapes[span.shapes.clone()].to_vec(),
+            data: self.packed.data[span.values.clone()].to_vec(),
+        })
+    }
+
+    /// The items as owned tensors.
+    pub fn to_items(&self) -> Vec<Item> {
+        let mut items = Vec::with_capacity(self.len());
+        let mut reader = self.packed.items();
+        let mut tensors = Vec::new();
+        // The reader packed the lists itself, so every item reads back.
+        while let Some(Ok(())) = reader.next_into(&mut tensors) {
+            items.push(
+                tensors
+                    .iter()
+                    .map(|t| Tensor {
+                        shape: t.shape.to_vec(),
+                        data: t.data.to_vec(),
+                    })
+                    .collect(),
+            );
+        }
+        items
+    }
+}
+
 impl PackedBatch {
     /// Items in the batch, refused ones included.
     pub fn len(&self) -> usize {
@@ -96,7 +184,7 @@ impl PackedBatch {
         }
         let middle = packed / 2;
         let at = self.positions[middle];
-        let (shape_at, data_at) = item_start(&self.packed.shapes, middle);
+        let (shape_at, data_at) = skip_items(&self.packed.shapes, (0, 0), middle);
         let half = |range: std::ops::Range<usize>, shapes: &[u32], data: &[f64], count| {
             let offset = range.start;
             PackedBatch {
@@ -214,11 +302,12 @@ fn capped(error: KernelError) -> KernelError {
     }
 }
 
-/// Where packed item `index` starts in `shapes` and in the values. The items before it were
-/// packed (and checked) by the host, so the walk stays within the lists.
-fn item_start(shapes: &[u32], index: usize) -> (usize, usize) {
-    let (mut at, mut values) = (0, 0);
-    for _ in 0..index {
+/// Where the packed item `items` items after the one that starts at `start` (its position in
+/// `shapes` and in the values) starts. The items were packed (and checked) by the host, so the
+/// walk stays within the lists.
+fn skip_items(shapes: &[u32], start: (usize, usize), items: usize) -> (usize, usize) {
+    let (mut at, mut values) = start;
+    for _ in 0..items {
         let tensors = shapes[at];
         at += 1;
         for _ in 0..tensors {
@@ -299,6 +388,33 @@ mod tests {
         assert!(matches!(&failed[1], Err(e) if e.message().contains("needs 2 values")));
         assert_eq!(failed[2], Err(ItemError::BatchFailed("too big".into())));
         assert!(pack(&items[..1]).split().is_none());
+    }
+
+    #[test]
+    fn an_input_is_cut_into_batches_in_order() {
+        let items = vec![
+            vec![scalar(1.0)],
+            vec![],
+            vec![
+                Tensor {
+                    shape: vec![2],
+                    data: vec![2.0, 3.0],
+                },
+                scalar(4.0),
+            ],
+            vec![scalar(5.0)],
+            vec![scalar(6.0)],
+        ];
+        let input = PackedInput::from(pack_checked(&items).0);
+        assert_eq!((input.len(), input.values()), (5, 6));
+        assert_eq!(input.to_items(), items);
+        let spans = input.spans(2);
+        let sizes: Vec<_> = spans.iter().map(|s| input.batch(s).len()).collect();
+        assert_eq!(sizes, vec![2, 2, 1]);
+        for (span, chunk) in spans.iter().zip(items.chunks(2)) {
+            assert_eq!(input.batch(span).packed, pack(chunk).packed);
+        }
+        assert!(PackedInput::default().spans(3).is_empty());
     }
 
     #[test]

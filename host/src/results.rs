@@ -1,7 +1,8 @@
 //! One batch's results as the pack returned them: the output tensors stay in the packed lists
 //! they crossed the component boundary in, and each item holds only where its output lies or
-//! which error it got. Workers encode them for Redis straight from there; no per-item tensors
-//! are built on the way.
+//! which error it got. Workers encode them for Redis straight from there, results read back from
+//! Redis are decoded into the same form, and the file writers take them borrowed ([`each`]); no
+//! per-item tensors are built on the way.
 
 use crunch_abi::TensorRef;
 
@@ -55,6 +56,41 @@ impl PackedResults {
             entries: built.entries,
             errors: built.errors,
         }
+    }
+
+    /// Empty results with room for `len` items.
+    pub(crate) fn with_capacity(len: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(len),
+            ..Self::default()
+        }
+    }
+
+    /// Appends an item's output, which `write` appends to the lists in the packed layout: its
+    /// rank, its dimensions, then (to the values) its values. Nothing is kept when `write` fails.
+    pub(crate) fn push_output_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u32>, &mut Vec<f64>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (shapes, data) = (self.shapes.len(), self.data.len());
+        if let Err(e) = write(&mut self.shapes, &mut self.data) {
+            self.shapes.truncate(shapes);
+            self.data.truncate(data);
+            return Err(e);
+        }
+        self.entries.push(Entry::Output {
+            shape_start: shapes + 1,
+            rank: self.shapes.len() - shapes - 1,
+            data_start: data,
+            values: self.data.len() - data,
+        });
+        Ok(())
+    }
+
+    /// Appends an item that failed with `error`.
+    pub(crate) fn push_error(&mut self, error: ItemError) {
+        self.entries.push(Entry::Failed(self.errors.len()));
+        self.errors.push(error);
     }
 
     /// These results followed by `other`'s (the two halves of a batch that was split).
@@ -146,6 +182,16 @@ impl PackedResults {
             Entry::Failed(error) => Err(&self.errors[error]),
         }
     }
+}
+
+/// Every result of `batches` (a run's or a job's batches, in order), borrowed.
+pub fn each(batches: &[PackedResults]) -> impl Iterator<Item = ResultRef<'_>> + Clone {
+    batches.iter().flat_map(PackedResults::iter)
+}
+
+/// How many items `batches` hold.
+pub fn count(batches: &[PackedResults]) -> usize {
+    batches.iter().map(PackedResults::len).sum()
 }
 
 /// Records, item by item, where each output lies in a pack's packed outputs (or which error
@@ -272,6 +318,52 @@ mod tests {
         assert_eq!(
             results.get(0),
             Some(Err(&ItemError::BatchFailed("a".into())))
+        );
+    }
+
+    #[test]
+    fn pushed_outputs_and_errors_read_back_in_order() {
+        let mut results = PackedResults::with_capacity(3);
+        results
+            .push_output_with::<()>(|shapes, data| {
+                shapes.extend([2, 1, 2]);
+                data.extend([1.0, 2.0]);
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            results
+                .push_output_with(|shapes, _| {
+                    shapes.push(9);
+                    Err("torn")
+                })
+                .is_err()
+        );
+        results.push_error(ItemError::BatchFailed("x".into()));
+        let mut other = PackedResults::with_capacity(1);
+        other
+            .push_output_with::<()>(|shapes, data| {
+                shapes.push(0);
+                data.push(3.0);
+                Ok(())
+            })
+            .unwrap();
+        let batches = [results, other];
+        assert_eq!(count(&batches), 3);
+        let all: Vec<_> = each(&batches).collect();
+        assert_eq!(
+            all,
+            vec![
+                Ok(TensorRef {
+                    shape: &[1, 2],
+                    data: &[1.0, 2.0],
+                }),
+                Err(&ItemError::BatchFailed("x".into())),
+                Ok(TensorRef {
+                    shape: &[],
+                    data: &[3.0],
+                }),
+            ]
         );
     }
 

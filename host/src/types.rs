@@ -33,15 +33,75 @@ pub enum ItemError {
     BatchFailed(String),
 }
 
-impl ItemError {
-    /// A short machine-readable kind: `invalid-input`, `domain`, `unknown-kernel` or
-    /// `batch-failed`.
-    pub fn kind(&self) -> &'static str {
+/// What kind of failure an item had, spelled one way wherever it is written (files, Redis,
+/// messages): `invalid-input`, `domain`, `unknown-kernel` or `batch-failed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The kernel refused the item's inputs or the call's parameters.
+    InvalidInput,
+    /// The inputs lie outside the kernel's mathematical domain.
+    Domain,
+    /// The pack has no kernel of that name.
+    UnknownKernel,
+    /// The item's whole batch failed.
+    BatchFailed,
+}
+
+impl ErrorKind {
+    /// Every kind, in the order of their codes in Crunch binary results.
+    pub const ALL: [Self; 4] = [
+        Self::InvalidInput,
+        Self::Domain,
+        Self::UnknownKernel,
+        Self::BatchFailed,
+    ];
+
+    /// The kind's one spelling.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::Kernel(KernelError::InvalidInput(_)) => "invalid-input",
-            Self::Kernel(KernelError::Domain(_)) => "domain",
-            Self::Kernel(KernelError::UnknownKernel(_)) => "unknown-kernel",
-            Self::BatchFailed(_) => "batch-failed",
+            Self::InvalidInput => "invalid-input",
+            Self::Domain => "domain",
+            Self::UnknownKernel => "unknown-kernel",
+            Self::BatchFailed => "batch-failed",
+        }
+    }
+
+    /// The kind spelled `text`, if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// The kind's code in Crunch binary results (its place in [`ALL`](Self::ALL)).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind of code `code`, if any.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl ItemError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Kernel(KernelError::InvalidInput(_)) => ErrorKind::InvalidInput,
+            Self::Kernel(KernelError::Domain(_)) => ErrorKind::Domain,
+            Self::Kernel(KernelError::UnknownKernel(_)) => ErrorKind::UnknownKernel,
+            Self::BatchFailed(_) => ErrorKind::BatchFailed,
         }
     }
 
@@ -58,13 +118,13 @@ impl ItemError {
     }
 
     /// Rebuilds an error from its kind and message (the inverse of [`kind`](Self::kind) and
-    /// [`message`](Self::message)); unknown kinds become `batch-failed`.
-    pub fn from_parts(kind: &str, message: String) -> Self {
+    /// [`message`](Self::message)).
+    pub fn from_parts(kind: ErrorKind, message: String) -> Self {
         match kind {
-            "invalid-input" => Self::Kernel(KernelError::InvalidInput(message)),
-            "domain" => Self::Kernel(KernelError::Domain(message)),
-            "unknown-kernel" => Self::Kernel(KernelError::UnknownKernel(message)),
-            _ => Self::BatchFailed(message),
+            ErrorKind::InvalidInput => Self::Kernel(KernelError::InvalidInput(message)),
+            ErrorKind::Domain => Self::Kernel(KernelError::Domain(message)),
+            ErrorKind::UnknownKernel => Self::Kernel(KernelError::UnknownKernel(message)),
+            ErrorKind::BatchFailed => Self::BatchFailed(message),
         }
     }
 }
@@ -94,5 +154,23 @@ impl Tensor {
             ));
         }
         Ok(Self { shape, data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_one_spelling_and_one_code() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(ErrorKind::from_code(kind.code()), Some(kind));
+            let error = ItemError::from_parts(kind, "why".into());
+            assert_eq!((error.kind(), error.message()), (kind, "why"));
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
+        }
+        assert_eq!(ErrorKind::parse("Domain"), None);
+        assert_eq!(ErrorKind::from_code(4), None);
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use crunch::jobs::{self, SubmitOptions};
+use crunch::results::PackedResults;
 use crunch::store::Store;
 use crunch::store::keys::valid_job_id;
 use crunch::store::spec::Progress;
@@ -255,7 +256,10 @@ impl NativeClient {
             let batch_size = jobs::spec(store, &job)?.batch_size;
             Ok((jobs::results(store, &job)?, batch_size))
         })?;
-        let (values, failures) = py.detach(|| split_results(results, batch_size));
+        let (values, failures) = py.detach(|| {
+            let results = results.iter().flat_map(PackedResults::to_vec).collect();
+            split_results(results, batch_size)
+        });
         to_python(py, values, &failures)
     }
 

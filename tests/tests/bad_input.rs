@@ -415,7 +415,7 @@ fn bad_items_fail_alone_and_non_finite_values_propagate() {
     assert!(results[0].is_ok());
     assert_eq!(
         results[1].as_ref().expect_err("short record").kind(),
-        "invalid-input"
+        crunch::ErrorKind::InvalidInput
     );
     assert!(
         results[2]
@@ -427,7 +427,7 @@ fn bad_items_fail_alone_and_non_finite_values_propagate() {
     );
     assert_eq!(
         results[3].as_ref().expect_err("infinite sigma").kind(),
-        "domain"
+        crunch::ErrorKind::Domain
     );
     assert!(
         results[4]

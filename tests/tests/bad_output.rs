@@ -148,7 +148,7 @@ fn results_over_the_call_limit_are_asked_for_in_halves_down_to_one_item() {
     for (i, r) in results.iter().enumerate() {
         if i == 17 {
             let e = r.as_ref().expect_err("item 17 is over the limit");
-            assert_eq!(e.kind(), "batch-failed");
+            assert_eq!(e.kind(), crunch::ErrorKind::BatchFailed);
             assert!(
                 e.message()
                     .contains("kernel `norm_cdf`, batch 3: the item's result is over the 1 MiB"),

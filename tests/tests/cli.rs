@@ -97,8 +97,14 @@ fn bad_items_get_their_own_errors_and_exit_code_2() {
     assert!(err.contains("item 2") && err.contains("domain"), "{err}");
     let results = codec::read_results(&output, Format::Json).expect("results");
     assert!(results[0].is_ok() && results[3].is_ok());
-    assert_eq!(results[1].as_ref().unwrap_err().kind(), "invalid-input");
-    assert_eq!(results[2].as_ref().unwrap_err().kind(), "domain");
+    assert_eq!(
+        results[1].as_ref().unwrap_err().kind(),
+        crunch::ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        results[2].as_ref().unwrap_err().kind(),
+        crunch::ErrorKind::Domain
+    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use crunch::codec::{self, Format};
+use crunch::packing::PackedInput;
 use crunch::{BatchError, Engine, ItemError, Job, KernelPack, Limits, Tensor};
 use crunch_tests::paths;
 
@@ -19,6 +21,12 @@ fn items() -> Vec<Vec<Tensor>> {
         .collect()
 }
 
+/// `items` as an input read packed, as `crunch run` reads its input file.
+fn packed(items: &[Vec<Tensor>]) -> PackedInput {
+    let bytes = codec::encode_items(items);
+    codec::read_input_from(&bytes[..], Format::Binary, None).expect("items read back")
+}
+
 fn run(kernel: &str, limits: Limits) -> (Vec<crunch::BatchOutcome>, Duration) {
     let engine = Engine::new(limits).expect("engine");
     let pack =
@@ -29,7 +37,7 @@ fn run(kernel: &str, limits: Limits) -> (Vec<crunch::BatchOutcome>, Duration) {
         batch_time: limits.batch_time,
     };
     let start = Instant::now();
-    let outcomes = crunch::run_batches(&pack, &job, &items(), 2, 2, |_| {}).expect("run");
+    let outcomes = crunch::run_batches(&pack, &job, &packed(&items()), 2, 2, |_| {}).expect("run");
     (outcomes, start.elapsed())
 }
 
@@ -139,8 +147,7 @@ fn a_snooping_kernel_finds_no_environment_files_or_network() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let results =
-        crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+    let results = codec::read_results(&output, Format::Json).expect("results");
     let seen = &results[0]
         .as_ref()
         .expect("snoop returns what it found")
@@ -178,7 +185,7 @@ fn hostile_and_normal_batches_in_one_job() {
         })
         .collect();
     let start = Instant::now();
-    let outcomes = crunch::run_batches(&pack, &job, &items, 1, 2, |_| {}).expect("run");
+    let outcomes = crunch::run_batches(&pack, &job, &packed(&items), 1, 2, |_| {}).expect("run");
     let elapsed = start.elapsed();
     for (b, outcome) in outcomes.iter().enumerate() {
         let error = outcome.error.as_ref().map(ToString::to_string);

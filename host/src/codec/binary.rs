@@ -8,78 +8,73 @@
 //! ```
 //! Every length is checked against the bytes that remain before anything is allocated.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use anyhow::{Context, Result, bail, ensure};
 
 use crunch_abi::{Packed, TensorRef};
 
-use crate::results::ResultRef;
-use crate::types::{Item, ItemError, ItemResult, Tensor};
+use crate::results::{PackedResults, ResultRef};
+use crate::types::{ErrorKind, Item, ItemError, Tensor};
 
 /// The first eight bytes of every Crunch binary file.
 pub const MAGIC: &[u8; 8] = b"CRNCHBIN";
 const VERSION: u32 = 1;
 const TAG_TENSORS: u8 = 0;
 const TAG_ERROR: u8 = 1;
-const ERROR_KINDS: [&str; 4] = ["invalid-input", "domain", "unknown-kernel", "batch-failed"];
 
-/// Items from a stream (an input file): the header is checked before anything else is read,
-/// and every later length is checked against the bytes that actually arrive, so no length
-/// read from the file decides an allocation. `len`, when known (a regular file), bounds the
-/// item count the header may claim.
-pub fn read_items(reader: impl Read, len: Option<u64>) -> Result<Vec<Item>> {
-    items(&mut Stream::new(reader, len))
+/// Items from a stream (an input file), packed as they are read: the header is checked before
+/// anything else is read, and every later length is checked against the bytes that actually
+/// arrive, so no length read from the file decides an allocation. `len`, when known (a regular
+/// file), bounds the item count the header may claim.
+pub fn read_packed(reader: impl BufRead, len: Option<u64>) -> Result<Packed> {
+    packed(&mut Stream::new(reader, len))
 }
 
-/// Items from Crunch binary bytes in memory.
-pub fn items_from_bytes(bytes: &[u8]) -> Result<Vec<Item>> {
-    items(&mut Cursor::new(bytes))
-}
-
-fn items(source: &mut impl Source) -> Result<Vec<Item>> {
-    let count = header(source)?;
-    let items = (0..count)
-        .map(|i| {
-            item_tag(source)
-                .and_then(|()| tensors(source))
-                .with_context(|| format!("item {i}"))
-        })
-        .collect::<Result<_>>()?;
-    source.end()?;
-    Ok(items)
-}
-
-/// Items from Crunch binary bytes straight into the packed form a pack reads (one pass, no
-/// per-item allocation): how workers read batches from Redis.
+/// Items from Crunch binary bytes in memory, packed in one pass with no per-item allocation:
+/// how workers read batches from Redis.
 pub fn packed_from_bytes(bytes: &[u8]) -> Result<Packed> {
-    let mut cursor = Cursor::new(bytes);
-    let count = header(&mut cursor)?;
-    let mut packed = Packed::with_capacity(count as usize, bytes.len() / 8);
+    packed(&mut Cursor::new(bytes))
+}
+
+fn packed(source: &mut impl Source) -> Result<Packed> {
+    let count = header(source)?;
+    let (items, values) = room(source, count);
+    let mut packed = Packed::with_capacity(items, values);
     for i in 0..count {
-        item_tag(&mut cursor)
-            .and_then(|()| tensors_into(&mut cursor, &mut packed))
+        item_tag(source)
+            .and_then(|()| tensors_into(source, &mut packed))
             .with_context(|| format!("item {i}"))?;
     }
-    cursor.end()?;
+    source.end()?;
     Ok(packed)
 }
 
-/// Results from a stream.
-pub fn read_results(reader: impl Read) -> Result<Vec<ItemResult>> {
+/// Room to reserve for `count` items and their values: what the rest of the input can hold
+/// when its length is known (the header's count is checked against it), else nothing, so that
+/// a count read from a stream never decides an allocation.
+fn room(source: &impl Source, count: u64) -> (usize, usize) {
+    source
+        .remaining()
+        .map_or((0, 0), |r| (count.min(r / 5) as usize, (r / 8) as usize))
+}
+
+/// Results from a stream, kept packed.
+pub fn read_results(reader: impl BufRead) -> Result<PackedResults> {
     results(&mut Stream::new(reader, None))
 }
 
-/// Results from Crunch binary bytes in memory.
-pub fn results_from_bytes(bytes: &[u8]) -> Result<Vec<ItemResult>> {
+/// Results from Crunch binary bytes in memory, kept packed.
+pub fn results_from_bytes(bytes: &[u8]) -> Result<PackedResults> {
     results(&mut Cursor::new(bytes))
 }
 
-fn results(source: &mut impl Source) -> Result<Vec<ItemResult>> {
+fn results(source: &mut impl Source) -> Result<PackedResults> {
     let count = header(source)?;
-    let results = (0..count)
-        .map(|i| result(source).with_context(|| format!("item {i}")))
-        .collect::<Result<_>>()?;
+    let mut results = PackedResults::with_capacity(room(source, count).0);
+    for i in 0..count {
+        result(source, &mut results).with_context(|| format!("item {i}"))?;
+    }
     source.end()?;
     Ok(results)
 }
@@ -93,11 +88,13 @@ pub fn write_items(writer: &mut impl Write, items: &[Item]) -> Result<()> {
     Ok(())
 }
 
+/// Writes `count` results (`results` yields that many).
 pub fn write_results<'a>(
     writer: &mut impl Write,
-    results: impl ExactSizeIterator<Item = ResultRef<'a>>,
+    count: usize,
+    results: impl Iterator<Item = ResultRef<'a>>,
 ) -> Result<()> {
-    write_header(writer, results.len())?;
+    write_header(writer, count)?;
     for result in results {
         match result {
             Ok(t) => {
@@ -105,9 +102,8 @@ pub fn write_results<'a>(
                 write_tensors(writer, std::iter::once(t))?;
             }
             Err(e) => {
-                let kind = ERROR_KINDS.iter().position(|k| *k == e.kind()).unwrap_or(3) as u8;
                 let message = e.message().as_bytes();
-                writer.write_all(&[TAG_ERROR, kind])?;
+                writer.write_all(&[TAG_ERROR, e.kind().code()])?;
                 writer.write_all(&u32::try_from(message.len())?.to_le_bytes())?;
                 writer.write_all(message)?;
             }
@@ -124,19 +120,21 @@ fn write_header(writer: &mut impl Write, count: usize) -> Result<()> {
     Ok(())
 }
 
+/// Writes a tensor count and the tensors, each gathered into one run of bytes first (a few
+/// large writes instead of one per value).
 fn write_tensors<'a>(
     writer: &mut impl Write,
     tensors: impl ExactSizeIterator<Item = TensorRef<'a>>,
 ) -> Result<()> {
     writer.write_all(&u32::try_from(tensors.len())?.to_le_bytes())?;
+    let mut bytes = Vec::new();
     for t in tensors {
-        writer.write_all(&u32::try_from(t.shape.len())?.to_le_bytes())?;
-        for d in t.shape {
-            writer.write_all(&d.to_le_bytes())?;
-        }
-        for v in t.data {
-            writer.write_all(&v.to_le_bytes())?;
-        }
+        bytes.clear();
+        bytes.reserve(4 * (1 + t.shape.len()) + 8 * t.data.len());
+        bytes.extend(u32::try_from(t.shape.len())?.to_le_bytes());
+        bytes.extend(t.shape.iter().flat_map(|d| d.to_le_bytes()));
+        bytes.extend(t.data.iter().flat_map(|v| v.to_le_bytes()));
+        writer.write_all(&bytes)?;
     }
     Ok(())
 }
@@ -212,28 +210,50 @@ impl Source for Cursor<'_> {
 /// buffer as bytes arrive.
 const STREAM_PIECE: usize = 1 << 16;
 
-/// A reader over a stream that holds one piece at a time and grows its buffer only as bytes
-/// arrive (a length claimed by the data never allocates by itself).
+/// A reader over a buffered stream: a piece that lies whole in the reader's buffer (most of
+/// them) is read in place; any other is copied into a buffer of its own, which grows only as
+/// bytes arrive (a length claimed by the data never allocates by itself).
 struct Stream<R> {
     reader: R,
     pos: u64,
     len: Option<u64>,
     buf: Vec<u8>,
+    /// Bytes of the reader's buffer handed out by the last `take`, consumed at the next.
+    lent: usize,
 }
 
-impl<R: Read> Stream<R> {
+impl<R: BufRead> Stream<R> {
     fn new(reader: R, len: Option<u64>) -> Self {
         Self {
             reader,
             pos: 0,
             len,
             buf: Vec::new(),
+            lent: 0,
+        }
+    }
+
+    /// How many bytes the reader's buffer holds (filling it if it is empty).
+    fn buffered(&mut self) -> Result<usize> {
+        self.reader.consume(std::mem::take(&mut self.lent));
+        loop {
+            match self.reader.fill_buf() {
+                Ok(bytes) => return Ok(bytes.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("reading at byte {}", self.pos)),
+            }
         }
     }
 }
 
-impl<R: Read> Source for Stream<R> {
+impl<R: BufRead> Source for Stream<R> {
     fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.buffered()? >= n {
+            self.lent = n;
+            self.pos += n as u64;
+            // The buffer is not empty, so this returns it again without reading.
+            return Ok(&self.reader.fill_buf()?[..n]);
+        }
         self.buf.clear();
         let got = if n <= STREAM_PIECE {
             // Small pieces (most of them) straight into a reused buffer.
@@ -268,14 +288,7 @@ impl<R: Read> Source for Stream<R> {
     }
 
     fn end(&mut self) -> Result<()> {
-        let mut probe = [0u8; 1];
-        let more = loop {
-            match self.reader.read(&mut probe) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("reading after the last item"),
-            }
-        };
+        let more = self.buffered().context("reading after the last item")?;
         match (more, self.remaining()) {
             (0, _) => Ok(()),
             (_, Some(extra)) => trailing(extra),
@@ -332,19 +345,6 @@ fn tensors_into(source: &mut impl Source, packed: &mut Packed) -> Result<()> {
     Ok(())
 }
 
-fn tensors(source: &mut impl Source) -> Result<Vec<Tensor>> {
-    let count = source.u32()?;
-    (0..count)
-        .map(|i| {
-            let mut shape = Vec::new();
-            let mut data = Vec::new();
-            tensor_into(source, &mut shape, &mut data).with_context(|| format!("tensor {i}"))?;
-            shape.remove(0);
-            Ok(Tensor { shape, data })
-        })
-        .collect()
-}
-
 /// One tensor: its rank and dimensions appended to `shapes`, its values to `data`, each length
 /// checked against the bytes that remain before it is read.
 fn tensor_into(source: &mut impl Source, shapes: &mut Vec<u32>, data: &mut Vec<f64>) -> Result<()> {
@@ -364,24 +364,22 @@ fn tensor_into(source: &mut impl Source, shapes: &mut Vec<u32>, data: &mut Vec<f
     Ok(())
 }
 
-fn result(source: &mut impl Source) -> Result<ItemResult> {
+/// One result appended to `results`.
+fn result(source: &mut impl Source, results: &mut PackedResults) -> Result<()> {
     match source.u8()? {
         TAG_TENSORS => {
-            let mut tensors = tensors(source)?;
-            ensure!(
-                tensors.len() == 1,
-                "holds {} tensors, a result holds one",
-                tensors.len()
-            );
-            Ok(Ok(tensors.remove(0)))
+            let count = source.u32()?;
+            ensure!(count == 1, "holds {count} tensors, a result holds one");
+            results.push_output_with(|shapes, data| {
+                tensor_into(source, shapes, data).context("tensor 0")
+            })
         }
         TAG_ERROR => {
-            let kind = *ERROR_KINDS
-                .get(source.u8()? as usize)
-                .context("unknown error kind")?;
+            let kind = ErrorKind::from_code(source.u8()?).context("unknown error kind")?;
             let len = source.u32()? as usize;
             let message = String::from_utf8_lossy(source.take(len)?).into_owned();
-            Ok(Err(ItemError::from_parts(kind, message)))
+            results.push_error(ItemError::from_parts(kind, message));
+            Ok(())
         }
         tag => bail!("has unknown tag {tag}"),
     }
@@ -403,7 +401,8 @@ mod tests {
         ];
         let mut buf = Vec::new();
         write_items(&mut buf, &items).unwrap();
-        let back = read_items(&buf[..], None).unwrap();
+        let back =
+            crate::packing::PackedInput::from(read_packed(&buf[..], None).unwrap()).to_items();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0][1], items[0][1]);
         assert!(back[0][0].data[1].is_nan());
@@ -413,11 +412,20 @@ mod tests {
     fn results_round_trip_with_errors() {
         let results = vec![
             Ok(t(vec![1], vec![2.0])),
-            Err(ItemError::from_parts("domain", "singular".into())),
+            Err(ItemError::from_parts(ErrorKind::Domain, "singular".into())),
         ];
         let mut buf = Vec::new();
-        write_results(&mut buf, results.iter().map(crate::results::result_ref)).unwrap();
-        assert_eq!(read_results(&buf[..]).unwrap(), results);
+        write_results(
+            &mut buf,
+            results.len(),
+            results.iter().map(crate::results::result_ref),
+        )
+        .unwrap();
+        assert_eq!(read_results(&buf[..]).unwrap().to_vec(), results);
+        assert_eq!(results_from_bytes(&buf).unwrap().to_vec(), results);
+        let mut two = buf.clone();
+        two[16] = 3;
+        assert!(results_from_bytes(&two).is_err());
     }
 
     #[test]
@@ -430,6 +438,10 @@ mod tests {
         let mut buf = Vec::new();
         write_items(&mut buf, &items).unwrap();
         let packed = packed_from_bytes(&buf).unwrap();
+        assert_eq!(
+            read_packed(&buf[..], Some(buf.len() as u64)).unwrap(),
+            packed
+        );
         let expected = crate::packing::pack(&items).packed;
         assert_eq!(
             (packed.count, packed.shapes, packed.data),
@@ -440,25 +452,25 @@ mod tests {
 
     #[test]
     fn rejects_bad_files_clearly() {
-        let err = read_items(&b"NOTCRUNCH"[..], None).unwrap_err();
+        let err = read_packed(&b"NOTCRUNCH"[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("not a Crunch binary"));
         let mut buf = Vec::new();
         write_items(&mut buf, &[vec![t(vec![3], vec![1.0, 2.0, 3.0])]]).unwrap();
-        let err = read_items(&buf[..buf.len() - 4], None).unwrap_err();
+        let err = read_packed(&buf[..buf.len() - 4], None).unwrap_err();
         assert!(format!("{err:#}").contains("truncated"), "{err:#}");
         let mut absurd = Vec::new();
         write_header(&mut absurd, 1).unwrap();
         absurd.extend_from_slice(&[
             0, 1, 0, 0, 0, 2, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255,
         ]);
-        let err = read_items(&absurd[..], None).unwrap_err();
+        let err = read_packed(&absurd[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("item 0"), "{err:#}");
     }
 
     #[test]
     fn a_stream_is_refused_at_its_header_without_reading_on() {
         // An endless stream of zeros: refused after its first 24 bytes.
-        let err = read_items(std::io::repeat(0), None).unwrap_err();
+        let err = read_packed(std::io::BufReader::new(std::io::repeat(0)), None).unwrap_err();
         assert!(
             format!("{err:#}").contains("not a Crunch binary"),
             "{err:#}"
@@ -467,13 +479,13 @@ mod tests {
         let mut huge = Vec::new();
         write_header(&mut huge, 1).unwrap();
         huge.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0, 0, 255, 255, 255, 255]);
-        let err = read_items(&huge[..], None).unwrap_err();
+        let err = read_packed(&huge[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("truncated"), "{err:#}");
         let mut buf = Vec::new();
         write_items(&mut buf, &[vec![t(vec![1], vec![1.0])]]).unwrap();
         buf.extend_from_slice(b"xy");
-        let err = read_items(&buf[..], Some(buf.len() as u64)).unwrap_err();
+        let err = read_packed(&buf[..], Some(buf.len() as u64)).unwrap_err();
         assert!(format!("{err:#}").contains("2 unexpected bytes"), "{err:#}");
-        assert!(read_items(&buf[..], None).is_err());
+        assert!(read_packed(&buf[..], None).is_err());
     }
 }

@@ -15,8 +15,11 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use serde_json::error::Category;
 
+use crunch_abi::{Packed, TensorRef};
+
+use crate::results::ResultRef;
 use crate::strict_json;
-use crate::types::{Item, ItemError, ItemResult, Tensor};
+use crate::types::{ErrorKind, Item, ItemError, ItemResult, Tensor};
 
 /// The whole document; a syntax error is "not valid JSON", a key given twice is named.
 fn document(reader: impl Read) -> Result<Value> {
@@ -42,6 +45,19 @@ pub fn read_items(reader: impl Read) -> Result<Vec<Item>> {
         .enumerate()
         .map(|(i, v)| item(v).with_context(|| format!("item {i}")))
         .collect()
+}
+
+/// The items, packed (every tensor was checked against its shape as it was read).
+pub fn read_packed(reader: impl Read) -> Result<Packed> {
+    let items = read_items(reader)?;
+    let values = items.iter().flatten().map(|t| t.data.len()).sum();
+    let mut packed = Packed::with_capacity(items.len(), values);
+    for (i, item) in items.iter().enumerate() {
+        packed
+            .push(item.iter().map(Tensor::view))
+            .with_context(|| format!("item {i}"))?;
+    }
+    Ok(packed)
 }
 
 fn item(value: Value) -> Result<Item> {
@@ -161,7 +177,9 @@ pub fn read_results(reader: impl Read) -> Result<Vec<ItemResult>> {
                         .unwrap_or_default()
                         .to_string()
                 };
-                Ok(Err(ItemError::from_parts(&field("kind"), field("message"))))
+                // A kind this build does not know reads as a failed batch.
+                let kind = ErrorKind::parse(&field("kind")).unwrap_or(ErrorKind::BatchFailed);
+                Ok(Err(ItemError::from_parts(kind, field("message"))))
             } else {
                 tensor(v).map(Ok)
             }
@@ -184,13 +202,13 @@ impl Serialize for JsonF64 {
     }
 }
 
-struct JsonTensor<'a>(&'a Tensor);
+struct JsonTensor<'a>(TensorRef<'a>);
 
 impl Serialize for JsonTensor<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(2))?;
-        map.serialize_entry("shape", &self.0.shape)?;
-        map.serialize_entry("data", &JsonValues(&self.0.data))?;
+        map.serialize_entry("shape", self.0.shape)?;
+        map.serialize_entry("data", &JsonValues(self.0.data))?;
         map.end()
     }
 }
@@ -207,7 +225,7 @@ impl Serialize for JsonValues<'_> {
     }
 }
 
-struct JsonResult<'a>(&'a ItemResult);
+struct JsonResult<'a>(ResultRef<'a>);
 
 impl Serialize for JsonResult<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -228,27 +246,34 @@ impl Serialize for JsonResult<'_> {
 /// Writes `{"items": [...]}`, one item per line for readability and streaming.
 fn write_list<T>(
     writer: &mut impl Write,
-    list: &[T],
-    one: impl Fn(&mut dyn Write, &T) -> Result<()>,
+    list: impl Iterator<Item = T>,
+    one: impl Fn(&mut dyn Write, T) -> Result<()>,
 ) -> Result<()> {
     writer.write_all(b"{\"items\": [\n")?;
-    for (i, entry) in list.iter().enumerate() {
+    let mut first = true;
+    for entry in list {
+        if !first {
+            writer.write_all(b",\n")?;
+        }
+        first = false;
         one(writer, entry)?;
-        writer.write_all(if i + 1 < list.len() { b",\n" } else { b"\n" })?;
     }
-    writer.write_all(b"]}\n")?;
+    writer.write_all(if first { b"]}\n" } else { b"\n]}\n" })?;
     Ok(())
 }
 
-pub fn write_results(writer: &mut impl Write, results: &[ItemResult]) -> Result<()> {
+pub fn write_results<'a>(
+    writer: &mut impl Write,
+    results: impl Iterator<Item = ResultRef<'a>>,
+) -> Result<()> {
     write_list(writer, results, |w, r| {
         Ok(serde_json::to_writer(w, &JsonResult(r))?)
     })
 }
 
 pub fn write_items(writer: &mut impl Write, items: &[Item]) -> Result<()> {
-    write_list(writer, items, |w, item| {
-        let tensors: Vec<_> = item.iter().map(JsonTensor).collect();
+    write_list(writer, items.iter(), |w, item| {
+        let tensors: Vec<_> = item.iter().map(|t| JsonTensor(t.view())).collect();
         Ok(serde_json::to_writer(w, &tensors)?)
     })
 }
@@ -281,18 +306,21 @@ mod tests {
 
     #[test]
     fn results_round_trip_including_non_finite() {
-        let results = vec![
+        let results = [
             Ok(Tensor {
                 shape: vec![3],
                 data: vec![1.5, f64::NAN, f64::NEG_INFINITY],
             }),
-            Err(ItemError::from_parts("invalid-input", "bad".into())),
+            Err(ItemError::from_parts(ErrorKind::InvalidInput, "bad".into())),
         ];
         let mut buf = Vec::new();
-        write_results(&mut buf, &results).unwrap();
+        write_results(&mut buf, results.iter().map(crate::results::result_ref)).unwrap();
         let back = read_results(&buf[..]).unwrap();
         assert_eq!(back[1], results[1]);
         let t = back[0].as_ref().unwrap();
         assert!(t.data[1].is_nan() && t.data[2] == f64::NEG_INFINITY && t.data[0] == 1.5);
+        let mut empty = Vec::new();
+        write_results(&mut empty, std::iter::empty()).unwrap();
+        assert_eq!(empty, b"{\"items\": [\n]}\n");
     }
 }

@@ -7,14 +7,14 @@ mod npy;
 mod replace;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::packing::PackedBatch;
-use crate::results::{PackedResults, result_ref};
+use crate::packing::{PackedBatch, PackedInput};
+use crate::results::{self, PackedResults};
 use crate::types::{Item, ItemResult};
 
 /// A file format for items and results.
@@ -71,8 +71,9 @@ impl FromStr for Format {
     }
 }
 
-/// Reads every item of an input file.
-pub fn read_items(path: &Path, format: Format) -> Result<Vec<Item>> {
+/// Reads every item of an input file, packed in one pair of flat lists as it is read (no
+/// per-item tensors), ready to be cut into batches.
+pub fn read_input(path: &Path, format: Format) -> Result<PackedInput> {
     let file = File::open(path).with_context(|| format!("opening input {}", path.display()))?;
     // A regular file's length bounds what its header may claim; a pipe's is unknown.
     let len = file
@@ -80,36 +81,58 @@ pub fn read_items(path: &Path, format: Format) -> Result<Vec<Item>> {
         .ok()
         .filter(std::fs::Metadata::is_file)
         .map(|m| m.len());
-    read_items_from(BufReader::new(file), format, len)
+    read_input_from(BufReader::new(file), format, len)
         .with_context(|| format!("reading input {}", path.display()))
 }
 
 /// Reads every item from a stream of `len` bytes, when known (for Crunch binary, the header is
-/// checked first and the items are read one by one).
-pub fn read_items_from(reader: impl Read, format: Format, len: Option<u64>) -> Result<Vec<Item>> {
+/// checked first and the items are read one by one), packed.
+pub fn read_input_from(
+    reader: impl BufRead,
+    format: Format,
+    len: Option<u64>,
+) -> Result<PackedInput> {
     match format {
-        Format::Json => json::read_items(reader),
-        Format::Npy => npy::read_items(reader),
-        Format::Binary => binary::read_items(reader, len),
+        Format::Json => json::read_packed(reader),
+        Format::Npy => npy::read_packed(reader),
+        Format::Binary => binary::read_packed(reader, len),
     }
+    .map(PackedInput::from)
 }
 
-/// Writes one result per item to an output file, replacing it only once the whole file is
-/// written. For NPY, which has no room for errors, every failed item's index, kind and message
-/// go to `OUTPUT.errors.json` beside it: the path is returned when there were failures.
+/// Reads every item of an input file as owned tensors.
+pub fn read_items(path: &Path, format: Format) -> Result<Vec<Item>> {
+    read_input(path, format).map(|input| input.to_items())
+}
+
+/// Reads every item from a stream of `len` bytes, when known, as owned tensors.
+pub fn read_items_from(
+    reader: impl BufRead,
+    format: Format,
+    len: Option<u64>,
+) -> Result<Vec<Item>> {
+    read_input_from(reader, format, len).map(|input| input.to_items())
+}
+
+/// Writes one result per item to an output file from the batches' results as they are (no
+/// per-item tensors), replacing the file only once it is whole. For NPY, which has no room for
+/// errors, every failed item's index, kind and message go to `OUTPUT.errors.json` beside it:
+/// the path is returned when there were failures.
 pub fn write_results(
     path: &Path,
     format: Format,
-    results: &[ItemResult],
+    results: &[PackedResults],
 ) -> Result<Option<PathBuf>> {
+    let count = results::count(results);
+    let each = results::each(results);
     replace::write_atomically(path, |writer| match format {
-        Format::Json => json::write_results(writer, results),
-        Format::Npy => npy::write_results(writer, results),
-        Format::Binary => binary::write_results(writer, results.iter().map(result_ref)),
+        Format::Json => json::write_results(writer, each.clone()),
+        Format::Npy => npy::write_results(writer, count, each.clone()),
+        Format::Binary => binary::write_results(writer, count, each.clone()),
     })
     .with_context(|| format!("writing output {}", path.display()))?;
     match format {
-        Format::Npy => replace::write_errors_beside(path, results),
+        Format::Npy => replace::write_errors_beside(path, each),
         Format::Json | Format::Binary => Ok(None),
     }
 }
@@ -120,7 +143,7 @@ pub fn read_results(path: &Path, format: Format) -> Result<Vec<ItemResult>> {
     let reader = BufReader::new(file);
     match format {
         Format::Json => json::read_results(reader),
-        Format::Binary => binary::read_results(reader),
+        Format::Binary => binary::read_results(reader).map(|results| results.to_vec()),
         Format::Npy => bail!("NPY results carry no per-item errors; read them with an NPY reader"),
     }
     .with_context(|| format!("reading results {}", path.display()))
@@ -146,7 +169,7 @@ pub fn encode_items(items: &[Item]) -> Vec<u8> {
 
 /// Items from Crunch binary bytes.
 pub fn decode_items(bytes: &[u8]) -> Result<Vec<Item>> {
-    binary::items_from_bytes(bytes)
+    binary::packed_from_bytes(bytes).map(|packed| PackedInput::from(packed).to_items())
 }
 
 /// Items from Crunch binary bytes, packed for a call into a pack (see [`crate::packing`]).
@@ -157,11 +180,11 @@ pub fn decode_packed(bytes: &[u8]) -> Result<PackedBatch> {
 /// Results as Crunch binary bytes.
 pub fn encode_results(results: &PackedResults) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(24 + 16 * results.len() + 8 * results.values());
-    let _ = binary::write_results(&mut bytes, results.iter());
+    let _ = binary::write_results(&mut bytes, results.len(), results.iter());
     bytes
 }
 
-/// Results from Crunch binary bytes.
-pub fn decode_results(bytes: &[u8]) -> Result<Vec<ItemResult>> {
+/// Results from Crunch binary bytes, kept packed.
+pub fn decode_results(bytes: &[u8]) -> Result<PackedResults> {
     binary::results_from_bytes(bytes)
 }

@@ -9,12 +9,17 @@ use std::io::{Read, Write};
 use anyhow::{Context, Result, bail, ensure};
 use npyz::WriterBuilder;
 
-use crate::types::{Item, ItemResult, Tensor};
+use crunch_abi::{Packed, TensorRef};
+
+use crate::results::ResultRef;
+use crate::types::Item;
 
 /// The dtypes read: float64, little-endian (NumPy's default) or big-endian (converted).
 const FLOAT64: [&str; 2] = ["<f8", ">f8"];
 
-pub fn read_items(mut reader: impl Read) -> Result<Vec<Item>> {
+/// The items of an array, packed: the array's values are the batch's values as they are, each
+/// item one tensor of the array's shape without its first axis.
+pub fn read_packed(mut reader: impl Read) -> Result<Packed> {
     let npy = npyz::NpyFile::new(&mut reader).context("not a valid .npy file")?;
     ensure!(
         npy.order() == npyz::Order::C,
@@ -58,25 +63,18 @@ pub fn read_items(mut reader: impl Read) -> Result<Vec<Item>> {
         data.len(),
         count * per_item as u64
     );
-    if per_item == 0 {
-        return Ok((0..count)
-            .map(|_| {
-                vec![Tensor {
-                    shape: rest.clone(),
-                    data: vec![],
-                }]
-            })
-            .collect());
+    let count = u32::try_from(count).context("too many items")?;
+    let mut shapes = Vec::with_capacity(count as usize * (2 + rest.len()));
+    for _ in 0..count {
+        shapes.push(1);
+        shapes.push(rest.len() as u32);
+        shapes.extend_from_slice(&rest);
     }
-    Ok(data
-        .chunks_exact(per_item)
-        .map(|chunk| {
-            vec![Tensor {
-                shape: rest.clone(),
-                data: chunk.to_vec(),
-            }]
-        })
-        .collect())
+    Ok(Packed {
+        count,
+        shapes,
+        data,
+    })
 }
 
 pub fn write_items(writer: &mut impl Write, items: &[Item]) -> Result<()> {
@@ -91,23 +89,31 @@ pub fn write_items(writer: &mut impl Write, items: &[Item]) -> Result<()> {
             ),
         })
         .collect::<Result<Vec<_>>>()?;
-    stack(writer, tensors.iter().map(|t| Some(*t)).collect())
+    stack(
+        writer,
+        tensors.len(),
+        tensors.iter().map(|t| Some(t.view())),
+    )
 }
 
-pub fn write_results(writer: &mut impl Write, results: &[ItemResult]) -> Result<()> {
-    stack(writer, results.iter().map(|r| r.as_ref().ok()).collect())
+/// Writes `count` results (`results` yields that many); failed items are rows of NaN.
+pub fn write_results<'a>(
+    writer: &mut impl Write,
+    count: usize,
+    results: impl Iterator<Item = ResultRef<'a>> + Clone,
+) -> Result<()> {
+    stack(writer, count, results.map(Result::ok))
 }
 
-/// Writes tensors of one shape as `[n, ...shape]`; `None` entries become rows of NaN.
-fn stack(writer: &mut impl Write, rows: Vec<Option<&Tensor>>) -> Result<()> {
-    let shape: Vec<u32> = rows
-        .iter()
-        .flatten()
-        .next()
-        .map(|t| t.shape.clone())
-        .unwrap_or_else(|| vec![0]);
+/// Writes `count` tensors of one shape as `[count, ...shape]`; `None` rows become NaN.
+fn stack<'a>(
+    writer: &mut impl Write,
+    count: usize,
+    rows: impl Iterator<Item = Option<TensorRef<'a>>> + Clone,
+) -> Result<()> {
+    let shape: &[u32] = rows.clone().flatten().next().map_or(&[0], |t| t.shape);
     if let Some((i, t)) = rows
-        .iter()
+        .clone()
         .enumerate()
         .find_map(|(i, t)| t.filter(|t| t.shape != shape).map(|t| (i, t)))
     {
@@ -116,8 +122,8 @@ fn stack(writer: &mut impl Write, rows: Vec<Option<&Tensor>>) -> Result<()> {
             t.shape
         );
     }
-    let per_item = crate::types::element_count(&shape).context("shape overflows")?;
-    let mut full_shape = vec![rows.len() as u64];
+    let per_item = crate::types::element_count(shape).context("shape overflows")?;
+    let mut full_shape = vec![count as u64];
     full_shape.extend(shape.iter().map(|&d| u64::from(d)));
     let mut npy = npyz::WriteOptions::new()
         .default_dtype()
@@ -125,8 +131,8 @@ fn stack(writer: &mut impl Write, rows: Vec<Option<&Tensor>>) -> Result<()> {
         .writer(writer)
         .begin_nd()?;
     let nan_row = vec![f64::NAN; per_item];
-    for row in &rows {
-        npy.extend(row.map_or(&nan_row[..], |t| &t.data[..]).iter().copied())?;
+    for row in rows {
+        npy.extend(row.map_or(&nan_row[..], |t| t.data).iter().copied())?;
     }
     npy.finish()?;
     Ok(())
@@ -135,7 +141,14 @@ fn stack(writer: &mut impl Write, rows: Vec<Option<&Tensor>>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::ItemError;
+    use crate::results::result_ref;
+    use crate::types::{ItemError, ItemResult, Tensor};
+
+    fn write(results: &[ItemResult]) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        write_results(&mut buf, results.len(), results.iter().map(result_ref))?;
+        Ok(buf)
+    }
 
     #[test]
     fn rows_round_trip_and_failures_are_nan() {
@@ -143,18 +156,15 @@ mod tests {
             shape: vec![2],
             data: v,
         };
-        let mut buf = Vec::new();
-        write_results(
-            &mut buf,
-            &[
-                Ok(t(vec![1.0, 2.0])),
-                Err(ItemError::BatchFailed("x".into())),
-            ],
-        )
+        let buf = write(&[
+            Ok(t(vec![1.0, 2.0])),
+            Err(ItemError::BatchFailed("x".into())),
+        ])
         .unwrap();
-        let items = read_items(&buf[..]).unwrap();
-        assert_eq!(items[0][0], t(vec![1.0, 2.0]));
-        assert!(items[1][0].data.iter().all(|v| v.is_nan()));
+        let packed = read_packed(&buf[..]).unwrap();
+        assert_eq!(packed.shapes, vec![1, 1, 2, 1, 1, 2]);
+        assert_eq!(packed.data[..2], [1.0, 2.0]);
+        assert!(packed.data[2..].iter().all(|v| v.is_nan()));
     }
 
     #[test]
@@ -167,7 +177,7 @@ mod tests {
             shape: vec![2],
             data: vec![1.0, 2.0],
         };
-        let err = write_results(&mut Vec::new(), &[Ok(a), Ok(b)]).unwrap_err();
+        let err = write(&[Ok(a), Ok(b)]).unwrap_err();
         assert!(err.to_string().contains("item 1"));
     }
 }

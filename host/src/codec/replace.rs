@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::types::ItemResult;
+use crate::results::ResultRef;
 
 /// Writes `path` through `write`, replacing it only when `write` succeeded.
 pub fn write_atomically(
@@ -62,12 +62,14 @@ pub fn errors_path(output: &Path) -> PathBuf {
 
 /// Writes every failed item's index, kind and message to `OUTPUT.errors.json` and returns its
 /// path; with no failures, removes a stale one left by an earlier run and returns `None`.
-pub fn write_errors_beside(output: &Path, results: &[ItemResult]) -> Result<Option<PathBuf>> {
+pub fn write_errors_beside<'a>(
+    output: &Path,
+    results: impl Iterator<Item = ResultRef<'a>>,
+) -> Result<Option<PathBuf>> {
     let path = errors_path(output);
     let errors: Vec<_> = results
-        .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+        .filter_map(|(i, r)| r.err().map(|e| (i, e)))
         .map(|(i, e)| serde_json::json!({ "item": i, "kind": e.kind(), "message": e.message() }))
         .collect();
     if errors.is_empty() {

@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 use crunch::codec::{self, Format};
+use crunch::results::PackedResults;
 use crunch::store::spec::Progress;
-use crunch::{jobs, text};
+use crunch::{ErrorKind, jobs, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::redis_args::RedisArgs;
@@ -76,7 +77,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let failed = jobs::failed_items(&mut store, &args.job)?;
     for f in failed
         .iter()
-        .filter(|f| f.kind != "batch-failed")
+        .filter(|f| f.kind != ErrorKind::BatchFailed.as_str())
         .take(LISTED_FAILURES)
     {
         println!(
@@ -129,10 +130,10 @@ pub fn results(args: ResultsArgs) -> Result<ExitCode> {
     let mut store = args.redis.connect()?;
     let results = jobs::results(&mut store, &args.job)?;
     let errors_file = codec::write_results(&args.output, format, &results)?;
-    let failed = results.iter().filter(|r| r.is_err()).count();
+    let failed: usize = results.iter().map(PackedResults::failed).sum();
     eprintln!(
         "{} results written to {} ({failed} failed)",
-        results.len(),
+        crunch::results::count(&results),
         args.output.display()
     );
     if let Some(path) = errors_file {

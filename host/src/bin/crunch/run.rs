@@ -7,7 +7,9 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
-use crunch::{Item, ItemResult, Job, KernelPack, Limits, text};
+use crunch::packing::PackedInput;
+use crunch::results::{self, PackedResults};
+use crunch::{ErrorKind, Job, KernelPack, Limits, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
@@ -68,54 +70,56 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         .check_against(&pack, &pack_path.display().to_string())?;
 
     let read_start = Instant::now();
-    let items = args.work.read_items()?;
+    let input = args.work.read_input()?;
     let read_time = read_start.elapsed();
+    let items = input.len();
     let batch_size = args
         .batch_size
         .map(|b| b as usize)
-        .unwrap_or_else(|| auto_batch_size(&items, threads, limits.memory_bytes));
+        .unwrap_or_else(|| auto_batch_size(&input, threads, limits.memory_bytes));
 
-    let progress = progress_bar(items.len() as u64, args.quiet);
+    let progress = progress_bar(items as u64, args.quiet);
     let job = Job {
         kernel: &args.work.kernel,
         params: &args.work.params,
         batch_time: limits.batch_time,
     };
     let compute_start = Instant::now();
-    let outcomes = crunch::run_batches(&pack, &job, &items, batch_size, threads, |outcome| {
+    let outcomes = crunch::run_batches(&pack, &job, &input, batch_size, threads, |outcome| {
         progress.inc(outcome.results.len() as u64);
     })?;
+    drop(input);
     let compute_time = compute_start.elapsed();
     progress.finish_and_clear();
 
-    let mut batch_errors = Vec::new();
-    let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
-    for outcome in outcomes {
-        batch_errors.extend(outcome.error);
-        results.extend(outcome.results.to_vec());
-    }
     let write_start = Instant::now();
+    let mut batch_errors = Vec::new();
+    let results: Vec<PackedResults> = outcomes
+        .into_iter()
+        .map(|outcome| {
+            batch_errors.extend(outcome.error);
+            outcome.results
+        })
+        .collect();
     let errors_file = codec::write_results(&args.output, output_format, &results)?;
-    let failures: Vec<(usize, &crunch::ItemError)> = results
-        .iter()
+    let failures: Vec<(usize, &crunch::ItemError)> = results::each(&results)
         .enumerate()
-        .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+        .filter_map(|(i, r)| r.err().map(|e| (i, e)))
         .collect();
     let write_time = write_start.elapsed();
 
     if !args.quiet {
-        let ok = results.len() - failures.len();
+        let ok = items - failures.len();
         eprintln!(
-            "{}: {} items, {ok} ok, {} failed, in {} batches of up to {batch_size} on {threads} threads",
+            "{}: {items} items, {ok} ok, {} failed, in {} batches of up to {batch_size} on {threads} threads",
             args.work.kernel,
-            results.len(),
             failures.len(),
-            results.len().div_ceil(batch_size),
+            items.div_ceil(batch_size),
         );
         eprintln!(
             "compute {:.3} s ({:.0} items/s); read {:.3} s, write {:.3} s",
             compute_time.as_secs_f64(),
-            results.len() as f64 / compute_time.as_secs_f64().max(1e-9),
+            items as f64 / compute_time.as_secs_f64().max(1e-9),
             read_time.as_secs_f64(),
             write_time.as_secs_f64()
         );
@@ -128,7 +132,9 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
             text::escaped_lines(&error.to_string(), text::ECHO_CHARS * 4)
         );
     }
-    let item_errors = failures.iter().filter(|(_, e)| e.kind() != "batch-failed");
+    let item_errors = failures
+        .iter()
+        .filter(|(_, e)| e.kind() != ErrorKind::BatchFailed);
     for (i, error) in item_errors.take(LISTED_ERRORS) {
         eprintln!(
             "item {i} (batch {}): {}",
@@ -178,9 +184,12 @@ fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
 /// Enough batches for about eight per thread, between 1 and 4096 items each
 /// ([`crunch::batch::local_batch_size`]), and no more items than a quarter of the memory limit
 /// holds, so that a batch's inputs and outputs fit its instance.
-fn auto_batch_size(items: &[Item], threads: usize, memory_bytes: usize) -> usize {
-    crunch::batch::local_batch_size(items.len(), threads)
-        .min(crunch::batch::items_within_memory(items, memory_bytes))
+fn auto_batch_size(input: &PackedInput, threads: usize, memory_bytes: usize) -> usize {
+    crunch::batch::local_batch_size(input.len(), threads).min(crunch::batch::count_within_memory(
+        input.len(),
+        input.values(),
+        memory_bytes,
+    ))
 }
 
 fn progress_bar(items: u64, quiet: bool) -> ProgressBar {
@@ -200,17 +209,22 @@ fn progress_bar(items: u64, quiet: bool) -> ProgressBar {
 mod tests {
     use super::*;
 
-    fn items(count: usize, values: usize) -> Vec<Item> {
-        let item = vec![crunch::Tensor {
-            shape: vec![values as u32],
-            data: vec![0.0; values],
-        }];
-        vec![item; count]
+    fn items(count: usize, values: usize) -> PackedInput {
+        let mut packed = crunch_abi::Packed::default();
+        let data = vec![0.0; values];
+        for _ in 0..count {
+            let tensor = crunch_abi::TensorRef {
+                shape: &[values as u32],
+                data: &data,
+            };
+            packed.push([tensor]).expect("a consistent tensor");
+        }
+        PackedInput::from(packed)
     }
 
     #[test]
     fn auto_batches_are_bounded() {
-        assert_eq!(auto_batch_size(&[], 4, 1 << 30), 1);
+        assert_eq!(auto_batch_size(&items(0, 1), 4, 1 << 30), 1);
         assert_eq!(auto_batch_size(&items(100, 1), 2, 1 << 30), 7);
         assert_eq!(auto_batch_size(&items(100_000, 1), 2, 1 << 30), 4096);
         // 1 MiB items: at most 64 in a quarter of 256 MiB.

@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
 use crunch::engine::EPOCH_TICK;
+use crunch::packing::PackedInput;
 use crunch::{Item, KernelPack, Tensor, text};
 
 /// The longest time limit or lease accepted: a week.
@@ -39,8 +40,16 @@ pub struct WorkArgs {
 impl WorkArgs {
     /// Reads every input item.
     pub fn read_items(&self) -> Result<Vec<Item>> {
-        let format = Format::resolve(self.input_format, &self.input, "--input-format")?;
-        codec::read_items(&self.input, format)
+        codec::read_items(&self.input, self.input_format()?)
+    }
+
+    /// Reads every input item, packed (see [`codec::read_input`]).
+    pub fn read_input(&self) -> Result<PackedInput> {
+        codec::read_input(&self.input, self.input_format()?)
+    }
+
+    fn input_format(&self) -> Result<Format> {
+        Format::resolve(self.input_format, &self.input, "--input-format")
     }
 
     /// `--time-limit`, checked.
