@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
+use crunch::plan::sizing::{self, Sizing, Venue};
 use crunch::{Engine, Item, ItemResult, Job, KernelPack, Limits, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -175,12 +176,17 @@ fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Enough batches for about eight per thread, between 1 and 4096 items each
-/// ([`crunch::batch::local_batch_size`]), and no more items than a quarter of the memory limit
-/// holds, so that a batch's inputs and outputs fit its instance.
+/// The one batch-size policy ([`crunch::plan::sizing`]) for this process: about eight
+/// batches per thread, between 1 and 4096 items each, and no more items than a quarter of the
+/// memory limit holds, so that a batch's inputs and outputs fit its instance.
 fn auto_batch_size(items: &[Item], threads: usize, memory_bytes: usize) -> usize {
-    crunch::batch::local_batch_size(items.len(), threads)
-        .min(crunch::batch::items_within_memory(items, memory_bytes))
+    sizing::batch_size(&Sizing {
+        items: items.len(),
+        loops: threads,
+        memory_cap: crunch::batch::items_within_memory(items, memory_bytes),
+        cost: None,
+        venue: Venue::Local,
+    })
 }
 
 fn progress_bar(items: u64, quiet: bool) -> ProgressBar {

@@ -1,0 +1,321 @@
+//! The model of a job's run on one deployment: this machine with N claim loops, or Lambda at a
+//! memory size and architecture. From a [`Sample`] it predicts the batch size (the policy of
+//! [`sizing`](super::sizing)), the batch and invocation counts, the wall time, the bill and
+//! the share of billed time spent in kernels, and warns where the deployment fits the job
+//! badly.
+
+use serde::{Deserialize, Serialize};
+
+use super::price::{Bill, PriceTable};
+use super::sample::Sample;
+use super::sizing::{self, BatchCost, Sizing, Venue};
+use crate::lambda::vcpus::MB_PER_VCPU;
+
+/// Round trips to Redis per batch: claim, read the input, complete, record the batch.
+pub const ROUND_TRIPS: f64 = 4.0;
+
+/// What the model assumes about the places it cannot measure from here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assumptions {
+    /// One Redis round trip from a worker on this machine (Redis here too), seconds.
+    pub local_round_trip_s: f64,
+    /// Redis's work per byte moved on this machine (it shares the cores), seconds.
+    pub local_byte_s: f64,
+    /// Starting a worker process and loading the compiled pack from its cache, seconds.
+    pub local_start_s: f64,
+    /// One Redis round trip from Lambda to ElastiCache in the same region, seconds.
+    pub lambda_round_trip_s: f64,
+    /// Bytes per second one invocation moves to and from Redis.
+    pub lambda_bytes_per_s: f64,
+    /// A new execution environment's start, before the pack is compiled, seconds.
+    pub lambda_init_s: f64,
+    /// The longest an invocation may run, seconds (Lambda's 15 minutes).
+    pub lambda_timeout_s: f64,
+}
+
+impl Default for Assumptions {
+    fn default() -> Self {
+        Self {
+            local_round_trip_s: 60e-6,
+            local_byte_s: 1e-9,
+            local_start_s: 0.1,
+            lambda_round_trip_s: 0.5e-3,
+            lambda_bytes_per_s: 75e6,
+            lambda_init_s: 0.3,
+            lambda_timeout_s: 900.0,
+        }
+    }
+}
+
+/// The job's limits that bound its batches.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobLimits {
+    /// Time limit of one batch, seconds.
+    pub batch_time_s: f64,
+    /// The most items whose inputs fit one batch's memory.
+    pub memory_cap: usize,
+    /// The most bytes of results one batch may hand back.
+    pub result_bytes: usize,
+    /// A batch size given by the caller instead of the policy's.
+    pub batch_size: Option<usize>,
+}
+
+/// A Lambda deployment and how its fan-out is chosen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LambdaTarget {
+    /// Memory size, MB.
+    pub memory_mb: u64,
+    /// `arm64` or `x86_64`.
+    pub arch: String,
+    /// How many times longer a batch takes on one Lambda vCPU than on one core here.
+    pub speed_ratio: f64,
+    /// The account's (or function's) concurrency quota: the most invocations at once.
+    pub concurrency: u64,
+    /// The wall time the job should take, seconds: the fan-out is the fewest invocations that
+    /// meet it.
+    pub deadline_s: f64,
+    /// Seconds to compile the pack here (a new environment compiles it once).
+    pub compile_s: f64,
+}
+
+/// The model's prediction for one deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// `local` or `lambda`.
+    pub kind: String,
+    /// e.g. `local 2 loops`, `lambda arm64 1769 MB`.
+    pub deployment: String,
+    /// Lambda memory size, MB.
+    pub memory_mb: Option<u64>,
+    /// Lambda architecture.
+    pub arch: Option<String>,
+    /// Processes or invocations running at once (1 for a local run).
+    pub workers: u64,
+    /// Claim loops in each (Lambda: one per vCPU).
+    pub loops_per_worker: usize,
+    /// Items per batch.
+    pub batch_size: usize,
+    /// Batches.
+    pub batches: u64,
+    /// One full batch in its kernel, seconds.
+    pub batch_s: f64,
+    /// One batch's Redis round trips and bytes and its encoding, seconds.
+    pub transfer_s: f64,
+    /// Predicted wall time of the whole job, seconds.
+    pub wall_s: f64,
+    /// Items per second over the whole job.
+    pub items_per_s: f64,
+    /// The bill (Lambda only).
+    pub bill: Option<Bill>,
+    /// Share of the loops' time (Lambda: of billed vCPU time) spent in kernels.
+    pub kernel_share: f64,
+    /// What fits the job badly.
+    pub warnings: Vec<String>,
+}
+
+/// The times of one batch of `b` items under a deployment's factors.
+struct BatchTimes {
+    kernel_s: f64,
+    transfer_s: f64,
+}
+
+fn batch_times(
+    sample: &Sample,
+    b: usize,
+    speed: f64,
+    round_trip_s: f64,
+    byte_s: f64,
+) -> BatchTimes {
+    let b = b as f64;
+    BatchTimes {
+        kernel_s: speed * (sample.batch_s + b * sample.item_s),
+        transfer_s: ROUND_TRIPS * round_trip_s
+            + b * (speed * sample.codec_item_s
+                + (sample.input_bytes + sample.output_bytes) * byte_s),
+    }
+}
+
+fn cost_of(sample: &Sample, speed: f64, round_trip_s: f64, limits: &JobLimits) -> BatchCost {
+    BatchCost {
+        item_s: speed * sample.item_s,
+        batch_s: speed * sample.batch_s + ROUND_TRIPS * round_trip_s,
+        longest_s: limits.batch_time_s / 4.0,
+    }
+}
+
+fn size(sample: &Sample, loops: usize, cost: BatchCost, limits: &JobLimits) -> usize {
+    limits.batch_size.unwrap_or_else(|| {
+        sizing::batch_size(&Sizing {
+            items: sample.items,
+            loops,
+            memory_cap: limits.memory_cap,
+            cost: Some(cost),
+            venue: Venue::Queue,
+        })
+    })
+}
+
+/// The warnings every deployment shares: a batch near its time limit or its result limit.
+fn batch_warnings(sample: &Sample, b: usize, t: &BatchTimes, limits: &JobLimits) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if t.kernel_s > 0.5 * limits.batch_time_s {
+        warnings.push(format!(
+            "a batch of {b} items takes about {:.1} s, near its time limit of {:.1} s (--time-limit)",
+            t.kernel_s, limits.batch_time_s
+        ));
+    }
+    let out = b as f64 * sample.output_bytes;
+    if out > 0.5 * limits.result_bytes as f64 {
+        warnings.push(format!(
+            "a batch's results take about {:.0} MB, near the {:.0} MB one batch may hand back",
+            out / 1e6,
+            limits.result_bytes as f64 / 1e6
+        ));
+    }
+    warnings
+}
+
+/// This machine with `loops` claim loops (over one or more `crunch worker` processes) on
+/// `cores` cores, Redis here too. The loops' kernels run in parallel up to the cores; a batch's
+/// reads and writes overlap its kernel but share the cores (with Redis).
+pub fn local(
+    sample: &Sample,
+    loops: usize,
+    cores: usize,
+    limits: &JobLimits,
+    a: &Assumptions,
+) -> Estimate {
+    let loops = loops.max(1);
+    let cost = cost_of(sample, 1.0, a.local_round_trip_s, limits);
+    let b = size(sample, loops, cost, limits);
+    let t = batch_times(sample, b, 1.0, a.local_round_trip_s, a.local_byte_s);
+    let batches = sample.items.div_ceil(b) as u64;
+    let rounds = batches.div_ceil(loops as u64) as f64;
+    let by_loops = rounds * t.kernel_s.max(t.transfer_s);
+    let by_cores = batches as f64 * (t.kernel_s + t.transfer_s) / cores.max(1) as f64;
+    let wall = a.local_start_s + by_loops.max(by_cores) + t.transfer_s;
+    Estimate {
+        kind: "local".into(),
+        deployment: format!("local {loops} loop{}", if loops == 1 { "" } else { "s" }),
+        memory_mb: None,
+        arch: None,
+        workers: 1,
+        loops_per_worker: loops,
+        batch_size: b,
+        batches,
+        batch_s: t.kernel_s,
+        transfer_s: t.transfer_s,
+        wall_s: wall,
+        items_per_s: sample.items as f64 / wall,
+        bill: None,
+        kernel_share: batches as f64 * t.kernel_s / (loops as f64 * wall),
+        warnings: batch_warnings(sample, b, &t, limits),
+    }
+}
+
+/// Lambda at `target`: each invocation runs one claim loop per vCPU (1,769 MB buys one, at most
+/// 6); a function under 1,769 MB gets that share of one vCPU. The fan-out is the fewest
+/// invocations that finish by the deadline, within the concurrency quota and at most one per
+/// vCPU's worth of batches. Every invocation starts cold (compiling the pack), drains until
+/// the queue is empty, and is billed by the millisecond.
+pub fn lambda(
+    sample: &Sample,
+    target: &LambdaTarget,
+    limits: &JobLimits,
+    prices: &PriceTable,
+    a: &Assumptions,
+) -> anyhow::Result<Estimate> {
+    let mb = target.memory_mb;
+    let vcpus = (mb.div_ceil(MB_PER_VCPU).clamp(1, 6)) as usize;
+    let share = (mb as f64 / MB_PER_VCPU as f64).min(1.0);
+    let speed = target.speed_ratio / share;
+    let byte_s = 1.0 / a.lambda_bytes_per_s;
+    let cold = a.lambda_init_s + target.compile_s * speed;
+    let quota = target.concurrency.max(1);
+    let mut cost = cost_of(sample, speed, a.lambda_round_trip_s, limits);
+    cost.longest_s = cost.longest_s.min(a.lambda_timeout_s / 20.0);
+
+    // The fan-out the deadline needs for batches of size `b`.
+    let fan_out = |b: usize| -> (u64, bool) {
+        let t = batch_times(sample, b, speed, a.lambda_round_trip_s, byte_s);
+        // A loop's share of its invocation's network.
+        let shared = b as f64 * (sample.input_bytes + sample.output_bytes) * vcpus as f64 * byte_s;
+        let per_batch = t.kernel_s.max(t.transfer_s).max(shared);
+        let batches = sample.items.div_ceil(b) as u64;
+        let room = target.deadline_s - cold - t.transfer_s;
+        let per_loop = (room / per_batch).floor();
+        let wanted = if per_loop >= 1.0 {
+            (batches as f64 / (per_loop * vcpus as f64)).ceil() as u64
+        } else {
+            u64::MAX
+        };
+        let needed = wanted.min(batches.div_ceil(vcpus as u64));
+        (needed.clamp(1, quota), needed > quota)
+    };
+    let widest = size(sample, quota as usize * vcpus, cost, limits);
+    let (first, _) = fan_out(widest);
+    let b = size(sample, first as usize * vcpus, cost, limits);
+    let (invocations, over_quota) = fan_out(b);
+
+    let t = batch_times(sample, b, speed, a.lambda_round_trip_s, byte_s);
+    let batches = sample.items.div_ceil(b) as u64;
+    let loops = invocations * vcpus as u64;
+    let rounds = batches.div_ceil(loops) as f64;
+    // An invocation's loops share its network: its bytes take at least this long.
+    let bytes_s = batches as f64 * b as f64 * (sample.input_bytes + sample.output_bytes)
+        / (invocations as f64 * a.lambda_bytes_per_s);
+    let wall = cold + (rounds * t.kernel_s.max(t.transfer_s)).max(bytes_s) + t.transfer_s;
+    let bill = prices.bill(&target.arch, mb, invocations, wall)?;
+    let billed_vcpu_s = loops as f64 * bill.billed_ms_per_invocation as f64 / 1e3;
+    let kernel_share = batches as f64 * t.kernel_s / billed_vcpu_s;
+
+    let mut warnings = batch_warnings(sample, b, &t, limits);
+    if over_quota {
+        warnings.push(format!(
+            "meeting the deadline of {:.0} s needs more than the concurrency quota of {quota} invocations",
+            target.deadline_s
+        ));
+    }
+    if wall > a.lambda_timeout_s - 2.0 {
+        warnings.push(format!(
+            "an invocation would run {:.0} s, past Lambda's {:.0} s limit: work left at the deadline stays queued for more invocations",
+            wall, a.lambda_timeout_s
+        ));
+    }
+    if t.transfer_s > t.kernel_s {
+        warnings.push(format!(
+            "per-item work is too small for Lambda to pay off: a batch moves data for {:.1} ms and computes for {:.1} ms; run it on workers near Redis",
+            t.transfer_s * 1e3,
+            t.kernel_s * 1e3
+        ));
+    } else if kernel_share < 0.5 {
+        warnings.push(format!(
+            "only {:.0}% of billed time runs kernels (start-up and idle vCPUs take the rest)",
+            kernel_share * 100.0
+        ));
+    }
+    let held = 2.0 * b as f64 * (sample.input_bytes + sample.output_bytes) * vcpus as f64;
+    if held > 0.5 * mb as f64 * 1e6 {
+        warnings.push(format!(
+            "the claim loops hold about {:.0} MB of batches, over half of the function's {mb} MB",
+            held / 1e6
+        ));
+    }
+    Ok(Estimate {
+        kind: "lambda".into(),
+        deployment: format!("lambda {} {mb} MB", target.arch),
+        memory_mb: Some(mb),
+        arch: Some(target.arch.clone()),
+        workers: invocations,
+        loops_per_worker: vcpus,
+        batch_size: b,
+        batches,
+        batch_s: t.kernel_s,
+        transfer_s: t.transfer_s,
+        wall_s: wall,
+        items_per_s: sample.items as f64 / wall,
+        bill: Some(bill),
+        kernel_share,
+        warnings,
+    })
+}
