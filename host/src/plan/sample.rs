@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{Job, run_packed_batch};
 use crate::codec;
 use crate::pack::KernelPack;
-use crate::packing;
+use crate::packing::{self, PackedBatch};
 use crate::types::Item;
 
 /// The most items a sample takes.
@@ -18,6 +18,9 @@ pub const MAX_SAMPLE: usize = 512;
 
 /// Items of the first probe, which sizes the sample of a heavy kernel.
 const PROBE: usize = 16;
+
+/// The sample repeated into a batch of up to this many items measures the time per item.
+pub const LARGE_BATCH: usize = 16_384;
 
 /// Runs of an empty batch that give its fixed cost (the median counts).
 const EMPTY_RUNS: usize = 15;
@@ -31,7 +34,7 @@ pub struct Sample {
     pub sampled: usize,
     /// Sampled items that failed.
     pub failed: usize,
-    /// Runs of the sample measured (the median counts).
+    /// Runs of the sample measured at each size (the medians count).
     pub runs: usize,
     /// Kernel time per item, seconds.
     pub item_s: f64,
@@ -56,8 +59,11 @@ pub fn stratified(len: usize, count: usize) -> Vec<usize> {
 }
 
 /// Measures `job` on a sample of `items`: at most [`MAX_SAMPLE`] items, fewer when the kernel
-/// is heavy (a probe of a few items sizes the sample to about a quarter of `budget` per run),
-/// run as one batch repeatedly for about `budget`, at least three times.
+/// is heavy (a probe of a few items sizes the sample to about a tenth of `budget` per run). The
+/// sample runs as one batch, and repeated into one batch of up to [`LARGE_BATCH`] items (what
+/// a batch's memory and caches cost shows at that size), each several times within about
+/// `budget`; the medians give the time per item (the slope between the two sizes) and the fixed
+/// cost of a batch.
 pub fn measure(
     pack: &KernelPack,
     job: &Job<'_>,
@@ -67,24 +73,45 @@ pub fn measure(
     if items.is_empty() {
         bail!("the input holds no items: there is nothing to sample");
     }
-    let batch_s = median((0..EMPTY_RUNS).map(|_| time_batch(pack, job, &[]).0));
     let probe = pick(items, PROBE);
-    let (probe_s, _) = time_batch(pack, job, &probe);
-    let per_item = ((probe_s - batch_s) / probe.len() as f64).max(1e-9);
-    let fits = (budget.as_secs_f64() / 4.0 / per_item) as usize;
-    let sample = pick(items, fits.clamp(PROBE, MAX_SAMPLE));
+    let (probe_s, _) = time_batch(pack, job, &packing::pack(&probe));
+    let per_item = (probe_s / probe.len() as f64).max(1e-9);
+    let run_s = budget.as_secs_f64() / 10.0;
+    let sample = pick(
+        items,
+        ((run_s / per_item) as usize).clamp(PROBE, MAX_SAMPLE),
+    );
+    let repeat = ((run_s / per_item) as usize).clamp(sample.len(), LARGE_BATCH) / sample.len();
+    let large: Vec<Item> = sample
+        .iter()
+        .cycle()
+        .take(sample.len() * repeat.max(1))
+        .cloned()
+        .collect();
 
+    let (small_packed, large_packed) = (packing::pack(&sample), packing::pack(&large));
     let start = Instant::now();
-    let mut times = Vec::new();
+    let (mut small_times, mut large_times) = (Vec::new(), Vec::new());
     let mut failed = 0;
-    while times.len() < 3 || (start.elapsed() < budget && times.len() < 50) {
-        let (seconds, fails) = time_batch(pack, job, &sample);
-        times.push(seconds);
+    while small_times.len() < 3 || (start.elapsed() < budget && small_times.len() < 50) {
+        let (seconds, fails) = time_batch(pack, job, &small_packed);
+        small_times.push(seconds);
         failed = fails;
+        if large.len() > sample.len() {
+            large_times.push(time_batch(pack, job, &large_packed).0);
+        }
     }
-    let runs = times.len();
-    let sample_s = median(times.into_iter());
-    let n = sample.len() as f64;
+    let runs = small_times.len();
+    let (n_small, n_large) = (sample.len() as f64, large.len() as f64);
+    let small_s = median(small_times.into_iter());
+    let (item_s, batch_s) = if large.len() > sample.len() {
+        let large_s = median(large_times.into_iter());
+        let item_s = ((large_s - small_s) / (n_large - n_small)).max(0.0);
+        (item_s, (small_s - n_small * item_s).max(0.0))
+    } else {
+        let empty_s = median((0..EMPTY_RUNS).map(|_| time_batch(pack, job, &packing::pack(&[])).0));
+        (((small_s - empty_s) / n_small).max(0.0), empty_s)
+    };
 
     let codec_start = Instant::now();
     let input = codec::encode_items(&sample);
@@ -98,11 +125,11 @@ pub fn measure(
         sampled: sample.len(),
         failed,
         runs,
-        item_s: ((sample_s - batch_s) / n).max(0.0),
+        item_s,
         batch_s,
-        codec_item_s: codec_s / n,
-        input_bytes: input.len() as f64 / n,
-        output_bytes: output.len() as f64 / n,
+        codec_item_s: codec_s / n_small,
+        input_bytes: input.len() as f64 / n_small,
+        output_bytes: output.len() as f64 / n_small,
     })
 }
 
@@ -113,11 +140,9 @@ fn pick(items: &[Item], count: usize) -> Vec<Item> {
         .collect()
 }
 
-/// Seconds one batch of `items` takes through the pack (packing excluded), and how many of its
-/// items failed.
-fn time_batch(pack: &KernelPack, job: &Job<'_>, items: &[Item]) -> (f64, usize) {
-    let packed = packing::pack(items);
-    let outcome = run_packed_batch(pack, job, 0, &packed);
+/// Seconds one packed batch takes through the pack, and how many of its items failed.
+fn time_batch(pack: &KernelPack, job: &Job<'_>, batch: &PackedBatch) -> (f64, usize) {
+    let outcome = run_packed_batch(pack, job, 0, batch);
     (outcome.elapsed.as_secs_f64(), outcome.results.failed())
 }
 

@@ -8,10 +8,11 @@ use super::{JobReport, TimeShares};
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 170.0;
 const ROW: f64 = 18.0;
+const BAR: f64 = 260.0;
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}\
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}table{border-collapse:collapse}\
-td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}\
+td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left;white-space:nowrap}\
 .fetch{fill:#9ecae1}.kernel{fill:#3182bd}.store{fill:#fdae6b}.idle{fill:#ddd}.failed{fill:#de2d26}\
 .key span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}\
 code{font-size:12px}.warn{color:#a50}";
@@ -70,6 +71,7 @@ fn key(out: &mut String) {
         ("fetch", "fetch (claim, read input)"),
         ("kernel", "kernel"),
         ("store", "store results"),
+        ("idle", "idle"),
         ("failed", "failed, retried or dead-lettered"),
     ] {
         let _ = write!(
@@ -238,7 +240,7 @@ fn throughput(out: &mut String, r: &JobReport) {
 
 fn bar(out: &mut String, t: &TimeShares) {
     let total = (t.fetch_ms + t.kernel_ms + t.store_ms + t.idle_ms).max(1e-9);
-    let _ = write!(out, "<svg width=\"{}\" height=\"16\">", WIDTH - LEFT);
+    let _ = write!(out, "<svg width=\"{BAR}\" height=\"16\">");
     let mut at = 0.0;
     for (class, ms) in [
         ("kernel", t.kernel_ms),
@@ -246,7 +248,7 @@ fn bar(out: &mut String, t: &TimeShares) {
         ("store", t.store_ms),
         ("idle", t.idle_ms),
     ] {
-        let w = ms / total * (WIDTH - LEFT);
+        let w = ms / total * BAR;
         let _ = write!(
             out,
             "<rect class=\"{class}\" x=\"{at:.1}\" y=\"0\" width=\"{w:.1}\" height=\"16\"><title>{class} {:.0}%</title></rect>",
@@ -258,9 +260,13 @@ fn bar(out: &mut String, t: &TimeShares) {
 }
 
 fn time_table(out: &mut String, r: &JobReport) {
-    out.push_str("<p>Each claim loop's share of the job's wall time: fetch and store run beside the kernel on the loop's helper threads; idle is the time none of the three covered.</p>");
-    out.push_str("<table><tr><th>loop</th><th>runs</th><th>items ok</th><th>failed</th><th>kernel ms</th><th>fetch ms</th><th>store ms</th><th>idle ms</th><th></th></tr>");
-    let mut row = |name: &str, runs: u64, ok: u64, failed: u64, t: &TimeShares| {
+    out.push_str("<p>Each claim loop's share of the job's wall time: in kernels, waiting for the next batch's input, waiting for the last batch's results to be stored, idle. A loop claims and reads the next batch and stores the last one on helper threads while its kernel runs; the last two columns are those threads' whole work.</p>");
+    out.push_str("<table><tr><th>loop</th><th>runs</th><th>items ok</th><th>failed</th><th>kernel ms</th><th>input ms</th><th>store ms</th><th>idle ms</th><th></th><th>fetching ms</th><th>storing ms</th></tr>");
+    let mut row = |name: &str,
+                   runs: u64,
+                   (ok, failed): (u64, u64),
+                   t: &TimeShares,
+                   busy: (f64, f64)| {
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{runs}</td><td>{ok}</td><td>{failed}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td><td>",
@@ -271,23 +277,31 @@ fn time_table(out: &mut String, r: &JobReport) {
             t.idle_ms
         );
         bar(out, t);
-        out.push_str("</td></tr>");
+        let _ = write!(
+            out,
+            "</td><td>{:.0}</td><td>{:.0}</td></tr>",
+            busy.0, busy.1
+        );
     };
     for w in &r.workers {
+        let busy = (w.fetch_busy_ms, w.store_busy_ms);
         row(
             &short(&w.worker),
             w.runs,
-            w.items_ok,
-            w.items_failed,
+            (w.items_ok, w.items_failed),
             &w.time,
+            busy,
         );
     }
+    let busy = r.workers.iter().fold((0.0, 0.0), |(f, s), w| {
+        (f + w.fetch_busy_ms, s + w.store_busy_ms)
+    });
     row(
         "all loops",
         r.recorded.runs,
-        r.recorded.items_ok,
-        r.recorded.items_failed,
+        (r.recorded.items_ok, r.recorded.items_failed),
         &r.time,
+        busy,
     );
     out.push_str("</table>");
 }

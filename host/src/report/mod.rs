@@ -92,16 +92,17 @@ pub struct Totals {
     pub items_failed: u64,
 }
 
-/// Where time went, ms.
+/// Where a claim loop's share of the job's wall time went, ms: the four add up to the wall
+/// time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct TimeShares {
-    /// Claiming and reading inputs (beside the kernels, on the loops' prefetch threads).
+    /// Waiting for the next batch's input (claim, read, decode: the prefetch thread's work).
     pub fetch_ms: f64,
     /// In kernels.
     pub kernel_ms: f64,
-    /// Storing results (beside the kernels, on the loops' store threads).
+    /// Waiting for the last batch's results to be stored.
     pub store_ms: f64,
-    /// The rest of each loop's share of the job's wall time.
+    /// Nothing of the loop's own under way (nothing to claim, or before its first claim).
     pub idle_ms: f64,
 }
 
@@ -116,8 +117,12 @@ pub struct WorkerFigures {
     pub items_ok: u64,
     /// Items that failed.
     pub items_failed: u64,
-    /// Its time.
+    /// Its share of the wall time.
     pub time: TimeShares,
+    /// Fetching, all told (mostly beside the kernels, on the prefetch thread), ms.
+    pub fetch_busy_ms: f64,
+    /// Storing, all told (mostly beside the kernels, on the store thread), ms.
+    pub store_busy_ms: f64,
 }
 
 /// A dead-lettered batch.
@@ -153,9 +158,15 @@ pub fn gather(store: &mut Store, job: &str) -> Result<JobReport> {
 
     let first = records.iter().map(|r| r.claimed_ms).min();
     let last = records.iter().map(|r| r.finished_ms).max();
-    let started_ms = number("started_ms").or(first);
+    // Redis's clock marks the first claim and the last completion, the workers' clocks their
+    // records (to the ms): the span covers both.
+    let started_ms = [number("started_ms"), first].into_iter().flatten().min();
     let finished_ms = number("finished_ms");
-    let end = finished_ms.or(last);
+    let kernels_end = records
+        .iter()
+        .map(|r| r.started_ms + r.kernel_ms.ceil() as u64)
+        .max();
+    let end = [finished_ms, last, kernels_end].into_iter().flatten().max();
     let wall_s = match (started_ms, end) {
         (Some(s), Some(e)) if e > s => (e - s) as f64 / 1e3,
         _ => 0.0,
@@ -169,7 +180,7 @@ pub fn gather(store: &mut Store, job: &str) -> Result<JobReport> {
         0 => 0.0,
         n => full.iter().map(|r| r.kernel_ms).sum::<f64>() / n as f64,
     };
-    let workers = per_worker(&records, wall_s * 1e3);
+    let workers = per_worker(&records, started_ms.unwrap_or(0), wall_s * 1e3);
     let mut time = TimeShares::default();
     for w in &workers {
         time.fetch_ms += w.time.fetch_ms;
@@ -231,29 +242,54 @@ fn totals(records: &[BatchRecord]) -> Totals {
     t
 }
 
-/// Each loop's time: fetch, kernel and store as recorded; idle is the rest of the job's wall
-/// time that none of the three covers.
-fn per_worker(records: &[BatchRecord], wall_ms: f64) -> Vec<WorkerFigures> {
-    let mut by: BTreeMap<&str, WorkerFigures> = BTreeMap::new();
+/// Each loop's share of the job's wall time, from its records: time in kernels, and each gap
+/// between kernels split into waiting for the next batch's input (its fetch was under way),
+/// waiting for the last batch's results to be stored, and idle (nothing of its own under way).
+fn per_worker(records: &[BatchRecord], start_ms: u64, wall_ms: f64) -> Vec<WorkerFigures> {
+    let mut by: BTreeMap<&str, Vec<&BatchRecord>> = BTreeMap::new();
     for r in records {
-        let w = by.entry(&r.worker).or_insert_with(|| WorkerFigures {
-            worker: r.worker.clone(),
-            ..WorkerFigures::default()
-        });
-        w.runs += 1;
-        w.items_ok += r.items_ok;
-        w.items_failed += r.items_failed;
-        w.time.fetch_ms += r.fetch_ms;
-        w.time.kernel_ms += r.kernel_ms;
-        w.time.store_ms += r.store_ms;
+        by.entry(&r.worker).or_default().push(r);
     }
-    by.into_values()
-        .map(|mut w| {
-            let busy = w.time.fetch_ms + w.time.kernel_ms + w.time.store_ms;
-            w.time.idle_ms = (wall_ms - busy).max(0.0);
+    by.into_iter()
+        .map(|(worker, mut runs)| {
+            runs.sort_by_key(|r| (r.started_ms, r.claimed_ms));
+            let at = |ms: u64| ms.saturating_sub(start_ms) as f64;
+            let mut w = WorkerFigures {
+                worker: worker.to_string(),
+                ..WorkerFigures::default()
+            };
+            let mut free_from = 0.0;
+            let mut storing = (0.0, 0.0);
+            for r in &runs {
+                w.runs += 1;
+                w.items_ok += r.items_ok;
+                w.items_failed += r.items_failed;
+                w.fetch_busy_ms += r.fetch_ms;
+                w.store_busy_ms += r.store_ms;
+                w.time.kernel_ms += r.kernel_ms;
+                let start = at(r.started_ms).max(free_from);
+                let fetching = (at(r.claimed_ms), at(r.claimed_ms) + r.fetch_ms);
+                split_gap(&mut w.time, (free_from, start), fetching, storing);
+                free_from = start + r.kernel_ms;
+                storing = (free_from, at(r.finished_ms).max(free_from));
+            }
+            let end = wall_ms.max(free_from);
+            split_gap(&mut w.time, (free_from, end), (0.0, 0.0), storing);
             w
         })
         .collect()
+}
+
+/// Adds a gap between kernels to `time`: the part the fetch covered, then the part the store
+/// covered, the rest idle.
+fn split_gap(time: &mut TimeShares, gap: (f64, f64), fetching: (f64, f64), storing: (f64, f64)) {
+    let overlap = |a: (f64, f64), b: (f64, f64)| (a.1.min(b.1) - a.0.max(b.0)).max(0.0);
+    let length = (gap.1 - gap.0).max(0.0);
+    let fetch = overlap(gap, fetching).min(length);
+    let store = overlap(gap, storing).min(length - fetch);
+    time.fetch_ms += fetch;
+    time.store_ms += store;
+    time.idle_ms += length - fetch - store;
 }
 
 /// Items per second in equal steps of the wall time, each batch's items spread over its

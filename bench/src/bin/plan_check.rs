@@ -1,0 +1,194 @@
+//! `plan-check`: `crunch plan`'s model against what happens. For three kernels of different
+//! weight (norm_cdf, black_scholes, implied_vol), a job of about `--seconds` of one core's work
+//! is sampled and modelled for 1 and 2 local workers, submitted in the batches the model
+//! chose, and drained by that many `crunch worker --threads 1` processes against a private
+//! redis-server; the table sets predicted beside measured wall time (measured / predicted).
+//! A benchmark, never a test: it prints figures and fails on none.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
+use crunch::jobs::{self, SubmitOptions};
+use crunch::plan::SpecPlan;
+use crunch::plan::model::{self, Assumptions, JobLimits};
+use crunch::plan::sample;
+use crunch::store::Store;
+use crunch::{Engine, Item, Job, KernelPack, Limits, batch};
+use crunch_bench::workloads;
+use crunch_tests::cli::Crunch;
+use crunch_tests::paths;
+use crunch_tests::redis_server::RedisServer;
+
+/// Predicted against measured wall time of local jobs.
+#[derive(Parser, Debug)]
+struct Args {
+    /// One core's seconds of kernel work per job (fewer when the items would not fit in
+    /// --max-items).
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// The most items of one job.
+    #[arg(long, default_value_t = 2_000_000)]
+    max_items: usize,
+    /// Runs per case (the median counts).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+fn main() -> Result<()> {
+    crunch::store::install_tls_provider();
+    let args = Args::parse();
+    let component = paths::component("crunch_kernels");
+    let engine = Engine::new(Limits::default())?;
+    let pack = KernelPack::load(&engine, &component)?;
+    let redis = RedisServer::start()?;
+    let cache = tempfile::tempdir()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // One small job fills the workers' disk cache with the compiled pack.
+    let warm: Vec<Item> = workloads()[0].items.iter().take(10).cloned().collect();
+    let warm_plan = SpecPlan {
+        sample: sample::Sample::default(),
+        estimate: model::Estimate {
+            batch_size: 10,
+            ..model::local(
+                &sample::Sample {
+                    items: 10,
+                    ..Default::default()
+                },
+                1,
+                1,
+                &JobLimits {
+                    batch_time_s: 60.0,
+                    memory_cap: 10,
+                    result_bytes: 1 << 30,
+                    batch_size: Some(10),
+                },
+                &Assumptions::default(),
+            )
+        },
+    };
+    let id = submit(
+        &redis,
+        &pack,
+        &component,
+        workloads()[0].kernel,
+        &workloads()[0].params,
+        &warm,
+        &warm_plan,
+    )?;
+    drain(&redis, &id, 1, cache.path())?;
+    let mut table = String::from(
+        "| kernel | workers | items | batch size | batches | predicted s | measured s | measured / predicted |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for kernel in ["norm_cdf", "black_scholes", "implied_vol"] {
+        let workload = workloads()
+            .into_iter()
+            .find(|w| w.kernel == kernel)
+            .context("no workload")?;
+        let job = Job {
+            kernel,
+            params: &workload.params,
+            batch_time: Duration::from_secs(60),
+        };
+        let probe = sample::measure(&pack, &job, &workload.items, Duration::from_millis(300))?;
+        let count = ((args.seconds / probe.item_s.max(1e-12)) as usize).clamp(1000, args.max_items);
+        let items: Vec<Item> = workload.items.iter().cycle().take(count).cloned().collect();
+        let sample = sample::measure(&pack, &job, &items, Duration::from_secs(1))?;
+        let limits = JobLimits {
+            batch_time_s: 60.0,
+            memory_cap: batch::items_within_memory(&items, Limits::default().memory_bytes),
+            result_bytes: Limits::default().result_bytes(),
+            batch_size: None,
+        };
+        for workers in [1, 2] {
+            let estimate = model::local(&sample, workers, cores, &limits, &Assumptions::default());
+            let plan = SpecPlan {
+                sample: sample.clone(),
+                estimate: estimate.clone(),
+            };
+            let mut walls = Vec::new();
+            for _ in 0..args.runs.max(1) {
+                let id = submit(
+                    &redis,
+                    &pack,
+                    &component,
+                    kernel,
+                    &workload.params,
+                    &items,
+                    &plan,
+                )?;
+                walls.push(drain(&redis, &id, workers, cache.path())?.as_secs_f64());
+            }
+            walls.sort_by(f64::total_cmp);
+            let measured = walls[walls.len() / 2];
+            let _ = writeln!(
+                table,
+                "| {kernel} | {workers} | {count} | {} | {} | {:.2} | {:.2} | {:.2} |",
+                estimate.batch_size,
+                estimate.batches,
+                estimate.wall_s,
+                measured,
+                measured / estimate.wall_s
+            );
+            eprint!(".");
+        }
+    }
+    eprintln!();
+    println!("{table}");
+    let out = paths::target_dir().join("bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("plan-check.md"), &table)?;
+    eprintln!("wrote {}", out.join("plan-check.md").display());
+    Ok(())
+}
+
+fn submit(
+    redis: &RedisServer,
+    pack: &KernelPack,
+    component: &std::path::Path,
+    kernel: &str,
+    params: &[(String, crunch::Tensor)],
+    items: &[Item],
+    plan: &SpecPlan,
+) -> Result<String> {
+    let opts = SubmitOptions {
+        kernel: kernel.into(),
+        params: params.to_vec(),
+        pack_path: component.display().to_string(),
+        batch_size: None,
+        ttl: Duration::from_secs(3600),
+        max_deliveries: 3,
+        batch_time: Duration::from_secs(60),
+        lease: None,
+    };
+    let mut store = Store::connect(&redis.url())?;
+    Ok(jobs::submit_planned(&mut store, pack, items, &opts, Some(plan))?.job)
+}
+
+/// Runs `count` single-threaded workers on `job` until it is done: spawn to the last exit.
+fn drain(
+    redis: &RedisServer,
+    job: &str,
+    count: usize,
+    cache: &std::path::Path,
+) -> Result<Duration> {
+    let start = Instant::now();
+    let children: Vec<_> = (0..count)
+        .map(|_| {
+            Crunch::new()
+                .redis(&redis.url())
+                .env("CRUNCH_CACHE_DIR", cache)
+                .spawn_worker(&["--job", job, "--exit-when-done", "--threads", "1"])
+        })
+        .collect();
+    for mut child in children {
+        let status = child.wait().context("waiting for a worker")?;
+        ensure!(status.success(), "a worker failed on job {job}: {status}");
+    }
+    let elapsed = start.elapsed();
+    let mut store = Store::connect(&redis.url())?;
+    let progress = jobs::progress(&mut store, job)?;
+    ensure!(progress.is_success(), "job {job} ended {progress:?}");
+    Ok(elapsed)
+}
