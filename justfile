@@ -245,6 +245,11 @@ accuracy count="1000000": py-env
     cargo build --release -p crunch-math --example accuracy_eval
     {{py_env}}/bin/python math/accuracy/check.py --eval {{target}}/release/examples/accuracy_eval --count {{count}}
 
+# Jobs the model expects one worker to finish in SECONDS; 3 runs per case, the median counts.
+# crunch plan's predicted wall time against the measured one: local jobs, 1 and 2 workers, three kernels.
+bench-plan seconds="3": build
+    cargo run --release -p crunch-bench --bin plan_check -- --seconds {{seconds}}
+
 # Build the benchmarks without running them (CI never fails on a figure).
 bench-build:
     cargo bench -p crunch-bench --no-run

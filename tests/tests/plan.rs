@@ -2,7 +2,7 @@
 //! arithmetic consistent with the price table, prices and speed ratios overridable, bad
 //! options refused.
 
-use crunch_tests::cli::{Crunch, contracts, ok_stdout, path, stderr};
+use crunch_tests::cli::{Crunch, contracts_file, ok_stdout, path, stderr};
 use serde_json::Value;
 
 fn plan(args: &[&str]) -> std::process::Output {
@@ -14,9 +14,7 @@ fn plan(args: &[&str]) -> std::process::Output {
 #[test]
 fn a_plan_prices_every_deployment_from_the_table() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.crb");
-    crunch::codec::write_items(&input, crunch::codec::Format::Binary, &contracts(20_000))
-        .expect("input");
+    let input = contracts_file(dir.path(), 20_000);
     let common = [
         "-k",
         "black_scholes",

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crunch::Tensor;
-use crunch_tests::cli::{Crunch, contracts, ok_stdout, path, progress, wait_success};
+use crunch_tests::cli::{
+    Crunch, contracts, contracts_file, ok_stdout, path, progress, wait_success,
+};
 use crunch_tests::redis_server::RedisServer;
 use serde_json::Value;
 
@@ -138,9 +140,7 @@ fn a_report_of_a_real_job_matches_its_progress() {
 fn submit_auto_follows_a_measured_plan_and_the_report_shows_it() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.crb");
-    crunch::codec::write_items(&input, crunch::codec::Format::Binary, &contracts(5000))
-        .expect("input");
+    let input = contracts_file(dir.path(), 5000);
     let job = ok_stdout(crunch(
         &redis.url(),
         &[

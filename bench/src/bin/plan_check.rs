@@ -6,26 +6,25 @@
 //! A benchmark, never a test: it prints figures and fails on none.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use clap::Parser;
 use crunch::jobs::{self, SubmitOptions};
 use crunch::plan::SpecPlan;
 use crunch::plan::model::{self, Assumptions, JobLimits};
-use crunch::plan::sample;
+use crunch::plan::{probe, sample};
 use crunch::store::Store;
 use crunch::{Engine, Item, Job, KernelPack, Limits, batch};
-use crunch_bench::workloads;
-use crunch_tests::cli::Crunch;
+use crunch_bench::{workers, workloads};
 use crunch_tests::paths;
 use crunch_tests::redis_server::RedisServer;
 
 /// Predicted against measured wall time of local jobs.
 #[derive(Parser, Debug)]
 struct Args {
-    /// One core's seconds of kernel work per job (fewer when the items would not fit in
-    /// --max-items).
+    /// Seconds the model expects one worker to take per job (fewer when the items would not
+    /// fit in --max-items).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
     /// The most items of one job.
@@ -37,6 +36,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    crunch::memory::keep_freed_memory();
     crunch::store::install_tls_provider();
     let args = Args::parse();
     let component = paths::component("crunch_kernels");
@@ -77,7 +77,7 @@ fn main() -> Result<()> {
         &warm,
         &warm_plan,
     )?;
-    drain(&redis, &id, 1, cache.path())?;
+    workers::drain(&redis.url(), &id, 1, cache.path(), None)?;
     let mut table = String::from(
         "| kernel | workers | items | batch size | batches | predicted s | measured s | measured / predicted |\n|---|---|---|---|---|---|---|---|\n",
     );
@@ -91,8 +91,18 @@ fn main() -> Result<()> {
             params: &workload.params,
             batch_time: Duration::from_secs(60),
         };
-        let probe = sample::measure(&pack, &job, &workload.items, Duration::from_millis(300))?;
-        let count = ((args.seconds / probe.item_s.max(1e-12)) as usize).clamp(1000, args.max_items);
+        // A job the model expects to take about --seconds with one worker.
+        let mut probe = sample::measure(&pack, &job, &workload.items, Duration::from_millis(300))?;
+        probe.items = 1_000_000;
+        let limits = JobLimits {
+            batch_time_s: 60.0,
+            memory_cap: usize::MAX,
+            result_bytes: Limits::default().result_bytes(),
+            batch_size: None,
+        };
+        let per_item =
+            model::local(&probe, 1, cores, &limits, &Assumptions::default()).wall_s / 1e6;
+        let count = ((args.seconds / per_item.max(1e-12)) as usize).clamp(1000, args.max_items);
         let items: Vec<Item> = workload.items.iter().cycle().take(count).cloned().collect();
         let sample = sample::measure(&pack, &job, &items, Duration::from_secs(1))?;
         let limits = JobLimits {
@@ -101,8 +111,10 @@ fn main() -> Result<()> {
             result_bytes: Limits::default().result_bytes(),
             batch_size: None,
         };
+        let redis_cost = probe::measure_for(&mut Store::connect(&redis.url())?, &sample)?;
+        let assumptions = Assumptions::with_local_redis(Some(redis_cost));
         for workers in [1, 2] {
-            let estimate = model::local(&sample, workers, cores, &limits, &Assumptions::default());
+            let estimate = model::local(&sample, workers, cores, &limits, &assumptions);
             let plan = SpecPlan {
                 sample: sample.clone(),
                 estimate: estimate.clone(),
@@ -118,7 +130,9 @@ fn main() -> Result<()> {
                     &items,
                     &plan,
                 )?;
-                walls.push(drain(&redis, &id, workers, cache.path())?.as_secs_f64());
+                walls.push(
+                    workers::drain(&redis.url(), &id, workers, cache.path(), None)?.as_secs_f64(),
+                );
             }
             walls.sort_by(f64::total_cmp);
             let measured = walls[walls.len() / 2];
@@ -164,31 +178,4 @@ fn submit(
     };
     let mut store = Store::connect(&redis.url())?;
     Ok(jobs::submit_planned(&mut store, pack, items, &opts, Some(plan))?.job)
-}
-
-/// Runs `count` single-threaded workers on `job` until it is done: spawn to the last exit.
-fn drain(
-    redis: &RedisServer,
-    job: &str,
-    count: usize,
-    cache: &std::path::Path,
-) -> Result<Duration> {
-    let start = Instant::now();
-    let children: Vec<_> = (0..count)
-        .map(|_| {
-            Crunch::new()
-                .redis(&redis.url())
-                .env("CRUNCH_CACHE_DIR", cache)
-                .spawn_worker(&["--job", job, "--exit-when-done", "--threads", "1"])
-        })
-        .collect();
-    for mut child in children {
-        let status = child.wait().context("waiting for a worker")?;
-        ensure!(status.success(), "a worker failed on job {job}: {status}");
-    }
-    let elapsed = start.elapsed();
-    let mut store = Store::connect(&redis.url())?;
-    let progress = jobs::progress(&mut store, job)?;
-    ensure!(progress.is_success(), "job {job} ended {progress:?}");
-    Ok(elapsed)
 }

@@ -1,10 +1,12 @@
 //! `crunch plan` and `crunch submit --batch-size auto`: size and price a job before it runs.
 //! [`sample`] measures a stratified sample of the real items through the real pack,
 //! [`sizing`] is the one batch-size policy (also behind `crunch run`), [`model`] predicts
-//! each deployment's run, and [`price`] holds Lambda's price table and the bill.
+//! each deployment's run, [`price`] holds Lambda's price table and the bill, and [`probe`]
+//! times the Redis a local job would use.
 
 pub mod model;
 pub mod price;
+pub mod probe;
 pub mod sample;
 pub mod sizing;
 
@@ -63,8 +65,8 @@ pub fn plan(
     deployments: &Deployments,
     limits: &JobLimits,
     prices: &PriceTable,
+    assumptions: Assumptions,
 ) -> Result<JobPlan> {
-    let assumptions = Assumptions::default();
     let mut estimates: Vec<Estimate> = deployments
         .local_loops
         .iter()

@@ -33,6 +33,18 @@ pub struct Assumptions {
     pub lambda_timeout_s: f64,
 }
 
+impl Assumptions {
+    /// The defaults, with the local Redis's round trip and cost per byte as measured.
+    pub fn with_local_redis(cost: Option<super::probe::RedisCost>) -> Self {
+        let mut a = Self::default();
+        if let Some(c) = cost {
+            a.local_round_trip_s = c.round_trip_s;
+            a.local_byte_s = c.byte_s;
+        }
+        a
+    }
+}
+
 impl Default for Assumptions {
     fn default() -> Self {
         Self {
@@ -191,25 +203,37 @@ pub fn local(
     let t = batch_times(sample, b, 1.0, a.local_round_trip_s, a.local_byte_s);
     let batches = sample.items.div_ceil(b) as u64;
     let rounds = batches.div_ceil(loops as u64) as f64;
-    let by_loops = rounds * t.kernel_s.max(t.transfer_s);
+    // A loop reads the next batch and stores the last on two helper threads while its kernel
+    // runs: the slowest of the three paces it, and all of them (and Redis) share the cores.
+    let by_loops = rounds * t.kernel_s.max(t.transfer_s / 2.0);
     let by_cores = batches as f64 * (t.kernel_s + t.transfer_s) / cores.max(1) as f64;
     let wall = a.local_start_s + by_loops.max(by_cores) + t.transfer_s;
+    let mut e = estimate(sample, b, &t, wall, limits);
+    e.deployment = format!("local {loops} loop{}", if loops == 1 { "" } else { "s" });
+    e.loops_per_worker = loops;
+    e.kernel_share = batches as f64 * t.kernel_s / (loops as f64 * wall);
+    e
+}
+
+/// The figures of `b`-item batches taking `t` and a job taking `wall` seconds, as for one local
+/// run; the callers set what differs.
+fn estimate(sample: &Sample, b: usize, t: &BatchTimes, wall: f64, limits: &JobLimits) -> Estimate {
     Estimate {
         kind: "local".into(),
-        deployment: format!("local {loops} loop{}", if loops == 1 { "" } else { "s" }),
+        deployment: String::new(),
         memory_mb: None,
         arch: None,
         workers: 1,
-        loops_per_worker: loops,
+        loops_per_worker: 1,
         batch_size: b,
-        batches,
+        batches: sample.items.div_ceil(b) as u64,
         batch_s: t.kernel_s,
         transfer_s: t.transfer_s,
         wall_s: wall,
         items_per_s: sample.items as f64 / wall,
         bill: None,
-        kernel_share: batches as f64 * t.kernel_s / (loops as f64 * wall),
-        warnings: batch_warnings(sample, b, &t, limits),
+        kernel_share: 0.0,
+        warnings: batch_warnings(sample, b, t, limits),
     }
 }
 
@@ -269,7 +293,8 @@ pub fn lambda(
     let billed_vcpu_s = loops as f64 * bill.billed_ms_per_invocation as f64 / 1e3;
     let kernel_share = batches as f64 * t.kernel_s / billed_vcpu_s;
 
-    let mut warnings = batch_warnings(sample, b, &t, limits);
+    let mut e = estimate(sample, b, &t, wall, limits);
+    let warnings = &mut e.warnings;
     if over_quota {
         warnings.push(format!(
             "meeting the deadline of {:.0} s needs more than the concurrency quota of {quota} invocations",
@@ -301,21 +326,13 @@ pub fn lambda(
             held / 1e6
         ));
     }
-    Ok(Estimate {
-        kind: "lambda".into(),
-        deployment: format!("lambda {} {mb} MB", target.arch),
-        memory_mb: Some(mb),
-        arch: Some(target.arch.clone()),
-        workers: invocations,
-        loops_per_worker: vcpus,
-        batch_size: b,
-        batches,
-        batch_s: t.kernel_s,
-        transfer_s: t.transfer_s,
-        wall_s: wall,
-        items_per_s: sample.items as f64 / wall,
-        bill: Some(bill),
-        kernel_share,
-        warnings,
-    })
+    e.kind = "lambda".into();
+    e.deployment = format!("lambda {} {mb} MB", target.arch);
+    e.memory_mb = Some(mb);
+    e.arch = Some(target.arch.clone());
+    e.workers = invocations;
+    e.loops_per_worker = vcpus;
+    e.bill = Some(bill);
+    e.kernel_share = kernel_share;
+    Ok(e)
 }

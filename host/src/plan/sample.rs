@@ -113,13 +113,15 @@ pub fn measure(
         (((small_s - empty_s) / n_small).max(0.0), empty_s)
     };
 
-    let codec_start = Instant::now();
+    // What a worker does besides the kernel: decode the input, encode the results.
     let input = codec::encode_items(&sample);
+    let decode_start = Instant::now();
     let decoded = codec::decode_packed(&input)?;
+    let decode_s = decode_start.elapsed().as_secs_f64();
     let outcome = run_packed_batch(pack, job, 0, &decoded);
-    let kernel_s = outcome.elapsed.as_secs_f64();
+    let encode_start = Instant::now();
     let output = codec::encode_results(&outcome.results);
-    let codec_s = (codec_start.elapsed().as_secs_f64() - kernel_s).max(0.0);
+    let codec_s = decode_s + encode_start.elapsed().as_secs_f64();
     Ok(Sample {
         items: items.len(),
         sampled: sample.len(),
@@ -146,7 +148,8 @@ fn time_batch(pack: &KernelPack, job: &Job<'_>, batch: &PackedBatch) -> (f64, us
     (outcome.elapsed.as_secs_f64(), outcome.results.failed())
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+/// The median of `values` (0 when there are none).
+pub(super) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use crunch::plan::model::JobLimits;
+use crunch::plan::model::{Assumptions, JobLimits};
 use crunch::plan::price::PriceTable;
+use crunch::plan::probe;
 use crunch::plan::sample::{self, Sample};
 use crunch::plan::{self, Deployments, JobPlan};
+use crunch::store::Store;
 use crunch::{Engine, Item, Job, KernelPack, Limits, batch};
 
 use crate::pack_path::PackArgs;
@@ -68,6 +70,10 @@ pub struct PlanArgs {
     /// Seconds the sample may take.
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     sample_time: f64,
+    /// The Redis local workers would use: its round trip and cost per byte are measured (on a
+    /// key that expires within a minute) instead of assumed.
+    #[arg(long, env = "CRUNCH_REDIS", value_name = "URL")]
+    redis: Option<String>,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
@@ -132,7 +138,33 @@ pub fn main(args: PlanArgs) -> Result<ExitCode> {
         result_bytes: engine.limits().result_bytes(),
         batch_size: args.batch_size.map(|b| b as usize),
     };
-    let plan = plan::plan(&args.work.kernel, &sample, &deployments, &limits, &prices)?;
+    let redis = match &args.redis {
+        Some(url) => {
+            let mut store = Store::connect(url)?;
+            Some((
+                probe::measure_for(&mut store, &sample)?,
+                store.url().to_string(),
+            ))
+        }
+        None => None,
+    };
+    let assumptions = Assumptions::with_local_redis(redis.as_ref().map(|r| r.0));
+    let mut plan = plan::plan(
+        &args.work.kernel,
+        &sample,
+        &deployments,
+        &limits,
+        &prices,
+        assumptions,
+    )?;
+    plan.notes.push(match &redis {
+        Some((cost, url)) => format!(
+            "local figures use Redis at {url} as measured: {:.0} us a round trip, {:.2} ns a byte",
+            cost.round_trip_s * 1e6,
+            cost.byte_s * 1e9
+        ),
+        None => "local figures assume Redis on this machine (give --redis to measure it)".into(),
+    });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

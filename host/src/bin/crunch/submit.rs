@@ -10,6 +10,7 @@ use crunch::jobs::{self, SubmitOptions};
 use crunch::plan::SpecPlan;
 use crunch::plan::model::{self, Assumptions, JobLimits, LambdaTarget};
 use crunch::plan::price::PriceTable;
+use crunch::store::Store;
 use crunch::{Engine, KernelPack, Limits, registry};
 
 use crate::pack_path::PackArgs;
@@ -123,7 +124,7 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
     };
     let plan = match batch_size {
         Some(_) => None,
-        None => Some(auto_plan(&args, &pack, &items, time_limit)?),
+        None => Some(auto_plan(&args, &mut store, &pack, &items, time_limit)?),
     };
     let spec = jobs::submit_planned(&mut store, &pack, &items, &options, plan.as_ref())?;
     eprintln!(
@@ -165,9 +166,11 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
 }
 
 /// The plan `--batch-size auto` follows: a sample through the pack, then the model of this
-/// machine's cores, or of the Lambda invocations `--lambda` starts.
+/// machine's cores (with `store`'s Redis measured), or of the Lambda invocations `--lambda`
+/// starts.
 fn auto_plan(
     args: &SubmitArgs,
+    store: &mut Store,
     pack: &KernelPack,
     items: &[crunch::Item],
     time_limit: Duration,
@@ -180,9 +183,10 @@ fn auto_plan(
         result_bytes: Limits::default().result_bytes(),
         batch_size: None,
     };
-    let assumptions = Assumptions::default();
     let estimate = match &args.lambda {
         None => {
+            let redis = crunch::plan::probe::measure_for(store, &sample)?;
+            let assumptions = Assumptions::with_local_redis(Some(redis));
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             model::local(&sample, cores, cores, &limits, &assumptions)
         }
@@ -200,7 +204,7 @@ fn auto_plan(
                 &target,
                 &limits,
                 &PriceTable::built_in(),
-                &assumptions,
+                &Assumptions::default(),
             )?
         }
     };
