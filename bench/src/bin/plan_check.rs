@@ -79,7 +79,7 @@ fn main() -> Result<()> {
     )?;
     workers::drain(&redis.url(), &id, 1, cache.path(), None)?;
     let mut table = String::from(
-        "| kernel | workers | items | batch size | batches | predicted s | measured s | measured / predicted |\n|---|---|---|---|---|---|---|---|\n",
+        "| kernel | workers | items | batch size | batches | predicted s | measured s | measured / predicted | fetch / kernel / store ms per batch, predicted | the same, measured (last run) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for kernel in ["norm_cdf", "black_scholes", "implied_vol"] {
         let workload = workloads()
@@ -120,6 +120,7 @@ fn main() -> Result<()> {
                 estimate: estimate.clone(),
             };
             let mut walls = Vec::new();
+            let mut per_batch = (0.0, 0.0, 0.0);
             for _ in 0..args.runs.max(1) {
                 let id = submit(
                     &redis,
@@ -133,17 +134,24 @@ fn main() -> Result<()> {
                 walls.push(
                     workers::drain(&redis.url(), &id, workers, cache.path(), None)?.as_secs_f64(),
                 );
+                per_batch = batch_means(&redis, &id)?;
             }
             walls.sort_by(f64::total_cmp);
             let measured = walls[walls.len() / 2];
             let _ = writeln!(
                 table,
-                "| {kernel} | {workers} | {count} | {} | {} | {:.2} | {:.2} | {:.2} |",
+                "| {kernel} | {workers} | {count} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} |",
                 estimate.batch_size,
                 estimate.batches,
                 estimate.wall_s,
                 measured,
-                measured / estimate.wall_s
+                measured / estimate.wall_s,
+                estimate.fetch_s * 1e3,
+                estimate.batch_s * 1e3,
+                estimate.store_s * 1e3,
+                per_batch.0,
+                per_batch.1,
+                per_batch.2,
             );
             eprint!(".");
         }
@@ -178,4 +186,18 @@ fn submit(
     };
     let mut store = Store::connect(&redis.url())?;
     Ok(jobs::submit_planned(&mut store, pack, items, &opts, Some(plan))?.job)
+}
+
+/// The mean fetch, kernel and store milliseconds of `job`'s batches, from their records.
+fn batch_means(redis: &RedisServer, job: &str) -> Result<(f64, f64, f64)> {
+    let report = crunch::report::gather(&mut Store::connect(&redis.url())?, job)?;
+    let n = report.records.len().max(1) as f64;
+    let sum = |f: fn(&crunch::store::records::BatchRecord) -> f64| {
+        report.records.iter().map(f).sum::<f64>() / n
+    };
+    Ok((
+        sum(|r| r.fetch_ms),
+        sum(|r| r.kernel_ms),
+        sum(|r| r.store_ms),
+    ))
 }

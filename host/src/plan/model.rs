@@ -19,8 +19,15 @@ pub const ROUND_TRIPS: f64 = 4.0;
 pub struct Assumptions {
     /// One Redis round trip from a worker on this machine (Redis here too), seconds.
     pub local_round_trip_s: f64,
-    /// Redis's work per byte moved on this machine (it shares the cores), seconds.
-    pub local_byte_s: f64,
+    /// Reading a byte of input from Redis on this machine (it shares the cores), seconds.
+    pub local_read_byte_s: f64,
+    /// Writing a byte of results to Redis on this machine through the `COMPLETE` script,
+    /// seconds.
+    pub local_write_byte_s: f64,
+    /// Cores a transfer to or from Redis on this machine keeps busy while it lasts: the
+    /// worker's thread at one end and redis-server at the other, each for part of it (1.5 fits
+    /// `just bench-plan` on a 2-core machine).
+    pub local_transfer_cores: f64,
     /// Starting a worker process and loading the compiled pack from its cache, seconds.
     pub local_start_s: f64,
     /// One Redis round trip from Lambda to ElastiCache in the same region, seconds.
@@ -39,7 +46,8 @@ impl Assumptions {
         let mut a = Self::default();
         if let Some(c) = cost {
             a.local_round_trip_s = c.round_trip_s;
-            a.local_byte_s = c.byte_s;
+            a.local_read_byte_s = c.read_byte_s;
+            a.local_write_byte_s = c.write_byte_s;
         }
         a
     }
@@ -49,7 +57,9 @@ impl Default for Assumptions {
     fn default() -> Self {
         Self {
             local_round_trip_s: 60e-6,
-            local_byte_s: 1e-9,
+            local_read_byte_s: 1e-9,
+            local_write_byte_s: 3e-9,
+            local_transfer_cores: 1.5,
             local_start_s: 0.1,
             lambda_round_trip_s: 0.5e-3,
             lambda_bytes_per_s: 75e6,
@@ -111,7 +121,11 @@ pub struct Estimate {
     pub batches: u64,
     /// One full batch in its kernel, seconds.
     pub batch_s: f64,
-    /// One batch's Redis round trips and bytes and its encoding, seconds.
+    /// Fetching one full batch (claim, read, decode), beside the kernel, seconds.
+    pub fetch_s: f64,
+    /// Storing one full batch's results (encode, complete, record), beside the kernel, seconds.
+    pub store_s: f64,
+    /// Both, seconds.
     pub transfer_s: f64,
     /// Predicted wall time of the whole job, seconds.
     pub wall_s: f64,
@@ -125,25 +139,41 @@ pub struct Estimate {
     pub warnings: Vec<String>,
 }
 
-/// The times of one batch of `b` items under a deployment's factors.
+/// How a worker reaches Redis: a round trip, and the time per byte read and written.
+#[derive(Clone, Copy)]
+struct Link {
+    round_trip_s: f64,
+    read_byte_s: f64,
+    write_byte_s: f64,
+}
+
+/// The times of one batch of `b` items under a deployment's factors: the kernel's, and the
+/// fetch (claim, read, decode) and store (encode, complete, record) that run beside it.
 struct BatchTimes {
     kernel_s: f64,
+    fetch_s: f64,
+    store_s: f64,
     transfer_s: f64,
 }
 
-fn batch_times(
-    sample: &Sample,
-    b: usize,
-    speed: f64,
-    round_trip_s: f64,
-    byte_s: f64,
-) -> BatchTimes {
+fn batch_times(sample: &Sample, b: usize, speed: f64, link: Link) -> BatchTimes {
     let b = b as f64;
+    let trips = ROUND_TRIPS / 2.0 * link.round_trip_s;
+    let codec = speed * sample.codec_item_s / 2.0;
+    let fetch_s = trips + b * (codec + sample.input_bytes * link.read_byte_s);
+    let store_s = trips + b * (codec + sample.output_bytes * link.write_byte_s);
     BatchTimes {
         kernel_s: speed * (sample.batch_s + b * sample.item_s),
-        transfer_s: ROUND_TRIPS * round_trip_s
-            + b * (speed * sample.codec_item_s
-                + (sample.input_bytes + sample.output_bytes) * byte_s),
+        fetch_s,
+        store_s,
+        transfer_s: fetch_s + store_s,
+    }
+}
+
+impl BatchTimes {
+    /// What paces a claim loop: the slowest of its three threads.
+    fn pace(&self) -> f64 {
+        self.kernel_s.max(self.fetch_s).max(self.store_s)
     }
 }
 
@@ -189,7 +219,8 @@ fn batch_warnings(sample: &Sample, b: usize, t: &BatchTimes, limits: &JobLimits)
 
 /// This machine with `loops` claim loops (over one or more `crunch worker` processes) on
 /// `cores` cores, Redis here too. The loops' kernels run in parallel up to the cores; a batch's
-/// reads and writes overlap its kernel but share the cores (with Redis).
+/// reads and writes overlap its kernel but share the cores, each keeping both its own thread
+/// and redis-server busy.
 pub fn local(
     sample: &Sample,
     loops: usize,
@@ -200,13 +231,19 @@ pub fn local(
     let loops = loops.max(1);
     let cost = cost_of(sample, 1.0, a.local_round_trip_s, limits);
     let b = size(sample, loops, cost, limits);
-    let t = batch_times(sample, b, 1.0, a.local_round_trip_s, a.local_byte_s);
+    let link = Link {
+        round_trip_s: a.local_round_trip_s,
+        read_byte_s: a.local_read_byte_s,
+        write_byte_s: a.local_write_byte_s,
+    };
+    let t = batch_times(sample, b, 1.0, link);
     let batches = sample.items.div_ceil(b) as u64;
     let rounds = batches.div_ceil(loops as u64) as f64;
     // A loop reads the next batch and stores the last on two helper threads while its kernel
     // runs: the slowest of the three paces it, and all of them (and Redis) share the cores.
-    let by_loops = rounds * t.kernel_s.max(t.transfer_s / 2.0);
-    let by_cores = batches as f64 * (t.kernel_s + t.transfer_s) / cores.max(1) as f64;
+    let by_loops = rounds * t.pace();
+    let cpu = t.kernel_s + a.local_transfer_cores * t.transfer_s;
+    let by_cores = batches as f64 * cpu / cores.max(1) as f64;
     let wall = a.local_start_s + by_loops.max(by_cores) + t.transfer_s;
     let mut e = estimate(sample, b, &t, wall, limits);
     e.deployment = format!("local {loops} loop{}", if loops == 1 { "" } else { "s" });
@@ -228,6 +265,8 @@ fn estimate(sample: &Sample, b: usize, t: &BatchTimes, wall: f64, limits: &JobLi
         batch_size: b,
         batches: sample.items.div_ceil(b) as u64,
         batch_s: t.kernel_s,
+        fetch_s: t.fetch_s,
+        store_s: t.store_s,
         transfer_s: t.transfer_s,
         wall_s: wall,
         items_per_s: sample.items as f64 / wall,
@@ -254,6 +293,11 @@ pub fn lambda(
     let share = (mb as f64 / MB_PER_VCPU as f64).min(1.0);
     let speed = target.speed_ratio / share;
     let byte_s = 1.0 / a.lambda_bytes_per_s;
+    let link = Link {
+        round_trip_s: a.lambda_round_trip_s,
+        read_byte_s: byte_s,
+        write_byte_s: byte_s,
+    };
     let cold = a.lambda_init_s + target.compile_s * speed;
     let quota = target.concurrency.max(1);
     let mut cost = cost_of(sample, speed, a.lambda_round_trip_s, limits);
@@ -261,10 +305,10 @@ pub fn lambda(
 
     // The fan-out the deadline needs for batches of size `b`.
     let fan_out = |b: usize| -> (u64, bool) {
-        let t = batch_times(sample, b, speed, a.lambda_round_trip_s, byte_s);
+        let t = batch_times(sample, b, speed, link);
         // A loop's share of its invocation's network.
         let shared = b as f64 * (sample.input_bytes + sample.output_bytes) * vcpus as f64 * byte_s;
-        let per_batch = t.kernel_s.max(t.transfer_s).max(shared);
+        let per_batch = t.pace().max(shared);
         let batches = sample.items.div_ceil(b) as u64;
         let room = target.deadline_s - cold - t.transfer_s;
         let per_loop = (room / per_batch).floor();
@@ -281,14 +325,14 @@ pub fn lambda(
     let b = size(sample, first as usize * vcpus, cost, limits);
     let (invocations, over_quota) = fan_out(b);
 
-    let t = batch_times(sample, b, speed, a.lambda_round_trip_s, byte_s);
+    let t = batch_times(sample, b, speed, link);
     let batches = sample.items.div_ceil(b) as u64;
     let loops = invocations * vcpus as u64;
     let rounds = batches.div_ceil(loops) as f64;
     // An invocation's loops share its network: its bytes take at least this long.
     let bytes_s = batches as f64 * b as f64 * (sample.input_bytes + sample.output_bytes)
         / (invocations as f64 * a.lambda_bytes_per_s);
-    let wall = cold + (rounds * t.kernel_s.max(t.transfer_s)).max(bytes_s) + t.transfer_s;
+    let wall = cold + (rounds * t.pace()).max(bytes_s) + t.transfer_s;
     let bill = prices.bill(&target.arch, mb, invocations, wall)?;
     let billed_vcpu_s = loops as f64 * bill.billed_ms_per_invocation as f64 / 1e3;
     let kernel_share = batches as f64 * t.kernel_s / billed_vcpu_s;

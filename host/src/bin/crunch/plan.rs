@@ -159,9 +159,10 @@ pub fn main(args: PlanArgs) -> Result<ExitCode> {
     )?;
     plan.notes.push(match &redis {
         Some((cost, url)) => format!(
-            "local figures use Redis at {url} as measured: {:.0} us a round trip, {:.2} ns a byte",
+            "local figures use Redis at {url} as measured: {:.0} us a round trip, {:.2} ns a byte read, {:.2} ns a byte written",
             cost.round_trip_s * 1e6,
-            cost.byte_s * 1e9
+            cost.read_byte_s * 1e9,
+            cost.write_byte_s * 1e9
         ),
         None => "local figures assume Redis on this machine (give --redis to measure it)".into(),
     });
