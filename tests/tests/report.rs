@@ -16,6 +16,12 @@ fn crunch(redis: &str, args: &[&str]) -> std::process::Output {
     Crunch::new().redis(redis).pack("crunch_kernels").run(args)
 }
 
+/// Submits `input` to black_scholes with `extra` options; the job id.
+fn submit_black_scholes(redis: &RedisServer, input: &std::path::Path, extra: &[&str]) -> String {
+    let args = [&["submit", "-k", "black_scholes", "-i", path(input)], extra].concat();
+    ok_stdout(crunch(&redis.url(), &args))
+}
+
 /// 2000 contracts with a malformed item (five values, not six) every 250th.
 fn input_with_bad_items(dir: &std::path::Path) -> std::path::PathBuf {
     let mut items = contracts(2000);
@@ -39,18 +45,7 @@ fn a_report_of_a_real_job_matches_its_progress() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
     let input = input_with_bad_items(dir.path());
-    let job = ok_stdout(crunch(
-        &redis.url(),
-        &[
-            "submit",
-            "-k",
-            "black_scholes",
-            "-i",
-            path(&input),
-            "--batch-size",
-            "100",
-        ],
-    ));
+    let job = submit_black_scholes(&redis, &input, &["--batch-size", "100"]);
     let workers: Vec<_> = (0..2)
         .map(|_| {
             Crunch::new().redis(&redis.url()).spawn_worker(&[
@@ -141,18 +136,7 @@ fn submit_auto_follows_a_measured_plan_and_the_report_shows_it() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
     let input = contracts_file(dir.path(), 5000);
-    let job = ok_stdout(crunch(
-        &redis.url(),
-        &[
-            "submit",
-            "-k",
-            "black_scholes",
-            "-i",
-            path(&input),
-            "--sample-time",
-            "0.1",
-        ],
-    ));
+    let job = submit_black_scholes(&redis, &input, &["--sample-time", "0.1"]);
     let mut c = redis.connection().expect("connection");
     let spec: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(format!("crunch:{{{job}}}:spec"))

@@ -380,3 +380,109 @@ pub fn lambda(
     e.kernel_share = kernel_share;
     Ok(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1,000,000 items of 1 us each, no fixed cost, no bytes.
+    fn sample() -> Sample {
+        Sample {
+            items: 1_000_000,
+            sampled: 512,
+            item_s: 1e-6,
+            ..Sample::default()
+        }
+    }
+
+    fn limits() -> JobLimits {
+        JobLimits {
+            batch_time_s: 60.0,
+            memory_cap: usize::MAX,
+            result_bytes: 1 << 30,
+            batch_size: None,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs()
+    }
+
+    #[test]
+    fn one_local_loop_is_paced_by_its_kernels() {
+        // 8 batches of 125,000 (eight per loop); each 0.125 s of kernel and 2 + 2 round trips
+        // of 60 us beside it; one loop: 8 x 0.125 s, plus the start and the last store.
+        let e = local(&sample(), 1, 2, &limits(), &Assumptions::default());
+        assert_eq!((e.batch_size, e.batches), (125_000, 8));
+        assert!(close(e.batch_s, 0.125) && close(e.transfer_s, 240e-6));
+        assert!(close(e.wall_s, 0.1 + 1.0 + 240e-6), "{}", e.wall_s);
+        // Two loops on two cores: the cores pace them, a transfer keeping 1.5 of them busy.
+        let e = local(&sample(), 2, 2, &limits(), &Assumptions::default());
+        assert_eq!((e.batch_size, e.batches), (62_500, 16));
+        let cpu = 16.0 * (0.0625 + 1.5 * 240e-6) / 2.0;
+        assert!(close(e.wall_s, 0.1 + cpu + 240e-6), "{}", e.wall_s);
+    }
+
+    #[test]
+    fn lambda_fans_out_no_wider_than_the_deadline_needs() {
+        let target = LambdaTarget {
+            memory_mb: 1769,
+            arch: "arm64".into(),
+            speed_ratio: 1.0,
+            concurrency: 1000,
+            deadline_s: 60.0,
+            compile_s: 0.0,
+        };
+        let prices = PriceTable::built_in();
+        let e = lambda(
+            &sample(),
+            &target,
+            &limits(),
+            &prices,
+            &Assumptions::default(),
+        )
+        .unwrap();
+        // One invocation meets 60 s: 8 batches of 125,000 on its one vCPU, after 0.3 s of
+        // start, and the last batch's 2 + 2 round trips of 0.5 ms.
+        assert_eq!((e.workers, e.loops_per_worker, e.batches), (1, 1, 8));
+        let wall = 0.3 + 8.0 * 0.125 + 0.002;
+        assert!(close(e.wall_s, wall), "{}", e.wall_s);
+        let bill = e.bill.unwrap();
+        assert_eq!(bill.billed_ms_per_invocation, 1302);
+        assert!(close(bill.gb_seconds, 1769.0 / 1024.0 * 1.302));
+        assert!(close(
+            bill.total_usd,
+            0.2e-6 + 1769.0 / 1024.0 * 1.302 * 0.000_013_333_4
+        ));
+        assert!(close(e.kernel_share, 1.0 / 1.302));
+        // A deadline of 0.5 s needs more invocations: each fits 1 batch of 0.125 s after its
+        // start, so the batches (of the size for that fan-out) spread over that many.
+        let tight = LambdaTarget {
+            deadline_s: 0.5,
+            ..target.clone()
+        };
+        let e = lambda(
+            &sample(),
+            &tight,
+            &limits(),
+            &prices,
+            &Assumptions::default(),
+        )
+        .unwrap();
+        assert!(e.workers > 1 && e.wall_s < 1.0, "{e:?}");
+        // Half a vCPU's memory runs at half speed.
+        let small = LambdaTarget {
+            memory_mb: 884,
+            ..target
+        };
+        let e = lambda(
+            &sample(),
+            &small,
+            &limits(),
+            &prices,
+            &Assumptions::default(),
+        )
+        .unwrap();
+        assert!(e.batch_s > 0.24 && e.loops_per_worker == 1, "{e:?}");
+    }
+}
