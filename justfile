@@ -134,7 +134,7 @@ report-demo: build
     wait %2 %3
     {{crunch}} status "$job"
     {{crunch}} report "$job" --output "$out/report.html"
-    "$chrome" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1040,1400 \
+    "$chrome" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,1300 \
         --screenshot="$out/report.png" "file://$out/report.html" 2>/dev/null
     echo "screenshot: $out/report.png ($(stat -c %s "$out/report.png") bytes)"
 

@@ -8,7 +8,7 @@ use super::{JobReport, TimeShares};
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 170.0;
 const ROW: f64 = 18.0;
-const BAR: f64 = 260.0;
+const BAR: f64 = 160.0;
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}\
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}table{border-collapse:collapse}\
