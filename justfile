@@ -108,6 +108,36 @@ demo: build
     {{crunch}} run --kernel implied_vol --input {{demo}}/iv-inputs.crb --output {{demo}}/implied-vols.crb
     {{demo_data}} show --contracts {{demo}}/contracts.crb --greeks {{demo}}/greeks.crb --implied-vols {{demo}}/implied-vols.crb
 
+# A private redis-server on a free port; chromium comes from apt-get when missing.
+# A real job's report page (target/report-demo/report.html) and its screenshot by headless Chromium (report.png).
+report-demo: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    out={{target}}/report-demo
+    mkdir -p "$out"
+    chrome=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+    if [ -z "$chrome" ]; then
+        SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+        chrome=$(command -v chromium)
+    fi
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$out/redis.log" &
+    redis=$!
+    trap 'kill $redis' EXIT
+    export CRUNCH_REDIS=redis://127.0.0.1:$port
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+    {{demo_data}} contracts --count 1000000 --output "$out/contracts.crb"
+    {{crunch}} plan --kernel black_scholes --input "$out/contracts.crb" --workers 1,2
+    job=$({{crunch}} submit --kernel black_scholes --input "$out/contracts.crb")
+    for i in 1 2; do {{crunch}} worker --job "$job" --exit-when-done --threads 1 2>/dev/null & done
+    wait %2 %3
+    {{crunch}} status "$job"
+    {{crunch}} report "$job" --output "$out/report.html"
+    "$chrome" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,1300 \
+        --screenshot="$out/report.png" "file://$out/report.html" 2>/dev/null
+    echo "screenshot: $out/report.png ($(stat -c %s "$out/report.png") bytes)"
+
 # Invoke with `crunch submit ... --lambda _ --lambda-endpoint http://127.0.0.1:9000`.
 # Run the bootstrap under cargo-lambda's Runtime API emulator, with Redis at $CRUNCH_REDIS.
 lambda-watch: build lambda-tools
@@ -216,6 +246,11 @@ bench: build py-env test-deps py-dev
 accuracy count="1000000": py-env
     cargo build --release -p crunch-math --example accuracy_eval
     {{py_env}}/bin/python math/accuracy/check.py --eval {{target}}/release/examples/accuracy_eval --count {{count}}
+
+# Jobs the model expects one worker to finish in SECONDS; 3 runs per case, the median counts.
+# crunch plan's predicted wall time against the measured one: local jobs, 1 and 2 workers, three kernels.
+bench-plan seconds="3": build
+    cargo run --release -p crunch-bench --bin plan_check -- --seconds {{seconds}}
 
 # Build the benchmarks without running them (CI never fails on a figure).
 bench-build:

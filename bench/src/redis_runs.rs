@@ -11,7 +11,8 @@ use crunch::jobs::{self, SubmitOptions};
 use crunch::store::Store;
 use crunch::worker::Worker;
 use crunch::{Engine, Item, KernelPack, Limits, Tensor};
-use crunch_tests::cli::{Crunch, contracts};
+use crunch_bench::workers;
+use crunch_tests::cli::contracts;
 use crunch_tests::redis_server::RedisServer;
 
 use crate::report::{ColdStart, EndToEnd, KernelShare, Scaling, median_of};
@@ -82,9 +83,8 @@ impl Bench {
         Ok(jobs::submit(&mut store, &self.pack, items, &opts)?.job)
     }
 
-    /// Runs `count` single-threaded `crunch worker` processes on `job` until it is done, each
-    /// on CPU `i` of `cpus` when given; returns the wall time from spawning them to the last
-    /// exit.
+    /// Runs `count` single-threaded `crunch worker` processes on `job` until it is done (see
+    /// [`workers::drain`]).
     fn run_workers(
         &self,
         job: &str,
@@ -92,36 +92,11 @@ impl Bench {
         cache: &Path,
         cpus: Option<&[usize]>,
     ) -> Result<Duration> {
-        let start = Instant::now();
-        let workers: Vec<_> = (0..count)
-            .map(|i| {
-                let crunch = match cpus {
-                    Some(cpus) => Crunch::on_cpu(cpus[i % cpus.len()]),
-                    None => Crunch::new(),
-                };
-                crunch
-                    .redis(&self.redis.url())
-                    .env("CRUNCH_CACHE_DIR", cache)
-                    .spawn_worker(&["--job", job, "--exit-when-done", "--threads", "1"])
-            })
-            .collect();
-        for mut worker in workers {
-            let status = worker.wait().context("waiting for a worker")?;
-            ensure!(status.success(), "a worker failed on job {job}: {status}");
-        }
-        let elapsed = start.elapsed();
-        self.ensure_done(job)?;
-        Ok(elapsed)
+        workers::drain(&self.redis.url(), job, count, cache, cpus)
     }
 
     fn ensure_done(&self, job: &str) -> Result<()> {
-        let mut store = Store::connect(self.store.url())?;
-        let progress = jobs::progress(&mut store, job)?;
-        ensure!(
-            progress.is_success(),
-            "job {job} did not finish cleanly: {progress:?}"
-        );
-        Ok(())
+        workers::ensure_done(&self.redis.url(), job)
     }
 
     /// Items/s of one black_scholes job through one and two workers, and the Python worker.

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use crate::engine::{StopCheck, Stopped};
 use crate::pack::KernelPack;
 use crate::packing::{self, PackedBatch, PackedInput};
+use crate::plan::sizing::{self, Sizing, Venue};
 use crate::results::PackedResults;
 use crate::text;
 use crate::types::{Item, ItemError, Tensor};
@@ -334,9 +335,16 @@ fn classify(
 }
 
 /// The batch size of a local run (`crunch run`, Python's `crunch.run`) of `items` items on
-/// `threads` threads: about eight batches per thread, between 1 and 4096 items each.
+/// `threads` threads, by the one policy of [`plan::sizing`](crate::plan::sizing) with nothing
+/// measured: about eight batches per thread, between 1 and 4096 items each.
 pub fn local_batch_size(items: usize, threads: usize) -> usize {
-    items.div_ceil(threads.max(1) * 8).clamp(1, 4096)
+    sizing::batch_size(&Sizing {
+        items,
+        loops: threads,
+        memory_cap: usize::MAX,
+        cost: None,
+        venue: Venue::Local,
+    })
 }
 
 /// The most items per batch for which a batch's inputs take at most a quarter of

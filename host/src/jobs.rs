@@ -11,6 +11,8 @@ use crate::batch;
 use crate::codec;
 use crate::engine::Limits;
 use crate::pack::KernelPack;
+use crate::plan::SpecPlan;
+use crate::plan::sizing::{self, Sizing, Venue};
 use crate::results::PackedResults;
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::{JobSpec, Progress};
@@ -42,17 +44,18 @@ pub struct SubmitOptions {
     pub lease: Option<Duration>,
 }
 
-/// About 256 batches, each of 64 to 8192 items (fewer when there are fewer items), and no
-/// more than fit a worker's default memory limit (see [`batch::items_within_memory`]).
+/// The batch size of a queued job when nothing was measured, by the one policy of
+/// [`plan::sizing`](crate::plan::sizing): about 256 batches, each of 64 to 8192 items (fewer
+/// when there are fewer items), and no more than fit a worker's default memory limit (see
+/// [`batch::items_within_memory`]). `crunch submit --batch-size auto` measures instead.
 pub fn auto_batch_size(items: &[Item]) -> usize {
-    let n = items.len();
-    n.div_ceil(256)
-        .clamp(64, 8192)
-        .min(n.max(1))
-        .min(batch::items_within_memory(
-            items,
-            Limits::default().memory_bytes,
-        ))
+    sizing::batch_size(&Sizing {
+        items: items.len(),
+        loops: Venue::Queue.default_loops(1),
+        memory_cap: batch::items_within_memory(items, Limits::default().memory_bytes),
+        cost: None,
+        venue: Venue::Queue,
+    })
 }
 
 /// A new job id: the creation time in ms (hex, so ids sort by age) and 32 random bits.
@@ -77,6 +80,18 @@ pub fn submit(
     items: &[Item],
     opts: &SubmitOptions,
 ) -> Result<JobSpec> {
+    submit_planned(store, pack, items, opts, None)
+}
+
+/// Submits like [`submit`]; with `plan`, in batches of the plan's size, and the spec records
+/// the plan (field `plan`).
+pub fn submit_planned(
+    store: &mut Store,
+    pack: &KernelPack,
+    items: &[Item],
+    opts: &SubmitOptions,
+    plan: Option<&SpecPlan>,
+) -> Result<JobSpec> {
     ensure!(!items.is_empty(), "the input holds no items");
     ensure!(
         pack.has_kernel(&opts.kernel),
@@ -88,8 +103,9 @@ pub fn submit(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let batch_size = opts
-        .batch_size
+    let batch_size = plan
+        .map(|p| p.estimate.batch_size)
+        .or(opts.batch_size)
         .unwrap_or_else(|| auto_batch_size(items))
         .max(1);
     let job = new_job_id();
@@ -115,6 +131,7 @@ pub fn submit(
         batch_time_ms: opts.batch_time.as_millis() as u64,
         lease_ms: lease.as_millis() as u64,
         created_ms: now_ms(),
+        plan: plan.map(serde_json::to_string).transpose()?,
     };
     let fields = spec.to_fields()?;
     let mut pipe = redis::pipe();

@@ -15,11 +15,14 @@ pub mod fanout;
 pub mod jobs;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod lambda_sizing;
 pub mod logging;
 pub mod memory;
 pub mod pack;
 pub mod packing;
+pub mod plan;
 pub mod registry;
+pub mod report;
 pub mod results;
 pub mod settings;
 pub mod store;

@@ -72,6 +72,11 @@ impl JobKeys {
         format!("{}:dead", self.prefix)
     }
 
+    /// Stream: one record per batch run (worker, times, outcome), capped.
+    pub fn batches(&self) -> String {
+        format!("{}:batches", self.prefix)
+    }
+
     /// The key pattern that matches every key of the job (for SCAN).
     pub fn pattern(&self) -> String {
         format!("{}:*", self.prefix.replace('{', "\\{").replace('}', "\\}"))

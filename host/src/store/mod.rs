@@ -6,6 +6,7 @@ pub mod error;
 pub mod keys;
 pub mod pool;
 pub mod queue;
+pub mod records;
 pub mod scripts;
 pub mod spec;
 

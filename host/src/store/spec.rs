@@ -39,6 +39,9 @@ pub struct JobSpec {
     pub lease_ms: u64,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
+    /// The plan the batch size follows (JSON, see [`SpecPlan`](crate::plan::SpecPlan)), when
+    /// `crunch submit --batch-size auto` measured one; optional.
+    pub plan: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -61,7 +64,7 @@ impl JobSpec {
                 Ok((k.clone(), serde_json::to_value(json)?))
             })
             .collect::<Result<_>>()?;
-        Ok(vec![
+        let mut fields = vec![
             ("protocol", PROTOCOL.to_string()),
             ("job", self.job.clone()),
             ("kernel", self.kernel.clone()),
@@ -76,7 +79,11 @@ impl JobSpec {
             ("batch_time_ms", self.batch_time_ms.to_string()),
             ("lease_ms", self.lease_ms.to_string()),
             ("created_ms", self.created_ms.to_string()),
-        ])
+        ];
+        if let Some(plan) = &self.plan {
+            fields.push(("plan", plan.clone()));
+        }
+        Ok(fields)
     }
 
     /// Reads a spec back from its hash fields; every missing or malformed field is named.
@@ -128,6 +135,7 @@ impl JobSpec {
             batch_time_ms: number("batch_time_ms")?,
             lease_ms: number("lease_ms")?,
             created_ms: number("created_ms")?,
+            plan: fields.get("plan").cloned(),
         })
     }
 }
@@ -222,6 +230,7 @@ mod tests {
             batch_time_ms: 1000,
             lease_ms: 5000,
             created_ms: 1,
+            plan: Some("{}".into()),
         };
         let mut fields: HashMap<String, String> = spec
             .to_fields()

@@ -24,6 +24,10 @@ use crate::types::ItemError;
 pub(crate) struct Claimed {
     pub spec: Arc<JobSpec>,
     pub entry: ClaimedEntry,
+    /// When the claim was asked for, ms since the Unix epoch.
+    pub claimed_ms: u64,
+    /// Claiming, reading and decoding its input, loading the pack.
+    pub fetch: Duration,
 }
 
 impl Claimed {
@@ -60,6 +64,8 @@ pub(crate) struct Ready {
 pub(crate) struct Ran {
     pub claimed: Claimed,
     pub outcome: BatchOutcome,
+    /// When the kernel started, ms since the Unix epoch.
+    pub started_ms: u64,
     /// Whether its time limit was cut short by the caller's deadline (so a timeout is not the
     /// batch's fault).
     pub cut_off: bool,
@@ -112,8 +118,10 @@ pub(crate) fn run(ready: Ready, batch_time: Duration) -> Ran {
         params: &spec.params,
         batch_time,
     };
+    let started_ms = crate::jobs::now_ms();
     let outcome = run_packed_batch(&pack, &job, claimed.batch() as usize, &items);
     Ran {
+        started_ms,
         cut_off: batch_time < Duration::from_millis(spec.batch_time_ms),
         claimed,
         outcome,
@@ -132,6 +140,7 @@ pub(crate) fn finish<Q: Queue + ?Sized>(
         claimed,
         outcome,
         cut_off,
+        ..
     } = ran;
     let (job, batch) = (claimed.job(), claimed.batch());
     let mut summary = match &outcome.error {
@@ -296,6 +305,7 @@ mod tests {
             batch_time_ms: 1000,
             lease_ms: 5000,
             created_ms: 0,
+            plan: None,
         })
     }
 
@@ -309,6 +319,8 @@ mod tests {
             Claim::Batch(entry) => Claimed {
                 spec: Arc::clone(spec),
                 entry,
+                claimed_ms: 0,
+                fetch: Duration::ZERO,
             },
             other => panic!("expected a batch, got {other:?}"),
         }
@@ -332,6 +344,7 @@ mod tests {
         };
         Ran {
             claimed,
+            started_ms: 0,
             outcome: BatchOutcome {
                 index: 0,
                 results,

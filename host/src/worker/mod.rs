@@ -281,10 +281,17 @@ impl Worker {
             return Ok(Step::NotRunnable);
         };
         let request = self.requests.fetch_add(1, Ordering::Relaxed).to_string();
+        let (claimed_ms, fetch_start) = (jobs::now_ms(), Instant::now());
         match store.claim(job, consumer, spec.lease_ms, &request)? {
             Claim::Batch(entry) => {
                 let batch = entry.batch;
-                self.prepare(store, Claimed { spec, entry })
+                let claimed = Claimed {
+                    spec,
+                    entry,
+                    claimed_ms,
+                    fetch: Duration::ZERO,
+                };
+                self.prepare(store, claimed, fetch_start)
                     .with_context(|| format!("job {job}, batch {batch}"))
             }
             Claim::Empty => Ok(Step::Idle),
@@ -371,7 +378,7 @@ impl Worker {
     }
 
     /// Everything before the run: the dead-letter check, the pack, the input.
-    fn prepare(&self, store: &mut Store, claimed: Claimed) -> Result<Step> {
+    fn prepare(&self, store: &mut Store, mut claimed: Claimed, start: Instant) -> Result<Step> {
         if let Some(reason) = lifecycle::overdue(store, &claimed)? {
             return lifecycle::dead_letter(store, &claimed, &reason).map(Step::Worked);
         }
@@ -383,7 +390,9 @@ impl Worker {
                 bail!("job {} failed: {reason}", claimed.spec.job);
             }
         };
-        match lifecycle::input(store, &claimed)? {
+        let input = lifecycle::input(store, &claimed)?;
+        claimed.fetch = start.elapsed();
+        match input {
             Ok(items) => Ok(Step::Ready(Box::new(Ready {
                 claimed,
                 pack,

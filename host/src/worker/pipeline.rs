@@ -13,6 +13,7 @@ use anyhow::{Context, Result, anyhow};
 use super::lifecycle::{self, Claimed, Ran, Ready};
 use super::{Deadline, Step, WorkSummary, Worker};
 use crate::batch::BatchError;
+use crate::store::records::{self, BatchRecord};
 use crate::store::{Store, StoreError};
 
 /// The first and the longest wait between polls of an idle loop.
@@ -173,7 +174,8 @@ fn claim_loop(
         let stored = std::thread::Builder::new()
             .name(format!("crunch-store-{thread}"))
             .spawn_scoped(scope, || {
-                store_results(worker, finish_store, ran_rx, finished_tx, &stop)
+                let channels = (ran_rx, finished_tx);
+                store_results(worker, finish_store, &consumer, channels, &stop)
             });
         let (prefetch, stored) = match (prefetch, stored) {
             (Ok(p), Ok(s)) => (p, s),
@@ -350,8 +352,8 @@ fn prefetch(
 fn store_results(
     worker: &Worker,
     mut store: Store,
-    ran_rx: mpsc::Receiver<Finish>,
-    finished_tx: mpsc::Sender<()>,
+    consumer: &str,
+    (ran_rx, finished_tx): (mpsc::Receiver<Finish>, mpsc::Sender<()>),
     stop: &AtomicBool,
 ) -> (Result<WorkSummary>, Store) {
     let mut summary = WorkSummary::default();
@@ -359,11 +361,14 @@ fn store_results(
     for finish in ran_rx {
         if fatal.is_none() {
             let (result, job, batch) = match &finish {
-                Finish::Ran(ran) => (
-                    lifecycle::finish(&mut store, ran, worker.on_error.as_ref()),
-                    &ran.claimed.spec.job,
-                    ran.claimed.entry.batch,
-                ),
+                Finish::Ran(ran) => {
+                    let start = Instant::now();
+                    let result = lifecycle::finish(&mut store, ran, worker.on_error.as_ref());
+                    if let Ok(done) = &result {
+                        record(&mut store, consumer, ran, done, start.elapsed());
+                    }
+                    (result, &ran.claimed.spec.job, ran.claimed.entry.batch)
+                }
                 Finish::Release(claimed) => (
                     lifecycle::release(&mut store, claimed),
                     &claimed.spec.job,
@@ -382,4 +387,39 @@ fn store_results(
         let _ = finished_tx.send(());
     }
     (fatal.map_or(Ok(summary), Err), store)
+}
+
+/// Writes the batch's record (see `store::records`); a failure to write it is logged and
+/// changes nothing else.
+fn record(store: &mut Store, consumer: &str, ran: &Ran, done: &WorkSummary, stored: Duration) {
+    let outcome = if done.dead > 0 {
+        "dead"
+    } else if done.batches > 0 {
+        "done"
+    } else if done.retried > 0 {
+        "retried"
+    } else if done.released > 0 {
+        "released"
+    } else {
+        "repeat"
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let claimed = &ran.claimed;
+    let record = BatchRecord {
+        worker: consumer.to_string(),
+        batch: claimed.entry.batch,
+        attempt: claimed.attempts(),
+        outcome: outcome.into(),
+        claimed_ms: claimed.claimed_ms,
+        started_ms: ran.started_ms,
+        finished_ms: crate::jobs::now_ms(),
+        fetch_ms: ms(claimed.fetch),
+        kernel_ms: ms(ran.outcome.elapsed),
+        store_ms: ms(stored),
+        items_ok: done.items_ok,
+        items_failed: done.items_failed,
+    };
+    if let Err(e) = records::append(store, &claimed.spec.job, &record, claimed.spec.ttl_seconds) {
+        tracing::warn!(job = %claimed.spec.job, batch = record.batch, "{e:#}");
+    }
 }

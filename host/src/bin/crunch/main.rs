@@ -5,7 +5,9 @@ mod kernel_cmds;
 mod kernels;
 mod pack_path;
 mod params;
+mod plan;
 mod redis_args;
+mod report;
 mod run;
 mod submit;
 mod work_args;
@@ -46,6 +48,10 @@ enum Command {
     /// succeeded, 2 when some failed (their errors are in the output and summarised on
     /// stderr), 1 when the run could not be done at all.
     Run(run::RunArgs),
+    /// Size and price a job before it runs: a sample of its items through the pack, then the
+    /// whole job modelled on this machine and on Lambda (batch size, batches, invocations, wall
+    /// time, GB-seconds, cost, time in kernels, warnings).
+    Plan(plan::PlanArgs),
     /// Submit a job to Redis: the spec, the input batches and the queue; prints the job id.
     Submit(submit::SubmitArgs),
     /// Run as a long-lived pull worker: claim batches of the jobs in Redis and run them.
@@ -55,6 +61,10 @@ enum Command {
     /// Exit status: 0 while the job runs or when it is done; 2 when it ended with failures,
     /// failed or was cancelled.
     Status(job_cmds::StatusArgs),
+    /// Write a job's report: a self-contained HTML page (timeline of batches per worker,
+    /// throughput over time, where the time went, failures, the plan beside what happened),
+    /// or the same figures as JSON.
+    Report(report::ReportArgs),
     /// Write a finished job's results, in input order, to a file.
     ///
     /// Exit status: 0 when every item succeeded, 2 when some failed (their errors are in the
@@ -110,10 +120,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Kernels(args) => kernels::main(args),
         Command::Run(args) => run::main(args),
+        Command::Plan(args) => plan::main(args),
         Command::Submit(args) => submit::main(args),
         Command::Worker(args) => worker::main(args),
         Command::Status(args) => job_cmds::status(args),
         Command::Results(args) => job_cmds::results(args),
+        Command::Report(args) => report::main(args),
         Command::Jobs(args) => job_cmds::list(args),
         Command::Cancel(args) => job_cmds::cancel(args),
         Command::Kernel(args) => kernel_cmds::main(args),

@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
 use crunch::packing::PackedInput;
+use crunch::plan::sizing::{self, Sizing, Venue};
 use crunch::results::{self, PackedResults};
 use crunch::{ErrorKind, Job, KernelPack, Limits, text};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -181,15 +182,17 @@ fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Enough batches for about eight per thread, between 1 and 4096 items each
-/// ([`crunch::batch::local_batch_size`]), and no more items than a quarter of the memory limit
-/// holds, so that a batch's inputs and outputs fit its instance.
+/// The one batch-size policy ([`crunch::plan::sizing`]) for this process: about eight
+/// batches per thread, between 1 and 4096 items each, and no more items than a quarter of the
+/// memory limit holds, so that a batch's inputs and outputs fit its instance.
 fn auto_batch_size(input: &PackedInput, threads: usize, memory_bytes: usize) -> usize {
-    crunch::batch::local_batch_size(input.len(), threads).min(crunch::batch::count_within_memory(
-        input.len(),
-        input.values(),
-        memory_bytes,
-    ))
+    sizing::batch_size(&Sizing {
+        items: input.len(),
+        loops: threads,
+        memory_cap: crunch::batch::count_within_memory(input.len(), input.values(), memory_bytes),
+        cost: None,
+        venue: Venue::Local,
+    })
 }
 
 fn progress_bar(items: u64, quiet: bool) -> ProgressBar {

@@ -7,6 +7,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use crunch::fanout::{self, Fanout, FanoutTarget};
 use crunch::jobs::{self, SubmitOptions};
+use crunch::plan::SpecPlan;
+use crunch::plan::model::{self, Assumptions, JobLimits, LambdaTarget};
+use crunch::plan::price::PriceTable;
+use crunch::store::Store;
 use crunch::{KernelPack, Limits, registry};
 
 use crate::pack_path::PackArgs;
@@ -18,9 +22,18 @@ use crate::work_args::{WorkArgs, seconds};
 pub struct SubmitArgs {
     #[command(flatten)]
     work: WorkArgs,
-    /// Items per batch, or `auto` (about 256 batches of 64 to 8192 items).
+    /// Items per batch, or `auto`: a sample of the items runs through the pack first (see
+    /// `crunch plan`) and the model sizes the batches for this machine's cores, or with
+    /// --lambda for the invocations it starts; the spec records the plan followed.
     #[arg(long, default_value = "auto", value_name = "N|auto")]
     batch_size: String,
+    /// Seconds the sample of `--batch-size auto` may take.
+    #[arg(long, default_value_t = 0.5, value_name = "SECONDS")]
+    sample_time: f64,
+    /// The Lambda function's memory size, MB, which `--batch-size auto` plans for.
+    #[arg(long, default_value_t = 1769, requires = "lambda", value_name = "MB",
+          value_parser = clap::value_parser!(u64).range(128..=10_240))]
+    lambda_memory: u64,
     /// Seconds every key of the job lives in Redis: 60 to a year.
     #[arg(long, default_value_t = 86_400, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
@@ -35,7 +48,8 @@ pub struct SubmitArgs {
     /// After submitting, start workers as asynchronous invocations of this Lambda function.
     #[arg(long, value_name = "FUNCTION")]
     lambda: Option<String>,
-    /// Invocations to start. Default: one per batch, at most --max-concurrency.
+    /// Invocations to start. Default: with `--batch-size auto` the plan's fan-out, else one per
+    /// batch; at most --max-concurrency either way.
     #[arg(long, requires = "lambda", value_parser = clap::value_parser!(u32).range(1..))]
     workers: Option<u32>,
     /// The most invocations to start by default (keep it within the function's reserved
@@ -99,8 +113,8 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
         })
         .transpose()?;
     let options = SubmitOptions {
-        kernel: args.work.kernel,
-        params: args.work.params,
+        kernel: args.work.kernel.clone(),
+        params: args.work.params.clone(),
         pack_path,
         batch_size,
         ttl: Duration::from_secs(args.ttl),
@@ -108,7 +122,11 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
         batch_time: time_limit,
         lease,
     };
-    let spec = jobs::submit(&mut store, &pack, &items, &options)?;
+    let plan = match batch_size {
+        Some(_) => None,
+        None => Some(auto_plan(&args, &mut store, &pack, &items, time_limit)?),
+    };
+    let spec = jobs::submit_planned(&mut store, &pack, &items, &options, plan.as_ref())?;
     eprintln!(
         "submitted {} items in {} batches of up to {} to {} ({} {})",
         spec.item_count,
@@ -122,9 +140,13 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
     let (Some(fanout), Some(function)) = (fanout, args.lambda) else {
         return Ok(ExitCode::SUCCESS);
     };
-    let workers = args
-        .workers
-        .unwrap_or_else(|| fanout::default_workers(spec.batch_count, args.max_concurrency));
+    let workers = args.workers.unwrap_or_else(|| match &plan {
+        Some(plan) => plan
+            .estimate
+            .workers
+            .clamp(1, u64::from(args.max_concurrency)) as u32,
+        None => fanout::default_workers(spec.batch_count, args.max_concurrency),
+    });
     let report = fanout.invoke_workers(&spec.job, workers)?;
     eprintln!(
         "started {} of {workers} invocations of {function} ({} retries after throttling)",
@@ -141,4 +163,50 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
         spec.job, spec.job
     );
     Ok(ExitCode::from(3))
+}
+
+/// The plan `--batch-size auto` follows: a sample through the pack, then the model of this
+/// machine's cores (with `store`'s Redis measured), or of the Lambda invocations `--lambda`
+/// starts.
+fn auto_plan(
+    args: &SubmitArgs,
+    store: &mut Store,
+    pack: &KernelPack,
+    items: &[crunch::Item],
+    time_limit: Duration,
+) -> Result<SpecPlan> {
+    let budget = seconds("--sample-time", args.sample_time)?;
+    let sample = crate::plan::measure(pack, &args.work, items, time_limit, budget)?;
+    let limits = JobLimits {
+        batch_time_s: time_limit.as_secs_f64(),
+        memory_cap: crunch::batch::items_within_memory(items, Limits::default().memory_bytes),
+        result_bytes: Limits::default().result_bytes(),
+        batch_size: None,
+    };
+    let estimate = match &args.lambda {
+        None => {
+            let redis = crunch::plan::probe::measure_for(store, &sample)?;
+            let assumptions = Assumptions::with_local_redis(Some(redis));
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            model::local(&sample, cores, cores, &limits, &assumptions)
+        }
+        Some(_) => {
+            let target = LambdaTarget {
+                memory_mb: args.lambda_memory,
+                arch: "arm64".into(),
+                speed_ratio: 1.0,
+                concurrency: u64::from(args.max_concurrency),
+                deadline_s: 60.0,
+                compile_s: 0.0,
+            };
+            model::lambda(
+                &sample,
+                &target,
+                &limits,
+                &PriceTable::built_in(),
+                &Assumptions::default(),
+            )?
+        }
+    };
+    Ok(SpecPlan { sample, estimate })
 }
