@@ -412,8 +412,10 @@ pub fn power_spectra(
             im: F64x2::splat(0.0),
         }));
         plan.complex.forward(buf, &mut scratch.work);
-        for (k, z) in buf[..n / 2 + 1].iter().enumerate() {
-            store_power(*z, k, out_a, out_b);
+        let bins = n / 2 + 1;
+        let outs = out_a[..bins].iter_mut().zip(&mut out_b[..bins]);
+        for (z, (oa, ob)) in buf[..bins].iter().zip(outs) {
+            store(z.re * z.re + z.im * z.im, oa, ob);
         }
         return;
     }
@@ -435,9 +437,6 @@ pub fn power_spectra(
         let y = (za + zb) + (za - zb) * v.lanes();
         (y.re * y.re + y.im * y.im) * quarter
     };
-    let store = |p: F64x2, out_a: &mut f64, out_b: &mut f64| {
-        [*out_a, *out_b] = p.to_array();
-    };
     let rotated = &plan.rotated_twiddles;
     store(
         power(buf[0], buf[0], rotated[0]),
@@ -453,12 +452,10 @@ pub fn power_spectra(
     store(power(buf[0], buf[0], last), &mut out_a[h], &mut out_b[h]);
 }
 
-/// Writes |z|^2 of each lane to bin `k` of the two outputs.
+/// Writes each lane of `p` (lane 0 from the first sequence) to its output bin.
 #[inline(always)]
-fn store_power(z: C2, k: usize, out_a: &mut [f64], out_b: &mut [f64]) {
-    let [pa, pb] = (z.re * z.re + z.im * z.im).to_array();
-    out_a[k] = pa;
-    out_b[k] = pb;
+fn store(p: F64x2, out_a: &mut f64, out_b: &mut f64) {
+    [*out_a, *out_b] = p.to_array();
 }
 
 #[cfg(test)]
