@@ -343,6 +343,7 @@ pub fn local_batch_size(items: usize, threads: usize) -> usize {
         loops: threads,
         memory_cap: usize::MAX,
         cost: None,
+        item_bytes: 0.0,
         venue: Venue::Local,
     })
 }
@@ -352,8 +353,16 @@ pub fn local_batch_size(items: usize, threads: usize) -> usize {
 /// large) and the kernel's own work, and results that fit in one call (see
 /// [`Limits::result_bytes`](crate::engine::Limits::result_bytes)).
 pub fn items_within_memory(items: &[Item], memory_bytes: usize) -> usize {
-    let values: usize = items.iter().flatten().map(|t| t.data.len()).sum();
-    count_within_memory(items.len(), values, memory_bytes)
+    count_within_memory(items.len(), values_in(items), memory_bytes)
+}
+
+/// The mean bytes of input values per item of `items` (0 when there are none).
+pub fn input_bytes_per_item(items: &[Item]) -> f64 {
+    (values_in(items) * 8) as f64 / items.len().max(1) as f64
+}
+
+fn values_in(items: &[Item]) -> usize {
+    items.iter().flatten().map(|t| t.data.len()).sum()
 }
 
 /// [`items_within_memory`] for `items` items that hold `values` values in all.

@@ -47,13 +47,15 @@ pub struct SubmitOptions {
 /// The batch size of a queued job when nothing was measured, by the one policy of
 /// [`plan::sizing`](crate::plan::sizing): about 256 batches, each of 64 to 8192 items (fewer
 /// when there are fewer items), and no more than fit a worker's default memory limit (see
-/// [`batch::items_within_memory`]). `crunch submit --batch-size auto` measures instead.
+/// [`batch::items_within_memory`]) or move more than [`sizing::MAX_QUEUED_BATCH_BYTES`] of
+/// input. `crunch submit --batch-size auto` measures instead.
 pub fn auto_batch_size(items: &[Item]) -> usize {
     sizing::batch_size(&Sizing {
         items: items.len(),
         loops: Venue::Queue.default_loops(1),
         memory_cap: batch::items_within_memory(items, Limits::default().memory_bytes),
         cost: None,
+        item_bytes: batch::input_bytes_per_item(items),
         venue: Venue::Queue,
     })
 }

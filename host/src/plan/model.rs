@@ -192,6 +192,7 @@ fn size(sample: &Sample, loops: usize, cost: BatchCost, limits: &JobLimits) -> u
             loops,
             memory_cap: limits.memory_cap,
             cost: Some(cost),
+            item_bytes: sample.input_bytes + sample.output_bytes,
             venue: Venue::Queue,
         })
     })

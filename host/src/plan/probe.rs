@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::sample::{LARGE_BATCH, Sample, median};
+use super::sizing::MAX_QUEUED_BATCH_BYTES;
 use crate::store::Store;
 use crate::store::keys::JobKeys;
 
@@ -34,10 +35,10 @@ static WRITE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
 });
 
 /// Times `store` with about as many bytes as a large batch of the sample's items moves in and
-/// out (64 KB to 16 MB).
+/// out (64 KB up to the most a queued batch moves).
 pub fn measure_for(store: &mut Store, sample: &Sample) -> Result<RedisCost> {
     let per_item = sample.input_bytes + sample.output_bytes;
-    let size = (per_item * LARGE_BATCH as f64).clamp(64e3, 16e6) as usize;
+    let size = (per_item * LARGE_BATCH as f64).clamp(64e3, MAX_QUEUED_BATCH_BYTES) as usize;
     measure(store, size)
 }
 

@@ -1,8 +1,8 @@
 //! How many items go in a batch: the one policy behind `crunch run`, `crunch submit` and
 //! `crunch plan`. Enough batches to keep every claim loop busy to the end (about
 //! [`BATCHES_PER_LOOP`] each), batches large enough that their fixed cost stays under
-//! [`MAX_OVERHEAD`] of their time and small enough to end well within their time limit, and
-//! inputs that fit a batch's memory. Without a measurement, fixed bounds by venue stand in for
+//! [`MAX_OVERHEAD`] of their time and small enough to end well within their time limit, inputs
+//! that fit a batch's memory, and through Redis at most [`MAX_QUEUED_BATCH_BYTES`] a batch. Without a measurement, fixed bounds by venue stand in for
 //! the cost-based ones.
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,13 @@ pub const MAX_OVERHEAD: f64 = 0.05;
 /// The longest a batch should take, seconds, whatever its time limit: a claim lost with its
 /// worker costs at most this much work, and a Lambda deadline wastes little.
 pub const LONGEST_BATCH_S: f64 = 10.0;
+
+/// The most bytes a queued batch moves to and from Redis, input and results together. Larger
+/// values hold Redis's one thread for longer and cost more per byte on both ends (buffers past
+/// the allocator's reuse threshold are fresh pages each time): a 64 MB value took 1.5-2x longer
+/// per byte than a 16 MB one here, while a batch of 16 MB already spends well under 1% of its
+/// time on its round trips.
+pub const MAX_QUEUED_BATCH_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
 
 /// Where the batches run, which sets the bounds used when nothing was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,13 +77,17 @@ pub struct Sizing {
     pub memory_cap: usize,
     /// The measured cost, if any.
     pub cost: Option<BatchCost>,
+    /// Bytes an item moves to and from Redis (its input and results, as far as known; 0 when
+    /// unknown), which bounds a queued batch to [`MAX_QUEUED_BATCH_BYTES`].
+    pub item_bytes: f64,
     /// Where the batches run.
     pub venue: Venue,
 }
 
 /// The batch size for `s`: `items / (loops x 8)`, raised to the fewest items whose batch keeps
-/// its fixed cost under 5%, lowered to the most that end within the longest batch time and fit
-/// the memory cap; at least 1 and at most the items.
+/// its fixed cost under 5%, lowered to the most that end within the longest batch time, fit
+/// the memory cap and (queued) move at most [`MAX_QUEUED_BATCH_BYTES`]; at least 1 and at most
+/// the items.
 pub fn batch_size(s: &Sizing) -> usize {
     let spread = s.items.div_ceil(s.loops.max(1) * BATCHES_PER_LOOP);
     let (fewest, most) = match s.cost {
@@ -87,10 +98,17 @@ pub fn batch_size(s: &Sizing) -> usize {
         }
         _ => s.venue.unmeasured_bounds(),
     };
+    let bytes_cap = match s.venue {
+        Venue::Queue if s.item_bytes > 0.0 => {
+            to_count((MAX_QUEUED_BATCH_BYTES / s.item_bytes).floor()).max(1)
+        }
+        _ => usize::MAX,
+    };
     spread
         .max(fewest)
         .min(most)
         .min(s.memory_cap)
+        .min(bytes_cap)
         .min(s.items)
         .max(1)
 }
@@ -113,6 +131,7 @@ mod tests {
             loops,
             memory_cap: usize::MAX,
             cost,
+            item_bytes: 0.0,
             venue,
         }
     }
@@ -167,5 +186,23 @@ mod tests {
         let mut capped = sizing(1_000_000, 1, Some(cost), Venue::Queue);
         capped.memory_cap = 50;
         assert_eq!(batch_size(&capped), 50);
+    }
+
+    #[test]
+    fn a_queued_batch_moves_at_most_its_bytes() {
+        // 1,600 bytes an item (100 values in, 100 out): 10,485 items make 16 MiB.
+        let mut heavy = sizing(1_000_000, 1, None, Venue::Queue);
+        heavy.item_bytes = 1600.0;
+        assert_eq!(batch_size(&heavy), 8192);
+        let cost = BatchCost {
+            item_s: 1e-6,
+            batch_s: 1e-3,
+            longest_s: 60.0,
+        };
+        heavy.cost = Some(cost);
+        assert_eq!(batch_size(&heavy), 10_485);
+        // In this process nothing crosses Redis: no byte cap.
+        heavy.venue = Venue::Local;
+        assert_eq!(batch_size(&heavy), 125_000);
     }
 }

@@ -191,6 +191,7 @@ fn auto_batch_size(input: &PackedInput, threads: usize, memory_bytes: usize) -> 
         loops: threads,
         memory_cap: crunch::batch::count_within_memory(input.len(), input.values(), memory_bytes),
         cost: None,
+        item_bytes: 0.0,
         venue: Venue::Local,
     })
 }
