@@ -6,6 +6,7 @@ the CLI reads them, and the other way round."""
 from __future__ import annotations
 
 import html
+import json
 import os
 import time
 import warnings
@@ -126,11 +127,15 @@ class Client:
                 registry as ``crunch-standard:latest`` so that any worker can fetch it); a
                 registry reference ``NAME[:TAG]`` or ``sha256:DIGEST`` (see
                 :meth:`push_pack`); or the path of a component every worker can read.
-            batch_size: items per batch, or ``"auto"`` (about 256 batches of 64 to 8192 items).
+            batch_size: items per batch, or ``"auto"``: a sample of the items runs through the
+                pack first (about half a second) and ``crunch plan``'s model sizes the batches
+                for this machine's cores, or with ``lam`` for the Lambda invocations (1769 MB);
+                the job's spec records the plan it followed.
             ttl: seconds every key of the job lives (default one day).
             lam: start workers as asynchronous invocations of this Lambda function (the
                 endpoint can be overridden with ``$CRUNCH_LAMBDA_ENDPOINT``).
-            workers: invocations to start with ``lam`` (default one per batch, at most 10).
+            workers: invocations to start with ``lam`` (default: with ``batch_size="auto"`` the
+                plan's fan-out, else one per batch; at most 10 either way).
             time_limit: seconds one batch may run (default 60).
             max_deliveries: deliveries after which a failing batch is dead-lettered.
 
@@ -229,8 +234,14 @@ class Job:
         return self._kernel
 
     def spec(self) -> dict:
-        """The job spec: kernel, pack digest, item and batch counts, TTL, creation time."""
-        return self.client._native.spec(self.id)
+        """The job spec: kernel, pack digest, item and batch counts, TTL, creation time, and
+        ``plan``: with ``batch_size="auto"`` the plan the batch size follows (its ``sample``
+        and the ``estimate`` of the deployment it was chosen for, as ``crunch plan --json``
+        prints them), else None."""
+        spec = self.client._native.spec(self.id)
+        if spec["plan"] is not None:
+            spec["plan"] = json.loads(spec["plan"])
+        return spec
 
     def status(self) -> Status:
         """The job's state and counters now."""

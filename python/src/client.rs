@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use crunch::jobs::{self, SubmitOptions};
+use crunch::plan::{self, SubmitVenue};
 use crunch::results::PackedResults;
 use crunch::store::Store;
 use crunch::store::keys::valid_job_id;
 use crunch::store::spec::Progress;
-use crunch::{Item, KernelPack, Tensor, fanout, registry};
+use crunch::{Item, Job, KernelPack, Tensor, fanout, registry};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -25,6 +26,14 @@ const STANDARD_PACK_NAME: &str = "crunch-standard";
 
 /// The most Lambda invocations started by default (as `crunch submit --max-concurrency`).
 const DEFAULT_MAX_CONCURRENCY: u32 = 10;
+
+/// The Lambda memory size an automatic batch size plans for, MB (as `crunch submit`'s
+/// `--lambda-memory`).
+const DEFAULT_LAMBDA_MEMORY_MB: u64 = 1769;
+
+/// How long the sample of an automatic batch size may take (as `crunch submit`'s
+/// `--sample-time`).
+const SAMPLE_TIME: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Memory limit of the engine that checks packs for the client (it runs no batches): the one
 /// `crunch.run` uses by default, so that both share an engine and its compiled packs.
@@ -182,6 +191,31 @@ impl NativeClient {
             if !pack.has_kernel(&kernel) {
                 return Err(Invalid(crate::unknown_kernel(&pack, &kernel)).into());
             }
+            // An automatic batch size follows a plan: a sample through the pack, then the
+            // model of this machine, or of the Lambda invocations `lam` starts.
+            let plan = match batch_size {
+                Some(_) => None,
+                None => {
+                    let venue = match &lam {
+                        None => SubmitVenue::ThisMachine,
+                        Some(_) => SubmitVenue::Lambda {
+                            memory_mb: DEFAULT_LAMBDA_MEMORY_MB,
+                            concurrency: u64::from(DEFAULT_MAX_CONCURRENCY),
+                        },
+                    };
+                    let call = Job {
+                        kernel: &kernel,
+                        params: &params,
+                        batch_time,
+                    };
+                    Some(
+                        plan::for_submit(store, &pack, &call, &owned, SAMPLE_TIME, venue)
+                            .with_context(|| {
+                                format!("sampling the items through kernel {kernel}")
+                            })?,
+                    )
+                }
+            };
             let options = SubmitOptions {
                 kernel,
                 params,
@@ -192,14 +226,20 @@ impl NativeClient {
                 batch_time,
                 lease: None,
             };
-            jobs::submit(store, &pack, &owned, &options)
+            let spec = jobs::submit_planned(store, &pack, &owned, &options, plan.as_ref())?;
+            Ok((spec, plan))
         });
-        let spec = spec?;
+        let (spec, plan) = spec?;
         let report = match lam {
             None => py.None().into_bound(py),
             Some(function) => {
-                let workers = workers.unwrap_or_else(|| {
-                    fanout::default_workers(spec.batch_count, DEFAULT_MAX_CONCURRENCY)
+                let workers = workers.unwrap_or_else(|| match &plan {
+                    Some(plan) => plan
+                        .estimate
+                        .workers
+                        .clamp(1, u64::from(DEFAULT_MAX_CONCURRENCY))
+                        as u32,
+                    None => fanout::default_workers(spec.batch_count, DEFAULT_MAX_CONCURRENCY),
                 });
                 let target = fanout::FanoutTarget {
                     function,
@@ -225,7 +265,8 @@ impl NativeClient {
         )
     }
 
-    /// The spec of `job` as a dict (kernel, pack_digest, item_count, batch_count, ...).
+    /// The spec of `job` as a dict (kernel, pack_digest, item_count, batch_count, ..., and
+    /// `plan`: the followed plan's JSON, or None).
     fn spec<'py>(&self, py: Python<'py>, job: String) -> PyResult<Bound<'py, PyDict>> {
         Self::check_id(&job)?;
         let spec = self.with_store(py, |store| jobs::spec(store, &job))?;
@@ -239,6 +280,7 @@ impl NativeClient {
         dict.set_item("batch_size", spec.batch_size)?;
         dict.set_item("ttl_seconds", spec.ttl_seconds)?;
         dict.set_item("created_ms", spec.created_ms)?;
+        dict.set_item("plan", spec.plan)?;
         Ok(dict)
     }
 

@@ -29,8 +29,27 @@ def test_a_job_round_trip_through_a_worker(redis_url, workers):
     assert job.failures() == []
     # The standard pack went to the registry once, pinned by digest.
     assert job.spec()["pack_digest"] == crunch.STANDARD_DIGEST
+    assert job.spec()["plan"] is None
     assert [p.tag for p in client.packs()] == ["crunch-standard:latest"]
     assert [j.id for j in client.jobs()] == [job.id]
+
+
+def test_an_automatic_batch_size_follows_a_plan(redis_url, workers):
+    client = crunch.Client(redis_url)
+    workers.start()
+    c = contracts(5000)
+    job = client.submit("black_scholes", c)
+    spec = job.spec()
+    plan = spec["plan"]
+    # The sample ran real items through the pack, and the batches are the plan's.
+    assert plan["sample"]["items"] == 5000 and plan["sample"]["sampled"] > 0
+    assert plan["sample"]["item_s"] > 0 and plan["sample"]["input_bytes"] > 0
+    assert plan["estimate"]["kind"] == "local"
+    assert spec["batch_size"] == plan["estimate"]["batch_size"]
+    assert spec["batch_count"] == -(-5000 // spec["batch_size"])
+    status = job.wait(progress=False, timeout=120)
+    assert status.state == "done" and status.items_ok == 5000
+    assert np.array_equal(job.results(), crunch.run("black_scholes", c))
 
 
 def test_the_cli_reads_a_job_submitted_from_python(redis_url, workers, crunch_bin, tmp_path):

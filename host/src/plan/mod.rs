@@ -134,3 +134,71 @@ pub struct SpecPlan {
     /// The deployment the batch size was chosen for, and its prediction.
     pub estimate: Estimate,
 }
+
+/// Where the batches of an automatically sized job will run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SubmitVenue {
+    /// Workers on this machine, one claim loop per core, sharing it with the Redis measured.
+    ThisMachine,
+    /// Lambda invocations of this memory size (arm64), at most `concurrency` at once.
+    Lambda {
+        /// Memory size, MB.
+        memory_mb: u64,
+        /// The most invocations at once.
+        concurrency: u64,
+    },
+}
+
+/// The plan a job submitted with an automatic batch size follows (`crunch submit --batch-size
+/// auto`, Python's `Client.submit(batch_size="auto")`): a sample of `items` through `pack` for
+/// about `budget`, then the model of `venue`; for this machine `store`'s Redis is timed.
+pub fn for_submit(
+    store: &mut crate::store::Store,
+    pack: &crate::KernelPack,
+    job: &crate::Job<'_>,
+    items: &[crate::Item],
+    budget: std::time::Duration,
+    venue: SubmitVenue,
+) -> Result<SpecPlan> {
+    let sample = sample::measure(pack, job, items, budget)?;
+    let limits = JobLimits {
+        batch_time_s: job.batch_time.as_secs_f64(),
+        memory_cap: crate::batch::items_within_memory(items, crate::Limits::default().memory_bytes),
+        result_bytes: crate::Limits::default().result_bytes(),
+        batch_size: None,
+    };
+    let estimate = match venue {
+        SubmitVenue::ThisMachine => {
+            let redis = probe::measure_for(store, &sample)?;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            model::local(
+                &sample,
+                cores,
+                cores,
+                &limits,
+                &Assumptions::with_local_redis(Some(redis)),
+            )
+        }
+        SubmitVenue::Lambda {
+            memory_mb,
+            concurrency,
+        } => {
+            let target = LambdaTarget {
+                memory_mb,
+                arch: "arm64".into(),
+                speed_ratio: 1.0,
+                concurrency,
+                deadline_s: 60.0,
+                compile_s: 0.0,
+            };
+            model::lambda(
+                &sample,
+                &target,
+                &limits,
+                &PriceTable::built_in(),
+                &Assumptions::default(),
+            )?
+        }
+    };
+    Ok(SpecPlan { sample, estimate })
+}

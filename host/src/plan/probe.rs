@@ -35,10 +35,11 @@ static WRITE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
 });
 
 /// Times `store` with about as many bytes as a large batch of the sample's items moves in and
-/// out (64 KB up to the most a queued batch moves).
+/// out (64 KB up to the most a queued batch moves, and no more than the whole job).
 pub fn measure_for(store: &mut Store, sample: &Sample) -> Result<RedisCost> {
     let per_item = sample.input_bytes + sample.output_bytes;
-    let size = (per_item * LARGE_BATCH as f64).clamp(64e3, MAX_QUEUED_BATCH_BYTES) as usize;
+    let items = sample.items.min(LARGE_BATCH) as f64;
+    let size = (per_item * items).clamp(64e3, MAX_QUEUED_BATCH_BYTES) as usize;
     measure(store, size)
 }
 

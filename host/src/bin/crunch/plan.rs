@@ -13,7 +13,7 @@ use crunch::plan::probe;
 use crunch::plan::sample::{self, Sample};
 use crunch::plan::{self, Deployments, JobPlan};
 use crunch::store::Store;
-use crunch::{Item, Job, KernelPack, Limits, batch};
+use crunch::{Item, KernelPack, Limits, batch};
 
 use crate::pack_path::PackArgs;
 use crate::work_args::{WorkArgs, seconds};
@@ -182,12 +182,7 @@ pub fn measure(
     batch_time: Duration,
     budget: Duration,
 ) -> Result<Sample> {
-    let job = Job {
-        kernel: &work.kernel,
-        params: &work.params,
-        batch_time,
-    };
-    sample::measure(pack, &job, items, budget).with_context(|| {
+    sample::measure(pack, &work.job(batch_time), items, budget).with_context(|| {
         format!(
             "sampling {} through kernel {}",
             work.input.display(),

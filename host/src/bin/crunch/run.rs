@@ -10,7 +10,7 @@ use crunch::codec::{self, Format};
 use crunch::packing::PackedInput;
 use crunch::plan::sizing::{self, Sizing, Venue};
 use crunch::results::{self, PackedResults};
-use crunch::{ErrorKind, Job, KernelPack, Limits, text};
+use crunch::{ErrorKind, KernelPack, Limits, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
@@ -80,11 +80,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| auto_batch_size(&input, threads, limits.memory_bytes));
 
     let progress = progress_bar(items as u64, args.quiet);
-    let job = Job {
-        kernel: &args.work.kernel,
-        params: &args.work.params,
-        batch_time: limits.batch_time,
-    };
+    let job = args.work.job(limits.batch_time);
     let compute_start = Instant::now();
     let outcomes = crunch::run_batches(&pack, &job, &input, batch_size, threads, |outcome| {
         progress.inc(outcome.results.len() as u64);

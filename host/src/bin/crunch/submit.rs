@@ -7,9 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use crunch::fanout::{self, Fanout, FanoutTarget};
 use crunch::jobs::{self, SubmitOptions};
-use crunch::plan::SpecPlan;
-use crunch::plan::model::{self, Assumptions, JobLimits, LambdaTarget};
-use crunch::plan::price::PriceTable;
+use crunch::plan::{SpecPlan, SubmitVenue};
 use crunch::store::Store;
 use crunch::{KernelPack, Limits, registry};
 
@@ -176,37 +174,19 @@ fn auto_plan(
     time_limit: Duration,
 ) -> Result<SpecPlan> {
     let budget = seconds("--sample-time", args.sample_time)?;
-    let sample = crate::plan::measure(pack, &args.work, items, time_limit, budget)?;
-    let limits = JobLimits {
-        batch_time_s: time_limit.as_secs_f64(),
-        memory_cap: crunch::batch::items_within_memory(items, Limits::default().memory_bytes),
-        result_bytes: Limits::default().result_bytes(),
-        batch_size: None,
+    let venue = match &args.lambda {
+        None => SubmitVenue::ThisMachine,
+        Some(_) => SubmitVenue::Lambda {
+            memory_mb: args.lambda_memory,
+            concurrency: u64::from(args.max_concurrency),
+        },
     };
-    let estimate = match &args.lambda {
-        None => {
-            let redis = crunch::plan::probe::measure_for(store, &sample)?;
-            let assumptions = Assumptions::with_local_redis(Some(redis));
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            model::local(&sample, cores, cores, &limits, &assumptions)
-        }
-        Some(_) => {
-            let target = LambdaTarget {
-                memory_mb: args.lambda_memory,
-                arch: "arm64".into(),
-                speed_ratio: 1.0,
-                concurrency: u64::from(args.max_concurrency),
-                deadline_s: 60.0,
-                compile_s: 0.0,
-            };
-            model::lambda(
-                &sample,
-                &target,
-                &limits,
-                &PriceTable::built_in(),
-                &Assumptions::default(),
-            )?
-        }
-    };
-    Ok(SpecPlan { sample, estimate })
+    let job = args.work.job(time_limit);
+    crunch::plan::for_submit(store, pack, &job, items, budget, venue).with_context(|| {
+        format!(
+            "sampling {} through kernel {}",
+            args.work.input.display(),
+            args.work.kernel
+        )
+    })
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use crunch::codec::{self, Format};
 use crunch::engine::EPOCH_TICK;
 use crunch::packing::PackedInput;
-use crunch::{Item, KernelPack, Tensor, text};
+use crunch::{Item, Job, KernelPack, Tensor, text};
 
 /// The longest time limit or lease accepted: a week.
 const MAX_SECONDS: f64 = 7.0 * 86_400.0;
@@ -38,6 +38,15 @@ pub struct WorkArgs {
 }
 
 impl WorkArgs {
+    /// The kernel call these arguments name, with `batch_time` as a batch's time limit.
+    pub fn job(&self, batch_time: Duration) -> Job<'_> {
+        Job {
+            kernel: &self.kernel,
+            params: &self.params,
+            batch_time,
+        }
+    }
+
     /// Reads every input item.
     pub fn read_items(&self) -> Result<Vec<Item>> {
         codec::read_items(&self.input, self.input_format()?)
