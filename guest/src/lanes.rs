@@ -15,12 +15,6 @@ fn combine(lanes: [f64; LANES]) -> f64 {
         + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
 }
 
-/// The sum of `xs`.
-pub fn sum(xs: &[f64]) -> f64 {
-    let [total] = sums(xs, |x| [x]);
-    total
-}
-
 /// The sums over `xs` of each of the `M` values `terms` gives for an element, each sum in
 /// lanes. `terms` sees every element once, in order (a kernel may also fold, say, extremes in
 /// it).
@@ -108,7 +102,7 @@ mod tests {
                 s += a[i];
                 d += a[i] * b[i];
             }
-            assert_eq!(sum(&a).to_bits(), s.to_bits(), "n={n}");
+            assert_eq!(sums(&a, |x| [x])[0].to_bits(), s.to_bits(), "n={n}");
             assert_eq!(dot(&a, &b).to_bits(), d.to_bits(), "n={n}");
             let (d1, d2) = dot2(&a, &b, &a);
             assert_eq!(
@@ -116,6 +110,6 @@ mod tests {
                 (d.to_bits(), dot(&a, &a).to_bits())
             );
         }
-        assert_eq!(sum(&[]).to_bits(), (-0.0f64).to_bits());
+        assert_eq!(sums(&[], |x| [x])[0].to_bits(), (-0.0f64).to_bits());
     }
 }

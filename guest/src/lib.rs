@@ -10,6 +10,7 @@
 mod axpy;
 mod check;
 mod fft;
+mod gram;
 mod interp;
 mod lanes;
 mod linalg;

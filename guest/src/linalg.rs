@@ -5,6 +5,7 @@
 
 use crate::axpy::{axpy, axpy2};
 use crate::check::{self, domain, invalid};
+use crate::gram;
 use crate::lanes;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 use crunch_math::F64x2;
@@ -119,7 +120,8 @@ fn block_4x4(
 
 /// `ols`: [X (n x p), y (n)] -> the coefficients b minimising |X b - y|.
 ///
-/// Householder QR. Unlike `lstsq`, which returns a minimum-norm solution, a rank-deficient or
+/// The normal equations, refined once (as a vectorised NumPy solution does), where X is well
+/// enough conditioned for them; else Householder QR. Unlike `lstsq`, which returns a minimum-norm solution, a rank-deficient or
 /// under-determined X (n < p) is a domain error: the coefficients are not unique.
 pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let [x, y] = check::inputs(item, ["X", "y"])?;
@@ -140,9 +142,20 @@ pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError>
             "under-determined: {n} observations for {p} coefficients"
         )));
     }
+    let values = x.as_slice().expect("tensors are row-major");
+    let b = match normal_equations(values, y, p) {
+        Some(b) => b,
+        None => householder_least_squares(values, y, p)?,
+    };
+    Ok(Tensor::vector(b))
+}
+
+/// The least-squares coefficients by Householder QR: NaN coefficients for NaN input, a domain
+/// error for a rank-deficient X.
+fn householder_least_squares(values: &[f64], y: &[f64], p: usize) -> Result<Vec<f64>, KernelError> {
+    let n = y.len();
     // R is kept column by column (each column contiguous, X's p columns then y's, which
     // becomes Q^T y), so that the reflections below stream through memory.
-    let values = x.as_slice().expect("tensors are row-major");
     let mut r = vec![0.0; n * (p + 1)];
     let (columns, qty) = r.split_at_mut(n * p);
     for (j, column) in columns.chunks_exact_mut(n).enumerate() {
@@ -159,7 +172,7 @@ pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError>
         householder_step(&mut r, n, j, &mut v);
         let pivot = r[j * n + j];
         if pivot.is_nan() {
-            return Ok(Tensor::vector(vec![f64::NAN; p]));
+            return Ok(vec![f64::NAN; p]);
         }
         if pivot.abs() <= scale * f64::EPSILON * n as f64 {
             return Err(domain(format!(
@@ -172,7 +185,97 @@ pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError>
         let tail: f64 = (j + 1..p).map(|k| r[k * n + j] * b[k]).sum();
         b[j] = (r[p * n + j] - tail) / r[j * n + j];
     }
-    Ok(Tensor::vector(b))
+    Ok(b)
+}
+
+/// The largest refinement step, relative to the coefficients, at which the normal equations'
+/// answer stands: the error left after the step is then far below it.
+const REFINED: f64 = 1e-8;
+
+/// The coefficients from the normal equations `X^T X b = X^T y` (Cholesky), refined once with
+/// the residual's `X^T (y - X b)`; `None` when they cannot be trusted: `X^T X` is not positive
+/// definite, or the refinement step is not tiny next to the coefficients (an ill-conditioned
+/// or rank-deficient X, or NaN), for QR to decide.
+fn normal_equations(x: &[f64], y: &[f64], p: usize) -> Option<Vec<f64>> {
+    // [X y], padded with a zero column to an even width, so that one pass gives X^T X and X^T y.
+    let width = (p + 1).next_multiple_of(2);
+    let mut xy = vec![0.0; y.len() * width];
+    for ((row, x_row), &y) in xy.chunks_exact_mut(width).zip(x.chunks_exact(p)).zip(y) {
+        row[..p].copy_from_slice(x_row);
+        row[p] = y;
+    }
+    let products = gram::upper_products(&xy, width);
+    let gram_at = |i: usize, j: usize| products[i.min(j) * width + i.max(j)];
+    let factor = cholesky(p, gram_at)?;
+    let xty: Vec<f64> = (0..p).map(|i| products[i * width + p]).collect();
+    let mut b = cholesky_solve(&factor, p, &xty);
+    let residual_products = residual_products(&xy, width, &b);
+    let step = cholesky_solve(&factor, p, &residual_products);
+    b.iter_mut().zip(&step).for_each(|(b, s)| *b += s);
+    let norm = |v: &[f64]| v.iter().fold(0.0, |s, v| s + v * v).sqrt();
+    (norm(&step) <= REFINED * norm(&b)).then_some(b)
+}
+
+/// `X^T (y - X b)` over the rows of `[X y]` (`width` columns, even; y in column `b.len()`,
+/// zeros after it), two columns at a time: each row's fit as two lane sums added, then its
+/// residual times the row into the products.
+fn residual_products(xy: &[f64], width: usize, b: &[f64]) -> Vec<f64> {
+    let p = b.len();
+    let mut coefficients = vec![0.0; width];
+    coefficients[..p].copy_from_slice(b);
+    let coefficients: Vec<F64x2> = coefficients
+        .as_chunks::<2>()
+        .0
+        .iter()
+        .map(F64x2::load)
+        .collect();
+    let mut products = vec![F64x2::splat(0.0); width / 2];
+    for row in xy.chunks_exact(width) {
+        let pairs = row.as_chunks::<2>().0;
+        let fit = pairs
+            .iter()
+            .zip(&coefficients)
+            .fold(F64x2::splat(0.0), |s, (x, b)| s + F64x2::load(x) * *b)
+            .to_array();
+        let residual = F64x2::splat(row[p] - (fit[0] + fit[1]));
+        for (g, x) in products.iter_mut().zip(pairs) {
+            *g = *g + F64x2::load(x) * residual;
+        }
+    }
+    products.iter().flat_map(|g| g.to_array()).take(p).collect()
+}
+
+/// The lower Cholesky factor L (row-major p x p) of the symmetric matrix whose entries `at`
+/// gives, or `None` if it is not (numerically) positive definite.
+fn cholesky(p: usize, at: impl Fn(usize, usize) -> f64) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; p * p];
+    for j in 0..p {
+        let d = at(j, j) - (0..j).fold(0.0, |s, k| s + l[j * p + k] * l[j * p + k]);
+        if d.is_nan() || d <= 0.0 {
+            return None;
+        }
+        let pivot = d.sqrt();
+        l[j * p + j] = pivot;
+        for i in j + 1..p {
+            let dot = (0..j).fold(0.0, |s, k| s + l[i * p + k] * l[j * p + k]);
+            l[i * p + j] = (at(i, j) - dot) / pivot;
+        }
+    }
+    Some(l)
+}
+
+/// Solves `L L^T b = c` with the factor `L` of [`cholesky`].
+fn cholesky_solve(l: &[f64], p: usize, c: &[f64]) -> Vec<f64> {
+    let mut z = vec![0.0; p];
+    for i in 0..p {
+        let dot = (0..i).fold(0.0, |s, k| s + l[i * p + k] * z[k]);
+        z[i] = (c[i] - dot) / l[i * p + i];
+    }
+    for i in (0..p).rev() {
+        let dot = (i + 1..p).fold(0.0, |s, k| s + l[k * p + i] * z[k]);
+        z[i] = (z[i] - dot) / l[i * p + i];
+    }
+    z
 }
 
 /// Zeroes column `j` of R (columns of `n` values, one after another) below the diagonal with a
@@ -252,6 +355,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A least-squares problem of `n` x `p` whose columns are `coupling`-close to each other
+    /// (0: unrelated; near 1: nearly collinear).
+    fn problem(n: usize, p: usize, coupling: f64) -> (Vec<f64>, Vec<f64>) {
+        let base: Vec<f64> = (0..n).map(|r| libm::sin(r as f64 * 1.3)).collect();
+        let x: Vec<f64> = (0..n * p)
+            .map(|k| {
+                let (r, j) = (k / p, k % p);
+                coupling * base[r]
+                    + (1.0 - coupling) * libm::cos((r * (j + 2)) as f64 * 0.71 + j as f64)
+            })
+            .collect();
+        let y = (0..n)
+            .map(|r| {
+                (0..p).map(|j| x[r * p + j] * (j as f64 - 1.5)).sum::<f64>()
+                    + 0.1 * libm::sin(r as f64 * 7.1)
+            })
+            .collect();
+        (x, y)
+    }
+
+    #[test]
+    fn the_normal_equations_agree_with_qr_where_they_are_used() {
+        for (n, p) in [(1, 1), (5, 2), (20, 3), (200, 5), (64, 8), (30, 11)] {
+            let (x, y) = problem(n, p, 0.0);
+            let fast = normal_equations(&x, &y, p).expect("a well-conditioned X");
+            let qr = householder_least_squares(&x, &y, p).unwrap();
+            for (a, b) in fast.iter().zip(&qr) {
+                assert!(
+                    (a - b).abs() <= 1e-11 * (1.0 + b.abs()),
+                    "{n} x {p}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_ill_conditioned_x_goes_to_qr() {
+        let (x, y) = problem(100, 4, 1.0 - 1e-7);
+        assert!(normal_equations(&x, &y, 4).is_none());
+        let xt = Tensor::matrix(100, 4, x.clone());
+        let got = ols(Params(&[]), &views(&[xt, Tensor::vector(y.clone())])).unwrap();
+        assert_eq!(got.data, householder_least_squares(&x, &y, 4).unwrap());
+        let mut nan = x.clone();
+        nan[17] = f64::NAN;
+        assert!(normal_equations(&nan, &y, 4).is_none());
     }
 
     #[test]

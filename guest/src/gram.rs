@@ -1,0 +1,92 @@
+//! Products of the columns of a row-major matrix with each other (Z^T Z), for `corrcoef`'s
+//! covariances and `ols`'s normal equations: two columns against up to four pairs of columns
+//! at a time, their sums in registers while the rows go by.
+
+use crunch_math::F64x2;
+
+/// Column pairs whose sums one pass over the rows keeps in registers, beside two columns.
+const TILE: usize = 4;
+
+/// The products `sum over rows of z[r][i] * z[r][j]` of the row-major `z` (`width` columns,
+/// even), for every `j >= i` (row-major `width x width`; entries below the diagonal are left
+/// at zero or hold the same sums). Each sum runs over the rows in order from zero. Two columns
+/// `i` against up to [`TILE`] pairs of columns `j` at a time, their sums in registers while
+/// the rows go by: each row then costs one load per pair for four products.
+pub fn upper_products(z: &[f64], width: usize) -> Vec<f64> {
+    let mut out = vec![0.0; width * width];
+    let pairs = width / 2;
+    for i in (0..width).step_by(2) {
+        let mut pair = i / 2;
+        while pair < pairs {
+            let tile = (pairs - pair).min(TILE);
+            match tile {
+                4 => products_tile::<4>(z, width, i, pair, &mut out),
+                3 => products_tile::<3>(z, width, i, pair, &mut out),
+                2 => products_tile::<2>(z, width, i, pair, &mut out),
+                _ => products_tile::<1>(z, width, i, pair, &mut out),
+            }
+            pair += tile;
+        }
+    }
+    out
+}
+
+/// The sums of columns `i` and `i + 1` against the `T` column pairs from `pair` on, into `out`.
+fn products_tile<const T: usize>(z: &[f64], width: usize, i: usize, pair: usize, out: &mut [f64]) {
+    let mut sums = [[F64x2::splat(0.0); T]; 2];
+    let add = |sums: &mut [[F64x2; T]; 2], row: &[f64]| {
+        let (a, b) = (F64x2::splat(row[i]), F64x2::splat(row[i + 1]));
+        let columns = &row[2 * pair..2 * (pair + T)];
+        for (t, v) in columns.as_chunks::<2>().0.iter().enumerate() {
+            let v = F64x2::load(v);
+            sums[0][t] = sums[0][t] + a * v;
+            sums[1][t] = sums[1][t] + b * v;
+        }
+    };
+    // Two rows per loop iteration: the component checks its time limit (and spills the sums
+    // around the check) once per two rows.
+    let mut rows = z.chunks_exact(2 * width);
+    for two in &mut rows {
+        let (first, second) = two.split_at(width);
+        add(&mut sums, first);
+        add(&mut sums, second);
+    }
+    for row in rows.remainder().chunks_exact(width) {
+        add(&mut sums, row);
+    }
+    for (r, row_sums) in sums.iter().enumerate() {
+        let at = (i + r) * width + 2 * pair;
+        for (t, s) in row_sums.iter().enumerate() {
+            s.store(
+                (&mut out[at + 2 * t..at + 2 * t + 2])
+                    .try_into()
+                    .expect("two sums"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_upper_product_is_the_sum_over_the_rows_in_order() {
+        for (rows, width) in [(0, 2), (1, 2), (3, 4), (7, 6), (9, 10), (5, 12), (4, 18)] {
+            let z: Vec<f64> = (0..rows * width)
+                .map(|k| libm::sin(k as f64 * 0.61) * 3.0)
+                .collect();
+            let got = upper_products(&z, width);
+            for i in 0..width {
+                for j in i..width {
+                    let want = (0..rows).fold(0.0, |s, r| s + z[r * width + i] * z[r * width + j]);
+                    assert_eq!(
+                        got[i * width + j].to_bits(),
+                        want.to_bits(),
+                        "{rows} x {width}: ({i}, {j})"
+                    );
+                }
+            }
+        }
+    }
+}
