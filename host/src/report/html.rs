@@ -68,7 +68,7 @@ pub fn page(r: &JobReport) -> String {
 fn key(out: &mut String) {
     out.push_str("<p class=\"key\">");
     for (class, label) in [
-        ("fetch", "fetch (claim, read input)"),
+        ("fetch", "fetch (claim, load the pack, read input)"),
         ("kernel", "kernel"),
         ("store", "store results"),
         ("idle", "idle"),
