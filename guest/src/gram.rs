@@ -4,6 +4,9 @@
 
 use crunch_math::F64x2;
 
+/// Rows per loop iteration.
+const ROWS_PER_STEP: usize = 4;
+
 /// Column pairs whose sums one pass over the rows keeps in registers, beside two columns.
 const TILE: usize = 4;
 
@@ -43,13 +46,17 @@ fn products_tile<const T: usize>(z: &[f64], width: usize, i: usize, pair: usize,
             sums[1][t] = sums[1][t] + b * v;
         }
     };
-    // Two rows per loop iteration: the component checks its time limit (and spills the sums
-    // around the check) once per two rows.
-    let mut rows = z.chunks_exact(2 * width);
-    for two in &mut rows {
-        let (first, second) = two.split_at(width);
+    // Four rows per loop iteration: the component checks its time limit (and spills the sums
+    // around the check) once per four rows.
+    let mut rows = z.chunks_exact(ROWS_PER_STEP * width);
+    for step in &mut rows {
+        let (first, rest) = step.split_at(width);
+        let (second, rest) = rest.split_at(width);
+        let (third, fourth) = rest.split_at(width);
         add(&mut sums, first);
         add(&mut sums, second);
+        add(&mut sums, third);
+        add(&mut sums, fourth);
     }
     for row in rows.remainder().chunks_exact(width) {
         add(&mut sums, row);
