@@ -91,14 +91,14 @@ pub fn run(
     crunch_abi::run(KERNELS, kernel, params, items)
 }
 
-/// Runs `kernel` on every item of a packed batch, reading the inputs in place: what the
-/// component's `run` does (see [`crunch_abi::run_packed`]).
-pub fn run_packed(
+/// Runs `kernel` on every item of a batch in the wire layout, reading the inputs in place: what the
+/// component's `run` does (see [`crunch_abi::run_wire`]).
+pub fn run_wire(
     kernel: &str,
     params: &[(String, Tensor)],
     items: Items<'_>,
 ) -> BatchResults<KernelError> {
-    crunch_abi::run_packed(KERNELS, kernel, params, items)
+    crunch_abi::run_wire(KERNELS, kernel, params, items)
 }
 
 #[cfg(test)]

@@ -9,11 +9,10 @@ use rayon::prelude::*;
 
 use crate::engine::{StopCheck, Stopped};
 use crate::pack::KernelPack;
-use crate::packing::{self, PackedBatch, PackedInput};
 use crate::plan::sizing::{self, Sizing, Venue};
-use crate::results::PackedResults;
 use crate::text;
 use crate::types::{Item, ItemError, Tensor};
+use crate::wire;
 
 /// Backtrace lines kept in a batch error (deep recursion would otherwise fill pages).
 const MAX_BACKTRACE_LINES: usize = 16;
@@ -39,7 +38,7 @@ pub struct BatchOutcome {
     /// Position of the batch in the run, from 0.
     pub index: usize,
     /// One result per item, in order; every item fails when the batch failed.
-    pub results: PackedResults,
+    pub results: wire::Results,
     /// Why the whole batch failed, if it did.
     pub error: Option<BatchError>,
     /// Time spent instantiating and running the kernel.
@@ -123,26 +122,26 @@ impl BatchError {
 
 /// Runs one batch in a fresh instance of `pack`.
 pub fn run_batch(pack: &KernelPack, job: &Job<'_>, index: usize, items: &[Item]) -> BatchOutcome {
-    run_packed_batch(pack, job, index, &packing::pack(items))
+    run_wire_batch(pack, job, index, &wire::Batch::from_items(items))
 }
 
-/// Runs one batch, already packed (as workers read it from Redis), in a fresh instance.
-pub fn run_packed_batch(
+/// Runs one batch, already in the wire layout (as workers read it from Redis), in a fresh instance.
+pub fn run_wire_batch(
     pack: &KernelPack,
     job: &Job<'_>,
     index: usize,
-    batch: &PackedBatch,
+    batch: &wire::Batch,
 ) -> BatchOutcome {
-    run_packed_batch_until(pack, job, index, batch, None)
+    run_wire_batch_until(pack, job, index, batch, None)
 }
 
-/// Runs one packed batch like [`run_packed_batch`]; with `stop`, the batch also ends (failing
+/// Runs one wire batch like [`run_wire_batch`]; with `stop`, the batch also ends (failing
 /// with [`BatchError::Stopped`]) within one epoch tick of `stop` returning true.
-pub fn run_packed_batch_until(
+pub fn run_wire_batch_until(
     pack: &KernelPack,
     job: &Job<'_>,
     index: usize,
-    batch: &PackedBatch,
+    batch: &wire::Batch,
     stop: Option<StopCheck>,
 ) -> BatchOutcome {
     let start = Instant::now();
@@ -158,7 +157,7 @@ pub fn run_packed_batch_until(
         },
         Err(error) => BatchOutcome {
             index,
-            results: PackedResults::all_failed(len, ItemError::BatchFailed(error.headline())),
+            results: wire::Results::all_failed(len, ItemError::BatchFailed(error.headline())),
             error: Some(error),
             elapsed,
         },
@@ -175,10 +174,10 @@ fn call(
     pack: &KernelPack,
     job: &Job<'_>,
     index: usize,
-    batch: &PackedBatch,
+    batch: &wire::Batch,
     stop: Option<StopCheck>,
     deadline: Instant,
-) -> Result<PackedResults, BatchError> {
+) -> Result<wire::Results, BatchError> {
     let engine = pack.engine();
     let remaining = deadline.saturating_duration_since(Instant::now());
     let mut store = match stop.clone() {
@@ -202,12 +201,10 @@ fn call(
             reason: format!("instantiating the pack: {e:#}"),
         }
     })?;
-    let outcome = instance.crunch_kernel_kernels().call_run(
-        &mut store,
-        job.kernel,
-        job.params,
-        &batch.packed,
-    );
+    let outcome =
+        instance
+            .crunch_kernel_kernels()
+            .call_run(&mut store, job.kernel, job.params, &batch.lists);
     let results = match outcome {
         Ok(results) => results,
         Err(e) if is_over_result_limit(&e) => {
@@ -387,7 +384,7 @@ fn recursing_function(backtrace: &wasmtime::WasmBacktrace) -> Option<String> {
         })
 }
 
-/// Runs every batch of an input read packed (cut into batches of `batch_size`) on `threads`
+/// Runs every batch of an input read in the wire layout (cut into batches of `batch_size`) on `threads`
 /// OS threads; each batch's part of the input is copied out where it runs.
 ///
 /// `on_batch` is called as each batch finishes (for progress); the outcomes come back in batch
@@ -395,7 +392,7 @@ fn recursing_function(backtrace: &wasmtime::WasmBacktrace) -> Option<String> {
 pub fn run_batches(
     pack: &KernelPack,
     job: &Job<'_>,
-    input: &PackedInput,
+    input: &wire::Input,
     batch_size: usize,
     threads: usize,
     on_batch: impl Fn(&BatchOutcome) + Sync,
@@ -411,7 +408,7 @@ pub fn run_batches(
             .into_par_iter()
             .enumerate()
             .map(|(index, span)| {
-                let outcome = run_packed_batch(pack, job, index, &input.batch(&span));
+                let outcome = run_wire_batch(pack, job, index, &input.batch(&span));
                 on_batch(&outcome);
                 outcome
             })

@@ -13,11 +13,11 @@ use crate::engine::Limits;
 use crate::pack::KernelPack;
 use crate::plan::SpecPlan;
 use crate::plan::sizing::{self, Sizing, Venue};
-use crate::results::PackedResults;
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::{JobSpec, Progress};
 use crate::store::{Store, queue, scripts};
 use crate::types::{Item, Tensor};
+use crate::wire;
 
 /// Batches written per pipeline round trip at submit.
 const PIPELINE_CHUNK: usize = 64;
@@ -331,9 +331,9 @@ pub fn dead_letters(store: &mut Store, job: &str) -> Result<Vec<DeadLetter>> {
         .collect())
 }
 
-/// Every result of `job` in input order, batch by batch, kept packed as the workers stored
-/// them (see [`crate::results::each`]); an error while any batch has no result yet.
-pub fn results(store: &mut Store, job: &str) -> Result<Vec<PackedResults>> {
+/// Every result of `job` in input order, batch by batch, kept in the wire layout as the workers stored
+/// them (see [`crate::wire::each`]); an error while any batch has no result yet.
+pub fn results(store: &mut Store, job: &str) -> Result<Vec<wire::Results>> {
     let spec = spec(store, job)?;
     let keys = JobKeys::new(job);
     let mut results = Vec::with_capacity(spec.batch_count as usize);
@@ -360,7 +360,7 @@ pub fn results(store: &mut Store, job: &str) -> Result<Vec<PackedResults>> {
             );
         }
     }
-    let count = crate::results::count(&results);
+    let count = wire::count(&results);
     ensure!(
         count as u64 == spec.item_count,
         "job {job} has {count} results for {} items",
@@ -404,7 +404,7 @@ pub fn list(store: &mut Store) -> Result<Vec<(String, Progress)>> {
 }
 
 /// The failed items of one batch's results, as recorded in `crunch:{JOB}:errors`.
-pub fn batch_failures(first_item: u64, results: &PackedResults) -> Vec<FailedItem> {
+pub fn batch_failures(first_item: u64, results: &wire::Results) -> Vec<FailedItem> {
     results
         .iter()
         .enumerate()

@@ -2,8 +2,9 @@
 //! each batch in a fresh, limited, sandboxed wasmtime instance, many batches in parallel.
 //!
 //! [`Engine`] holds the process-wide wasmtime engine, linker and epoch ticker; [`KernelPack`] a
-//! compiled, pre-instantiated pack; [`run_batch`] and [`run_batches`] the work itself; [`codec`]
-//! the file formats of `crunch run`; [`store`], [`jobs`] and [`worker`] the Redis data plane
+//! compiled, pre-instantiated pack; [`run_batch`] and [`run_batches`] the work itself; [`wire`]
+//! the layout in which batches and results cross into the pack; [`codec`] the file formats of
+//! `crunch run`; [`store`], [`jobs`] and [`worker`] the Redis data plane
 //! (protocol v1, `docs/protocol.md`).
 
 pub mod batch;
@@ -19,22 +20,21 @@ pub mod lambda_sizing;
 pub mod logging;
 pub mod memory;
 pub mod pack;
-pub mod packing;
 pub mod plan;
 pub mod registry;
 pub mod report;
-pub mod results;
 pub mod settings;
 pub mod store;
 pub mod strict_json;
 pub mod text;
 pub mod types;
+pub mod wire;
 pub mod worker;
 
 pub use batch::{
-    BatchError, BatchOutcome, Job, run_batch, run_batches, run_packed_batch, run_packed_batch_until,
+    BatchError, BatchOutcome, Job, run_batch, run_batches, run_wire_batch, run_wire_batch_until,
 };
 pub use engine::{Engine, Limits, StopCheck};
 pub use pack::KernelPack;
-pub use results::{PackedResults, ResultRef};
 pub use types::{ErrorKind, Item, ItemError, ItemResult, KernelError, KernelInfo, Tensor};
+pub use wire::ResultRef;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::Engine;
 use crate::text;
-use crate::types::{KernelInfo, KernelPackPre, Packed, Tensor};
+use crate::types::{KernelInfo, KernelPackPre, Tensor, WireData};
 
 /// The time `list-kernels` may take before the pack is refused (it only lists names).
 pub const LIST_KERNELS_TIME: Duration = Duration::from_secs(5);
@@ -144,7 +144,7 @@ impl KernelPack {
     /// that says nothing accepts the call; its items then fail one by one if it did not.
     pub fn check_call(&self, kernel: &str, params: &[(String, Tensor)]) -> Result<()> {
         let mut store = self.engine.new_store(LIST_KERNELS_TIME);
-        let empty = Packed {
+        let empty = WireData {
             count: 0,
             shapes: Vec::new(),
             data: Vec::new(),

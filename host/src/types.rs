@@ -13,7 +13,7 @@ pub use crunch_abi::element_count;
 
 pub(crate) use bindings::KernelPackPre;
 pub use bindings::crunch::kernel::types::{
-    BatchResults, ItemFailure, KernelError, KernelInfo, Packed, Tensor,
+    BatchResults, ItemFailure, KernelError, KernelInfo, Packed as WireData, Tensor,
 };
 
 /// One unit of work: the input tensors of a single calculation.
@@ -135,7 +135,7 @@ fn describe_kernel_error(e: &KernelError) -> String {
 }
 
 impl Tensor {
-    /// The tensor as a borrowed view (the form packed batches and results hold).
+    /// The tensor as a borrowed view (the form wire batches and results hold).
     pub fn view(&self) -> crunch_abi::TensorRef<'_> {
         crunch_abi::TensorRef {
             shape: &self.shape,

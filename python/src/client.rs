@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use crunch::jobs::{self, SubmitOptions};
-use crunch::results::PackedResults;
 use crunch::store::Store;
 use crunch::store::keys::valid_job_id;
 use crunch::store::spec::Progress;
+use crunch::wire;
 use crunch::{Item, KernelPack, Tensor, fanout, registry};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -257,7 +257,7 @@ impl NativeClient {
             Ok((jobs::results(store, &job)?, batch_size))
         })?;
         let (values, failures) = py.detach(|| {
-            let results = results.iter().flat_map(PackedResults::to_vec).collect();
+            let results = results.iter().flat_map(wire::Results::to_vec).collect();
             split_results(results, batch_size)
         });
         to_python(py, values, &failures)

@@ -14,8 +14,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crunch::results::PackedResults;
-use crunch::{BatchOutcome, Job, KernelPack, StopCheck, Tensor, run_packed_batch_until};
+use crunch::wire;
+use crunch::{BatchOutcome, Job, KernelPack, StopCheck, Tensor, run_wire_batch_until};
 use pyo3::prelude::*;
 use rayon::prelude::*;
 
@@ -73,7 +73,7 @@ pub fn run(
     let mut reports = match &batches[..] {
         [] => Vec::new(),
         [only] => {
-            let outcome = run_on_caller(pack, &settings.job, input.pack(only.clone()))?;
+            let outcome = run_on_caller(pack, &settings.job, input.to_wire(only.clone()))?;
             vec![absorb(outcome, only.start, count, &rows)]
         }
         _ => run_on_pool(pack, input, settings, &batches, &rows, watch)?,
@@ -117,7 +117,7 @@ impl Rows {
 struct Report {
     failures: Vec<Failure>,
     /// The batch's results, kept when they do not fit the rows (another shape).
-    kept: Option<PackedResults>,
+    kept: Option<wire::Results>,
 }
 
 /// Lists a batch's failures and copies its results into the rows of `count` items (made now,
@@ -208,11 +208,7 @@ fn each_result(
 }
 
 /// Runs one batch on the calling thread; Ctrl-C stops it (and is raised).
-fn run_on_caller(
-    pack: &KernelPack,
-    job: &Job<'_>,
-    batch: crunch::packing::PackedBatch,
-) -> PyResult<BatchOutcome> {
+fn run_on_caller(pack: &KernelPack, job: &Job<'_>, batch: wire::Batch) -> PyResult<BatchOutcome> {
     let interrupted: Arc<Mutex<Option<PyErr>>> = Arc::default();
     let slot = interrupted.clone();
     let stop: StopCheck = Arc::new(move || {
@@ -226,7 +222,7 @@ fn run_on_caller(
             }
         })
     });
-    let outcome = run_packed_batch_until(pack, job, 0, &batch, Some(stop));
+    let outcome = run_wire_batch_until(pack, job, 0, &batch, Some(stop));
     let raised = interrupted.lock().ok().and_then(|mut e| e.take());
     match raised {
         Some(e) => Err(e),
@@ -264,9 +260,9 @@ fn run_on_pool(
                         }
                         let flag = stop.clone();
                         let check: StopCheck = Arc::new(move || flag.load(Ordering::Relaxed));
-                        let batch = input.pack(range.clone());
+                        let batch = input.to_wire(range.clone());
                         let outcome =
-                            run_packed_batch_until(pack, &settings.job, index, &batch, Some(check));
+                            run_wire_batch_until(pack, &settings.job, index, &batch, Some(check));
                         let report = absorb(outcome, range.start, count, rows);
                         done.fetch_add(range.len(), Ordering::Relaxed);
                         let _ = finished.send(());

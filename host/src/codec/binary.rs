@@ -12,10 +12,10 @@ use std::io::{BufRead, Read, Write};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crunch_abi::{Packed, TensorRef};
+use crunch_abi::{TensorRef, WireData};
 
-use crate::results::{PackedResults, ResultRef};
 use crate::types::{ErrorKind, Item, ItemError, Tensor};
+use crate::wire::{self, ResultRef};
 
 /// The first eight bytes of every Crunch binary file.
 pub const MAGIC: &[u8; 8] = b"CRNCHBIN";
@@ -23,31 +23,31 @@ const VERSION: u32 = 1;
 const TAG_TENSORS: u8 = 0;
 const TAG_ERROR: u8 = 1;
 
-/// Items from a stream (an input file), packed as they are read: the header is checked before
+/// Items from a stream (an input file), laid out in the wire layout as they are read: the header is checked before
 /// anything else is read, and every later length is checked against the bytes that actually
 /// arrive, so no length read from the file decides an allocation. `len`, when known (a regular
 /// file), bounds the item count the header may claim.
-pub fn read_packed(reader: impl BufRead, len: Option<u64>) -> Result<Packed> {
-    packed(&mut Stream::new(reader, len))
+pub fn read_wire(reader: impl BufRead, len: Option<u64>) -> Result<WireData> {
+    wire(&mut Stream::new(reader, len))
 }
 
-/// Items from Crunch binary bytes in memory, packed in one pass with no per-item allocation:
+/// Items from Crunch binary bytes in memory, laid out in one pass with no per-item allocation:
 /// how workers read batches from Redis.
-pub fn packed_from_bytes(bytes: &[u8]) -> Result<Packed> {
-    packed(&mut Cursor::new(bytes))
+pub fn wire_from_bytes(bytes: &[u8]) -> Result<WireData> {
+    wire(&mut Cursor::new(bytes))
 }
 
-fn packed(source: &mut impl Source) -> Result<Packed> {
+fn wire(source: &mut impl Source) -> Result<WireData> {
     let count = header(source)?;
     let (items, values) = room(source, count);
-    let mut packed = Packed::with_capacity(items, values);
+    let mut wire = WireData::with_capacity(items, values);
     for i in 0..count {
         item_tag(source)
-            .and_then(|()| tensors_into(source, &mut packed))
+            .and_then(|()| tensors_into(source, &mut wire))
             .with_context(|| format!("item {i}"))?;
     }
     source.end()?;
-    Ok(packed)
+    Ok(wire)
 }
 
 /// Room to reserve for `count` items and their values: what the rest of the input can hold
@@ -59,19 +59,19 @@ fn room(source: &impl Source, count: u64) -> (usize, usize) {
         .map_or((0, 0), |r| (count.min(r / 5) as usize, (r / 8) as usize))
 }
 
-/// Results from a stream, kept packed.
-pub fn read_results(reader: impl BufRead) -> Result<PackedResults> {
+/// Results from a stream, kept in the wire layout.
+pub fn read_results(reader: impl BufRead) -> Result<wire::Results> {
     results(&mut Stream::new(reader, None))
 }
 
-/// Results from Crunch binary bytes in memory, kept packed.
-pub fn results_from_bytes(bytes: &[u8]) -> Result<PackedResults> {
+/// Results from Crunch binary bytes in memory, kept in the wire layout.
+pub fn results_from_bytes(bytes: &[u8]) -> Result<wire::Results> {
     results(&mut Cursor::new(bytes))
 }
 
-fn results(source: &mut impl Source) -> Result<PackedResults> {
+fn results(source: &mut impl Source) -> Result<wire::Results> {
     let count = header(source)?;
-    let mut results = PackedResults::with_capacity(room(source, count).0);
+    let mut results = wire::Results::with_capacity(room(source, count).0);
     for i in 0..count {
         result(source, &mut results).with_context(|| format!("item {i}"))?;
     }
@@ -333,15 +333,15 @@ fn item_tag(source: &mut impl Source) -> Result<()> {
     }
 }
 
-/// One item's tensors appended to `packed`.
-fn tensors_into(source: &mut impl Source, packed: &mut Packed) -> Result<()> {
+/// One item's tensors appended to `wire`.
+fn tensors_into(source: &mut impl Source, wire: &mut WireData) -> Result<()> {
     let count = source.u32()?;
-    packed.shapes.push(count);
+    wire.shapes.push(count);
     for i in 0..count {
-        tensor_into(source, &mut packed.shapes, &mut packed.data)
+        tensor_into(source, &mut wire.shapes, &mut wire.data)
             .with_context(|| format!("tensor {i}"))?;
     }
-    packed.count += 1;
+    wire.count += 1;
     Ok(())
 }
 
@@ -365,7 +365,7 @@ fn tensor_into(source: &mut impl Source, shapes: &mut Vec<u32>, data: &mut Vec<f
 }
 
 /// One result appended to `results`.
-fn result(source: &mut impl Source, results: &mut PackedResults) -> Result<()> {
+fn result(source: &mut impl Source, results: &mut wire::Results) -> Result<()> {
     match source.u8()? {
         TAG_TENSORS => {
             let count = source.u32()?;
@@ -401,8 +401,7 @@ mod tests {
         ];
         let mut buf = Vec::new();
         write_items(&mut buf, &items).unwrap();
-        let back =
-            crate::packing::PackedInput::from(read_packed(&buf[..], None).unwrap()).to_items();
+        let back = wire::Input::from(read_wire(&buf[..], None).unwrap()).to_items();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0][1], items[0][1]);
         assert!(back[0][0].data[1].is_nan());
@@ -418,7 +417,7 @@ mod tests {
         write_results(
             &mut buf,
             results.len(),
-            results.iter().map(crate::results::result_ref),
+            results.iter().map(wire::result_ref),
         )
         .unwrap();
         assert_eq!(read_results(&buf[..]).unwrap().to_vec(), results);
@@ -429,7 +428,7 @@ mod tests {
     }
 
     #[test]
-    fn packed_reading_matches_item_reading() {
+    fn wire_reading_matches_item_reading() {
         let items = vec![
             vec![t(vec![2], vec![1.0, 2.0]), t(vec![], vec![3.0])],
             vec![],
@@ -437,40 +436,37 @@ mod tests {
         ];
         let mut buf = Vec::new();
         write_items(&mut buf, &items).unwrap();
-        let packed = packed_from_bytes(&buf).unwrap();
+        let wire = wire_from_bytes(&buf).unwrap();
+        assert_eq!(read_wire(&buf[..], Some(buf.len() as u64)).unwrap(), wire);
+        let expected = wire::Batch::from_items(&items).lists;
         assert_eq!(
-            read_packed(&buf[..], Some(buf.len() as u64)).unwrap(),
-            packed
-        );
-        let expected = crate::packing::pack(&items).packed;
-        assert_eq!(
-            (packed.count, packed.shapes, packed.data),
+            (wire.count, wire.shapes, wire.data),
             (expected.count, expected.shapes, expected.data)
         );
-        assert!(packed_from_bytes(&buf[..buf.len() - 1]).is_err());
+        assert!(wire_from_bytes(&buf[..buf.len() - 1]).is_err());
     }
 
     #[test]
     fn rejects_bad_files_clearly() {
-        let err = read_packed(&b"NOTCRUNCH"[..], None).unwrap_err();
+        let err = read_wire(&b"NOTCRUNCH"[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("not a Crunch binary"));
         let mut buf = Vec::new();
         write_items(&mut buf, &[vec![t(vec![3], vec![1.0, 2.0, 3.0])]]).unwrap();
-        let err = read_packed(&buf[..buf.len() - 4], None).unwrap_err();
+        let err = read_wire(&buf[..buf.len() - 4], None).unwrap_err();
         assert!(format!("{err:#}").contains("truncated"), "{err:#}");
         let mut absurd = Vec::new();
         write_header(&mut absurd, 1).unwrap();
         absurd.extend_from_slice(&[
             0, 1, 0, 0, 0, 2, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255,
         ]);
-        let err = read_packed(&absurd[..], None).unwrap_err();
+        let err = read_wire(&absurd[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("item 0"), "{err:#}");
     }
 
     #[test]
     fn a_stream_is_refused_at_its_header_without_reading_on() {
         // An endless stream of zeros: refused after its first 24 bytes.
-        let err = read_packed(std::io::BufReader::new(std::io::repeat(0)), None).unwrap_err();
+        let err = read_wire(std::io::BufReader::new(std::io::repeat(0)), None).unwrap_err();
         assert!(
             format!("{err:#}").contains("not a Crunch binary"),
             "{err:#}"
@@ -479,13 +475,13 @@ mod tests {
         let mut huge = Vec::new();
         write_header(&mut huge, 1).unwrap();
         huge.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0, 0, 255, 255, 255, 255]);
-        let err = read_packed(&huge[..], None).unwrap_err();
+        let err = read_wire(&huge[..], None).unwrap_err();
         assert!(format!("{err:#}").contains("truncated"), "{err:#}");
         let mut buf = Vec::new();
         write_items(&mut buf, &[vec![t(vec![1], vec![1.0])]]).unwrap();
         buf.extend_from_slice(b"xy");
-        let err = read_packed(&buf[..], Some(buf.len() as u64)).unwrap_err();
+        let err = read_wire(&buf[..], Some(buf.len() as u64)).unwrap_err();
         assert!(format!("{err:#}").contains("2 unexpected bytes"), "{err:#}");
-        assert!(read_packed(&buf[..], None).is_err());
+        assert!(read_wire(&buf[..], None).is_err());
     }
 }

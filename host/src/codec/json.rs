@@ -15,11 +15,11 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use serde_json::error::Category;
 
-use crunch_abi::{Packed, TensorRef};
+use crunch_abi::{TensorRef, WireData};
 
-use crate::results::ResultRef;
 use crate::strict_json;
 use crate::types::{ErrorKind, Item, ItemError, ItemResult, Tensor};
+use crate::wire::ResultRef;
 
 /// The whole document; a syntax error is "not valid JSON", a key given twice is named.
 fn document(reader: impl Read) -> Result<Value> {
@@ -47,17 +47,16 @@ pub fn read_items(reader: impl Read) -> Result<Vec<Item>> {
         .collect()
 }
 
-/// The items, packed (every tensor was checked against its shape as it was read).
-pub fn read_packed(reader: impl Read) -> Result<Packed> {
+/// The items in the wire layout (every tensor was checked against its shape as it was read).
+pub fn read_wire(reader: impl Read) -> Result<WireData> {
     let items = read_items(reader)?;
     let values = items.iter().flatten().map(|t| t.data.len()).sum();
-    let mut packed = Packed::with_capacity(items.len(), values);
+    let mut wire = WireData::with_capacity(items.len(), values);
     for (i, item) in items.iter().enumerate() {
-        packed
-            .push(item.iter().map(Tensor::view))
+        wire.push(item.iter().map(Tensor::view))
             .with_context(|| format!("item {i}"))?;
     }
-    Ok(packed)
+    Ok(wire)
 }
 
 fn item(value: Value) -> Result<Item> {
@@ -314,7 +313,7 @@ mod tests {
             Err(ItemError::from_parts(ErrorKind::InvalidInput, "bad".into())),
         ];
         let mut buf = Vec::new();
-        write_results(&mut buf, results.iter().map(crate::results::result_ref)).unwrap();
+        write_results(&mut buf, results.iter().map(crate::wire::result_ref)).unwrap();
         let back = read_results(&buf[..]).unwrap();
         assert_eq!(back[1], results[1]);
         let t = back[0].as_ref().unwrap();

@@ -13,9 +13,8 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::packing::{PackedBatch, PackedInput};
-use crate::results::{self, PackedResults};
 use crate::types::{Item, ItemResult};
+use crate::wire;
 
 /// A file format for items and results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,9 +70,9 @@ impl FromStr for Format {
     }
 }
 
-/// Reads every item of an input file, packed in one pair of flat lists as it is read (no
+/// Reads every item of an input file into one pair of flat lists (the wire layout) as it is read (no
 /// per-item tensors), ready to be cut into batches.
-pub fn read_input(path: &Path, format: Format) -> Result<PackedInput> {
+pub fn read_input(path: &Path, format: Format) -> Result<wire::Input> {
     let file = File::open(path).with_context(|| format!("opening input {}", path.display()))?;
     // A regular file's length bounds what its header may claim; a pipe's is unknown.
     let len = file
@@ -86,18 +85,18 @@ pub fn read_input(path: &Path, format: Format) -> Result<PackedInput> {
 }
 
 /// Reads every item from a stream of `len` bytes, when known (for Crunch binary, the header is
-/// checked first and the items are read one by one), packed.
+/// checked first and the items are read one by one), in the wire layout.
 pub fn read_input_from(
     reader: impl BufRead,
     format: Format,
     len: Option<u64>,
-) -> Result<PackedInput> {
+) -> Result<wire::Input> {
     match format {
-        Format::Json => json::read_packed(reader),
-        Format::Npy => npy::read_packed(reader),
-        Format::Binary => binary::read_packed(reader, len),
+        Format::Json => json::read_wire(reader),
+        Format::Npy => npy::read_wire(reader),
+        Format::Binary => binary::read_wire(reader, len),
     }
-    .map(PackedInput::from)
+    .map(wire::Input::from)
 }
 
 /// Reads every item of an input file as owned tensors.
@@ -121,10 +120,10 @@ pub fn read_items_from(
 pub fn write_results(
     path: &Path,
     format: Format,
-    results: &[PackedResults],
+    results: &[wire::Results],
 ) -> Result<Option<PathBuf>> {
-    let count = results::count(results);
-    let each = results::each(results);
+    let count = wire::count(results);
+    let each = wire::each(results);
     replace::write_atomically(path, |writer| match format {
         Format::Json => json::write_results(writer, each.clone()),
         Format::Npy => npy::write_results(writer, count, each.clone()),
@@ -169,22 +168,22 @@ pub fn encode_items(items: &[Item]) -> Vec<u8> {
 
 /// Items from Crunch binary bytes.
 pub fn decode_items(bytes: &[u8]) -> Result<Vec<Item>> {
-    binary::packed_from_bytes(bytes).map(|packed| PackedInput::from(packed).to_items())
+    binary::wire_from_bytes(bytes).map(|wire| wire::Input::from(wire).to_items())
 }
 
-/// Items from Crunch binary bytes, packed for a call into a pack (see [`crate::packing`]).
-pub fn decode_packed(bytes: &[u8]) -> Result<PackedBatch> {
-    binary::packed_from_bytes(bytes).map(PackedBatch::from)
+/// Items from Crunch binary bytes, laid out for a call into a pack (see [`crate::wire`]).
+pub fn decode_batch(bytes: &[u8]) -> Result<wire::Batch> {
+    binary::wire_from_bytes(bytes).map(wire::Batch::from)
 }
 
 /// Results as Crunch binary bytes.
-pub fn encode_results(results: &PackedResults) -> Vec<u8> {
+pub fn encode_results(results: &wire::Results) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(24 + 16 * results.len() + 8 * results.values());
     let _ = binary::write_results(&mut bytes, results.len(), results.iter());
     bytes
 }
 
-/// Results from Crunch binary bytes, kept packed.
-pub fn decode_results(bytes: &[u8]) -> Result<PackedResults> {
+/// Results from Crunch binary bytes, kept in the wire layout.
+pub fn decode_results(bytes: &[u8]) -> Result<wire::Results> {
     binary::results_from_bytes(bytes)
 }

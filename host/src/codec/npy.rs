@@ -9,17 +9,17 @@ use std::io::{Read, Write};
 use anyhow::{Context, Result, bail, ensure};
 use npyz::WriterBuilder;
 
-use crunch_abi::{Packed, TensorRef};
+use crunch_abi::{TensorRef, WireData};
 
-use crate::results::ResultRef;
 use crate::types::Item;
+use crate::wire::ResultRef;
 
 /// The dtypes read: float64, little-endian (NumPy's default) or big-endian (converted).
 const FLOAT64: [&str; 2] = ["<f8", ">f8"];
 
-/// The items of an array, packed: the array's values are the batch's values as they are, each
+/// The items of an array in the wire layout: the array's values are the batch's values as they are, each
 /// item one tensor of the array's shape without its first axis.
-pub fn read_packed(mut reader: impl Read) -> Result<Packed> {
+pub fn read_wire(mut reader: impl Read) -> Result<WireData> {
     let npy = npyz::NpyFile::new(&mut reader).context("not a valid .npy file")?;
     ensure!(
         npy.order() == npyz::Order::C,
@@ -70,7 +70,7 @@ pub fn read_packed(mut reader: impl Read) -> Result<Packed> {
         shapes.push(rest.len() as u32);
         shapes.extend_from_slice(&rest);
     }
-    Ok(Packed {
+    Ok(WireData {
         count,
         shapes,
         data,
@@ -141,8 +141,8 @@ fn stack<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::result_ref;
     use crate::types::{ItemError, ItemResult, Tensor};
+    use crate::wire::result_ref;
 
     fn write(results: &[ItemResult]) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
@@ -161,10 +161,10 @@ mod tests {
             Err(ItemError::BatchFailed("x".into())),
         ])
         .unwrap();
-        let packed = read_packed(&buf[..]).unwrap();
-        assert_eq!(packed.shapes, vec![1, 1, 2, 1, 1, 2]);
-        assert_eq!(packed.data[..2], [1.0, 2.0]);
-        assert!(packed.data[2..].iter().all(|v| v.is_nan()));
+        let wire = read_wire(&buf[..]).unwrap();
+        assert_eq!(wire.shapes, vec![1, 1, 2, 1, 1, 2]);
+        assert_eq!(wire.data[..2], [1.0, 2.0]);
+        assert!(wire.data[2..].iter().all(|v| v.is_nan()));
     }
 
     #[test]

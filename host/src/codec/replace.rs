@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::results::ResultRef;
+use crate::wire::ResultRef;
 
 /// Writes `path` through `write`, replacing it only when `write` succeeded.
 pub fn write_atomically(

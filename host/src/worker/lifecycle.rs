@@ -9,15 +9,14 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{BatchFailure, ErrorHook, WorkSummary};
-use crate::batch::{BatchError, BatchOutcome, Job, run_packed_batch};
+use crate::batch::{BatchError, BatchOutcome, Job, run_wire_batch};
 use crate::codec;
 use crate::jobs::batch_failures;
 use crate::pack::KernelPack;
-use crate::packing::PackedBatch;
-use crate::results::PackedResults;
 use crate::store::queue::{ClaimedEntry, Completion, Queue};
 use crate::store::spec::JobSpec;
 use crate::types::ItemError;
+use crate::wire;
 
 /// A claimed batch and everything needed to finish it.
 #[derive(Clone, Debug)]
@@ -57,7 +56,7 @@ impl Claimed {
 pub(crate) struct Ready {
     pub claimed: Claimed,
     pub pack: KernelPack,
-    pub items: PackedBatch,
+    pub items: wire::Batch,
 }
 
 /// A batch that has run, its results to be stored.
@@ -94,10 +93,10 @@ pub(crate) fn overdue<Q: Queue + ?Sized>(
 pub(crate) fn input<Q: Queue + ?Sized>(
     queue: &mut Q,
     claimed: &Claimed,
-) -> Result<Result<PackedBatch, String>> {
+) -> Result<Result<wire::Batch, String>> {
     let batch = claimed.batch();
     Ok(match queue.input(claimed.job(), batch)? {
-        Some(bytes) => codec::decode_packed(&bytes)
+        Some(bytes) => codec::decode_batch(&bytes)
             .map_err(|e| format!("input of batch {batch} is malformed: {e:#}")),
         None => Err(format!(
             "input of batch {batch} is missing (expired or deleted)"
@@ -119,7 +118,7 @@ pub(crate) fn run(ready: Ready, batch_time: Duration) -> Ran {
         batch_time,
     };
     let started_ms = crate::jobs::now_ms();
-    let outcome = run_packed_batch(&pack, &job, claimed.batch() as usize, &items);
+    let outcome = run_wire_batch(&pack, &job, claimed.batch() as usize, &items);
     Ran {
         started_ms,
         cut_off: batch_time < Duration::from_millis(spec.batch_time_ms),
@@ -226,7 +225,7 @@ pub(crate) fn dead_letter<Q: Queue + ?Sized>(
 ) -> Result<WorkSummary> {
     tracing::error!(job = %claimed.job(), batch = claimed.batch(), attempts = claimed.attempts(), "dead-lettered: {reason}");
     let headline = reason.lines().next().unwrap_or_default().to_string();
-    let results = PackedResults::all_failed(
+    let results = wire::Results::all_failed(
         claimed.item_count() as usize,
         ItemError::BatchFailed(headline),
     );
@@ -239,7 +238,7 @@ pub(crate) fn dead_letter<Q: Queue + ?Sized>(
 fn complete<Q: Queue + ?Sized>(
     queue: &mut Q,
     claimed: &Claimed,
-    results: &PackedResults,
+    results: &wire::Results,
     dead_reason: &str,
 ) -> Result<WorkSummary> {
     let spec = &*claimed.spec;
@@ -284,8 +283,8 @@ mod tests {
     use crunch_abi::TensorRef;
 
     use super::*;
-    use crate::results::ResultsBuilder;
     use crate::store::queue::Claim;
+    use crate::wire::ResultsBuilder;
     use crate::worker::memory_queue::MemoryQueue;
 
     const JOB: &str = "job1";
@@ -328,7 +327,7 @@ mod tests {
 
     fn ran(claimed: Claimed, error: Option<BatchError>, cut_off: bool) -> Ran {
         let results = match &error {
-            Some(e) => PackedResults::all_failed(2, ItemError::BatchFailed(e.headline())),
+            Some(e) => wire::Results::all_failed(2, ItemError::BatchFailed(e.headline())),
             None => {
                 let (shapes, data) = (vec![], vec![1.0, 2.0]);
                 let mut built = ResultsBuilder::new(&shapes, &data, 2);
@@ -339,7 +338,7 @@ mod tests {
                     });
                 }
                 let built = built.finish();
-                PackedResults::from_parts(shapes.clone(), data.clone(), built)
+                wire::Results::from_parts(shapes.clone(), data.clone(), built)
             }
         };
         Ran {

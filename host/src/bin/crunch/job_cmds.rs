@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 use crunch::codec::{self, Format};
-use crunch::results::PackedResults;
 use crunch::store::spec::Progress;
+use crunch::wire;
 use crunch::{ErrorKind, jobs, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -130,10 +130,10 @@ pub fn results(args: ResultsArgs) -> Result<ExitCode> {
     let mut store = args.redis.connect()?;
     let results = jobs::results(&mut store, &args.job)?;
     let errors_file = codec::write_results(&args.output, format, &results)?;
-    let failed: usize = results.iter().map(PackedResults::failed).sum();
+    let failed: usize = results.iter().map(wire::Results::failed).sum();
     eprintln!(
         "{} results written to {} ({failed} failed)",
-        crunch::results::count(&results),
+        wire::count(&results),
         args.output.display()
     );
     if let Some(path) = errors_file {

@@ -7,9 +7,8 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
-use crunch::packing::PackedInput;
 use crunch::plan::sizing::{self, Sizing, Venue};
-use crunch::results::{self, PackedResults};
+use crunch::wire;
 use crunch::{ErrorKind, Job, KernelPack, Limits, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -95,7 +94,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
 
     let write_start = Instant::now();
     let mut batch_errors = Vec::new();
-    let results: Vec<PackedResults> = outcomes
+    let results: Vec<wire::Results> = outcomes
         .into_iter()
         .map(|outcome| {
             batch_errors.extend(outcome.error);
@@ -103,7 +102,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         })
         .collect();
     let errors_file = codec::write_results(&args.output, output_format, &results)?;
-    let failures: Vec<(usize, &crunch::ItemError)> = results::each(&results)
+    let failures: Vec<(usize, &crunch::ItemError)> = wire::each(&results)
         .enumerate()
         .filter_map(|(i, r)| r.err().map(|e| (i, e)))
         .collect();
@@ -185,7 +184,7 @@ fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
 /// The one batch-size policy ([`crunch::plan::sizing`]) for this process: about eight
 /// batches per thread, between 1 and 4096 items each, and no more items than a quarter of the
 /// memory limit holds, so that a batch's inputs and outputs fit its instance.
-fn auto_batch_size(input: &PackedInput, threads: usize, memory_bytes: usize) -> usize {
+fn auto_batch_size(input: &wire::Input, threads: usize, memory_bytes: usize) -> usize {
     sizing::batch_size(&Sizing {
         items: input.len(),
         loops: threads,
@@ -213,17 +212,17 @@ fn progress_bar(items: u64, quiet: bool) -> ProgressBar {
 mod tests {
     use super::*;
 
-    fn items(count: usize, values: usize) -> PackedInput {
-        let mut packed = crunch_abi::Packed::default();
+    fn items(count: usize, values: usize) -> wire::Input {
+        let mut wire = crunch_abi::WireData::default();
         let data = vec![0.0; values];
         for _ in 0..count {
             let tensor = crunch_abi::TensorRef {
                 shape: &[values as u32],
                 data: &data,
             };
-            packed.push([tensor]).expect("a consistent tensor");
+            wire.push([tensor]).expect("a consistent tensor");
         }
-        PackedInput::from(packed)
+        wire::Input::from(wire)
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use crunch::codec::{self, Format};
 use crunch::engine::EPOCH_TICK;
-use crunch::packing::PackedInput;
+use crunch::wire;
 use crunch::{Item, KernelPack, Tensor, text};
 
 /// The longest time limit or lease accepted: a week.
@@ -43,8 +43,8 @@ impl WorkArgs {
         codec::read_items(&self.input, self.input_format()?)
     }
 
-    /// Reads every input item, packed (see [`codec::read_input`]).
-    pub fn read_input(&self) -> Result<PackedInput> {
+    /// Reads every input item in the wire layout (see [`codec::read_input`]).
+    pub fn read_input(&self) -> Result<wire::Input> {
         codec::read_input(&self.input, self.input_format()?)
     }
 

@@ -1,4 +1,4 @@
-//! One batch's results as the pack returned them: the output tensors stay in the packed lists
+//! One batch's results as the pack returned them: the output tensors stay in the wire-layout lists
 //! they crossed the component boundary in, and each item holds only where its output lies or
 //! which error it got. Workers encode them for Redis straight from there, results read back from
 //! Redis are decoded into the same form, and the file writers take them borrowed ([`each`]); no
@@ -18,7 +18,7 @@ pub fn result_ref(result: &ItemResult) -> ResultRef<'_> {
 
 /// One result per item of a batch, in order.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct PackedResults {
+pub struct Results {
     shapes: Vec<u32>,
     data: Vec<f64>,
     entries: Vec<Entry>,
@@ -37,7 +37,7 @@ enum Entry {
     Failed(usize),
 }
 
-impl PackedResults {
+impl Results {
     /// Results for `len` items that all failed with `error` (a batch that failed as a whole).
     pub fn all_failed(len: usize, error: ItemError) -> Self {
         Self {
@@ -47,7 +47,7 @@ impl PackedResults {
         }
     }
 
-    /// Results whose outputs lie in `shapes` and `data` (the pack's packed outputs), one
+    /// Results whose outputs lie in `shapes` and `data` (the outputs as the pack returned them), one
     /// entry per item as [`ResultsBuilder`] recorded them against the same lists.
     pub(crate) fn from_parts(shapes: Vec<u32>, data: Vec<f64>, built: BuiltResults) -> Self {
         Self {
@@ -66,7 +66,7 @@ impl PackedResults {
         }
     }
 
-    /// Appends an item's output, which `write` appends to the lists in the packed layout: its
+    /// Appends an item's output, which `write` appends to the lists in the wire layout: its
     /// rank, its dimensions, then (to the values) its values. Nothing is kept when `write` fails.
     pub(crate) fn push_output_with<E>(
         &mut self,
@@ -94,7 +94,7 @@ impl PackedResults {
     }
 
     /// These results followed by `other`'s (the two halves of a batch that was split).
-    pub fn append(&mut self, other: PackedResults) {
+    pub fn append(&mut self, other: Results) {
         let (shapes, data, errors) = (self.shapes.len(), self.data.len(), self.errors.len());
         self.shapes.extend(other.shapes);
         self.data.extend(other.data);
@@ -185,16 +185,16 @@ impl PackedResults {
 }
 
 /// Every result of `batches` (a run's or a job's batches, in order), borrowed.
-pub fn each(batches: &[PackedResults]) -> impl Iterator<Item = ResultRef<'_>> + Clone {
-    batches.iter().flat_map(PackedResults::iter)
+pub fn each(batches: &[Results]) -> impl Iterator<Item = ResultRef<'_>> + Clone {
+    batches.iter().flat_map(Results::iter)
 }
 
 /// How many items `batches` hold.
-pub fn count(batches: &[PackedResults]) -> usize {
-    batches.iter().map(PackedResults::len).sum()
+pub fn count(batches: &[Results]) -> usize {
+    batches.iter().map(Results::len).sum()
 }
 
-/// Records, item by item, where each output lies in a pack's packed outputs (or which error
+/// Records, item by item, where each output lies in the outputs a pack returned (or which error
 /// the item got), while those lists are borrowed for reading.
 pub(crate) struct ResultsBuilder<'a> {
     shapes: &'a [u32],
@@ -260,7 +260,7 @@ mod tests {
     use crate::types::KernelError;
 
     #[test]
-    fn entries_point_into_the_packed_outputs() {
+    fn entries_point_into_the_wire_outputs() {
         let shapes = vec![2];
         let data = vec![1.0, 2.0, 3.0];
         let mut builder = ResultsBuilder::new(&shapes, &data, 3);
@@ -274,7 +274,7 @@ mod tests {
             data: &data[2..],
         });
         let built = builder.finish();
-        let results = PackedResults::from_parts(shapes.clone(), data.clone(), built);
+        let results = Results::from_parts(shapes.clone(), data.clone(), built);
         assert_eq!(results.len(), 3);
         assert_eq!(results.failed(), 1);
         assert_eq!(results.values(), 3);
@@ -302,14 +302,11 @@ mod tests {
                 shape: &[],
                 data: &[],
             });
-            PackedResults::from_parts(vec![1], vec![v], b.finish())
+            Results::from_parts(vec![1], vec![v], b.finish())
         };
-        let mut results = PackedResults::all_failed(1, ItemError::BatchFailed("a".into()));
+        let mut results = Results::all_failed(1, ItemError::BatchFailed("a".into()));
         results.append(one(2.0));
-        results.append(PackedResults::all_failed(
-            1,
-            ItemError::BatchFailed("b".into()),
-        ));
+        results.append(Results::all_failed(1, ItemError::BatchFailed("b".into())));
         assert_eq!(results.len(), 3);
         assert_eq!(
             results.get(2),
@@ -323,7 +320,7 @@ mod tests {
 
     #[test]
     fn pushed_outputs_and_errors_read_back_in_order() {
-        let mut results = PackedResults::with_capacity(3);
+        let mut results = Results::with_capacity(3);
         results
             .push_output_with::<()>(|shapes, data| {
                 shapes.extend([2, 1, 2]);
@@ -340,7 +337,7 @@ mod tests {
                 .is_err()
         );
         results.push_error(ItemError::BatchFailed("x".into()));
-        let mut other = PackedResults::with_capacity(1);
+        let mut other = Results::with_capacity(1);
         other
             .push_output_with::<()>(|shapes, data| {
                 shapes.push(0);
@@ -369,7 +366,7 @@ mod tests {
 
     #[test]
     fn a_failed_batch_shares_one_error() {
-        let results = PackedResults::all_failed(3, ItemError::BatchFailed("trap".into()));
+        let results = Results::all_failed(3, ItemError::BatchFailed("trap".into()));
         assert_eq!(results.failed(), 3);
         assert!(
             results

@@ -1,18 +1,18 @@
-//! Items into the packed form in which they cross into the pack (`crunch:kernel` `packed`),
-//! an input read packed cut into batches, and the pack's packed results back into one result
-//! per item, checking that the pack kept the contract.
+//! A batch in the wire layout: items checked and laid out for a call into the pack, an input
+//! read in the wire layout cut into batches, and the pack's results back into one result per
+//! item, checking that the pack kept the contract.
 
-use crunch_abi::{Packed, TensorRef};
+use crunch_abi::TensorRef;
 
-use crate::results::{PackedResults, ResultsBuilder};
+use super::results::{Results, ResultsBuilder};
 use crate::text;
 use crate::types::{BatchResults, Item, ItemError, KernelError, Tensor};
 
-/// A batch's items, packed, and the items refused before packing.
-pub struct PackedBatch {
-    /// The items whose tensors match their shapes, packed in order.
-    pub packed: crate::types::Packed,
-    /// For each packed item, its position in the batch.
+/// A batch's items in the wire layout, and the items refused before they were laid out.
+pub struct Batch {
+    /// The items whose tensors match their shapes, in order.
+    pub lists: crate::types::WireData,
+    /// For each item in `lists`, its position in the batch.
     positions: Vec<usize>,
     /// Items whose tensors do not match their shapes: position and error.
     refused: Vec<(usize, ItemError)>,
@@ -20,23 +20,25 @@ pub struct PackedBatch {
     len: usize,
 }
 
-/// Packs `items`; an item whose tensors do not match their shapes is refused alone, with an
-/// invalid-input error naming the tensor.
-pub fn pack(items: &[Item]) -> PackedBatch {
-    let (packed, positions, refused) = pack_checked(items);
-    PackedBatch {
-        packed: to_wit(packed),
-        positions,
-        refused,
-        len: items.len(),
+impl Batch {
+    /// `items` in the wire layout; an item whose tensors do not match their shapes is refused
+    /// alone, with an invalid-input error naming the tensor.
+    pub fn from_items(items: &[Item]) -> Self {
+        let (lists, positions, refused) = check_items(items);
+        Self {
+            lists: to_wit(lists),
+            positions,
+            refused,
+            len: items.len(),
+        }
     }
 }
 
 type Refused = Vec<(usize, ItemError)>;
 
-fn pack_checked(items: &[Item]) -> (Packed, Vec<usize>, Refused) {
+fn check_items(items: &[Item]) -> (crunch_abi::WireData, Vec<usize>, Refused) {
     let values = items.iter().flatten().map(|t| t.data.len()).sum();
-    let mut packed = Packed::with_capacity(items.len(), values);
+    let mut lists = crunch_abi::WireData::with_capacity(items.len(), values);
     let mut positions = Vec::with_capacity(items.len());
     let mut refused = Vec::new();
     for (position, item) in items.iter().enumerate() {
@@ -44,7 +46,7 @@ fn pack_checked(items: &[Item]) -> (Packed, Vec<usize>, Refused) {
             shape: &t.shape,
             data: &t.data,
         });
-        match packed.push(tensors) {
+        match lists.push(tensors) {
             Ok(()) => positions.push(position),
             Err(e) => refused.push((
                 position,
@@ -52,23 +54,24 @@ fn pack_checked(items: &[Item]) -> (Packed, Vec<usize>, Refused) {
             )),
         }
     }
-    (packed, positions, refused)
+    (lists, positions, refused)
 }
 
-fn to_wit(packed: Packed) -> crate::types::Packed {
-    crate::types::Packed {
-        count: packed.count,
-        shapes: packed.shapes,
-        data: packed.data,
+fn to_wit(lists: crunch_abi::WireData) -> crate::types::WireData {
+    crate::types::WireData {
+        count: lists.count,
+        shapes: lists.shapes,
+        data: lists.data,
     }
 }
 
-/// A batch read already packed (from Crunch binary, where every tensor matches its shape).
-impl From<Packed> for PackedBatch {
-    fn from(packed: Packed) -> Self {
-        let len = packed.count as usize;
+/// A batch read already in the wire layout (from Crunch binary, where every tensor matches its
+/// shape).
+impl From<crunch_abi::WireData> for Batch {
+    fn from(lists: crunch_abi::WireData) -> Self {
+        let len = lists.count as usize;
         Self {
-            packed: to_wit(packed),
+            lists: to_wit(lists),
             positions: (0..len).collect(),
             refused: Vec::new(),
             len,
@@ -76,54 +79,54 @@ impl From<Packed> for PackedBatch {
     }
 }
 
-/// Every item of an input, packed in one pair of flat lists as the reader read it (each tensor
-/// matches its shape), to be cut into batches without building per-item tensors.
+/// Every item of an input in one pair of flat lists (the wire layout) as the reader read it
+/// (each tensor matches its shape), to be cut into batches without building per-item tensors.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct PackedInput {
-    packed: Packed,
+pub struct Input {
+    lists: crunch_abi::WireData,
 }
 
-/// Where one batch of a [`PackedInput`] lies in its lists.
+/// Where one batch of an [`Input`] lies in its lists.
 #[derive(Clone, Debug, PartialEq)]
-pub struct BatchSpan {
+pub struct Span {
     items: u32,
     shapes: std::ops::Range<usize>,
     values: std::ops::Range<usize>,
 }
 
-impl From<Packed> for PackedInput {
-    fn from(packed: Packed) -> Self {
-        Self { packed }
+impl From<crunch_abi::WireData> for Input {
+    fn from(lists: crunch_abi::WireData) -> Self {
+        Self { lists }
     }
 }
 
-impl PackedInput {
+impl Input {
     /// Items in the input.
     pub fn len(&self) -> usize {
-        self.packed.count as usize
+        self.lists.count as usize
     }
 
     /// Whether the input holds no items.
     pub fn is_empty(&self) -> bool {
-        self.packed.count == 0
+        self.lists.count == 0
     }
 
     /// Values across every tensor of every item.
     pub fn values(&self) -> usize {
-        self.packed.data.len()
+        self.lists.data.len()
     }
 
     /// Where the batches of `batch_size` items (the last one smaller) lie in the input, in
     /// order: one walk over the shapes, nothing copied.
-    pub fn spans(&self, batch_size: usize) -> Vec<BatchSpan> {
+    pub fn spans(&self, batch_size: usize) -> Vec<Span> {
         let batch_size = batch_size.max(1);
         let mut spans = Vec::with_capacity(self.len().div_ceil(batch_size));
         let (mut at, mut values) = (0, 0);
         let mut left = self.len();
         while left > 0 {
             let items = left.min(batch_size);
-            let (end, values_end) = skip_items(&self.packed.shapes, (at, values), items);
-            spans.push(BatchSpan {
+            let (end, values_end) = skip_items(&self.lists.shapes, (at, values), items);
+            spans.push(Span {
                 items: items as u32,
                 shapes: at..end,
                 values: values..values_end,
@@ -133,22 +136,22 @@ impl PackedInput {
         spans
     }
 
-    /// The batch at `span` (one of [`spans`](Self::spans)), packed for a call: a copy of its
+    /// The batch at `span` (one of [`spans`](Self::spans)), laid out for a call: a copy of its
     /// part of the lists, made where the batch runs.
-    pub fn batch(&self, span: &BatchSpan) -> PackedBatch {
-        PackedBatch::from(Packed {
+    pub fn batch(&self, span: &Span) -> Batch {
+        Batch::from(crunch_abi::WireData {
             count: span.items,
-            shapes: self.packed.shapes[span.shapes.clone()].to_vec(),
-            data: self.packed.data[span.values.clone()].to_vec(),
+            shapes: self.lists.shapes[span.shapes.clone()].to_vec(),
+            data: self.lists.data[span.values.clone()].to_vec(),
         })
     }
 
     /// The items as owned tensors.
     pub fn to_items(&self) -> Vec<Item> {
         let mut items = Vec::with_capacity(self.len());
-        let mut reader = self.packed.items();
+        let mut reader = self.lists.items();
         let mut tensors = Vec::new();
-        // The reader packed the lists itself, so every item reads back.
+        // The reader laid the lists out itself, so every item reads back.
         while let Some(Ok(())) = reader.next_into(&mut tensors) {
             items.push(
                 tensors
@@ -164,7 +167,7 @@ impl PackedInput {
     }
 }
 
-impl PackedBatch {
+impl Batch {
     /// Items in the batch, refused ones included.
     pub fn len(&self) -> usize {
         self.len
@@ -175,20 +178,20 @@ impl PackedBatch {
         self.len == 0
     }
 
-    /// The batch cut in two halves of about as many packed items each, every item (refused
-    /// ones too) in the half that holds its position; `None` for fewer than two packed items.
-    pub fn split(&self) -> Option<(PackedBatch, PackedBatch)> {
-        let packed = self.packed.count as usize;
-        if packed < 2 {
+    /// The batch cut in two halves of about as many accepted items each, every item (refused
+    /// ones too) in the half that holds its position; `None` for fewer than two accepted items.
+    pub fn split(&self) -> Option<(Batch, Batch)> {
+        let accepted = self.lists.count as usize;
+        if accepted < 2 {
             return None;
         }
-        let middle = packed / 2;
+        let middle = accepted / 2;
         let at = self.positions[middle];
-        let (shape_at, data_at) = skip_items(&self.packed.shapes, (0, 0), middle);
+        let (shape_at, data_at) = skip_items(&self.lists.shapes, (0, 0), middle);
         let half = |range: std::ops::Range<usize>, shapes: &[u32], data: &[f64], count| {
             let offset = range.start;
-            PackedBatch {
-                packed: crate::types::Packed {
+            Batch {
+                lists: crate::types::WireData {
                     count,
                     shapes: shapes.to_vec(),
                     data: data.to_vec(),
@@ -208,21 +211,21 @@ impl PackedBatch {
                 len: range.len(),
             }
         };
-        let (shapes, data) = (&self.packed.shapes, &self.packed.data);
+        let (shapes, data) = (&self.lists.shapes, &self.lists.data);
         Some((
             half(0..at, &shapes[..shape_at], &data[..data_at], middle as u32),
             half(
                 at..self.len,
                 &shapes[shape_at..],
                 &data[data_at..],
-                (packed - middle) as u32,
+                (accepted - middle) as u32,
             ),
         ))
     }
 
-    /// Results in which every packed item failed with `error` and every refused item keeps its
+    /// Results in which every accepted item failed with `error` and every refused item keeps its
     /// own error.
-    pub fn failed_results(&self, error: ItemError) -> PackedResults {
+    pub fn failed_results(&self, error: ItemError) -> Results {
         let mut built = ResultsBuilder::new(&[], &[], self.len);
         let mut refused = self.refused.iter().peekable();
         for position in 0..self.len {
@@ -231,18 +234,18 @@ impl PackedBatch {
                 None => built.error(error.clone()),
             }
         }
-        PackedResults::from_parts(Vec::new(), Vec::new(), built.finish())
+        Results::from_parts(Vec::new(), Vec::new(), built.finish())
     }
 
-    /// One result per item of the batch, in order, from what the pack returned (kept packed);
+    /// One result per item of the batch, in order, from what the pack returned (kept in the wire layout);
     /// an error saying how the pack broke the contract when the results do not account for
-    /// every packed item exactly once.
-    pub fn results(&self, results: BatchResults) -> Result<PackedResults, String> {
+    /// every accepted item exactly once.
+    pub fn results(&self, results: BatchResults) -> Result<Results, String> {
         let outputs = results.outputs;
-        if outputs.count != self.packed.count {
+        if outputs.count != self.lists.count {
             return Err(format!(
                 "the pack returned {} results for {} items",
-                outputs.count, self.packed.count
+                outputs.count, self.lists.count
             ));
         }
         let mut built = ResultsBuilder::new(&outputs.shapes, &outputs.data, self.len);
@@ -284,11 +287,7 @@ impl PackedBatch {
             ));
         }
         let built = built.finish();
-        Ok(PackedResults::from_parts(
-            outputs.shapes,
-            outputs.data,
-            built,
-        ))
+        Ok(Results::from_parts(outputs.shapes, outputs.data, built))
     }
 }
 
@@ -302,8 +301,8 @@ fn capped(error: KernelError) -> KernelError {
     }
 }
 
-/// Where the packed item `items` items after the one that starts at `start` (its position in
-/// `shapes` and in the values) starts. The items were packed (and checked) by the host, so the
+/// Where the item `items` items after the one that starts at `start` (its position in
+/// `shapes` and in the values) starts. The host laid the items out (and checked them), so the
 /// walk stays within the lists.
 fn skip_items(shapes: &[u32], start: (usize, usize), items: usize) -> (usize, usize) {
     let (mut at, mut values) = start;
@@ -337,10 +336,10 @@ mod tests {
             shape: vec![3],
             data: vec![1.0],
         };
-        let batch = pack(&[vec![scalar(1.0)], vec![bad], vec![scalar(2.0)]]);
-        assert_eq!(batch.packed.count, 2);
+        let batch = Batch::from_items(&[vec![scalar(1.0)], vec![bad], vec![scalar(2.0)]]);
+        assert_eq!(batch.lists.count, 2);
         let results = BatchResults {
-            outputs: crate::types::Packed {
+            outputs: crate::types::WireData {
                 count: 2,
                 shapes: vec![1, 0, 0],
                 data: vec![10.0],
@@ -376,18 +375,18 @@ mod tests {
             vec![scalar(6.0)],
             vec![],
         ];
-        let batch = pack(&items);
-        let (a, b) = batch.split().expect("four packed items split");
+        let batch = Batch::from_items(&items);
+        let (a, b) = batch.split().expect("four accepted items split");
         assert_eq!((a.len(), b.len()), (3, 2));
-        assert_eq!((a.packed.count, b.packed.count), (2, 2));
-        assert_eq!(a.packed.data, vec![1.0, 3.0, 4.0, 5.0]);
-        assert_eq!(b.packed.shapes, vec![1, 0, 0]);
-        assert_eq!(b.packed.data, vec![6.0]);
+        assert_eq!((a.lists.count, b.lists.count), (2, 2));
+        assert_eq!(a.lists.data, vec![1.0, 3.0, 4.0, 5.0]);
+        assert_eq!(b.lists.shapes, vec![1, 0, 0]);
+        assert_eq!(b.lists.data, vec![6.0]);
         let failed = a.failed_results(ItemError::BatchFailed("too big".into()));
         let failed = failed.to_vec();
         assert!(matches!(&failed[1], Err(e) if e.message().contains("needs 2 values")));
         assert_eq!(failed[2], Err(ItemError::BatchFailed("too big".into())));
-        assert!(pack(&items[..1]).split().is_none());
+        assert!(Batch::from_items(&items[..1]).split().is_none());
     }
 
     #[test]
@@ -405,23 +404,23 @@ mod tests {
             vec![scalar(5.0)],
             vec![scalar(6.0)],
         ];
-        let input = PackedInput::from(pack_checked(&items).0);
+        let input = Input::from(check_items(&items).0);
         assert_eq!((input.len(), input.values()), (5, 6));
         assert_eq!(input.to_items(), items);
         let spans = input.spans(2);
         let sizes: Vec<_> = spans.iter().map(|s| input.batch(s).len()).collect();
         assert_eq!(sizes, vec![2, 2, 1]);
         for (span, chunk) in spans.iter().zip(items.chunks(2)) {
-            assert_eq!(input.batch(span).packed, pack(chunk).packed);
+            assert_eq!(input.batch(span).lists, Batch::from_items(chunk).lists);
         }
-        assert!(PackedInput::default().spans(3).is_empty());
+        assert!(Input::default().spans(3).is_empty());
     }
 
     #[test]
     fn a_pack_that_drops_an_item_breaks_the_contract() {
-        let batch = pack(&[vec![scalar(1.0)], vec![scalar(2.0)]]);
+        let batch = Batch::from_items(&[vec![scalar(1.0)], vec![scalar(2.0)]]);
         let results = BatchResults {
-            outputs: crate::types::Packed {
+            outputs: crate::types::WireData {
                 count: 2,
                 shapes: vec![1, 0, 0],
                 data: vec![1.0],
