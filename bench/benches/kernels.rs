@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use crunch::{Engine, Job, KernelPack, Limits, run_batch, run_wire_batch};
+use crunch::{Engine, KernelCall, KernelPack, Limits, run_batch, run_wire_batch};
 use crunch_bench::workloads;
 
 fn kernels(c: &mut Criterion) {
@@ -28,12 +28,12 @@ fn kernels(c: &mut Criterion) {
         Engine::without_time_limit_checks(Limits::default()).expect("engine without checks");
     let unchecked = KernelPack::load(&unchecked_engine, &component).expect("the standard pack");
     for workload in workloads() {
-        let job = Job {
+        let call = KernelCall {
             kernel: workload.kernel,
             params: &workload.params,
             batch_time: Duration::from_secs(60),
         };
-        let checked = run_batch(&pack, &job, 0, &workload.items);
+        let checked = run_batch(&pack, &call, 0, &workload.items);
         assert!(checked.error.is_none(), "{:?}", checked.error);
         // Both sides read the same wire batch (as workers read batches from Redis) and return
         // results in the wire layout, so the ratio is the price of the sandbox: instantiation, the copies
@@ -45,10 +45,10 @@ fn kernels(c: &mut Criterion) {
         let mut group = c.benchmark_group(workload.kernel);
         group.throughput(Throughput::Elements(workload.items.len() as u64));
         group.bench_function("wasm", |b| {
-            b.iter(|| run_wire_batch(&pack, &job, 0, black_box(&batch)))
+            b.iter(|| run_wire_batch(&pack, &call, 0, black_box(&batch)))
         });
         group.bench_function("wasm_unchecked", |b| {
-            b.iter(|| run_wire_batch(&unchecked, &job, 0, black_box(&batch)))
+            b.iter(|| run_wire_batch(&unchecked, &call, 0, black_box(&batch)))
         });
         group.bench_function("native", |b| {
             b.iter(|| {
@@ -59,7 +59,7 @@ fn kernels(c: &mut Criterion) {
         group.finish();
     }
 
-    let empty = Job {
+    let empty = KernelCall {
         kernel: "describe",
         params: &[],
         batch_time: Duration::from_secs(60),

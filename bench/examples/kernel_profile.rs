@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use crunch::{Engine, Job, KernelPack, Limits, run_wire_batch};
+use crunch::{Engine, KernelCall, KernelPack, Limits, run_wire_batch};
 use crunch_bench::workloads;
 
 fn main() -> anyhow::Result<()> {
@@ -39,13 +39,13 @@ fn main() -> anyhow::Result<()> {
             let engine = Engine::with_perf_map(Limits::default(), perf_map)?;
             let component = crunch_tests::paths::component("crunch_kernels");
             let pack = KernelPack::load(&engine, &component).context("the standard pack")?;
-            let job = Job {
+            let call = KernelCall {
                 kernel,
                 params: &workload.params,
                 batch_time: Duration::from_secs(600),
             };
             for _ in 0..reps {
-                let done = run_wire_batch(&pack, &job, 0, &batch);
+                let done = run_wire_batch(&pack, &call, 0, &batch);
                 if let Some(e) = done.error {
                     bail!("{kernel}: {e}");
                 }

@@ -706,11 +706,11 @@ class Worker:
         return True
 
     def process(self, spec: Spec, keys: Keys, claimed):
-        entry, batch, attempts = claimed
-        if attempts > spec.max_deliveries:
+        entry, batch, deliveries = claimed
+        if deliveries > spec.max_deliveries:
             last = self.r.hget(keys.lasterror, batch)
             reason = last.decode() if last is not None else (
-                f"its worker was lost {attempts} times (claim lease of {spec.lease_ms} ms expired)")
+                f"its worker was lost {deliveries} times (claim lease of {spec.lease_ms} ms expired)")
             return self.dead_letter(spec, keys, claimed, reason)
         self.check_pack(spec)
         blob = self.r.get(keys.input(batch))
@@ -745,19 +745,19 @@ class Worker:
         self.complete(spec, keys, claimed, encoded, inp.n - len(failures), failures, "")
 
     def batch_failed(self, spec: Spec, keys: Keys, claimed, error: str):
-        entry, batch, attempts = claimed
+        entry, batch, deliveries = claimed
         reason = f"job {spec.job}: {error}"
-        log.warning("job %s batch %d attempt %d: %s", spec.job, batch, attempts, reason)
-        if attempts >= spec.max_deliveries:
+        log.warning("job %s batch %d delivery %d: %s", spec.job, batch, deliveries, reason)
+        if deliveries >= spec.max_deliveries:
             return self.dead_letter(spec, keys, claimed, reason)
         requeued = self.retry_script(
             keys=[keys.queue, keys.lasterror],
-            args=[GROUP, entry, batch, attempts + 1, reason, spec.ttl_seconds])
+            args=[GROUP, entry, batch, deliveries + 1, reason, spec.ttl_seconds])
         self.retried += int(requeued)
 
     def dead_letter(self, spec: Spec, keys: Keys, claimed, reason: str):
-        entry, batch, attempts = claimed
-        log.error("job %s batch %d dead-lettered after %d deliveries: %s", spec.job, batch, attempts, reason)
+        entry, batch, deliveries = claimed
+        log.error("job %s batch %d dead-lettered after %d deliveries: %s", spec.job, batch, deliveries, reason)
         n = min(spec.batch_size, max(spec.item_count - batch * spec.batch_size, 0))
         headline = first_line(reason)
         results = [("batch-failed", headline)] * n
@@ -769,13 +769,13 @@ class Worker:
     def complete(self, spec: Spec, keys: Keys, claimed, encoded: bytes, ok: int, failures: list,
                  dead_reason: str) -> bool:
         """Script COMPLETE: store, count once, acknowledge, finish the job when all are in."""
-        entry, batch, attempts = claimed
+        entry, batch, deliveries = claimed
         errors = json.dumps(failures, separators=(",", ":"), ensure_ascii=False) if failures else ""
         counted = self.complete_script(
             keys=[keys.progress, keys.done, keys.output(batch), keys.errors, keys.queue, keys.dead,
                   keys.lasterror],
             args=[batch, entry, encoded, ok, len(failures), errors, spec.ttl_seconds, GROUP,
-                  dead_reason, attempts])
+                  dead_reason, deliveries])
         if counted == 1:
             self.batches += 1
             self.items_ok += ok
@@ -799,7 +799,7 @@ def encode_batch(n: int, values, errors) -> bytes:
 
 def connect(url: str):
     """A client that reconnects with exponential backoff and retries the interrupted command
-    (8 attempts, 50 ms doubling to 2 s, as host/src/store/mod.rs)."""
+    (8 deliveries, 50 ms doubling to 2 s, as host/src/store/mod.rs)."""
     retry = dict(retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 8),
                  retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     if url.startswith("redis+cluster://"):

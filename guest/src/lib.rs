@@ -15,13 +15,13 @@ mod lanes;
 mod linalg;
 mod normal;
 mod options;
-mod registry;
 mod select;
 mod signal;
 mod stats;
+mod table;
 mod tensor;
 
-pub use registry::{KERNELS, run, run_wire};
+pub use table::{KERNELS, run, run_wire};
 pub use tensor::{KernelError, Params, Tensor, TensorRef};
 
 crunch_abi::export_pack!(KERNELS);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use crunch::cache::{CacheHit, PackCache};
-use crunch::{Engine, Job, Limits, Tensor, run_batch};
+use crunch::{Engine, KernelCall, Limits, Tensor, run_batch};
 
 const ROUNDS: usize = 5;
 
@@ -20,12 +20,12 @@ fn first_batch(cache: &PackCache, digest: &str, bytes: &[u8]) -> Result<(Duratio
         shape: vec![3],
         data: vec![-1.0, 0.0, 1.0],
     }]];
-    let job = Job {
+    let call = KernelCall {
         kernel: "norm_cdf",
         params: &[],
         batch_time: Duration::from_secs(10),
     };
-    let outcome = run_batch(&pack, &job, 0, &item);
+    let outcome = run_batch(&pack, &call, 0, &item);
     let elapsed = start.elapsed();
     if outcome.error.is_some() || outcome.results.failed() > 0 {
         bail!("the batch failed: {:?}", outcome.error);

@@ -23,7 +23,7 @@ const RECURSION_FRAMES: usize = 16;
 
 /// What to compute: the kernel, its parameters, and each batch's time limit.
 #[derive(Clone, Copy, Debug)]
-pub struct Job<'a> {
+pub struct KernelCall<'a> {
     /// Kernel name within the pack.
     pub kernel: &'a str,
     /// Named parameters passed to every batch.
@@ -121,32 +121,37 @@ impl BatchError {
 }
 
 /// Runs one batch in a fresh instance of `pack`.
-pub fn run_batch(pack: &KernelPack, job: &Job<'_>, index: usize, items: &[Item]) -> BatchOutcome {
-    run_wire_batch(pack, job, index, &wire::Batch::from_items(items))
+pub fn run_batch(
+    pack: &KernelPack,
+    call: &KernelCall<'_>,
+    index: usize,
+    items: &[Item],
+) -> BatchOutcome {
+    run_wire_batch(pack, call, index, &wire::Batch::from_items(items))
 }
 
 /// Runs one batch, already in the wire layout (as workers read it from Redis), in a fresh instance.
 pub fn run_wire_batch(
     pack: &KernelPack,
-    job: &Job<'_>,
+    call: &KernelCall<'_>,
     index: usize,
     batch: &wire::Batch,
 ) -> BatchOutcome {
-    run_wire_batch_until(pack, job, index, batch, None)
+    run_wire_batch_until(pack, call, index, batch, None)
 }
 
 /// Runs one wire batch like [`run_wire_batch`]; with `stop`, the batch also ends (failing
 /// with [`BatchError::Stopped`]) within one epoch tick of `stop` returning true.
 pub fn run_wire_batch_until(
     pack: &KernelPack,
-    job: &Job<'_>,
+    call: &KernelCall<'_>,
     index: usize,
     batch: &wire::Batch,
     stop: Option<StopCheck>,
 ) -> BatchOutcome {
     let start = Instant::now();
     let len = batch.len();
-    let result = call(pack, job, index, batch, stop, start + job.batch_time);
+    let result = call_pack(pack, call, index, batch, stop, start + call.batch_time);
     let elapsed = start.elapsed();
     match result {
         Ok(results) => BatchOutcome {
@@ -170,9 +175,9 @@ pub fn run_wire_batch_until(
 /// error that names the limit.
 ///
 /// [`Limits::result_bytes`]: crate::engine::Limits::result_bytes
-fn call(
+fn call_pack(
     pack: &KernelPack,
-    job: &Job<'_>,
+    call: &KernelCall<'_>,
     index: usize,
     batch: &wire::Batch,
     stop: Option<StopCheck>,
@@ -190,21 +195,23 @@ fn call(
         if store.data().memory_denied() {
             // The pack's own initial memory is over the limit: the pack's fault.
             return BatchError::MemoryLimit {
-                kernel: job.kernel.to_string(),
+                kernel: call.kernel.to_string(),
                 batch: index,
                 limit: engine.limits().memory_bytes,
             };
         }
         BatchError::Host {
-            kernel: job.kernel.to_string(),
+            kernel: call.kernel.to_string(),
             batch: index,
             reason: format!("instantiating the pack: {e:#}"),
         }
     })?;
-    let outcome =
-        instance
-            .crunch_kernel_kernels()
-            .call_run(&mut store, job.kernel, job.params, &batch.lists);
+    let outcome = instance.crunch_kernel_kernels().call_run(
+        &mut store,
+        call.kernel,
+        call.params,
+        &batch.lists,
+    );
     let results = match outcome {
         Ok(results) => results,
         Err(e) if is_over_result_limit(&e) => {
@@ -215,19 +222,19 @@ fn call(
                     "kernel `{}`, batch {index}: the item's result is over the {} MiB a kernel \
                      may hand back in one call (the limit follows the batch memory limit, \
                      --memory-limit)",
-                    job.kernel,
+                    call.kernel,
                     limit >> 20
                 ))));
             };
-            let mut results = call(pack, job, index, &first, stop.clone(), deadline)?;
-            results.append(call(pack, job, index, &second, stop, deadline)?);
+            let mut results = call_pack(pack, call, index, &first, stop.clone(), deadline)?;
+            results.append(call_pack(pack, call, index, &second, stop, deadline)?);
             return Ok(results);
         }
         Err(e) => {
             let state = store.data();
             return Err(classify(
                 e,
-                job,
+                call,
                 index,
                 state
                     .memory_denied()
@@ -239,7 +246,7 @@ fn call(
     batch
         .results(results)
         .map_err(|reason| BatchError::Contract {
-            kernel: job.kernel.to_string(),
+            kernel: call.kernel.to_string(),
             batch: index,
             reason,
         })
@@ -255,12 +262,12 @@ fn is_over_result_limit(error: &wasmtime::Error) -> bool {
 /// text, says so).
 fn classify(
     error: wasmtime::Error,
-    job: &Job<'_>,
+    call: &KernelCall<'_>,
     batch: usize,
     memory_limit: Option<usize>,
     stderr: &str,
 ) -> BatchError {
-    let kernel = job.kernel.to_string();
+    let kernel = call.kernel.to_string();
     if error.downcast_ref::<Stopped>().is_some() {
         return BatchError::Stopped { kernel, batch };
     }
@@ -268,7 +275,7 @@ fn classify(
         return BatchError::Timeout {
             kernel,
             batch,
-            limit: job.batch_time,
+            limit: call.batch_time,
         };
     }
     if let Some(limit) = memory_limit {
@@ -391,7 +398,7 @@ fn recursing_function(backtrace: &wasmtime::WasmBacktrace) -> Option<String> {
 /// order.
 pub fn run_batches(
     pack: &KernelPack,
-    job: &Job<'_>,
+    call: &KernelCall<'_>,
     input: &wire::Input,
     batch_size: usize,
     threads: usize,
@@ -408,7 +415,7 @@ pub fn run_batches(
             .into_par_iter()
             .enumerate()
             .map(|(index, span)| {
-                let outcome = run_wire_batch(pack, job, index, &input.batch(&span));
+                let outcome = run_wire_batch(pack, call, index, &input.batch(&span));
                 on_batch(&outcome);
                 outcome
             })

@@ -15,7 +15,7 @@ use crate::plan::SpecPlan;
 use crate::plan::sizing::{self, Sizing, Venue};
 use crate::store::keys::{self, JobKeys};
 use crate::store::spec::{JobSpec, Progress};
-use crate::store::{Store, queue, scripts};
+use crate::store::{Redis, queue, scripts};
 use crate::types::{Item, Tensor};
 use crate::wire;
 
@@ -77,7 +77,7 @@ pub fn now_ms() -> u64 {
 
 /// Writes the spec, the input batches and the queue entries, then marks the job queued.
 pub fn submit(
-    store: &mut Store,
+    store: &mut Redis,
     pack: &KernelPack,
     items: &[Item],
     opts: &SubmitOptions,
@@ -88,7 +88,7 @@ pub fn submit(
 /// Submits like [`submit`]; with `plan`, in batches of the plan's size, and the spec records
 /// the plan (field `plan`).
 pub fn submit_planned(
-    store: &mut Store,
+    store: &mut Redis,
     pack: &KernelPack,
     items: &[Item],
     opts: &SubmitOptions,
@@ -228,7 +228,7 @@ pub struct JobNotFound {
 }
 
 impl JobNotFound {
-    fn new(job: &str, store: &Store) -> Self {
+    fn new(job: &str, store: &Redis) -> Self {
         Self {
             job: job.to_string(),
             url: store.url().to_string(),
@@ -237,13 +237,13 @@ impl JobNotFound {
 }
 
 /// The spec of `job`, or [`JobNotFound`].
-pub fn spec(store: &mut Store, job: &str) -> Result<JobSpec> {
+pub fn spec(store: &mut Redis, job: &str) -> Result<JobSpec> {
     let spec = find_spec(store, job)?;
     spec.ok_or_else(|| JobNotFound::new(job, store).into())
 }
 
 /// The spec of `job`; `None` when it does not exist (unknown, or expired with its TTL).
-pub fn find_spec(store: &mut Store, job: &str) -> Result<Option<JobSpec>> {
+pub fn find_spec(store: &mut Redis, job: &str) -> Result<Option<JobSpec>> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
     let keys = JobKeys::new(job);
     let fields: HashMap<String, String> =
@@ -257,13 +257,13 @@ pub fn find_spec(store: &mut Store, job: &str) -> Result<Option<JobSpec>> {
 }
 
 /// The state and counters of `job`, or [`JobNotFound`].
-pub fn progress(store: &mut Store, job: &str) -> Result<Progress> {
+pub fn progress(store: &mut Redis, job: &str) -> Result<Progress> {
     let progress = find_progress(store, job)?;
     progress.ok_or_else(|| JobNotFound::new(job, store).into())
 }
 
 /// The state and counters of `job`; `None` when it does not exist (unknown, or expired).
-pub fn find_progress(store: &mut Store, job: &str) -> Result<Option<Progress>> {
+pub fn find_progress(store: &mut Redis, job: &str) -> Result<Option<Progress>> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
     let keys = JobKeys::new(job);
     let fields: HashMap<String, String> =
@@ -283,7 +283,7 @@ pub struct FailedItem {
 }
 
 /// Every recorded failed item of `job`, in item order.
-pub fn failed_items(store: &mut Store, job: &str) -> Result<Vec<FailedItem>> {
+pub fn failed_items(store: &mut Redis, job: &str) -> Result<Vec<FailedItem>> {
     let keys = JobKeys::new(job);
     let fields: HashMap<String, String> =
         store.run(|c| redis::cmd("HGETALL").arg(keys.errors()).query(c))?;
@@ -309,7 +309,7 @@ pub struct DeadLetter {
 }
 
 /// The dead-lettered batches of `job`.
-pub fn dead_letters(store: &mut Store, job: &str) -> Result<Vec<DeadLetter>> {
+pub fn dead_letters(store: &mut Redis, job: &str) -> Result<Vec<DeadLetter>> {
     let keys = JobKeys::new(job);
     let entries: Vec<(String, HashMap<String, String>)> = store.run(|c| {
         redis::cmd("XRANGE")
@@ -333,7 +333,7 @@ pub fn dead_letters(store: &mut Store, job: &str) -> Result<Vec<DeadLetter>> {
 
 /// Every result of `job` in input order, batch by batch, kept in the wire layout as the workers stored
 /// them (see [`crate::wire::each`]); an error while any batch has no result yet.
-pub fn results(store: &mut Store, job: &str) -> Result<Vec<wire::Results>> {
+pub fn results(store: &mut Redis, job: &str) -> Result<Vec<wire::Results>> {
     let spec = spec(store, job)?;
     let keys = JobKeys::new(job);
     let mut results = Vec::with_capacity(spec.batch_count as usize);
@@ -371,7 +371,7 @@ pub fn results(store: &mut Store, job: &str) -> Result<Vec<wire::Results>> {
 
 /// Cancels `job`: workers stop taking its batches; results already written stay. A job that
 /// has finished keeps its state (the check and the change are one step, script `END`).
-pub fn cancel(store: &mut Store, job: &str) -> Result<Progress> {
+pub fn cancel(store: &mut Redis, job: &str) -> Result<Progress> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
     if queue::end_job(store, job, "cancelled", "", true)? == "gone" {
         return Err(JobNotFound::new(job, store).into());
@@ -382,7 +382,7 @@ pub fn cancel(store: &mut Store, job: &str) -> Result<Progress> {
 /// Every job still in Redis, oldest first. Ids whose job is gone (its progress expired or was
 /// deleted) are dropped from the index as a side effect; a job that cannot be read for any
 /// other reason stays in the index, and the listing fails with that reason.
-pub fn list(store: &mut Store) -> Result<Vec<(String, Progress)>> {
+pub fn list(store: &mut Redis) -> Result<Vec<(String, Progress)>> {
     let ids: Vec<String> =
         store.run(|c| redis::cmd("ZRANGE").arg(keys::JOBS).arg(0).arg(-1).query(c))?;
     let mut out = Vec::new();

@@ -32,7 +32,8 @@ pub mod wire;
 pub mod worker;
 
 pub use batch::{
-    BatchError, BatchOutcome, Job, run_batch, run_batches, run_wire_batch, run_wire_batch_until,
+    BatchError, BatchOutcome, KernelCall, run_batch, run_batches, run_wire_batch,
+    run_wire_batch_until,
 };
 pub use engine::{Engine, Limits, StopCheck};
 pub use pack::KernelPack;

@@ -13,7 +13,7 @@ use wasmtime::component::Component;
 use crate::engine::Engine;
 use crate::jobs::{self, now_ms};
 use crate::pack::{KernelPack, PackError, sha256_hex};
-use crate::store::Store;
+use crate::store::Redis;
 use crate::store::keys::JobKeys;
 use crate::text;
 
@@ -214,7 +214,7 @@ pub fn is_reference(value: &str) -> bool {
 /// Stores a checked pack and points `NAME:TAG` at it. Pushing the same bytes again is a no-op
 /// for the blob; the tag moves.
 pub fn push(
-    store: &mut Store,
+    store: &mut Redis,
     bytes: &[u8],
     checked: &CheckedPack,
     name: &str,
@@ -247,7 +247,7 @@ pub fn push(
 }
 
 /// The digest a reference (`NAME[:TAG]` or a digest) stands for.
-pub fn resolve(store: &mut Store, reference: &str) -> Result<String> {
+pub fn resolve(store: &mut Redis, reference: &str) -> Result<String> {
     if is_digest(reference) {
         let exists: bool = store.run(|c| redis::cmd("EXISTS").arg(blob_key(reference)).query(c))?;
         ensure!(exists, "no kernel pack {reference} in the registry");
@@ -266,7 +266,7 @@ pub fn resolve(store: &mut Store, reference: &str) -> Result<String> {
 }
 
 /// The bytes of the pack with `digest`.
-pub fn fetch(store: &mut Store, digest: &str) -> Result<Vec<u8>> {
+pub fn fetch(store: &mut Redis, digest: &str) -> Result<Vec<u8>> {
     let bytes: Option<Vec<u8>> = store.run(|c| redis::cmd("GET").arg(blob_key(digest)).query(c))?;
     bytes.with_context(|| format!("kernel pack {digest} is not in the registry (removed?)"))
 }
@@ -285,7 +285,7 @@ pub struct Listed {
 }
 
 /// Every tag with its pack, sorted by tag.
-pub fn list(store: &mut Store) -> Result<Vec<Listed>> {
+pub fn list(store: &mut Redis) -> Result<Vec<Listed>> {
     let tags: HashMap<String, String> = store.run(|c| redis::cmd("HGETALL").arg(TAGS).query(c))?;
     let mut out = Vec::new();
     for (tag, digest) in tags {
@@ -306,7 +306,7 @@ pub fn list(store: &mut Store) -> Result<Vec<Listed>> {
 }
 
 /// Points `NAME:TAG` at the pack `reference` resolves to.
-pub fn tag(store: &mut Store, reference: &str, new_tag: &str) -> Result<String> {
+pub fn tag(store: &mut Redis, reference: &str, new_tag: &str) -> Result<String> {
     let digest = resolve(store, reference)?;
     let (name, tag) = parse_name(new_tag)?;
     store.run(|c| {
@@ -321,7 +321,7 @@ pub fn tag(store: &mut Store, reference: &str, new_tag: &str) -> Result<String> 
 
 /// Removes a tag; with a digest (or the last tag of a pack), the pack itself. Refused while a
 /// job that is not finished pins the pack.
-pub fn remove(store: &mut Store, reference: &str) -> Result<String> {
+pub fn remove(store: &mut Redis, reference: &str) -> Result<String> {
     let digest = resolve(store, reference)?;
     for (job, progress) in jobs::list(store)? {
         if progress.is_final() {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use crunch::jobs::{self, SubmitOptions};
-use crunch::store::Store;
+use crunch::store::Redis;
 use crunch::store::keys::valid_job_id;
 use crunch::store::spec::Progress;
 use crunch::wire;
@@ -33,7 +33,7 @@ const CLIENT_MEMORY: usize = crate::DEFAULT_MEMORY_MIB << 20;
 /// A connection to one Redis (or Redis Cluster).
 #[pyclass(module = "crunch._native", frozen)]
 pub struct NativeClient {
-    store: Mutex<Store>,
+    store: Mutex<Redis>,
     url: String,
 }
 
@@ -41,7 +41,7 @@ impl NativeClient {
     fn with_store<T: Send>(
         &self,
         py: Python<'_>,
-        op: impl FnOnce(&mut Store) -> anyhow::Result<T> + Send,
+        op: impl FnOnce(&mut Redis) -> anyhow::Result<T> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
             let mut store = self
@@ -65,7 +65,7 @@ impl NativeClient {
 
     /// The pack a job will pin, and where workers read it (`""`: the registry).
     fn submit_pack(
-        store: &mut Store,
+        store: &mut Redis,
         pack: &PackChoice,
     ) -> anyhow::Result<(Arc<KernelPack>, String)> {
         let entry = packs::engine(CLIENT_MEMORY, 1)?;
@@ -120,7 +120,7 @@ impl NativeClient {
     /// Connects to `url`.
     #[new]
     fn new(py: Python<'_>, url: String) -> PyResult<Self> {
-        let store = py.detach(|| Store::connect(&url)).map_err(errors::host)?;
+        let store = py.detach(|| Redis::connect(&url)).map_err(errors::host)?;
         Ok(Self {
             url: store.url().to_string(),
             store: Mutex::new(store),

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crunch::settings::Settings;
-use crunch::{Job, KernelPack};
+use crunch::{KernelCall, KernelPack};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
@@ -68,7 +68,7 @@ fn run<'py>(
     let input = held.input()?;
     let count = input.len();
     let settings = local::Settings {
-        job: Job {
+        call: KernelCall {
             kernel,
             params: &params,
             batch_time,

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crunch::wire;
-use crunch::{BatchOutcome, Job, KernelPack, StopCheck, Tensor, run_wire_batch_until};
+use crunch::{BatchOutcome, KernelCall, KernelPack, StopCheck, Tensor, run_wire_batch_until};
 use pyo3::prelude::*;
 use rayon::prelude::*;
 
@@ -30,7 +30,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// How a run is cut and spread.
 pub struct Settings<'a> {
     /// Kernel, parameters and the time limit of one batch.
-    pub job: Job<'a>,
+    pub call: KernelCall<'a>,
     /// Items per batch.
     pub batch_size: usize,
     /// Threads running batches.
@@ -56,7 +56,7 @@ impl Watch {
     }
 }
 
-/// Runs every item of `input` through `settings.job` on `pack`; call without the GIL.
+/// Runs every item of `input` through `settings.call` on `pack`; call without the GIL.
 pub fn run(
     pack: &KernelPack,
     input: &Input<'_>,
@@ -73,7 +73,7 @@ pub fn run(
     let mut reports = match &batches[..] {
         [] => Vec::new(),
         [only] => {
-            let outcome = run_on_caller(pack, &settings.job, input.to_wire(only.clone()))?;
+            let outcome = run_on_caller(pack, &settings.call, input.to_wire(only.clone()))?;
             vec![absorb(outcome, only.start, count, &rows)]
         }
         _ => run_on_pool(pack, input, settings, &batches, &rows, watch)?,
@@ -208,7 +208,11 @@ fn each_result(
 }
 
 /// Runs one batch on the calling thread; Ctrl-C stops it (and is raised).
-fn run_on_caller(pack: &KernelPack, job: &Job<'_>, batch: wire::Batch) -> PyResult<BatchOutcome> {
+fn run_on_caller(
+    pack: &KernelPack,
+    call: &KernelCall<'_>,
+    batch: wire::Batch,
+) -> PyResult<BatchOutcome> {
     let interrupted: Arc<Mutex<Option<PyErr>>> = Arc::default();
     let slot = interrupted.clone();
     let stop: StopCheck = Arc::new(move || {
@@ -222,7 +226,7 @@ fn run_on_caller(pack: &KernelPack, job: &Job<'_>, batch: wire::Batch) -> PyResu
             }
         })
     });
-    let outcome = run_wire_batch_until(pack, job, 0, &batch, Some(stop));
+    let outcome = run_wire_batch_until(pack, call, 0, &batch, Some(stop));
     let raised = interrupted.lock().ok().and_then(|mut e| e.take());
     match raised {
         Some(e) => Err(e),
@@ -262,7 +266,7 @@ fn run_on_pool(
                         let check: StopCheck = Arc::new(move || flag.load(Ordering::Relaxed));
                         let batch = input.to_wire(range.clone());
                         let outcome =
-                            run_wire_batch_until(pack, &settings.job, index, &batch, Some(check));
+                            run_wire_batch_until(pack, &settings.call, index, &batch, Some(check));
                         let report = absorb(outcome, range.start, count, rows);
                         done.fetch_add(range.len(), Ordering::Relaxed);
                         let _ = finished.send(());

@@ -115,7 +115,7 @@ fn a_batch_whose_outputs_pass_128_mib_completes() {
 
 #[test]
 fn results_over_the_call_limit_are_asked_for_in_halves_down_to_one_item() {
-    use crunch::{Engine, Job, KernelPack, Limits, Tensor};
+    use crunch::{Engine, KernelCall, KernelPack, Limits, Tensor};
     let limits = Limits {
         max_result_bytes: Some(1 << 20),
         ..Limits::default()
@@ -137,12 +137,12 @@ fn results_over_the_call_limit_are_asked_for_in_halves_down_to_one_item() {
         shape: vec![200_000],
         data: vec![0.0; 200_000],
     }];
-    let job = Job {
+    let call = KernelCall {
         kernel: "norm_cdf",
         params: &[],
         batch_time: limits.batch_time,
     };
-    let outcome = crunch::run_batch(&pack, &job, 3, &items);
+    let outcome = crunch::run_batch(&pack, &call, 3, &items);
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     let results = outcome.results.to_vec();
     for (i, r) in results.iter().enumerate() {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crunch::codec::{self, Format};
 use crunch::wire;
-use crunch::{BatchError, Engine, ItemError, Job, KernelPack, Limits, Tensor};
+use crunch::{BatchError, Engine, ItemError, KernelCall, KernelPack, Limits, Tensor};
 use crunch_tests::paths;
 
 /// Six items in three batches of two; only batch 1 (items 2 and 3) holds a negative value.
@@ -31,14 +31,14 @@ fn run(kernel: &str, limits: Limits) -> (Vec<crunch::BatchOutcome>, Duration) {
     let engine = Engine::new(limits).expect("engine");
     let pack =
         KernelPack::load(&engine, &paths::component("crunch_hostile_kernels")).expect("pack");
-    let job = Job {
+    let call = KernelCall {
         kernel,
         params: &[],
         batch_time: limits.batch_time,
     };
     let start = Instant::now();
     let outcomes =
-        crunch::run_batches(&pack, &job, &wire_input(&items()), 2, 2, |_| {}).expect("run");
+        crunch::run_batches(&pack, &call, &wire_input(&items()), 2, 2, |_| {}).expect("run");
     (outcomes, start.elapsed())
 }
 
@@ -170,7 +170,7 @@ fn hostile_and_normal_batches_in_one_job() {
     let engine = Engine::new(limits).expect("engine");
     let pack =
         KernelPack::load(&engine, &paths::component("crunch_hostile_kernels")).expect("pack");
-    let job = Job {
+    let call = KernelCall {
         kernel: "chaos",
         params: &[],
         batch_time: limits.batch_time,
@@ -187,7 +187,7 @@ fn hostile_and_normal_batches_in_one_job() {
         .collect();
     let start = Instant::now();
     let outcomes =
-        crunch::run_batches(&pack, &job, &wire_input(&items), 1, 2, |_| {}).expect("run");
+        crunch::run_batches(&pack, &call, &wire_input(&items), 1, 2, |_| {}).expect("run");
     let elapsed = start.elapsed();
     for (b, outcome) in outcomes.iter().enumerate() {
         let error = outcome.error.as_ref().map(ToString::to_string);

@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crunch::lambda::{Handler, HandlerConfig};
-use crunch::store::Store;
+use crunch::store::Redis;
 use crunch::worker::Worker;
 use crunch::{Engine, Limits};
 use crunch_tests::cli::{Crunch, contracts_file, ok_stdout, path, progress, submit_values};
@@ -253,7 +253,7 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
     let worker = Worker::new(Engine::new(Limits::default()).expect("engine"));
     let handler = std::sync::Arc::new(Handler::new(
         worker,
-        Store::connect(&redis.url()).expect("store"),
+        Redis::connect(&redis.url()).expect("store"),
         config,
     ));
     let invoke = |job: &str, deadline: Duration| {
@@ -669,7 +669,7 @@ async fn a_panic_in_one_invocation_does_not_break_the_next() {
     };
     let handler = std::sync::Arc::new(Handler::new(
         worker,
-        Store::connect(&redis.url()).expect("store"),
+        Redis::connect(&redis.url()).expect("store"),
         config,
     ));
     let invoke = |job: &str| {

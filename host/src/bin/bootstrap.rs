@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crunch::jobs::now_ms;
 use crunch::lambda::{Handler, HandlerConfig, HandlerError, Invocation};
 use crunch::settings::Settings;
-use crunch::store::Store;
+use crunch::store::Redis;
 use crunch::worker::{BatchFailure, Worker};
 use crunch::{Engine, Limits};
 use lambda_runtime::layers::TracingLayer;
@@ -119,7 +119,7 @@ fn init(settings: &Settings) -> Result<Arc<Handler>, Error> {
         concurrency = config.concurrency,
         "one claim loop per vCPU (CRUNCH_CONCURRENCY overrides)"
     );
-    let store = Store::connect(&config.redis_url)?;
+    let store = Redis::connect(&config.redis_url)?;
     let worker = Worker::new(engine)
         .with_cache_dir(settings.cache_dir.clone())
         .with_error_hook(Box::new(report_to_sentry));
@@ -135,7 +135,7 @@ fn report_to_sentry(failure: &BatchFailure) {
             scope.set_tag("batch", failure.batch);
             scope.set_tag("kernel", &failure.kernel);
             scope.set_tag("dead_lettered", failure.dead_lettered);
-            scope.set_extra("attempts", failure.attempts.into());
+            scope.set_extra("deliveries", failure.deliveries.into());
         },
         || sentry::capture_message(&failure.error.to_string(), sentry::Level::Error),
     );

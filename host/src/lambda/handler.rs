@@ -12,7 +12,7 @@ use super::event::{DrainEvent, EventError};
 use super::metrics::InvocationMetrics;
 use crate::jobs::{self, now_ms};
 use crate::store::pool::StorePool;
-use crate::store::{Patience, Store};
+use crate::store::{Patience, Redis};
 use crate::worker::{Deadline, DrainReport, Worker};
 
 /// Settings of the bootstrap, from its environment.
@@ -68,7 +68,7 @@ pub struct DrainResponse {
     pub job: String,
     /// Batches whose results this invocation stored (dead-lettered ones included).
     pub batches: u64,
-    /// Batches put back for another attempt.
+    /// Batches put back on the queue for another delivery.
     pub batches_retried: u64,
     /// Batches dead-lettered.
     pub batches_dead: u64,
@@ -139,7 +139,7 @@ pub struct Handler {
 
 impl Handler {
     /// A handler over a worker and a connected store (kept for the first invocation).
-    pub fn new(worker: Worker, store: Store, config: HandlerConfig) -> Self {
+    pub fn new(worker: Worker, store: Redis, config: HandlerConfig) -> Self {
         let pool = StorePool::new(&config.redis_url);
         pool.give_back([store]);
         Self {

@@ -171,7 +171,7 @@ fn timeline(out: &mut String, r: &JobReport) {
                 let (xa, xb) = (x(a), x(b));
                 let _ = write!(
                     out,
-                    "<rect class=\"{class}\" x=\"{xa:.1}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{:.1}\"><title>batch {} ({}), attempt {}: {class} {:.1} ms</title></rect>",
+                    "<rect class=\"{class}\" x=\"{xa:.1}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{:.1}\"><title>batch {} ({}), delivery {}: {class} {:.1} ms</title></rect>",
                     y + if class == "kernel" || class == "failed" {
                         2.0
                     } else {
@@ -185,7 +185,7 @@ fn timeline(out: &mut String, r: &JobReport) {
                     },
                     rec.batch,
                     esc(&rec.outcome),
-                    rec.attempt,
+                    rec.deliveries,
                     b - a
                 );
             }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::jobs::{self, FailedItem};
 use crate::plan::SpecPlan;
-use crate::store::Store;
+use crate::store::Redis;
 use crate::store::keys::JobKeys;
 use crate::store::records::{self, BatchRecord};
 
@@ -137,7 +137,7 @@ pub struct DeadLetterFigure {
 }
 
 /// Reads `job`'s figures from Redis.
-pub fn gather(store: &mut Store, job: &str) -> Result<JobReport> {
+pub fn gather(store: &mut Redis, job: &str) -> Result<JobReport> {
     let spec = jobs::spec(store, job)?;
     let progress = jobs::progress(store, job)?;
     let fields: HashMap<String, String> = store.run(|c| {

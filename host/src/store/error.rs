@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
-/// Why a Redis operation failed, as callers of [`Store`](super::Store) see it. Every message is
+/// Why a Redis operation failed, as callers of [`Redis`](super::Redis) see it. Every message is
 /// one line.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -30,7 +30,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// outage, at most this far apart.
 const MAX_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// How long a [`Store`] waits for Redis to come back before giving up.
+/// How long a [`Redis`] connection waits for the server to come back before giving up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Patience {
     /// Give up once Redis has been unavailable this long (one-shot commands).
@@ -48,7 +48,7 @@ pub enum Patience {
 ///
 /// `URL` is `redis://[user:password@]host:port[/db]`; `redis+cluster://host:port,host:port`
 /// connects to a Redis Cluster through any of the given nodes.
-pub struct Store {
+pub struct Redis {
     target: Target,
     conn: Option<Conn>,
     url: String,
@@ -95,7 +95,7 @@ impl Outage {
     }
 }
 
-impl Store {
+impl Redis {
     /// Parses `url` and connects, waiting up to [`DEFAULT_PATIENCE`] for Redis.
     pub fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, Patience::For(DEFAULT_PATIENCE))

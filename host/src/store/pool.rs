@@ -6,12 +6,12 @@ use std::sync::{Mutex, PoisonError};
 
 use anyhow::Result;
 
-use super::{Patience, Store};
+use super::{Patience, Redis};
 
 /// Idle connections to one Redis.
 pub struct StorePool {
     url: String,
-    idle: Mutex<Vec<Store>>,
+    idle: Mutex<Vec<Redis>>,
 }
 
 impl StorePool {
@@ -24,7 +24,7 @@ impl StorePool {
     }
 
     /// An idle connection, or a new one, waiting for Redis as `patience` says.
-    pub fn take(&self, patience: Patience) -> Result<Store> {
+    pub fn take(&self, patience: Patience) -> Result<Redis> {
         let idle = self
             .idle
             .lock()
@@ -35,12 +35,12 @@ impl StorePool {
                 store.set_patience(patience);
                 Ok(store)
             }
-            None => Store::connect_with(&self.url, patience),
+            None => Redis::connect_with(&self.url, patience),
         }
     }
 
     /// Keeps `stores` for the next user.
-    pub fn give_back(&self, stores: impl IntoIterator<Item = Store>) {
+    pub fn give_back(&self, stores: impl IntoIterator<Item = Redis>) {
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

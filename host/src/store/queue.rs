@@ -1,12 +1,12 @@
 //! The worker's side of protocol v1 behind a small interface, [`Queue`]: claim a batch, read its
-//! input and last error, then complete, retry or release it, or fail its job. [`Store`]
+//! input and last error, then complete, retry or release it, or fail its job. [`Redis`]
 //! implements it with the atomic scripts of [`scripts`](super::scripts); the worker's batch
 //! lifecycle is written against the interface, so that its retry and dead-letter arithmetic can
 //! be tested against an in-memory queue.
 
 use anyhow::{Context, Result, bail};
 
-use super::Store;
+use super::Redis;
 use super::keys::{self, JobKeys};
 use super::scripts;
 
@@ -29,17 +29,18 @@ pub struct ClaimedEntry {
     pub entry: String,
     /// The batch it names.
     pub batch: u64,
-    /// The entry's `attempt` field (1 for a batch never retried).
-    pub attempt: u64,
+    /// The delivery this entry starts at: its `attempt` stream field (1 for a batch never
+    /// retried).
+    pub first_delivery: u64,
     /// Times this entry has been delivered, this one included.
-    pub deliveries: u64,
+    pub entry_deliveries: u64,
 }
 
 impl ClaimedEntry {
     /// Deliveries of the batch so far, this one included: entries added by a retry carry on
     /// the count of the ones before them.
-    pub fn attempts(&self) -> u64 {
-        self.attempt.saturating_sub(1) + self.deliveries
+    pub fn deliveries(&self) -> u64 {
+        self.first_delivery.saturating_sub(1) + self.entry_deliveries
     }
 }
 
@@ -84,29 +85,29 @@ pub trait Queue {
     /// batch is accounted for. Returns whether the batch was counted now (false: already was).
     fn complete(&mut self, job: &str, completion: &Completion<'_>) -> Result<bool>;
 
-    /// Puts `batch` back as a new entry with `next_attempt`, recording `reason`, if `entry` is
-    /// still this worker's. Returns whether it was requeued.
+    /// Puts `batch` back as a new entry that starts at delivery `first_delivery`, recording
+    /// `reason`, if `entry` is still this worker's. Returns whether it was requeued.
     fn retry(
         &mut self,
         job: &str,
         entry: &str,
         batch: u64,
-        next_attempt: u64,
+        first_delivery: u64,
         reason: &str,
         ttl_seconds: u64,
     ) -> Result<bool>;
 
-    /// Hands `batch` back unrun: a new entry whose `attempt` is the deliveries so far (this one
-    /// included), so that this delivery does not count, if `entry` is still this worker's.
-    /// Returns whether it was requeued.
-    fn release(&mut self, job: &str, entry: &str, batch: u64, attempt: u64) -> Result<bool>;
+    /// Hands `batch` back unrun: a new entry that starts at delivery `first_delivery`, the
+    /// deliveries so far (this one included), so that this delivery does not count, if `entry`
+    /// is still this worker's. Returns whether it was requeued.
+    fn release(&mut self, job: &str, entry: &str, batch: u64, first_delivery: u64) -> Result<bool>;
 
     /// Marks `job` failed with `reason` (the worker cannot run it at all), unless it has
     /// finished meanwhile.
     fn fail_job(&mut self, job: &str, reason: &str) -> Result<()>;
 }
 
-impl Queue for Store {
+impl Queue for Redis {
     fn claim(&mut self, job: &str, consumer: &str, lease_ms: u64, request: &str) -> Result<Claim> {
         let keys = JobKeys::new(job);
         let reply: Option<Vec<String>> = self.run(|c| {
@@ -131,8 +132,8 @@ impl Queue for Store {
                     batch: batch
                         .parse()
                         .with_context(|| format!("queue entry {entry} has batch {batch:?}"))?,
-                    attempt: attempt.parse().unwrap_or(1),
-                    deliveries: deliveries.parse().unwrap_or(1),
+                    first_delivery: attempt.parse().unwrap_or(1),
+                    entry_deliveries: deliveries.parse().unwrap_or(1),
                 }))
             }
             other => bail!("unexpected claim reply {other:?}"),
@@ -180,7 +181,7 @@ impl Queue for Store {
         job: &str,
         entry: &str,
         batch: u64,
-        next_attempt: u64,
+        first_delivery: u64,
         reason: &str,
         ttl_seconds: u64,
     ) -> Result<bool> {
@@ -192,7 +193,7 @@ impl Queue for Store {
                 .arg(keys::GROUP)
                 .arg(entry)
                 .arg(batch)
-                .arg(next_attempt)
+                .arg(first_delivery)
                 .arg(reason)
                 .arg(ttl_seconds)
                 .invoke(c)
@@ -200,9 +201,9 @@ impl Queue for Store {
         Ok(requeued == 1)
     }
 
-    fn release(&mut self, job: &str, entry: &str, batch: u64, attempt: u64) -> Result<bool> {
-        // A retry with the same attempt and no error; the TTL is for the error, so unused.
-        self.retry(job, entry, batch, attempt, "", 1)
+    fn release(&mut self, job: &str, entry: &str, batch: u64, first_delivery: u64) -> Result<bool> {
+        // A retry with no error; the TTL is for the error, so unused.
+        self.retry(job, entry, batch, first_delivery, "", 1)
     }
 
     fn fail_job(&mut self, job: &str, reason: &str) -> Result<()> {
@@ -214,7 +215,7 @@ impl Queue for Store {
 /// already, in one step (script `END`); with `drop_queue`, also deletes its queue. Returns the
 /// state afterwards (`gone` when the job does not exist).
 pub fn end_job(
-    store: &mut Store,
+    store: &mut Redis,
     job: &str,
     state: &str,
     error: &str,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::Store;
+use super::Redis;
 use super::keys::JobKeys;
 
 /// The stream keeps about this many records (the oldest go first): a few MB at most.
@@ -24,7 +24,7 @@ pub struct BatchRecord {
     /// The batch.
     pub batch: u64,
     /// Deliveries of the batch so far, this one included.
-    pub attempt: u64,
+    pub deliveries: u64,
     /// `done`, `dead` (dead-lettered), `retried`, `released` (handed back), or `repeat` (its
     /// results were already stored by another worker).
     pub outcome: String,
@@ -51,7 +51,7 @@ impl BatchRecord {
         vec![
             ("worker", self.worker.clone()),
             ("batch", self.batch.to_string()),
-            ("attempt", self.attempt.to_string()),
+            ("deliveries", self.deliveries.to_string()),
             ("outcome", self.outcome.clone()),
             ("claimed_ms", self.claimed_ms.to_string()),
             ("started_ms", self.started_ms.to_string()),
@@ -72,7 +72,7 @@ impl BatchRecord {
         Self {
             worker: text("worker"),
             batch: int("batch"),
-            attempt: int("attempt"),
+            deliveries: int("deliveries"),
             outcome: text("outcome"),
             claimed_ms: int("claimed_ms"),
             started_ms: int("started_ms"),
@@ -87,7 +87,7 @@ impl BatchRecord {
 }
 
 /// Appends `record` to `job`'s stream (capped) and sets the stream's TTL.
-pub fn append(store: &mut Store, job: &str, record: &BatchRecord, ttl_seconds: u64) -> Result<()> {
+pub fn append(store: &mut Redis, job: &str, record: &BatchRecord, ttl_seconds: u64) -> Result<()> {
     let key = JobKeys::new(job).batches();
     let mut pipe = redis::pipe();
     pipe.cmd("XADD")
@@ -108,7 +108,7 @@ pub fn append(store: &mut Store, job: &str, record: &BatchRecord, ttl_seconds: u
 }
 
 /// Every record of `job` still in its stream, oldest first.
-pub fn read(store: &mut Store, job: &str) -> Result<Vec<BatchRecord>> {
+pub fn read(store: &mut Redis, job: &str) -> Result<Vec<BatchRecord>> {
     let key = JobKeys::new(job).batches();
     let mut records = Vec::new();
     let mut from = "-".to_string();

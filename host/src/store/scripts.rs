@@ -132,13 +132,13 @@ return counted
     )
 });
 
-/// Puts a batch back on the queue as a new entry with the given attempt number, if this worker
-/// still owns the entry: after a failure, with the deliveries so far plus one and the error
-/// (recorded in `lasterror`); to hand it back unrun (a worker stopping at its deadline or
-/// shutting down), with the deliveries so far and no error, so that this delivery does not
-/// count.
+/// Puts a batch back on the queue as a new entry that starts at the given delivery (its
+/// `attempt` field), if this worker still owns the entry: after a failure, with the deliveries
+/// so far plus one and the error (recorded in `lasterror`); to hand it back unrun (a worker
+/// stopping at its deadline or shutting down), with the deliveries so far and no error, so that
+/// this delivery does not count.
 ///
-/// KEYS: queue, lasterror. ARGV: group, entry id, batch, attempt, error or '', ttl seconds.
+/// KEYS: queue, lasterror. ARGV: group, entry id, batch, first delivery, error or '', ttl seconds.
 /// Returns 1 if requeued, 0 if the entry was no longer ours.
 pub static RETRY: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(

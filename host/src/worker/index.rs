@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::store::Store;
+use crate::store::Redis;
 use crate::store::keys::JOBS;
 
 /// The longest a worker goes without reading the whole index.
@@ -37,7 +37,7 @@ struct State {
 
 impl JobIndex {
     /// The jobs that may have work: the index less the jobs known to be finished.
-    pub fn runnable(&self, store: &mut Store) -> Result<Vec<String>> {
+    pub fn runnable(&self, store: &mut Redis) -> Result<Vec<String>> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let fresh = state.checked_at.is_some_and(|t| t.elapsed() < FRESH);
         if !fresh {
@@ -81,7 +81,7 @@ impl JobIndex {
     }
 
     /// Drops `job`, whose keys are gone (expired or deleted), from the index.
-    pub fn prune(&self, store: &mut Store, job: &str) -> Result<()> {
+    pub fn prune(&self, store: &mut Redis, job: &str) -> Result<()> {
         store.run(|c| redis::cmd("ZREM").arg(JOBS).arg(job).query::<()>(c))?;
         tracing::info!(
             job,

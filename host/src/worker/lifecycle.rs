@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{BatchFailure, ErrorHook, WorkSummary};
-use crate::batch::{BatchError, BatchOutcome, Job, run_wire_batch};
+use crate::batch::{BatchError, BatchOutcome, KernelCall, run_wire_batch};
 use crate::codec;
 use crate::jobs::batch_failures;
 use crate::pack::KernelPack;
@@ -39,8 +39,8 @@ impl Claimed {
     }
 
     /// Deliveries so far, this one included.
-    pub fn attempts(&self) -> u64 {
-        self.entry.attempts()
+    pub fn deliveries(&self) -> u64 {
+        self.entry.deliveries()
     }
 
     /// Items in this batch (the last batch may be short).
@@ -76,14 +76,14 @@ pub(crate) fn overdue<Q: Queue + ?Sized>(
     queue: &mut Q,
     claimed: &Claimed,
 ) -> Result<Option<String>> {
-    if claimed.attempts() <= claimed.spec.max_deliveries {
+    if claimed.deliveries() <= claimed.spec.max_deliveries {
         return Ok(None);
     }
     let last = queue.last_error(claimed.job(), claimed.batch())?;
     Ok(Some(last.unwrap_or_else(|| {
         format!(
             "its worker was lost {} times (claim lease of {} ms expired)",
-            claimed.attempts() - 1,
+            claimed.deliveries() - 1,
             claimed.spec.lease_ms
         )
     })))
@@ -112,13 +112,13 @@ pub(crate) fn run(ready: Ready, batch_time: Duration) -> Ran {
         items,
     } = ready;
     let spec = &*claimed.spec;
-    let job = Job {
+    let call = KernelCall {
         kernel: &spec.kernel,
         params: &spec.params,
         batch_time,
     };
     let started_ms = crate::jobs::now_ms();
-    let outcome = run_wire_batch(&pack, &job, claimed.batch() as usize, &items);
+    let outcome = run_wire_batch(&pack, &call, claimed.batch() as usize, &items);
     Ran {
         started_ms,
         cut_off: batch_time < Duration::from_millis(spec.batch_time_ms),
@@ -172,15 +172,15 @@ fn failed<Q: Queue + ?Sized>(
 ) -> Result<WorkSummary> {
     let spec = &*claimed.spec;
     let reason = format!("job {}: {error}", spec.job);
-    let attempts = claimed.attempts();
-    tracing::warn!(job = %spec.job, batch = claimed.batch(), attempts, "{reason}");
-    let dead = attempts >= spec.max_deliveries;
+    let deliveries = claimed.deliveries();
+    tracing::warn!(job = %spec.job, batch = claimed.batch(), deliveries, "{reason}");
+    let dead = deliveries >= spec.max_deliveries;
     if let Some(hook) = on_error {
         hook(&BatchFailure {
             job: spec.job.clone(),
             kernel: spec.kernel.clone(),
             batch: claimed.batch(),
-            attempts,
+            deliveries,
             dead_lettered: dead,
             error: error.clone(),
         });
@@ -192,7 +192,7 @@ fn failed<Q: Queue + ?Sized>(
         &spec.job,
         &claimed.entry.entry,
         claimed.batch(),
-        attempts + 1,
+        deliveries + 1,
         &reason,
         spec.ttl_seconds,
     )?;
@@ -208,7 +208,7 @@ pub(crate) fn release<Q: Queue + ?Sized>(queue: &mut Q, claimed: &Claimed) -> Re
         claimed.job(),
         &claimed.entry.entry,
         claimed.batch(),
-        claimed.attempts(),
+        claimed.deliveries(),
     )?;
     Ok(WorkSummary {
         released: u64::from(released),
@@ -223,7 +223,7 @@ pub(crate) fn dead_letter<Q: Queue + ?Sized>(
     claimed: &Claimed,
     reason: &str,
 ) -> Result<WorkSummary> {
-    tracing::error!(job = %claimed.job(), batch = claimed.batch(), attempts = claimed.attempts(), "dead-lettered: {reason}");
+    tracing::error!(job = %claimed.job(), batch = claimed.batch(), deliveries = claimed.deliveries(), "dead-lettered: {reason}");
     let headline = reason.lines().next().unwrap_or_default().to_string();
     let results = wire::Results::all_failed(
         claimed.item_count() as usize,
@@ -261,7 +261,7 @@ fn complete<Q: Queue + ?Sized>(
             items_failed: failed,
             errors: &errors,
             dead_reason,
-            deliveries: claimed.attempts(),
+            deliveries: claimed.deliveries(),
             ttl_seconds: spec.ttl_seconds,
         },
     )?;
@@ -369,12 +369,12 @@ mod tests {
         let counted = Arc::clone(&calls);
         let hook: ErrorHook = Box::new(move |f: &BatchFailure| {
             let n = counted.fetch_add(1, Ordering::Relaxed) as u64 + 1;
-            assert_eq!((f.attempts, f.dead_lettered), (n, n == 3));
+            assert_eq!((f.deliveries, f.dead_lettered), (n, n == 3));
         });
         let mut total = WorkSummary::default();
-        for attempt in 1..=3 {
+        for delivery in 1..=3 {
             let claimed = claim(&mut q, &spec);
-            assert_eq!(claimed.attempts(), attempt);
+            assert_eq!(claimed.deliveries(), delivery);
             assert_eq!(overdue(&mut q, &claimed).expect("overdue"), None);
             total.add(
                 finish(&mut q, &ran(claimed, Some(trap()), false), Some(&hook)).expect("finish"),
@@ -399,14 +399,14 @@ mod tests {
     #[test]
     fn a_batch_whose_workers_die_is_dead_lettered_on_the_delivery_after_the_last() {
         let (spec, mut q) = (spec(2), queue());
-        for attempt in 1..=2 {
+        for delivery in 1..=2 {
             let claimed = claim(&mut q, &spec);
-            assert_eq!(claimed.attempts(), attempt);
+            assert_eq!(claimed.deliveries(), delivery);
             assert_eq!(overdue(&mut q, &claimed).expect("overdue"), None);
             q.lose_claims();
         }
         let claimed = claim(&mut q, &spec);
-        assert_eq!(claimed.attempts(), 3);
+        assert_eq!(claimed.deliveries(), 3);
         let reason = overdue(&mut q, &claimed)
             .expect("overdue")
             .expect("overdue now");
@@ -423,11 +423,11 @@ mod tests {
         let (spec, mut q) = (spec(3), queue());
         let first = claim(&mut q, &spec);
         finish(&mut q, &ran(first, Some(trap()), false), None).expect("retry");
-        // The retried entry (attempt 2) is delivered, its worker dies, it is taken over.
-        assert_eq!(claim(&mut q, &spec).attempts(), 2);
+        // The retried entry (delivery 2) is delivered, its worker dies, it is taken over.
+        assert_eq!(claim(&mut q, &spec).deliveries(), 2);
         q.lose_claims();
         let third = claim(&mut q, &spec);
-        assert_eq!(third.attempts(), 3);
+        assert_eq!(third.deliveries(), 3);
         // Its last error is the trap's, not a lost worker.
         assert_eq!(overdue(&mut q, &third).expect("overdue"), None);
         let summary = finish(&mut q, &ran(third, Some(trap()), false), None).expect("finish");
@@ -439,7 +439,7 @@ mod tests {
         let (spec, mut q) = (spec(1), queue());
         for _ in 0..5 {
             let claimed = claim(&mut q, &spec);
-            assert_eq!(claimed.attempts(), 1);
+            assert_eq!(claimed.deliveries(), 1);
             assert_eq!(release(&mut q, &claimed).expect("release").released, 1);
         }
         let claimed = claim(&mut q, &spec);
@@ -461,7 +461,7 @@ mod tests {
         let summary = finish(&mut q, &ran(claimed, Some(timeout), true), None).expect("finish");
         assert_eq!((summary.released, summary.retried, summary.dead), (1, 0, 0));
         assert_eq!(
-            claim(&mut q, &spec).attempts(),
+            claim(&mut q, &spec).deliveries(),
             1,
             "the cut-off delivery does not count"
         );
@@ -481,7 +481,7 @@ mod tests {
             finish(&mut q, &ran(claimed, Some(host), false), Some(&hook)).expect("finish");
         assert_eq!((summary.released, summary.dead), (1, 0));
         assert!(q.last_errors.is_empty() && q.dead.is_empty());
-        assert_eq!(claim(&mut q, &spec).attempts(), 1);
+        assert_eq!(claim(&mut q, &spec).deliveries(), 1);
     }
 
     #[test]

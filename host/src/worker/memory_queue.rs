@@ -13,7 +13,7 @@ use crate::store::queue::{Claim, ClaimedEntry, Completion, Queue};
 struct Entry {
     id: u64,
     batch: u64,
-    attempt: u64,
+    first_delivery: u64,
     /// Pending under a consumer (claimed and not acknowledged).
     owner: Option<String>,
     deliveries: u64,
@@ -87,11 +87,11 @@ impl MemoryQueue {
         self.entries.len()
     }
 
-    fn add(&mut self, batch: u64, attempt: u64) {
+    fn add(&mut self, batch: u64, first_delivery: u64) {
         self.entries.push(Entry {
             id: self.next_id,
             batch,
-            attempt,
+            first_delivery,
             owner: None,
             deliveries: 0,
             lapsed: false,
@@ -131,8 +131,8 @@ impl Queue for MemoryQueue {
         let claimed = ClaimedEntry {
             entry: entry.id.to_string(),
             batch: entry.batch,
-            attempt: entry.attempt,
-            deliveries: entry.deliveries,
+            first_delivery: entry.first_delivery,
+            entry_deliveries: entry.deliveries,
         };
         self.state = "running".into();
         Ok(Claim::Batch(claimed))
@@ -182,23 +182,29 @@ impl Queue for MemoryQueue {
         _job: &str,
         entry: &str,
         batch: u64,
-        next_attempt: u64,
+        first_delivery: u64,
         reason: &str,
         _ttl: u64,
     ) -> Result<bool> {
         if !self.ack(entry) {
             return Ok(false);
         }
-        self.add(batch, next_attempt);
+        self.add(batch, first_delivery);
         self.last_errors.insert(batch, reason.to_string());
         Ok(true)
     }
 
-    fn release(&mut self, _job: &str, entry: &str, batch: u64, attempt: u64) -> Result<bool> {
+    fn release(
+        &mut self,
+        _job: &str,
+        entry: &str,
+        batch: u64,
+        first_delivery: u64,
+    ) -> Result<bool> {
         if !self.ack(entry) {
             return Ok(false);
         }
-        self.add(batch, attempt);
+        self.add(batch, first_delivery);
         Ok(true)
     }
 

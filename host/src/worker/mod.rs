@@ -27,7 +27,7 @@ use crate::store::keys::JobKeys;
 use crate::store::pool::StorePool;
 use crate::store::queue::{Claim, Queue};
 use crate::store::spec::{JobSpec, is_final_state};
-use crate::store::{DEFAULT_PATIENCE, Patience, Store};
+use crate::store::{DEFAULT_PATIENCE, Patience, Redis};
 use index::JobIndex;
 use lifecycle::{Claimed, Ready};
 use pipeline::{Plan, Shared};
@@ -37,7 +37,7 @@ use pipeline::{Plan, Shared};
 pub struct WorkSummary {
     /// Batches whose results this worker stored (dead-lettered ones included).
     pub batches: u64,
-    /// Batches this worker put back for another attempt.
+    /// Batches this worker put back on the queue for another delivery.
     pub retried: u64,
     /// Batches this worker dead-lettered.
     pub dead: u64,
@@ -97,7 +97,7 @@ pub struct BatchFailure {
     /// The batch.
     pub batch: u64,
     /// Deliveries so far, this one included.
-    pub attempts: u64,
+    pub deliveries: u64,
     /// Whether the batch was dead-lettered (else it will be retried).
     pub dead_lettered: bool,
     /// The failure.
@@ -107,7 +107,7 @@ pub struct BatchFailure {
 /// Called on every batch-level kernel failure.
 pub type ErrorHook = Box<dyn Fn(&BatchFailure) + Send + Sync>;
 
-/// What one claim attempt on one job came to.
+/// What one claim on one job came to.
 enum Step {
     /// A batch claimed, its input read and its pack loaded: to be run.
     Ready(Box<Ready>),
@@ -215,9 +215,9 @@ impl Worker {
         redis_url: &str,
         threads: usize,
         only_job: Option<&str>,
-        keep_going: impl Fn(&mut Store) -> bool + Sync,
+        keep_going: impl Fn(&mut Redis) -> bool + Sync,
     ) -> Result<WorkSummary> {
-        let connect = || Store::connect_until_stopped(redis_url, self.shutdown_flag());
+        let connect = || Redis::connect_until_stopped(redis_url, self.shutdown_flag());
         let plan = Plan {
             job: only_job,
             deadline: None,
@@ -244,7 +244,7 @@ impl Worker {
         deadline: Option<Deadline>,
     ) -> Result<DrainReport> {
         let patience = deadline.map_or(Patience::For(DEFAULT_PATIENCE), |d| Patience::Until(d.at));
-        let stop_when_idle = |_: &mut Store| false;
+        let stop_when_idle = |_: &mut Redis| false;
         let plan = Plan {
             job: Some(job),
             deadline,
@@ -273,7 +273,7 @@ impl Worker {
     }
 
     /// Claims at most one batch of `job` and prepares it to run.
-    fn claim_one(&self, store: &mut Store, job: &str, consumer: &str) -> Result<Step> {
+    fn claim_one(&self, store: &mut Redis, job: &str, consumer: &str) -> Result<Step> {
         if self.index.is_finished(job) {
             return Ok(Step::NotRunnable);
         }
@@ -307,7 +307,7 @@ impl Worker {
     }
 
     /// Stops looking at a job that is finished or gone (pruning a gone one from the index).
-    fn forget(&self, store: &mut Store, job: &str, gone: bool) -> Result<()> {
+    fn forget(&self, store: &mut Redis, job: &str, gone: bool) -> Result<()> {
         self.specs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -322,7 +322,7 @@ impl Worker {
 
     /// The spec of `job`, cached; `None` when the job is gone, or its spec exists but cannot be
     /// read: that fails the job (with the reason) instead of being retried forever.
-    fn spec(&self, store: &mut Store, job: &str) -> Result<Option<Arc<JobSpec>>> {
+    fn spec(&self, store: &mut Redis, job: &str) -> Result<Option<Arc<JobSpec>>> {
         let cached = self
             .specs
             .lock()
@@ -361,7 +361,7 @@ impl Worker {
 
     /// The compiled pack `spec` pins, from the cache, else fetched (from the registry, or from
     /// the spec's path) and checked against the digest.
-    fn pack(&self, store: &mut Store, spec: &JobSpec) -> Result<KernelPack> {
+    fn pack(&self, store: &mut Redis, spec: &JobSpec) -> Result<KernelPack> {
         let fetch = || {
             if spec.pack_path.is_empty() {
                 registry::fetch(store, &spec.pack_digest)
@@ -378,7 +378,7 @@ impl Worker {
     }
 
     /// Everything before the run: the dead-letter check, the pack, the input.
-    fn prepare(&self, store: &mut Store, mut claimed: Claimed, start: Instant) -> Result<Step> {
+    fn prepare(&self, store: &mut Redis, mut claimed: Claimed, start: Instant) -> Result<Step> {
         if let Some(reason) = lifecycle::overdue(store, &claimed)? {
             return lifecycle::dead_letter(store, &claimed, &reason).map(Step::Worked);
         }

@@ -14,7 +14,7 @@ use super::lifecycle::{self, Claimed, Ran, Ready};
 use super::{Deadline, Step, WorkSummary, Worker};
 use crate::batch::BatchError;
 use crate::store::records::{self, BatchRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{Redis, StoreError};
 
 /// The first and the longest wait between polls of an idle loop.
 const IDLE_MIN: Duration = Duration::from_millis(20);
@@ -31,7 +31,7 @@ pub(crate) struct Plan<'a> {
     /// Stop before the deadline (a Lambda invocation).
     pub deadline: Option<Deadline>,
     /// Asked whenever a loop finds nothing to claim: false stops it.
-    pub keep_going: &'a (dyn Fn(&mut Store) -> bool + Sync),
+    pub keep_going: &'a (dyn Fn(&mut Redis) -> bool + Sync),
 }
 
 /// What the loops of one serve or drain share.
@@ -91,7 +91,7 @@ impl Shared {
 /// How a claim loop ended: its work or its error, and its connections (for reuse).
 pub(crate) struct LoopEnd {
     pub result: Result<WorkSummary>,
-    pub stores: Vec<Store>,
+    pub stores: Vec<Redis>,
 }
 
 /// What the run thread hands the store thread.
@@ -107,7 +107,7 @@ enum Finish {
 pub(crate) fn run_loops(
     worker: &Worker,
     loops: usize,
-    connect: impl Fn() -> Result<Store>,
+    connect: impl Fn() -> Result<Redis>,
     plan: &Plan<'_>,
     shared: &Shared,
 ) -> Result<Vec<LoopEnd>> {
@@ -144,7 +144,7 @@ pub(crate) fn run_loops(
 fn claim_loop(
     worker: &Worker,
     thread: usize,
-    (claim_store, finish_store): (Store, Store),
+    (claim_store, finish_store): (Redis, Redis),
     plan: &Plan<'_>,
     shared: &Shared,
 ) -> LoopEnd {
@@ -251,13 +251,13 @@ fn run_or_release(worker: &Worker, ready: Ready, plan: &Plan<'_>, shared: &Share
 /// deadline leaves no room, the worker shuts down, or an error ends the loop.
 fn prefetch(
     worker: &Worker,
-    mut store: Store,
+    mut store: Redis,
     consumer: &str,
     plan: &Plan<'_>,
     shared: &Shared,
     stop: &AtomicBool,
     (ready_tx, finished_rx): (mpsc::SyncSender<Box<Ready>>, mpsc::Receiver<()>),
-) -> (Result<WorkSummary>, Store) {
+) -> (Result<WorkSummary>, Redis) {
     let mut summary = WorkSummary::default();
     let mut idle = IDLE_MIN;
     // Batches handed on and not yet stored: one may come back to the queue for a retry.
@@ -351,11 +351,11 @@ fn prefetch(
 /// error that ends the loop, the rest are left alone: their claims lapse and are taken over.
 fn store_results(
     worker: &Worker,
-    mut store: Store,
+    mut store: Redis,
     consumer: &str,
     (ran_rx, finished_tx): (mpsc::Receiver<Finish>, mpsc::Sender<()>),
     stop: &AtomicBool,
-) -> (Result<WorkSummary>, Store) {
+) -> (Result<WorkSummary>, Redis) {
     let mut summary = WorkSummary::default();
     let mut fatal = None;
     for finish in ran_rx {
@@ -391,7 +391,7 @@ fn store_results(
 
 /// Writes the batch's record (see `store::records`); a failure to write it is logged and
 /// changes nothing else.
-fn record(store: &mut Store, consumer: &str, ran: &Ran, done: &WorkSummary, stored: Duration) {
+fn record(store: &mut Redis, consumer: &str, ran: &Ran, done: &WorkSummary, stored: Duration) {
     let outcome = if done.dead > 0 {
         "dead"
     } else if done.batches > 0 {
@@ -408,7 +408,7 @@ fn record(store: &mut Store, consumer: &str, ran: &Ran, done: &WorkSummary, stor
     let record = BatchRecord {
         worker: consumer.to_string(),
         batch: claimed.entry.batch,
-        attempt: claimed.attempts(),
+        deliveries: claimed.deliveries(),
         outcome: outcome.into(),
         claimed_ms: claimed.claimed_ms,
         started_ms: ran.started_ms,

@@ -12,8 +12,8 @@ use crunch::plan::price::PriceTable;
 use crunch::plan::probe;
 use crunch::plan::sample::{self, Sample};
 use crunch::plan::{self, Deployments, JobPlan};
-use crunch::store::Store;
-use crunch::{Item, Job, KernelPack, Limits, batch};
+use crunch::store::Redis;
+use crunch::{Item, KernelCall, KernelPack, Limits, batch};
 
 use crate::pack_path::PackArgs;
 use crate::work_args::{WorkArgs, seconds};
@@ -140,7 +140,7 @@ pub fn main(args: PlanArgs) -> Result<ExitCode> {
     };
     let redis = match &args.redis {
         Some(url) => {
-            let mut store = Store::connect(url)?;
+            let mut store = Redis::connect(url)?;
             Some((
                 probe::measure_for(&mut store, &sample)?,
                 store.url().to_string(),
@@ -182,12 +182,12 @@ pub fn measure(
     batch_time: Duration,
     budget: Duration,
 ) -> Result<Sample> {
-    let job = Job {
+    let call = KernelCall {
         kernel: &work.kernel,
         params: &work.params,
         batch_time,
     };
-    sample::measure(pack, &job, items, budget).with_context(|| {
+    sample::measure(pack, &call, items, budget).with_context(|| {
         format!(
             "sampling {} through kernel {}",
             work.input.display(),

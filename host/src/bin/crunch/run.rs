@@ -9,7 +9,7 @@ use clap::Args;
 use crunch::codec::{self, Format};
 use crunch::plan::sizing::{self, Sizing, Venue};
 use crunch::wire;
-use crunch::{ErrorKind, Job, KernelPack, Limits, text};
+use crunch::{ErrorKind, KernelCall, KernelPack, Limits, text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
@@ -79,13 +79,13 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| auto_batch_size(&input, threads, limits.memory_bytes));
 
     let progress = progress_bar(items as u64, args.quiet);
-    let job = Job {
+    let call = KernelCall {
         kernel: &args.work.kernel,
         params: &args.work.params,
         batch_time: limits.batch_time,
     };
     let compute_start = Instant::now();
-    let outcomes = crunch::run_batches(&pack, &job, &input, batch_size, threads, |outcome| {
+    let outcomes = crunch::run_batches(&pack, &call, &input, batch_size, threads, |outcome| {
         progress.inc(outcome.results.len() as u64);
     })?;
     drop(input);

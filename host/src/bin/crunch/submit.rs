@@ -10,7 +10,7 @@ use crunch::jobs::{self, SubmitOptions};
 use crunch::plan::SpecPlan;
 use crunch::plan::model::{self, Assumptions, JobLimits, LambdaTarget};
 use crunch::plan::price::PriceTable;
-use crunch::store::Store;
+use crunch::store::Redis;
 use crunch::{KernelPack, Limits, registry};
 
 use crate::pack_path::PackArgs;
@@ -170,7 +170,7 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
 /// starts.
 fn auto_plan(
     args: &SubmitArgs,
-    store: &mut Store,
+    store: &mut Redis,
     pack: &KernelPack,
     items: &[crunch::Item],
     time_limit: Duration,
