@@ -14,7 +14,7 @@ use crate::pack::KernelPack;
 use crate::plan::SpecPlan;
 use crate::plan::sizing::{self, Sizing, Venue};
 use crate::store::keys::{self, JobKeys};
-use crate::store::spec::{JobSpec, Progress};
+use crate::store::spec::{JobSpec, JobState, Progress};
 use crate::store::{Redis, queue, scripts};
 use crate::types::{Item, Tensor};
 use crate::wire;
@@ -144,7 +144,7 @@ pub fn submit_planned(
         .hset_multiple(
             keys.progress(),
             &[
-                ("state", "submitting".to_string()),
+                ("state", JobState::Submitting.as_str().to_string()),
                 ("batch_count", spec.batch_count.to_string()),
                 ("item_count", spec.item_count.to_string()),
                 ("batches_done", "0".into()),
@@ -204,7 +204,7 @@ pub fn submit_planned(
         redis::cmd("HSET")
             .arg(keys.progress())
             .arg("state")
-            .arg("queued")
+            .arg(JobState::Queued.as_str())
             .query::<()>(c)
     })?;
     store.run(|c| {
@@ -373,7 +373,7 @@ pub fn results(store: &mut Redis, job: &str) -> Result<Vec<wire::Results>> {
 /// has finished keeps its state (the check and the change are one step, script `END`).
 pub fn cancel(store: &mut Redis, job: &str) -> Result<Progress> {
     ensure!(keys::valid_job_id(job), "`{job}` is not a valid job id");
-    if queue::end_job(store, job, "cancelled", "", true)? == "gone" {
+    if queue::end_job(store, job, JobState::Cancelled, "", true)?.is_none() {
         return Err(JobNotFound::new(job, store).into());
     }
     progress(store, job)

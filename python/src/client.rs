@@ -344,7 +344,7 @@ impl NativeClient {
 
 fn progress_dict<'py>(py: Python<'py>, p: &Progress) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    dict.set_item("state", &p.state)?;
+    dict.set_item("state", p.state.as_str())?;
     dict.set_item("batches_done", p.batches_done)?;
     dict.set_item("batches_dead", p.batches_dead)?;
     dict.set_item("batch_count", p.batch_count)?;

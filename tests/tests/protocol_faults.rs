@@ -12,6 +12,7 @@ use crunch::cache::{CacheHit, PackCache};
 use crunch::jobs::{self, SubmitOptions};
 use crunch::store::pool::StorePool;
 use crunch::store::queue::{Claim, Queue};
+use crunch::store::spec::JobState;
 use crunch::store::{Redis, scripts};
 use crunch::worker::{Deadline, Worker};
 use crunch::{BatchError, Engine, KernelCall, KernelPack, Limits, Tensor, run_batch};
@@ -150,13 +151,13 @@ fn cancel_never_overwrites_a_job_that_finishes_meanwhile() {
     });
     let after = jobs::cancel(&mut store, &job).expect("cancel");
     assert!(proxy.fired());
-    assert_eq!(after.state, "done");
+    assert_eq!(after.state, JobState::Done);
     assert_eq!(progress(&redis, &job)["state"], "done");
     // A running job is still cancelled.
     let running = submit(&redis.url(), "echo", &[1.0], &[]);
     assert_eq!(
         jobs::cancel(&mut store, &running).expect("cancel").state,
-        "cancelled"
+        JobState::Cancelled
     );
 }
 

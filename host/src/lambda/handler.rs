@@ -12,6 +12,7 @@ use super::event::{DrainEvent, EventError};
 use super::metrics::InvocationMetrics;
 use crate::jobs::{self, now_ms};
 use crate::store::pool::StorePool;
+use crate::store::spec::JobState;
 use crate::store::{Patience, Redis};
 use crate::worker::{Deadline, DrainReport, Worker};
 
@@ -83,7 +84,7 @@ pub struct DrainResponse {
     /// True when the invocation stopped at its deadline with work left for others.
     pub stopped_at_deadline: bool,
     /// The job's state afterwards.
-    pub job_state: String,
+    pub job_state: JobState,
     /// Claim loops this invocation ran (one per vCPU by default).
     pub concurrency: usize,
     /// The most batches that ran at the same moment.
@@ -216,7 +217,7 @@ impl Handler {
         let job = event.job.clone();
         let request_id = ctx.request_id.clone();
         let outcome =
-            tokio::task::spawn_blocking(move || -> anyhow::Result<(DrainReport, String)> {
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(DrainReport, JobState)> {
                 let span = tracing::info_span!("invocation", request_id = %request_id, job = %job);
                 let _entered = span.enter();
                 let mut store = this.pool.take(Patience::Until(deadline.at))?;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use super::Redis;
 use super::keys::{self, JobKeys};
 use super::scripts;
+use super::spec::JobState;
 
 /// What a claim found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,9 +18,9 @@ pub enum Claim {
     Batch(ClaimedEntry),
     /// Nothing claimable right now.
     Empty,
-    /// The job is not runnable: its state (finished, cancelled, failed), or `gone` when its
+    /// The job is not runnable: its state (finished, cancelled, failed), or `None` when its
     /// progress no longer exists (expired or deleted).
-    NotRunnable(String),
+    NotRunnable(Option<JobState>),
 }
 
 /// A queue entry claimed by a worker.
@@ -125,7 +126,7 @@ impl Queue for Redis {
             return Ok(Claim::Empty);
         };
         match reply.as_slice() {
-            [kind, state] if kind == "state" => Ok(Claim::NotRunnable(state.clone())),
+            [kind, state] if kind == "state" => Ok(Claim::NotRunnable(wire_state(state))),
             [kind, entry, batch, attempt, deliveries] if kind == "claim" => {
                 Ok(Claim::Batch(ClaimedEntry {
                     entry: entry.clone(),
@@ -207,28 +208,34 @@ impl Queue for Redis {
     }
 
     fn fail_job(&mut self, job: &str, reason: &str) -> Result<()> {
-        end_job(self, job, "failed", reason, false).map(drop)
+        end_job(self, job, JobState::Failed, reason, false).map(drop)
     }
 }
 
-/// Ends `job` with a final `state` (`cancelled`, `failed`) and `error` unless it has finished
+/// Ends `job` with a final `state` (cancelled, failed) and `error` unless it has finished
 /// already, in one step (script `END`); with `drop_queue`, also deletes its queue. Returns the
-/// state afterwards (`gone` when the job does not exist).
+/// state afterwards (`None` when the job does not exist).
 pub fn end_job(
     store: &mut Redis,
     job: &str,
-    state: &str,
+    state: JobState,
     error: &str,
     drop_queue: bool,
-) -> Result<String> {
+) -> Result<Option<JobState>> {
     let keys = JobKeys::new(job);
-    store.run(|c| {
+    let after: String = store.run(|c| {
         scripts::END
             .key(keys.progress())
             .key(keys.queue())
-            .arg(state)
+            .arg(state.as_str())
             .arg(error)
             .arg(u8::from(drop_queue))
             .invoke(c)
-    })
+    })?;
+    Ok(wire_state(&after))
+}
+
+/// A state as the scripts answer it: [`scripts::GONE`] when the job's progress does not exist.
+fn wire_state(text: &str) -> Option<JobState> {
+    (text != scripts::GONE).then(|| JobState::parse(text))
 }

@@ -16,6 +16,62 @@ pub const MAX_RECORDS: u64 = 100_000;
 /// Records read per round trip.
 const READ_CHUNK: usize = 10_000;
 
+/// What came of one batch run, spelled one way in the record, the report and JSON.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Its results are stored.
+    Done,
+    /// Dead-lettered: every item failed with the batch's error.
+    Dead,
+    /// Failed as a whole and put back for another delivery.
+    Retried,
+    /// Handed back unrun.
+    Released,
+    /// Its results were already stored by another worker.
+    Repeat,
+    /// A record this version cannot read.
+    #[default]
+    Unknown,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Self; 6] = [
+        Self::Done,
+        Self::Dead,
+        Self::Retried,
+        Self::Released,
+        Self::Repeat,
+        Self::Unknown,
+    ];
+
+    /// The outcome's one spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Dead => "dead",
+            Self::Retried => "retried",
+            Self::Released => "released",
+            Self::Repeat => "repeat",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The outcome spelled `text`; [`Unknown`](Self::Unknown) for any other text.
+    pub fn parse(text: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == text)
+            .unwrap_or(Self::Unknown)
+    }
+
+    /// Whether the batch's results were stored by this run (done or dead-lettered).
+    pub fn stored(self) -> bool {
+        matches!(self, Self::Done | Self::Dead)
+    }
+}
+
 /// One batch run, as its worker saw it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BatchRecord {
@@ -25,9 +81,8 @@ pub struct BatchRecord {
     pub batch: u64,
     /// Deliveries of the batch so far, this one included.
     pub deliveries: u64,
-    /// `done`, `dead` (dead-lettered), `retried`, `released` (handed back), or `repeat` (its
-    /// results were already stored by another worker).
-    pub outcome: String,
+    /// What came of it.
+    pub outcome: Outcome,
     /// When the claim was asked for, ms since the Unix epoch.
     pub claimed_ms: u64,
     /// When its kernel started, ms since the Unix epoch.
@@ -52,7 +107,7 @@ impl BatchRecord {
             ("worker", self.worker.clone()),
             ("batch", self.batch.to_string()),
             ("deliveries", self.deliveries.to_string()),
-            ("outcome", self.outcome.clone()),
+            ("outcome", self.outcome.as_str().to_string()),
             ("claimed_ms", self.claimed_ms.to_string()),
             ("started_ms", self.started_ms.to_string()),
             ("finished_ms", self.finished_ms.to_string()),
@@ -73,7 +128,7 @@ impl BatchRecord {
             worker: text("worker"),
             batch: int("batch"),
             deliveries: int("deliveries"),
-            outcome: text("outcome"),
+            outcome: Outcome::parse(&text("outcome")),
             claimed_ms: int("claimed_ms"),
             started_ms: int("started_ms"),
             finished_ms: int("finished_ms"),

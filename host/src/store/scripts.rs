@@ -1,6 +1,12 @@
 //! The protocol's atomic steps, as Lua scripts that touch only one job's keys (one slot).
+//!
+//! The scripts spell job states as [`JobState::as_str`](super::spec::JobState::as_str) does
+//! (a test reads them to check), and answer [`GONE`] for a job whose progress does not exist.
 
 use std::sync::LazyLock;
+
+/// What `CLAIM` and `END` answer for a job whose progress does not exist (expired or deleted).
+pub const GONE: &str = "gone";
 
 /// Claims one batch of a runnable job: a new queue entry, else one whose claim has been idle
 /// past the lease (taken over with XAUTOCLAIM). Marks a queued job running.
@@ -178,3 +184,53 @@ return ARGV[1]
 "#,
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::GONE;
+    use crate::store::spec::JobState;
+
+    /// Every `'word'` that a script compares a state with or writes as one.
+    fn state_literals(source: &str) -> Vec<&str> {
+        let markers = [
+            "state == '",
+            "state ~= '",
+            "state = '",
+            "'state', '",
+            "return '",
+        ];
+        let mut found = Vec::new();
+        for marker in markers {
+            for (at, _) in source.match_indices(marker) {
+                let rest = &source[at + marker.len()..];
+                let word = &rest[..rest.find('\'').expect("a closing quote")];
+                found.push(word);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_scripts_spell_job_states_as_job_state_does() {
+        let source = include_str!("scripts.rs");
+        let lua = &source[..source.find("#[cfg(test)]").expect("this test module")];
+        let literals = state_literals(lua);
+        assert!(literals.len() >= 10, "{literals:?}");
+        for word in literals {
+            assert!(
+                word == GONE || (JobState::parse(word) != JobState::Unknown),
+                "a script spells a job state `{word}`, which JobState does not"
+            );
+        }
+        // CLAIM takes only runnable jobs, END keeps every final state.
+        for state in JobState::ALL {
+            if state.is_runnable() {
+                assert!(lua.contains(&format!("state ~= '{state}'")), "{state}");
+            }
+            if state.is_final() {
+                assert!(lua.contains(&format!("state == '{state}'")), "{state}");
+            }
+        }
+        assert!(lua.contains(&format!("return '{GONE}'")));
+    }
+}

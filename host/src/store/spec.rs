@@ -140,11 +140,91 @@ impl JobSpec {
     }
 }
 
+/// Where a job stands: the `state` field of `crunch:{JOB}:progress`, spelled one way wherever
+/// it is written (Redis, the scripts, JSON, messages): `submitting`, `queued`, `running`,
+/// `done`, `done-with-failures`, `failed` or `cancelled`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// The client is still writing the job's batches.
+    Submitting,
+    /// Every batch is queued; no worker has claimed one yet.
+    Queued,
+    /// Workers are taking its batches.
+    Running,
+    /// Every item has a result.
+    Done,
+    /// Every batch is accounted for, some items (or dead-lettered batches) failed.
+    DoneWithFailures,
+    /// The job could not be run at all (its `error` says why).
+    Failed,
+    /// Cancelled: workers take no more of its batches.
+    Cancelled,
+    /// The progress holds no state this version knows.
+    #[default]
+    Unknown,
+}
+
+impl JobState {
+    /// Every state.
+    pub const ALL: [Self; 8] = [
+        Self::Submitting,
+        Self::Queued,
+        Self::Running,
+        Self::Done,
+        Self::DoneWithFailures,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Unknown,
+    ];
+
+    /// The state's one spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitting => "submitting",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::DoneWithFailures => "done-with-failures",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The state spelled `text`; [`Unknown`](Self::Unknown) for any other text.
+    pub fn parse(text: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .unwrap_or(Self::Unknown)
+    }
+
+    /// Whether a job in this state will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Done | Self::DoneWithFailures | Self::Failed | Self::Cancelled
+        )
+    }
+
+    /// Whether workers take the batches of a job in this state.
+    pub fn is_runnable(self) -> bool {
+        matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A job's state and counters (`crunch:{JOB}:progress`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Progress {
-    /// `submitting`, `queued`, `running`, `done`, `done-with-failures`, `failed` or `cancelled`.
-    pub state: String,
+    /// Where the job stands.
+    pub state: JobState,
     /// Batches whose result is stored.
     pub batches_done: u64,
     /// Batches that went to the dead-letter stream.
@@ -161,14 +241,6 @@ pub struct Progress {
     pub error: Option<String>,
 }
 
-/// Whether a job in `state` will not change any more.
-pub fn is_final_state(state: &str) -> bool {
-    matches!(
-        state,
-        "done" | "done-with-failures" | "failed" | "cancelled"
-    )
-}
-
 impl Progress {
     /// Reads the counters from the progress hash.
     pub fn from_fields(fields: &HashMap<String, String>) -> Self {
@@ -176,8 +248,7 @@ impl Progress {
         Self {
             state: fields
                 .get("state")
-                .cloned()
-                .unwrap_or_else(|| "unknown".into()),
+                .map_or(JobState::Unknown, |s| JobState::parse(s)),
             batches_done: n("batches_done"),
             batches_dead: n("batches_dead"),
             batch_count: n("batch_count"),
@@ -190,23 +261,34 @@ impl Progress {
 
     /// Whether the job will not change any more.
     pub fn is_final(&self) -> bool {
-        is_final_state(&self.state)
+        self.state.is_final()
     }
 
     /// Whether workers should take the job's batches.
     pub fn is_runnable(&self) -> bool {
-        matches!(self.state.as_str(), "queued" | "running")
+        self.state.is_runnable()
     }
 
     /// Whether the job finished with every item computed.
     pub fn is_success(&self) -> bool {
-        self.state == "done"
+        self.state == JobState::Done
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_states_have_one_spelling() {
+        for state in JobState::ALL {
+            assert_eq!(JobState::parse(state.as_str()), state);
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{state}\""));
+            assert_eq!(serde_json::from_str::<JobState>(&json).unwrap(), state);
+        }
+        assert_eq!(JobState::parse("gone"), JobState::Unknown);
+    }
 
     #[test]
     fn spec_round_trips_and_names_bad_fields() {

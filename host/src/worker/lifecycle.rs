@@ -284,6 +284,7 @@ mod tests {
 
     use super::*;
     use crate::store::queue::Claim;
+    use crate::store::spec::JobState;
     use crate::wire::ResultsBuilder;
     use crate::worker::memory_queue::MemoryQueue;
 
@@ -389,7 +390,7 @@ mod tests {
             "{:?}",
             q.dead
         );
-        assert_eq!((q.state.as_str(), q.entries()), ("done-with-failures", 0));
+        assert_eq!((q.state, q.entries()), (JobState::DoneWithFailures, 0));
         assert!(
             q.last_errors.is_empty(),
             "the last error goes with the dead letter"
@@ -446,7 +447,7 @@ mod tests {
         assert_eq!(overdue(&mut q, &claimed).expect("overdue"), None);
         let summary = finish(&mut q, &ran(claimed, None, false), None).expect("finish");
         assert_eq!((summary.batches, summary.items_ok), (1, 2));
-        assert_eq!((q.state.as_str(), q.batches_dead), ("done", 0));
+        assert_eq!((q.state, q.batches_dead), (JobState::Done, 0));
     }
 
     #[test]

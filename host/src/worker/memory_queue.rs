@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Result;
 
 use crate::store::queue::{Claim, ClaimedEntry, Completion, Queue};
+use crate::store::spec::JobState;
 
 /// One queue entry.
 #[derive(Clone, Debug)]
@@ -36,7 +37,7 @@ pub(crate) struct MemoryQueue {
     entries: Vec<Entry>,
     inputs: HashMap<u64, Vec<u8>>,
     batch_count: u64,
-    pub state: String,
+    pub state: JobState,
     pub done: HashSet<u64>,
     pub batches_done: u64,
     pub batches_dead: u64,
@@ -58,7 +59,7 @@ impl MemoryQueue {
                 .enumerate()
                 .map(|(b, i)| (b as u64, i))
                 .collect(),
-            state: "queued".into(),
+            state: JobState::Queued,
             done: HashSet::new(),
             batches_done: 0,
             batches_dead: 0,
@@ -115,8 +116,8 @@ impl MemoryQueue {
 
 impl Queue for MemoryQueue {
     fn claim(&mut self, _job: &str, consumer: &str, _lease: u64, _request: &str) -> Result<Claim> {
-        if self.state != "queued" && self.state != "running" {
-            return Ok(Claim::NotRunnable(self.state.clone()));
+        if !self.state.is_runnable() {
+            return Ok(Claim::NotRunnable(Some(self.state)));
         }
         // A fresh entry first; else, as XAUTOCLAIM does, one whose claim has lapsed.
         let next = (self.entries.iter().position(|e| e.owner.is_none()))
@@ -134,7 +135,7 @@ impl Queue for MemoryQueue {
             first_delivery: entry.first_delivery,
             entry_deliveries: entry.deliveries,
         };
-        self.state = "running".into();
+        self.state = JobState::Running;
         Ok(Claim::Batch(claimed))
     }
 
@@ -164,15 +165,14 @@ impl Queue for MemoryQueue {
             self.last_errors.remove(&c.batch);
         }
         self.ack(c.entry);
-        let running = self.state == "queued" || self.state == "running";
+        let running = self.state.is_runnable();
         if running && self.batches_done + self.batches_dead >= self.batch_count {
             let failures = self.items_failed > 0 || self.batches_dead > 0;
             self.state = if failures {
-                "done-with-failures"
+                JobState::DoneWithFailures
             } else {
-                "done"
-            }
-            .into();
+                JobState::Done
+            };
         }
         Ok(counted)
     }
@@ -209,8 +209,8 @@ impl Queue for MemoryQueue {
     }
 
     fn fail_job(&mut self, _job: &str, _reason: &str) -> Result<()> {
-        if self.state == "queued" || self.state == "running" {
-            self.state = "failed".into();
+        if self.state.is_runnable() {
+            self.state = JobState::Failed;
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ use crate::registry;
 use crate::store::keys::JobKeys;
 use crate::store::pool::StorePool;
 use crate::store::queue::{Claim, Queue};
-use crate::store::spec::{JobSpec, is_final_state};
+use crate::store::spec::{JobSpec, JobState};
 use crate::store::{DEFAULT_PATIENCE, Patience, Redis};
 use index::JobIndex;
 use lifecycle::{Claimed, Ready};
@@ -296,10 +296,14 @@ impl Worker {
             }
             Claim::Empty => Ok(Step::Idle),
             Claim::NotRunnable(state) => {
-                tracing::debug!(job, state, "job not runnable");
+                tracing::debug!(
+                    job,
+                    state = state.map_or("gone", JobState::as_str),
+                    "job not runnable"
+                );
                 // A job still being submitted will be runnable; a finished or gone one not.
-                if state == "gone" || is_final_state(&state) {
-                    self.forget(store, job, state == "gone")?;
+                if state.is_none_or(JobState::is_final) {
+                    self.forget(store, job, state.is_none())?;
                 }
                 Ok(Step::NotRunnable)
             }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow};
 use super::lifecycle::{self, Claimed, Ran, Ready};
 use super::{Deadline, Step, WorkSummary, Worker};
 use crate::batch::BatchError;
-use crate::store::records::{self, BatchRecord};
+use crate::store::records::{self, BatchRecord, Outcome};
 use crate::store::{Redis, StoreError};
 
 /// The first and the longest wait between polls of an idle loop.
@@ -393,15 +393,15 @@ fn store_results(
 /// changes nothing else.
 fn record(store: &mut Redis, consumer: &str, ran: &Ran, done: &WorkSummary, stored: Duration) {
     let outcome = if done.dead > 0 {
-        "dead"
+        Outcome::Dead
     } else if done.batches > 0 {
-        "done"
+        Outcome::Done
     } else if done.retried > 0 {
-        "retried"
+        Outcome::Retried
     } else if done.released > 0 {
-        "released"
+        Outcome::Released
     } else {
-        "repeat"
+        Outcome::Repeat
     };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let claimed = &ran.claimed;
@@ -409,7 +409,7 @@ fn record(store: &mut Redis, consumer: &str, ran: &Ran, done: &WorkSummary, stor
         worker: consumer.to_string(),
         batch: claimed.entry.batch,
         deliveries: claimed.deliveries(),
-        outcome: outcome.into(),
+        outcome,
         claimed_ms: claimed.claimed_ms,
         started_ms: ran.started_ms,
         finished_ms: crate::jobs::now_ms(),

@@ -59,7 +59,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         show(&spec.kernel),
         show(&spec.pack_digest)
     );
-    println!("state    {}", show(&progress.state));
+    println!("state    {}", progress.state);
     println!(
         "batches  {} of {} done, {} dead-lettered",
         progress.batches_done, progress.batch_count, progress.batches_dead
@@ -164,7 +164,7 @@ pub fn list(args: JobsArgs) -> Result<ExitCode> {
     for (id, p) in jobs {
         println!(
             "{id:<20} {:<19} {:>15} {:>12} {:>8}",
-            text::escaped(&p.state, 19),
+            p.state.as_str(),
             format!("{}/{}", p.batches_done, p.batch_count),
             p.items_ok,
             p.items_failed
