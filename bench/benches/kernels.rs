@@ -18,7 +18,7 @@ use crunch_bench::workloads;
 
 fn kernels(c: &mut Criterion) {
     // As `crunch worker` runs: freed batch-sized buffers stay in the heap for the next batch.
-    crunch::memory::keep_freed_memory();
+    crunch::process::memory::keep_freed_memory();
     let engine = Engine::new(Limits::default()).expect("engine");
     let component = crunch_tests::paths::component("crunch_kernels");
     let pack = KernelPack::load(&engine, &component).expect("the standard pack");
@@ -38,7 +38,7 @@ fn kernels(c: &mut Criterion) {
         // Both sides read the same wire batch (as workers read batches from Redis) and return
         // results in the wire layout, so the ratio is the price of the sandbox: instantiation, the copies
         // across the boundary and the generated code.
-        let batch = crunch::wire::Batch::from_items(&workload.items);
+        let batch = crunch::data::wire::Batch::from_items(&workload.items);
         let wire = &batch.lists;
         let native_params = workload.native_params();
 

@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .find(|w| w.kernel == kernel)
         .with_context(|| format!("no bench workload for kernel `{kernel}`"))?;
-    let batch = crunch::wire::Batch::from_items(&workload.items);
+    let batch = crunch::data::wire::Batch::from_items(&workload.items);
     match mode.as_str() {
         "native" => {
             let params = workload.native_params();
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         "wasm" => {
-            let perf_map = crunch::settings::Settings::from_env().perf_map;
+            let perf_map = crunch::process::settings::Settings::from_env().perf_map;
             let engine = Engine::with_perf_map(Limits::default(), perf_map)?;
             let component = crunch_tests::paths::component("crunch_kernels");
             let pack = KernelPack::load(&engine, &component).context("the standard pack")?;

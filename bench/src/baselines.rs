@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use crunch::{KernelCall, KernelPack, codec, run_batch};
+use crunch::data::codec;
+use crunch::{KernelCall, KernelPack, run_batch};
 use serde_json::{Value, json};
 
 use crunch_bench::Workload;

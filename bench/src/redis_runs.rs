@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use crunch::jobs::{self, SubmitOptions};
-use crunch::store::Redis;
-use crunch::worker::Worker;
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::store::Redis;
+use crunch::queue::worker::Worker;
 use crunch::{Engine, Item, KernelPack, Limits, Tensor};
 use crunch_bench::workers;
 use crunch_tests::cli::contracts;

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use crunch::jobs;
-use crunch::store::Redis;
+use crunch::queue::jobs;
+use crunch::queue::store::Redis;
 use crunch_tests::cli::Crunch;
 
 /// Runs `count` single-threaded `crunch worker` processes on `job` in Redis at `redis_url`

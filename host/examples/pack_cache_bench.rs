@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use crunch::cache::{CacheHit, PackCache};
+use crunch::sandbox::cache::{CacheHit, PackCache};
 use crunch::{Engine, KernelCall, Limits, Tensor, run_batch};
 
 const ROUNDS: usize = 5;
@@ -51,7 +51,7 @@ fn main() -> Result<()> {
             .join("../target/wasm32-wasip2/component/crunch_kernels.wasm")
     });
     let bytes = std::fs::read(&pack).with_context(|| format!("reading {}", pack.display()))?;
-    let digest = crunch::pack::sha256_hex(&bytes);
+    let digest = crunch::sandbox::pack::sha256_hex(&bytes);
     let engine = Engine::new(Limits::default())?;
 
     // A child process: one first batch from the disk cache left by the parent.

@@ -1,16 +1,18 @@
 //! `crunch.Client`'s engine room: jobs and kernel packs in Redis through the host library's
-//! own protocol code (`crunch::jobs`, `crunch::registry`), so that the package and the CLI
+//! own protocol code (`crunch::queue::jobs`, `crunch::queue::pack_registry`), so that the package and the CLI
 //! write and read exactly the same keys. Redis round trips run without the GIL.
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use crunch::jobs::{self, SubmitOptions};
-use crunch::store::Redis;
-use crunch::store::keys::valid_job_id;
-use crunch::store::spec::Progress;
-use crunch::wire;
-use crunch::{Item, KernelPack, Tensor, fanout, registry};
+use crunch::data::wire;
+use crunch::lambda::fanout;
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::pack_registry;
+use crunch::queue::store::Redis;
+use crunch::queue::store::keys::valid_job_id;
+use crunch::queue::store::spec::Progress;
+use crunch::{Item, KernelPack, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -72,20 +74,26 @@ impl NativeClient {
         match pack {
             PackChoice::Standard => {
                 let compiled = entry.pack(&PackSource::Standard)?;
-                if registry::resolve(store, STANDARD_DIGEST).is_err() {
-                    let checked = registry::CheckedPack {
+                if pack_registry::resolve(store, STANDARD_DIGEST).is_err() {
+                    let checked = pack_registry::CheckedPack {
                         digest: STANDARD_DIGEST.to_string(),
                         size: STANDARD_PACK.len(),
                         kernels: compiled.kernels().iter().map(|k| k.name.clone()).collect(),
                     };
-                    registry::push(store, STANDARD_PACK, &checked, STANDARD_PACK_NAME, "latest")
-                        .context("storing the standard kernel pack in the registry")?;
+                    pack_registry::push(
+                        store,
+                        STANDARD_PACK,
+                        &checked,
+                        STANDARD_PACK_NAME,
+                        "latest",
+                    )
+                    .context("storing the standard kernel pack in the registry")?;
                 }
                 Ok((compiled, String::new()))
             }
             PackChoice::Reference(reference) => {
-                let digest = registry::resolve(store, reference)?;
-                let bytes = registry::fetch(store, &digest)?;
+                let digest = pack_registry::resolve(store, reference)?;
+                let bytes = pack_registry::fetch(store, &digest)?;
                 Ok((entry.pack(&PackSource::Bytes(bytes))?, String::new()))
             }
             PackChoice::File(path) => {
@@ -109,7 +117,9 @@ fn pack_choice(pack: Option<std::path::PathBuf>) -> PackChoice {
     match pack {
         None => PackChoice::Standard,
         Some(path) => match path.to_str() {
-            Some(text) if registry::is_reference(text) => PackChoice::Reference(text.to_string()),
+            Some(text) if pack_registry::is_reference(text) => {
+                PackChoice::Reference(text.to_string())
+            }
             _ => PackChoice::File(path),
         },
     }
@@ -310,29 +320,29 @@ impl NativeClient {
         tag: String,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let reference = format!("{name}:{tag}");
-        registry::parse_name(&reference).map_err(|e| invalid(e.to_string()))?;
+        pack_registry::parse_name(&reference).map_err(|e| invalid(e.to_string()))?;
         let bytes = std::fs::read(&path)
             .map_err(|e| invalid(format!("reading kernel pack {}: {e}", path.display())))?;
         let checked = py
             .detach(|| {
                 let entry = packs::engine(CLIENT_MEMORY, 1)?;
-                anyhow::Ok(registry::check(
+                anyhow::Ok(pack_registry::check(
                     entry.engine(),
                     &bytes,
-                    registry::DEFAULT_MAX_SIZE,
+                    pack_registry::DEFAULT_MAX_SIZE,
                 ))
             })
             .map_err(errors::host)?
             .map_err(|e| invalid(format!("refused {}: {e}", path.display())))?;
         self.with_store(py, |store| {
-            registry::push(store, &bytes, &checked, &name, &tag)
+            pack_registry::push(store, &bytes, &checked, &name, &tag)
         })?;
         (checked.digest, checked.size, checked.kernels).into_pyobject(py)
     }
 
     /// Every tag in the registry: `(tag, digest, size, kernel names)`.
     fn packs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let listed = self.with_store(py, registry::list)?;
+        let listed = self.with_store(py, pack_registry::list)?;
         PyList::new(
             py,
             listed

@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use crunch::Tensor;
-use crunch::wire;
+use crunch::data::wire;
 use crunch_abi::{TensorRef, WireData};
 use numpy::{
     PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray,

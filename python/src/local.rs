@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crunch::wire;
+use crunch::data::wire;
 use crunch::{BatchOutcome, KernelCall, KernelPack, StopCheck, Tensor, run_wire_batch_until};
 use pyo3::prelude::*;
 use rayon::prelude::*;

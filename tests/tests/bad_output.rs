@@ -87,7 +87,8 @@ fn norm_cdf_job(dir: &Path, items: usize, values: usize) -> std::path::PathBuf {
         })
         .collect();
     let input = dir.join(format!("in-{items}x{values}.npy"));
-    crunch::codec::write_items(&input, crunch::codec::Format::Npy, &rows).expect("input");
+    crunch::data::codec::write_items(&input, crunch::data::codec::Format::Npy, &rows)
+        .expect("input");
     input
 }
 
@@ -219,8 +220,8 @@ fn kernel_text_is_escaped_and_cut_short_before_it_is_printed() {
     assert!(err.contains("more bytes)"), "{err}");
     assert!(err.len() < 32 << 10, "{} bytes of stderr", err.len());
     // The output keeps what the kernel said, cut at 16 KiB.
-    let results =
-        crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+    let results = crunch::data::codec::read_results(&output, crunch::data::codec::Format::Json)
+        .expect("results");
     let long = results[1]
         .as_ref()
         .expect_err("item 1 fails")

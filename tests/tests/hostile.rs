@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crunch::codec::{self, Format};
-use crunch::wire;
+use crunch::data::codec::{self, Format};
+use crunch::data::wire;
 use crunch::{BatchError, Engine, ItemError, KernelCall, KernelPack, Limits, Tensor};
 use crunch_tests::paths;
 

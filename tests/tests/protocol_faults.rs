@@ -8,13 +8,13 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crunch::cache::{CacheHit, PackCache};
-use crunch::jobs::{self, SubmitOptions};
-use crunch::store::pool::StorePool;
-use crunch::store::queue::{Claim, Queue};
-use crunch::store::spec::JobState;
-use crunch::store::{Redis, scripts};
-use crunch::worker::{Deadline, Worker};
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::store::pool::StorePool;
+use crunch::queue::store::queue::{Claim, Queue};
+use crunch::queue::store::spec::JobState;
+use crunch::queue::store::{Redis, scripts};
+use crunch::queue::worker::{Deadline, Worker};
+use crunch::sandbox::cache::{CacheHit, PackCache};
 use crunch::{BatchError, Engine, KernelCall, KernelPack, Limits, Tensor, run_batch};
 use crunch_tests::cli::{
     Crunch, drain, ok_stdout, path, progress, stderr, submit_values, wait_until,
@@ -315,7 +315,7 @@ fn threads_meeting_a_new_digest_at_once_compile_it_once() {
     let engine = Engine::new(Limits::default()).expect("engine");
     let cache = PackCache::new(engine, None, 4);
     let bytes = std::fs::read(paths::component("crunch_hostile_kernels")).expect("pack");
-    let digest = crunch::pack::sha256_hex(&bytes);
+    let digest = crunch::sandbox::pack::sha256_hex(&bytes);
     let fetches = AtomicUsize::new(0);
     let barrier = Barrier::new(4);
     let hits: Vec<CacheHit> = std::thread::scope(|s| {

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use crunch::jobs::{self, SubmitOptions};
 use crunch::plan::SpecPlan;
 use crunch::plan::model::{self, Assumptions, JobLimits};
 use crunch::plan::{probe, sample};
-use crunch::store::Redis;
-use crunch::{Engine, Item, KernelCall, KernelPack, Limits, batch};
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::store::Redis;
+use crunch::sandbox::batch;
+use crunch::{Engine, Item, KernelCall, KernelPack, Limits};
 use crunch_bench::{workers, workloads};
 use crunch_tests::paths;
 use crunch_tests::redis_server::RedisServer;
@@ -39,8 +40,8 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    crunch::memory::keep_freed_memory();
-    crunch::store::install_tls_provider();
+    crunch::process::memory::keep_freed_memory();
+    crunch::queue::store::install_tls_provider();
     let args = Args::parse();
     let component = paths::component("crunch_kernels");
     let engine = Engine::new(Limits::default())?;
@@ -198,7 +199,7 @@ fn submit(
 /// fill this machine's memory and slow the jobs after them.
 fn forget(redis: &RedisServer, job: &str) -> Result<()> {
     let mut store = Redis::connect(&redis.url())?;
-    let pattern = crunch::store::keys::JobKeys::new(job).pattern();
+    let pattern = crunch::queue::store::keys::JobKeys::new(job).pattern();
     let keys: Vec<String> = store.run(|c| redis::cmd("KEYS").arg(&pattern).query(c))?;
     if !keys.is_empty() {
         store.run(|c| redis::cmd("DEL").arg(&keys).query::<()>(c))?;
@@ -210,7 +211,7 @@ fn forget(redis: &RedisServer, job: &str) -> Result<()> {
 fn batch_means(redis: &RedisServer, job: &str) -> Result<(f64, f64, f64)> {
     let report = crunch::report::gather(&mut Redis::connect(&redis.url())?, job)?;
     let n = report.records.len().max(1) as f64;
-    let sum = |f: fn(&crunch::store::records::BatchRecord) -> f64| {
+    let sum = |f: fn(&crunch::queue::store::records::BatchRecord) -> f64| {
         report.records.iter().map(f).sum::<f64>() / n
     };
     Ok((

@@ -10,11 +10,11 @@ use serde::Serialize;
 
 use super::event::{DrainEvent, EventError};
 use super::metrics::InvocationMetrics;
-use crate::jobs::{self, now_ms};
-use crate::store::pool::StorePool;
-use crate::store::spec::JobState;
-use crate::store::{Patience, Redis};
-use crate::worker::{Deadline, DrainReport, Worker};
+use crate::queue::jobs::{self, now_ms};
+use crate::queue::store::pool::StorePool;
+use crate::queue::store::spec::JobState;
+use crate::queue::store::{Patience, Redis};
+use crate::queue::worker::{Deadline, DrainReport, Worker};
 
 /// Settings of the bootstrap, from its environment.
 #[derive(Clone, Debug)]

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::sample::{LARGE_BATCH, Sample, median};
 use super::sizing::MAX_QUEUED_BATCH_BYTES;
-use crate::store::Redis;
-use crate::store::keys::JobKeys;
+use crate::queue::store::Redis;
+use crate::queue::store::keys::JobKeys;
 
 /// Round trips timed (the median counts).
 const ROUND_TRIPS: usize = 21;

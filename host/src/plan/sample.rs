@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{KernelCall, run_wire_batch};
-use crate::codec;
-use crate::pack::KernelPack;
-use crate::types::Item;
-use crate::wire;
+use crate::data::codec;
+use crate::data::types::Item;
+use crate::data::wire;
+use crate::sandbox::batch::{KernelCall, run_wire_batch};
+use crate::sandbox::pack::KernelPack;
 
 /// The most items a sample takes.
 pub const MAX_SAMPLE: usize = 512;

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{JobReport, TimeShares};
-use crate::store::records::Outcome;
+use crate::queue::store::records::Outcome;
 
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 170.0;

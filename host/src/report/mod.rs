@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::jobs::{self, FailedItem};
 use crate::plan::SpecPlan;
-use crate::store::Redis;
-use crate::store::keys::JobKeys;
-use crate::store::records::{self, BatchRecord, Outcome};
-use crate::store::spec::JobState;
+use crate::queue::jobs::{self, FailedItem};
+use crate::queue::store::Redis;
+use crate::queue::store::keys::JobKeys;
+use crate::queue::store::records::{self, BatchRecord, Outcome};
+use crate::queue::store::spec::JobState;
 
 /// Failed items listed in a report (all are counted).
 pub const LISTED_FAILURES: usize = 100;

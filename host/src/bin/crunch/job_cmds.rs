@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use crunch::codec::{self, Format};
-use crunch::store::spec::Progress;
-use crunch::wire;
-use crunch::{ErrorKind, jobs, text};
+use crunch::ErrorKind;
+use crunch::data::codec::{self, Format};
+use crunch::data::text;
+use crunch::data::wire;
+use crunch::queue::jobs;
+use crunch::queue::store::spec::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::redis_args::RedisArgs;

@@ -12,8 +12,9 @@ use crunch::plan::price::PriceTable;
 use crunch::plan::probe;
 use crunch::plan::sample::{self, Sample};
 use crunch::plan::{self, Deployments, JobPlan};
-use crunch::store::Redis;
-use crunch::{Item, KernelCall, KernelPack, Limits, batch};
+use crunch::queue::store::Redis;
+use crunch::sandbox::batch;
+use crunch::{Item, KernelCall, KernelPack, Limits};
 
 use crate::pack_path::PackArgs;
 use crate::work_args::{WorkArgs, seconds};

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use crunch::store::Redis;
+use crunch::queue::store::Redis;
 
 /// Where the jobs live.
 #[derive(Args, Debug, Clone)]

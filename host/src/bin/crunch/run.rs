@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
+use crunch::data::text;
+use crunch::data::wire;
 use crunch::plan::sizing::{self, Sizing, Venue};
-use crunch::wire;
-use crunch::{ErrorKind, KernelCall, KernelPack, Limits, text};
+use crunch::{ErrorKind, KernelCall, KernelPack, Limits};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
@@ -188,7 +189,11 @@ fn auto_batch_size(input: &wire::Input, threads: usize, memory_bytes: usize) -> 
     sizing::batch_size(&Sizing {
         items: input.len(),
         loops: threads,
-        memory_cap: crunch::batch::count_within_memory(input.len(), input.values(), memory_bytes),
+        memory_cap: crunch::sandbox::batch::count_within_memory(
+            input.len(),
+            input.values(),
+            memory_bytes,
+        ),
         cost: None,
         item_bytes: 0.0,
         venue: Venue::Local,

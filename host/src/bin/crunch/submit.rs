@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use crunch::fanout::{self, Fanout, FanoutTarget};
-use crunch::jobs::{self, SubmitOptions};
+use crunch::lambda::fanout::{self, Fanout, FanoutTarget};
 use crunch::plan::SpecPlan;
 use crunch::plan::model::{self, Assumptions, JobLimits, LambdaTarget};
 use crunch::plan::price::PriceTable;
-use crunch::store::Redis;
-use crunch::{KernelPack, Limits, registry};
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::pack_registry;
+use crunch::queue::store::Redis;
+use crunch::{KernelPack, Limits};
 
 use crate::pack_path::PackArgs;
 use crate::redis_args::RedisArgs;
@@ -84,8 +85,8 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
     // pins its own digest, and workers read the file.
     let (pack, pack_path, pack_name) = match args.pack.registry_reference() {
         Some(reference) => {
-            let digest = registry::resolve(&mut store, &reference)?;
-            let bytes = registry::fetch(&mut store, &digest)?;
+            let digest = pack_registry::resolve(&mut store, &reference)?;
+            let bytes = pack_registry::fetch(&mut store, &digest)?;
             let pack = KernelPack::from_bytes(&engine, &bytes)?;
             (pack, String::new(), reference)
         }
@@ -179,7 +180,10 @@ fn auto_plan(
     let sample = crate::plan::measure(pack, &args.work, items, time_limit, budget)?;
     let limits = JobLimits {
         batch_time_s: time_limit.as_secs_f64(),
-        memory_cap: crunch::batch::items_within_memory(items, Limits::default().memory_bytes),
+        memory_cap: crunch::sandbox::batch::items_within_memory(
+            items,
+            Limits::default().memory_bytes,
+        ),
         result_bytes: Limits::default().result_bytes(),
         batch_size: None,
     };

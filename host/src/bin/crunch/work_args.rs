@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use crunch::codec::{self, Format};
-use crunch::engine::EPOCH_TICK;
-use crunch::wire;
-use crunch::{Item, KernelPack, Tensor, text};
+use crunch::data::codec::{self, Format};
+use crunch::data::text;
+use crunch::data::wire;
+use crunch::sandbox::engine::EPOCH_TICK;
+use crunch::{Item, KernelPack, Tensor};
 
 /// The longest time limit or lease accepted: a week.
 const MAX_SECONDS: f64 = 7.0 * 86_400.0;

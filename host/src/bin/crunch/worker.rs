@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result};
 use clap::Args;
 use crunch::Limits;
-use crunch::jobs;
-use crunch::store::{Redis, StoreError};
-use crunch::worker::Worker;
+use crunch::queue::jobs;
+use crunch::queue::store::{Redis, StoreError};
+use crunch::queue::worker::Worker;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::redis_args::RedisArgs;
