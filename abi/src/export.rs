@@ -1,10 +1,10 @@
 //! The `crunch:kernel` bindings, generated once here, and the exports [`export_pack!`] wires a
 //! pack's kernel table to: `list-kernels` from the table, `run` through
-//! [`run_packed`](crate::run_packed) on the items as they arrive (no copy of any tensor).
+//! [`run_wire`](crate::run_wire) on the items as they arrive (no copy of any tensor).
 //! Only on `wasm32`.
 
 use crate::kernel::{KernelError, Tensor};
-use crate::table::{Kernel, run_packed};
+use crate::table::{Kernel, run_wire};
 use crate::{BatchResults, Items};
 
 /// The bindings wit-bindgen generates for the `kernel-pack` world; [`export_pack!`] calls their
@@ -21,7 +21,7 @@ pub mod bindings {
 use bindings::crunch::kernel::types as wit;
 pub use bindings::exports::crunch::kernel::kernels::Guest;
 pub use wit::{
-    BatchResults as WitBatchResults, KernelInfo, Packed as WitPacked, Tensor as WitTensor,
+    BatchResults as WitBatchResults, KernelInfo, Packed as WitWireData, Tensor as WitTensor,
 };
 
 /// `list-kernels`: every kernel of `table`, in order.
@@ -40,7 +40,7 @@ pub fn run(
     table: &[Kernel],
     kernel: String,
     params: Vec<(String, WitTensor)>,
-    items: WitPacked,
+    items: WitWireData,
 ) -> WitBatchResults {
     let params: Vec<(String, Tensor)> = params
         .into_iter()
@@ -55,9 +55,9 @@ pub fn run(
         })
         .collect();
     let items = Items::new(items.count, &items.shapes, &items.data);
-    let results: BatchResults<KernelError> = run_packed(table, &kernel, &params, items);
+    let results: BatchResults<KernelError> = run_wire(table, &kernel, &params, items);
     WitBatchResults {
-        outputs: WitPacked {
+        outputs: WitWireData {
             count: results.outputs.count,
             shapes: results.outputs.shapes,
             data: results.outputs.data,

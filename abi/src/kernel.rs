@@ -1,7 +1,7 @@
 //! What a kernel works with: owned tensors (its output), the call's named parameters and the
 //! per-item error that mirrors the WIT `kernel-error`.
 
-use crate::{PackError, TensorRef, element_count};
+use crate::{TensorRef, WireError, element_count};
 
 /// A dense n-dimensional array of f64 in row-major order; shape `[]` is a scalar.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,9 +72,9 @@ impl KernelError {
     }
 }
 
-/// An item that cannot be read from its packed batch is invalid input.
-impl From<PackError> for KernelError {
-    fn from(e: PackError) -> Self {
+/// An item that cannot be read from its batch's wire lists is invalid input.
+impl From<WireError> for KernelError {
+    fn from(e: WireError) -> Self {
         Self::InvalidInput(e.to_string())
     }
 }

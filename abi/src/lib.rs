@@ -1,5 +1,6 @@
-//! The packed batch layout of `crunch:kernel` (WIT record `packed`), shared by the host, which
-//! packs items and unpacks results, and by packs, which read items in place and pack results.
+//! The wire layout of `crunch:kernel` (WIT record `packed`, here [`WireData`]), shared by the
+//! host, which lays items out and reads results back, and by packs, which read items in place
+//! and lay their results out the same way.
 //!
 //! A batch of `count` items is two flat lists. `shapes` holds, for each item in order, its
 //! tensor count, then for each of its tensors the rank followed by the dimensions; `data` holds
@@ -14,7 +15,7 @@
 //! still failing one by one), and [`export_pack!`], which makes the crate a component that
 //! exports `crunch:kernel/kernels`. The table answers the calls: it finds the kernel, refuses
 //! unknown or malformed parameters once per batch, and runs the kernel over the items where they
-//! lie ([`run_packed`]).
+//! lie ([`run_wire`]).
 //!
 //! ```
 //! use crunch_abi::{Compute, Kernel, KernelError, Params, Tensor, TensorRef};
@@ -49,13 +50,13 @@ mod table;
 mod whole;
 
 pub use kernel::{KernelError, Params, Tensor};
-pub use table::{Compute, Kernel, run, run_packed};
-pub use whole::{map_elementwise, map_records, pack_outputs, read_items};
+pub use table::{Compute, Kernel, run, run_wire};
+pub use whole::{map_elementwise, map_records, read_items, wire_outputs};
 
 /// Makes the crate a kernel pack: exports `crunch:kernel/kernels` answered from a table of
 /// [`Kernel`]s (`export_pack!(KERNELS)`, where `KERNELS: &[Kernel]`). `list-kernels` lists the
 /// table in order; `run` finds the kernel, checks the parameters, and runs it over the batch
-/// (see [`run_packed`]). Expands to nothing except on `wasm32`, so the same crate builds and
+/// (see [`run_wire`]). Expands to nothing except on `wasm32`, so the same crate builds and
 /// tests natively. The crate must be a `cdylib` built for `wasm32-wasip2`.
 ///
 /// A pack that must answer `list-kernels` itself (the hostile test pack, whose variant never
@@ -80,7 +81,7 @@ macro_rules! export_pack {
                 fn run(
                     kernel: ::std::string::String,
                     params: ::std::vec::Vec<(::std::string::String, $crate::export::WitTensor)>,
-                    items: $crate::export::WitPacked,
+                    items: $crate::export::WitWireData,
                 ) -> $crate::export::WitBatchResults {
                     $crate::export::run($kernels, kernel, params, items)
                 }
@@ -91,7 +92,7 @@ macro_rules! export_pack {
     };
 }
 
-/// A tensor read in place from a packed batch (or borrowed from an owned tensor).
+/// A tensor read in place from a batch in the wire layout (or borrowed from an owned tensor).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TensorRef<'a> {
     /// Length of each dimension, outermost first; empty for a scalar.
@@ -100,9 +101,9 @@ pub struct TensorRef<'a> {
     pub data: &'a [f64],
 }
 
-/// Items (or results) packed for one call.
+/// Items (or results) of one call in the wire layout: the two flat lists.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Packed {
+pub struct WireData {
     /// Number of items.
     pub count: u32,
     /// Per item: tensor count, then per tensor: rank, dimensions.
@@ -111,9 +112,9 @@ pub struct Packed {
     pub data: Vec<f64>,
 }
 
-/// Why a packed batch cannot be read or written.
+/// Why a batch in the wire layout cannot be read or written.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PackError {
+pub enum WireError {
     /// A tensor's values do not match its shape.
     ShapeMismatch {
         /// Position of the tensor within its item.
@@ -125,16 +126,16 @@ pub enum PackError {
     Malformed(String),
 }
 
-impl fmt::Display for PackError {
+impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::ShapeMismatch { tensor, reason } => write!(f, "input {tensor}: {reason}"),
-            Self::Malformed(reason) => write!(f, "malformed packed batch: {reason}"),
+            Self::Malformed(reason) => write!(f, "malformed wire batch: {reason}"),
         }
     }
 }
 
-impl std::error::Error for PackError {}
+impl std::error::Error for WireError {}
 
 impl TensorRef<'_> {
     /// Checks that the values match the shape; the error says how they differ.
@@ -161,7 +162,7 @@ pub fn element_count(shape: &[u32]) -> Option<usize> {
         .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
 }
 
-impl Packed {
+impl WireData {
     /// An empty batch with room for about `items` items of `values` values in all.
     pub fn with_capacity(items: usize, values: usize) -> Self {
         Self {
@@ -192,11 +193,11 @@ impl Packed {
     pub fn push<'a>(
         &mut self,
         tensors: impl IntoIterator<Item = TensorRef<'a>> + Clone,
-    ) -> Result<(), PackError> {
+    ) -> Result<(), WireError> {
         let mut n = 0u32;
         for (i, t) in tensors.clone().into_iter().enumerate() {
             t.check()
-                .map_err(|reason| PackError::ShapeMismatch { tensor: i, reason })?;
+                .map_err(|reason| WireError::ShapeMismatch { tensor: i, reason })?;
             n += 1;
         }
         self.shapes.push(n);
@@ -221,7 +222,7 @@ impl Packed {
     }
 }
 
-/// Reads the items of a packed batch one at a time.
+/// Reads the items of a batch in the wire layout one at a time.
 #[derive(Clone, Debug)]
 pub struct Items<'a> {
     remaining: u32,
@@ -230,7 +231,7 @@ pub struct Items<'a> {
 }
 
 impl<'a> Items<'a> {
-    /// A reader over `count` items packed in `shapes` and `data`.
+    /// A reader over `count` items laid out in `shapes` and `data`.
     pub fn new(count: u32, shapes: &'a [u32], data: &'a [f64]) -> Self {
         Self {
             remaining: count,
@@ -246,7 +247,7 @@ impl<'a> Items<'a> {
 
     /// Reads the next item's tensors into `tensors` (cleared first). `None` once every item
     /// has been read; an error when the lists end early, after which reading stops.
-    pub fn next_into(&mut self, tensors: &mut Vec<TensorRef<'a>>) -> Option<Result<(), PackError>> {
+    pub fn next_into(&mut self, tensors: &mut Vec<TensorRef<'a>>) -> Option<Result<(), WireError>> {
         if self.remaining == 0 {
             return None;
         }
@@ -260,11 +261,11 @@ impl<'a> Items<'a> {
     }
 
     /// Checks that every item has been read and nothing is left over.
-    pub fn finish(&self) -> Result<(), PackError> {
+    pub fn finish(&self) -> Result<(), WireError> {
         if self.remaining == 0 && self.shapes.is_empty() && self.data.is_empty() {
             Ok(())
         } else {
-            Err(PackError::Malformed(format!(
+            Err(WireError::Malformed(format!(
                 "{} items, {} shape words and {} values left over",
                 self.remaining,
                 self.shapes.len(),
@@ -273,12 +274,12 @@ impl<'a> Items<'a> {
         }
     }
 
-    fn read_item(&mut self, tensors: &mut Vec<TensorRef<'a>>) -> Result<(), PackError> {
+    fn read_item(&mut self, tensors: &mut Vec<TensorRef<'a>>) -> Result<(), WireError> {
         let n = self.take_word("tensor count")?;
         for _ in 0..n {
             let rank = self.take_word("rank")? as usize;
             if rank > self.shapes.len() {
-                return Err(PackError::Malformed(format!(
+                return Err(WireError::Malformed(format!(
                     "rank {rank} but {} shape words left",
                     self.shapes.len()
                 )));
@@ -288,7 +289,7 @@ impl<'a> Items<'a> {
             let len = element_count(shape)
                 .filter(|&len| len <= self.data.len())
                 .ok_or_else(|| {
-                    PackError::Malformed(format!(
+                    WireError::Malformed(format!(
                         "shape {shape:?} needs more values than the {} left",
                         self.data.len()
                     ))
@@ -300,21 +301,22 @@ impl<'a> Items<'a> {
         Ok(())
     }
 
-    fn take_word(&mut self, what: &str) -> Result<u32, PackError> {
+    fn take_word(&mut self, what: &str) -> Result<u32, WireError> {
         let (&word, rest) = self
             .shapes
             .split_first()
-            .ok_or_else(|| PackError::Malformed(format!("the shapes end before a {what}")))?;
+            .ok_or_else(|| WireError::Malformed(format!("the shapes end before a {what}")))?;
         self.shapes = rest;
         Ok(word)
     }
 }
 
-/// What a packed batch produced: one output per item that succeeded, packed, and the failures.
+/// What a batch produced: one output per item that succeeded, in the wire layout, and the
+/// failures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchResults<E> {
     /// One tensor per item that succeeded, none per item that failed, in item order.
-    pub outputs: Packed,
+    pub outputs: WireData,
     /// (item index, reason) for every item that failed, in order.
     pub failures: Vec<(u32, E)>,
 }
@@ -334,18 +336,18 @@ impl<E> BatchResults<E> {
     }
 }
 
-/// Runs `compute` on every item of a packed batch in order, reading the inputs in place, and
+/// Runs `compute` on every item of a batch in the wire layout in order, reading the inputs in place, and
 /// packs what it returns (an output `(shape, values)` or an error). Items that cannot be read
 /// (the lists end early) and inconsistent outputs fail through `unreadable`.
 pub fn run_each<E>(
     mut items: Items<'_>,
-    unreadable: impl Fn(PackError) -> E,
+    unreadable: impl Fn(WireError) -> E,
     mut compute: impl FnMut(&[TensorRef<'_>]) -> Result<(Vec<u32>, Vec<f64>), E>,
 ) -> BatchResults<E> {
     let count = items.remaining();
     let input_values = items.data.len();
     let mut results = BatchResults {
-        outputs: Packed::with_capacity(count as usize, 0),
+        outputs: WireData::with_capacity(count as usize, 0),
         failures: Vec::new(),
     };
     let mut tensors = Vec::new();
@@ -353,7 +355,7 @@ pub fn run_each<E>(
         let result = match items.next_into(&mut tensors) {
             Some(Ok(())) => compute(&tensors),
             Some(Err(e)) => Err(unreadable(e)),
-            None => Err(unreadable(PackError::Malformed(
+            None => Err(unreadable(WireError::Malformed(
                 "an earlier item could not be read".into(),
             ))),
         };
@@ -404,12 +406,12 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let mut packed = Packed::default();
-        packed.push([t(&[2], &[1.0, 2.0]), t(&[], &[3.0])]).unwrap();
-        packed.push_none();
-        packed.push([t(&[1, 2], &[4.0, 5.0])]).unwrap();
-        assert_eq!(packed.count, 3);
-        let mut items = packed.items();
+        let mut wire = WireData::default();
+        wire.push([t(&[2], &[1.0, 2.0]), t(&[], &[3.0])]).unwrap();
+        wire.push_none();
+        wire.push([t(&[1, 2], &[4.0, 5.0])]).unwrap();
+        assert_eq!(wire.count, 3);
+        let mut items = wire.items();
         let mut tensors = Vec::new();
         items.next_into(&mut tensors).unwrap().unwrap();
         assert_eq!(tensors, vec![t(&[2], &[1.0, 2.0]), t(&[], &[3.0])]);
@@ -423,23 +425,23 @@ mod tests {
 
     #[test]
     fn a_bad_tensor_is_refused_and_leaves_the_batch_unchanged() {
-        let mut packed = Packed::default();
-        let err = packed.push([t(&[1], &[1.0]), t(&[3], &[1.0])]).unwrap_err();
+        let mut wire = WireData::default();
+        let err = wire.push([t(&[1], &[1.0]), t(&[3], &[1.0])]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "input 1: shape [3] needs 3 values but the tensor holds 1"
         );
-        assert_eq!(packed, Packed::default());
+        assert_eq!(wire, WireData::default());
     }
 
     #[test]
     fn run_each_packs_outputs_and_failures() {
-        let mut packed = Packed::default();
+        let mut wire = WireData::default();
         for v in [1.0, -1.0, 2.0] {
-            packed.push([t(&[], &[v])]).unwrap();
+            wire.push([t(&[], &[v])]).unwrap();
         }
         let out = run_each(
-            packed.items(),
+            wire.items(),
             |e| e.to_string(),
             |item| {
                 let v = item[0].data[0];

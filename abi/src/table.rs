@@ -1,9 +1,9 @@
 //! A pack's table of kernels and the calls it answers: find the kernel, check the parameters
-//! once for the batch, then run the kernel over the packed items (one call per item, or one
+//! once for the batch, then run the kernel over the items in the wire layout (one call per item, or one
 //! call for the whole batch).
 
 use crate::kernel::{KernelError, Params, Tensor};
-use crate::{BatchResults, Items, Packed, TensorRef, run_each};
+use crate::{BatchResults, Items, TensorRef, WireData, run_each};
 
 /// One kernel: its name, what it computes, the parameters it accepts, and its code.
 #[derive(Clone, Copy)]
@@ -18,22 +18,22 @@ pub struct Kernel {
     pub compute: Compute,
 }
 
-/// How a kernel computes: one item per call, or the whole packed batch in one call.
+/// How a kernel computes: one item per call, or the whole batch in one call.
 #[derive(Clone, Copy)]
 pub enum Compute {
     /// Computes one item from its input tensors, read in place from the batch.
     Item(fn(Params<'_>, &[TensorRef<'_>]) -> Result<Tensor, KernelError>),
-    /// Computes every item of a packed batch: one output per item that succeeds, and the
+    /// Computes every item of a batch in the wire layout: one output per item that succeeds, and the
     /// failures (see [`crate::map_elementwise`] and [`crate::map_records`]).
     Batch(fn(Params<'_>, Items<'_>) -> BatchResults<KernelError>),
 }
 
-/// Runs `kernel` of `table` on every item of a packed batch, reading the inputs in place: what
+/// Runs `kernel` of `table` on every item of a batch in the wire layout, reading the inputs in place: what
 /// a pack's `run` export does. An unknown kernel or parameter fails every item with the same
 /// error; a kernel error or an item that cannot be read fails only its item. An empty batch
 /// refused as a whole answers with one failure at index 0, so that a host can refuse a job
 /// before sending any work (see `wit/kernel.wit`).
-pub fn run_packed(
+pub fn run_wire(
     table: &[Kernel],
     kernel: &str,
     params: &[(String, Tensor)],
@@ -42,7 +42,7 @@ pub fn run_packed(
     match find(table, kernel, params) {
         Ok(spec) => run_kernel(spec, params, items),
         Err(e) if items.remaining() == 0 => BatchResults {
-            outputs: Packed::default(),
+            outputs: WireData::default(),
             failures: vec![(0, e)],
         },
         Err(e) => run_each(items, KernelError::from, |_| Err(e.clone())),
@@ -51,7 +51,7 @@ pub fn run_packed(
 
 /// Runs `kernel` of `table` on owned items, one result per item in order: the form native
 /// callers and tests use. Items whose tensors do not match their shapes fail alone; the rest
-/// run packed, as a batch does, so the results are those of [`run_packed`].
+/// run in the wire layout, as a batch does, so the results are those of [`run_wire`].
 pub fn run(
     table: &[Kernel],
     kernel: &str,
@@ -62,15 +62,15 @@ pub fn run(
         Ok(spec) => spec,
         Err(e) => return vec![Err(e); items.len()],
     };
-    let mut packed = Packed::default();
+    let mut wire = WireData::default();
     let mut results: Vec<Option<Result<Tensor, KernelError>>> = Vec::with_capacity(items.len());
     for item in items {
-        match packed.push(item.iter().map(Tensor::view)) {
+        match wire.push(item.iter().map(Tensor::view)) {
             Ok(()) => results.push(None),
             Err(e) => results.push(Some(Err(e.into()))),
         }
     }
-    let out = run_kernel(spec, params, packed.items());
+    let out = run_kernel(spec, params, wire.items());
     let mut failures = out.failures.into_iter().peekable();
     let mut outputs = out.outputs.items();
     let mut tensors = Vec::new();
@@ -89,7 +89,7 @@ pub fn run(
     results.into_iter().flatten().collect()
 }
 
-/// Runs a known kernel, with checked parameters, on a packed batch.
+/// Runs a known kernel, with checked parameters, on a batch in the wire layout.
 fn run_kernel(
     spec: &Kernel,
     params: &[(String, Tensor)],
@@ -242,16 +242,16 @@ mod tests {
 
     #[test]
     fn an_empty_batch_says_whether_the_call_is_taken() {
-        let empty = Packed::default();
-        let refused = run_packed(TABLE, "negate", &param("by", vec![1.0]), empty.items());
+        let empty = WireData::default();
+        let refused = run_wire(TABLE, "negate", &param("by", vec![1.0]), empty.items());
         assert_eq!(refused.outputs.count, 0);
         assert!(
             matches!(&refused.failures[..], [(0, KernelError::InvalidInput(m))] if m.contains("`by`"))
         );
-        let taken = run_packed(TABLE, "scale", &param("by", vec![3.0]), empty.items());
+        let taken = run_wire(TABLE, "scale", &param("by", vec![3.0]), empty.items());
         assert!(taken.failures.is_empty());
         assert!(matches!(
-            &run_packed(TABLE, "nope", &[], empty.items()).failures[..],
+            &run_wire(TABLE, "nope", &[], empty.items()).failures[..],
             [(0, KernelError::UnknownKernel(_))]
         ));
     }
@@ -278,18 +278,18 @@ mod tests {
     }
 
     #[test]
-    fn packed_and_owned_runs_agree() {
+    fn wire_and_owned_runs_agree() {
         let items = vec![
             vec![Tensor::vector(vec![0.0, 1.0])],
             vec![],
             vec![Tensor::new(vec![], vec![-1.0])],
         ];
-        let mut packed = Packed::default();
+        let mut wire = WireData::default();
         for item in &items {
-            packed.push(item.iter().map(Tensor::view)).unwrap();
+            wire.push(item.iter().map(Tensor::view)).unwrap();
         }
         for kernel in ["negate", "halve"] {
-            let out = run_packed(TABLE, kernel, &[], packed.items());
+            let out = run_wire(TABLE, kernel, &[], wire.items());
             let owned = run(TABLE, kernel, &[], &items);
             let mut read = out.outputs.items();
             let mut tensors = Vec::new();

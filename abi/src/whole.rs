@@ -5,10 +5,10 @@
 //! and the output has that shape, one value per input value (a normal CDF, say). [`map_records`]:
 //! each item is one fixed-length record and gives one fixed-length output (an option contract
 //! and its greeks, say). In both, the values of consecutive good items lie next to each other in
-//! the packed batch, so the kernel sees them as one slice: the whole batch when every item is
+//! the batch's wire lists, so the kernel sees them as one slice: the whole batch when every item is
 //! good.
 
-use crate::{BatchResults, Items, PackError, Packed, TensorRef};
+use crate::{BatchResults, Items, TensorRef, WireData, WireError};
 
 /// Reads every item of a batch and keeps what `accept` makes of it; items `accept` refuses
 /// fail with its error, and items that cannot be read with `unreadable`'s. Returns the accepted
@@ -16,7 +16,7 @@ use crate::{BatchResults, Items, PackError, Packed, TensorRef};
 #[allow(clippy::type_complexity)]
 pub fn read_items<'a, T, E>(
     mut items: Items<'a>,
-    unreadable: impl Fn(PackError) -> E,
+    unreadable: impl Fn(WireError) -> E,
     mut accept: impl FnMut(&[TensorRef<'a>]) -> Result<T, E>,
 ) -> (Vec<(u32, T)>, Vec<(u32, E)>) {
     let count = items.remaining();
@@ -27,7 +27,7 @@ pub fn read_items<'a, T, E>(
         let result = match items.next_into(&mut tensors) {
             Some(Ok(())) => accept(&tensors),
             Some(Err(e)) => Err(unreadable(e)),
-            None => Err(unreadable(PackError::Malformed(
+            None => Err(unreadable(WireError::Malformed(
                 "an earlier item could not be read".into(),
             ))),
         };
@@ -41,27 +41,27 @@ pub fn read_items<'a, T, E>(
 
 /// Packs one output per item of a batch of `count`: for the items in `outputs` (in item order)
 /// a tensor of the given shape holding the given values, none for the others.
-pub fn pack_outputs<'s>(
+pub fn wire_outputs<'s>(
     count: u32,
     outputs: impl IntoIterator<Item = (u32, &'s [u32], &'s [f64])>,
-) -> Packed {
-    let mut packed = Packed::with_capacity(count as usize, 0);
+) -> WireData {
+    let mut wire = WireData::with_capacity(count as usize, 0);
     let mut next = 0;
     for (index, shape, data) in outputs {
         for _ in next..index {
-            packed.push_none();
+            wire.push_none();
         }
-        packed.shapes.push(1);
-        packed.shapes.push(shape.len() as u32);
-        packed.shapes.extend_from_slice(shape);
-        packed.data.extend_from_slice(data);
-        packed.count += 1;
+        wire.shapes.push(1);
+        wire.shapes.push(shape.len() as u32);
+        wire.shapes.extend_from_slice(shape);
+        wire.data.extend_from_slice(data);
+        wire.count += 1;
         next = index + 1;
     }
     for _ in next..count {
-        packed.push_none();
+        wire.push_none();
     }
-    packed
+    wire
 }
 
 /// A run of consecutive accepted items whose values are contiguous in the batch.
@@ -104,26 +104,26 @@ fn runs(values: &[f64], accepted: &[(u32, TensorRef<'_>)]) -> Vec<Run> {
 fn single<'a, E>(
     tensors: &[TensorRef<'a>],
     accept: &mut impl FnMut(&[TensorRef<'a>]) -> Result<(), E>,
-    unreadable: &impl Fn(PackError) -> E,
+    unreadable: &impl Fn(WireError) -> E,
 ) -> Result<TensorRef<'a>, E> {
     accept(tensors)?;
     match tensors {
         [t] => Ok(*t),
-        _ => Err(unreadable(PackError::Malformed(format!(
+        _ => Err(unreadable(WireError::Malformed(format!(
             "a whole-batch kernel accepted an item of {} tensors",
             tensors.len()
         )))),
     }
 }
 
-/// Runs an elementwise kernel over a packed batch: each item must be one tensor (any shape;
+/// Runs an elementwise kernel over a batch in the wire layout: each item must be one tensor (any shape;
 /// `accept` checks the item and words the error for one it refuses), and its output has the
 /// same shape with `f` applied to every value. `f(inputs, outputs)` is called once per run of
 /// consecutive good items (once for the whole batch when every item is good), with
 /// `outputs.len() == inputs.len()`.
 pub fn map_elementwise<'a, E>(
     items: Items<'a>,
-    unreadable: impl Fn(PackError) -> E,
+    unreadable: impl Fn(WireError) -> E,
     accept: impl FnMut(&[TensorRef<'_>]) -> Result<(), E>,
     mut f: impl FnMut(&[f64], &mut [f64]),
 ) -> BatchResults<E> {
@@ -145,7 +145,7 @@ pub fn map_elementwise<'a, E>(
         // Every item is one tensor and gave its output of the same shape: the outputs' shape
         // words are the inputs'.
         let words = accepted.iter().map(|(_, t)| 2 + t.shape.len()).sum();
-        let outputs = Packed {
+        let outputs = WireData {
             count,
             shapes: shapes[..words].to_vec(),
             data,
@@ -159,12 +159,12 @@ pub fn map_elementwise<'a, E>(
         (*index, t.shape, out)
     });
     BatchResults {
-        outputs: pack_outputs(count, outputs),
+        outputs: wire_outputs(count, outputs),
         failures,
     }
 }
 
-/// Runs a fixed-record kernel over a packed batch: each item must be one 1-D tensor of `input`
+/// Runs a fixed-record kernel over a batch in the wire layout: each item must be one 1-D tensor of `input`
 /// values (else it fails with `wrong_shape`'s error) and gives one 1-D output of `output` values.
 ///
 /// `f(records, outputs, fail)` is called once per run of consecutive good items with
@@ -175,7 +175,7 @@ pub fn map_records<'a, E>(
     items: Items<'a>,
     input: usize,
     output: usize,
-    unreadable: impl Fn(PackError) -> E,
+    unreadable: impl Fn(WireError) -> E,
     wrong_shape: impl Fn(&[TensorRef<'_>]) -> E,
     mut f: impl FnMut(&[f64], &mut [f64], &mut dyn FnMut(usize, E)),
 ) -> BatchResults<E> {
@@ -216,8 +216,8 @@ pub fn map_records<'a, E>(
         at += n * output;
     }
     if failures.is_empty() && records == count as usize {
-        // Every item gave its record: the outputs are packed in one piece.
-        let outputs = Packed::vectors(std::iter::repeat_n(output, records), data);
+        // Every item gave its record: the outputs are laid out in one piece.
+        let outputs = WireData::vectors(std::iter::repeat_n(output, records), data);
         return BatchResults { outputs, failures };
     }
     // Drop the outputs of records that failed inside `f`, keeping the rest in order.
@@ -242,7 +242,7 @@ pub fn map_records<'a, E>(
         .zip(data.chunks_exact(output.max(1)))
         .map(|(&index, values)| (index, &shape[..], values));
     BatchResults {
-        outputs: pack_outputs(count, outputs),
+        outputs: wire_outputs(count, outputs),
         failures,
     }
 }
@@ -267,21 +267,21 @@ mod tests {
         TensorRef { shape, data }
     }
 
-    fn unreadable(e: PackError) -> String {
+    fn unreadable(e: WireError) -> String {
         e.to_string()
     }
 
     #[test]
     fn elementwise_runs_over_contiguous_good_items_and_fails_the_rest() {
-        let mut packed = Packed::default();
-        packed.push([t(&[2], &[1.0, 2.0])]).unwrap();
-        packed.push([t(&[], &[3.0])]).unwrap();
-        packed.push([t(&[1], &[9.0]), t(&[1], &[9.0])]).unwrap(); // two tensors: refused
-        packed.push_none(); // no tensors: refused
-        packed.push([t(&[1, 2], &[4.0, 5.0])]).unwrap();
+        let mut wire = WireData::default();
+        wire.push([t(&[2], &[1.0, 2.0])]).unwrap();
+        wire.push([t(&[], &[3.0])]).unwrap();
+        wire.push([t(&[1], &[9.0]), t(&[1], &[9.0])]).unwrap(); // two tensors: refused
+        wire.push_none(); // no tensors: refused
+        wire.push([t(&[1, 2], &[4.0, 5.0])]).unwrap();
         let mut calls = Vec::new();
         let out = map_elementwise(
-            packed.items(),
+            wire.items(),
             unreadable,
             |ts| {
                 if ts.len() == 1 {
@@ -309,17 +309,17 @@ mod tests {
 
     #[test]
     fn elementwise_outputs_keep_the_shapes_of_good_inputs() {
-        let mut packed = Packed::default();
-        packed.push([t(&[2], &[1.0, 2.0])]).unwrap();
-        packed.push([t(&[], &[3.0])]).unwrap();
-        packed.push([t(&[1, 2], &[4.0, 5.0])]).unwrap();
+        let mut wire = WireData::default();
+        wire.push([t(&[2], &[1.0, 2.0])]).unwrap();
+        wire.push([t(&[], &[3.0])]).unwrap();
+        wire.push([t(&[1, 2], &[4.0, 5.0])]).unwrap();
         let out = map_elementwise(
-            packed.items(),
+            wire.items(),
             unreadable,
             |_| Ok(()),
             |xs, ys| ys.iter_mut().zip(xs).for_each(|(y, x)| *y = 2.0 * x),
         );
-        let mut want = Packed::default();
+        let mut want = WireData::default();
         want.push([t(&[2], &[2.0, 4.0])]).unwrap();
         want.push([t(&[], &[6.0])]).unwrap();
         want.push([t(&[1, 2], &[8.0, 10.0])]).unwrap();
@@ -329,9 +329,9 @@ mod tests {
 
     #[test]
     fn uniform_records_pack_as_item_by_item() {
-        let mut packed = Packed::default();
+        let mut wire = WireData::default();
         for v in [1.0, -1.0, 2.0, 4.0] {
-            packed.push([t(&[2], &[v, 10.0])]).unwrap();
+            wire.push([t(&[2], &[v, 10.0])]).unwrap();
         }
         let run = |items| {
             map_records(
@@ -350,14 +350,14 @@ mod tests {
                 },
             )
         };
-        let all_good = run(Items::new(2, &packed.shapes[6..], &packed.data[4..]));
-        let mut want = Packed::default();
+        let all_good = run(Items::new(2, &wire.shapes[6..], &wire.data[4..]));
+        let mut want = WireData::default();
         want.push([t(&[3], &[2.0, 10.0, 20.0])]).unwrap();
         want.push([t(&[3], &[4.0, 10.0, 40.0])]).unwrap();
         assert_eq!(all_good.outputs, want);
         assert!(all_good.failures.is_empty());
-        let one_bad = run(packed.items());
-        let mut want = Packed::default();
+        let one_bad = run(wire.items());
+        let mut want = WireData::default();
         want.push([t(&[3], &[1.0, 10.0, 10.0])]).unwrap();
         want.push_none();
         want.push([t(&[3], &[2.0, 10.0, 20.0])]).unwrap();
@@ -368,14 +368,14 @@ mod tests {
 
     #[test]
     fn records_drop_the_outputs_of_records_that_fail() {
-        let mut packed = Packed::default();
+        let mut wire = WireData::default();
         for v in [1.0, -1.0, 2.0] {
-            packed.push([t(&[2], &[v, 10.0])]).unwrap();
+            wire.push([t(&[2], &[v, 10.0])]).unwrap();
         }
-        packed.push([t(&[3], &[1.0, 2.0, 3.0])]).unwrap(); // wrong length
-        packed.push([t(&[2], &[3.0, 10.0])]).unwrap();
+        wire.push([t(&[3], &[1.0, 2.0, 3.0])]).unwrap(); // wrong length
+        wire.push([t(&[2], &[3.0, 10.0])]).unwrap();
         let out = map_records(
-            packed.items(),
+            wire.items(),
             2,
             1,
             unreadable,

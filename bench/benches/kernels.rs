@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks: each standard kernel's workload as one batch through the wasm
 //! component (a fresh instance, as workers run it) and through the same Rust kernels built
-//! natively, reading the same packed batch, and through the component compiled without epoch
+//! natively, reading the same batch in the wire layout, and through the component compiled without epoch
 //! checks (what trusted packs would gain without them); and the fixed cost of a batch
 //! (instantiate plus one call on no items).
 //!
@@ -13,12 +13,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use crunch::{Engine, Job, KernelPack, Limits, run_batch, run_packed_batch};
+use crunch::{Engine, KernelCall, KernelPack, Limits, run_batch, run_wire_batch};
 use crunch_bench::workloads;
 
 fn kernels(c: &mut Criterion) {
     // As `crunch worker` runs: freed batch-sized buffers stay in the heap for the next batch.
-    crunch::memory::keep_freed_memory();
+    crunch::process::memory::keep_freed_memory();
     let engine = Engine::new(Limits::default()).expect("engine");
     let component = crunch_tests::paths::component("crunch_kernels");
     let pack = KernelPack::load(&engine, &component).expect("the standard pack");
@@ -28,38 +28,38 @@ fn kernels(c: &mut Criterion) {
         Engine::without_time_limit_checks(Limits::default()).expect("engine without checks");
     let unchecked = KernelPack::load(&unchecked_engine, &component).expect("the standard pack");
     for workload in workloads() {
-        let job = Job {
+        let call = KernelCall {
             kernel: workload.kernel,
             params: &workload.params,
             batch_time: Duration::from_secs(60),
         };
-        let checked = run_batch(&pack, &job, 0, &workload.items);
+        let checked = run_batch(&pack, &call, 0, &workload.items);
         assert!(checked.error.is_none(), "{:?}", checked.error);
-        // Both sides read the same packed batch (as workers read batches from Redis) and return
-        // packed results, so the ratio is the price of the sandbox: instantiation, the copies
+        // Both sides read the same wire batch (as workers read batches from Redis) and return
+        // results in the wire layout, so the ratio is the price of the sandbox: instantiation, the copies
         // across the boundary and the generated code.
-        let batch = crunch::packing::pack(&workload.items);
-        let packed = &batch.packed;
+        let batch = crunch::data::wire::Batch::from_items(&workload.items);
+        let wire = &batch.lists;
         let native_params = workload.native_params();
 
         let mut group = c.benchmark_group(workload.kernel);
         group.throughput(Throughput::Elements(workload.items.len() as u64));
         group.bench_function("wasm", |b| {
-            b.iter(|| run_packed_batch(&pack, &job, 0, black_box(&batch)))
+            b.iter(|| run_wire_batch(&pack, &call, 0, black_box(&batch)))
         });
         group.bench_function("wasm_unchecked", |b| {
-            b.iter(|| run_packed_batch(&unchecked, &job, 0, black_box(&batch)))
+            b.iter(|| run_wire_batch(&unchecked, &call, 0, black_box(&batch)))
         });
         group.bench_function("native", |b| {
             b.iter(|| {
-                let items = crunch_abi::Items::new(packed.count, &packed.shapes, &packed.data);
-                crunch_kernels::run_packed(workload.kernel, black_box(&native_params), items)
+                let items = crunch_abi::Items::new(wire.count, &wire.shapes, &wire.data);
+                crunch_kernels::run_wire(workload.kernel, black_box(&native_params), items)
             })
         });
         group.finish();
     }
 
-    let empty = Job {
+    let empty = KernelCall {
         kernel: "describe",
         params: &[],
         batch_time: Duration::from_secs(60),

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use crunch::{Engine, Job, KernelPack, Limits, run_packed_batch};
+use crunch::{Engine, KernelCall, KernelPack, Limits, run_wire_batch};
 use crunch_bench::workloads;
 
 fn main() -> anyhow::Result<()> {
@@ -24,28 +24,28 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .find(|w| w.kernel == kernel)
         .with_context(|| format!("no bench workload for kernel `{kernel}`"))?;
-    let batch = crunch::packing::pack(&workload.items);
+    let batch = crunch::data::wire::Batch::from_items(&workload.items);
     match mode.as_str() {
         "native" => {
             let params = workload.native_params();
-            let packed = &batch.packed;
+            let wire = &batch.lists;
             for _ in 0..reps {
-                let items = crunch_abi::Items::new(packed.count, &packed.shapes, &packed.data);
-                std::hint::black_box(crunch_kernels::run_packed(kernel, &params, items));
+                let items = crunch_abi::Items::new(wire.count, &wire.shapes, &wire.data);
+                std::hint::black_box(crunch_kernels::run_wire(kernel, &params, items));
             }
         }
         "wasm" => {
-            let perf_map = crunch::settings::Settings::from_env().perf_map;
+            let perf_map = crunch::process::settings::Settings::from_env().perf_map;
             let engine = Engine::with_perf_map(Limits::default(), perf_map)?;
             let component = crunch_tests::paths::component("crunch_kernels");
             let pack = KernelPack::load(&engine, &component).context("the standard pack")?;
-            let job = Job {
+            let call = KernelCall {
                 kernel,
                 params: &workload.params,
                 batch_time: Duration::from_secs(600),
             };
             for _ in 0..reps {
-                let done = run_packed_batch(&pack, &job, 0, &batch);
+                let done = run_wire_batch(&pack, &call, 0, &batch);
                 if let Some(e) = done.error {
                     bail!("{kernel}: {e}");
                 }

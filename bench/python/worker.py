@@ -3,13 +3,13 @@ through a Python worker".
 
     python worker.py --redis redis://127.0.0.1:6379 --job JOB [--consumer NAME] [--exit-when-done]
 
-It follows docs/protocol.md the way `crunch worker --job JOB` does (host/src/worker.rs): it claims
-batches through the `workers` consumer group with the CLAIM script, computes them with NumPy and
-SciPy (vectorised per batch) instead of the wasm pack, and stores, counts and acknowledges each
-batch with the COMPLETE script, retries batch-level failures with RETRY and dead-letters them on
-their last delivery. The three Lua scripts are read at start from the Rust source
-(host/src/store/scripts.rs, `--scripts` to point elsewhere), so there is one copy of them and
-their SHA1s are the ones the Rust worker uses. Crunch binary comes from crunchbin.py (beside this
+It follows docs/protocol.md the way `crunch worker --job JOB` does (host/src/queue/worker/): it
+claims batches through the `workers` consumer group with the CLAIM script, computes them with
+NumPy and SciPy (vectorised per batch) instead of the wasm pack, and stores, counts and
+acknowledges each batch with the COMPLETE script, retries batch-level failures with RETRY and
+dead-letters them on their last delivery. The three Lua scripts are read at start from the Rust
+source (host/src/queue/store/scripts.rs, `--scripts` to point elsewhere), so there is one copy of
+them and their SHA1s are the ones the Rust worker uses. Crunch binary comes from crunchbin.py (beside this
 file), plus a vectorised fast path here for batches whose items all have the same shapes.
 
 Kernels: black_scholes, implied_vol, norm_cdf, norm_ppf, describe, matmul, with the guest's
@@ -472,7 +472,7 @@ def k_matmul(inp: Inputs, params):
     return values, errors
 
 
-# name -> (function, parameter names it accepts), as guest/src/registry.rs
+# name -> (function, parameter names it accepts), as guest/src/table.rs
 KERNELS = {
     "black_scholes": (k_black_scholes, ()),
     "describe": (k_describe, ()),
@@ -511,15 +511,15 @@ def results_list(n: int, values, errors) -> list:
 
 
 # ---------------------------------------------------------------------------------------------
-# Protocol v1: keys (host/src/store/keys.rs), spec (host/src/store/spec.rs), scripts
-# (host/src/store/scripts.rs) and the claim loop (host/src/worker.rs).
+# Protocol v1: keys (host/src/queue/store/keys.rs), spec (host/src/queue/store/spec.rs),
+# scripts (host/src/queue/store/scripts.rs) and the claim loop (host/src/queue/worker/).
 # ---------------------------------------------------------------------------------------------
 
 GROUP = "workers"
 PROTOCOL = "1"
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 FINAL_STATES = ("done", "done-with-failures", "failed", "cancelled")
-DEFAULT_SCRIPTS = Path(__file__).resolve().parents[2] / "host" / "src" / "store" / "scripts.rs"
+DEFAULT_SCRIPTS = Path(__file__).resolve().parents[2] / "host" / "src" / "queue" / "store" / "scripts.rs"
 _SCRIPT = re.compile(
     r'pub\s+static\s+(\w+)\s*:\s*LazyLock<redis::Script>\s*=\s*LazyLock::new\(\s*\|\|\s*\{\s*'
     r'redis::Script::new\(\s*r(#*)"(.*?)"\2\s*,?\s*\)', re.S)
@@ -706,11 +706,11 @@ class Worker:
         return True
 
     def process(self, spec: Spec, keys: Keys, claimed):
-        entry, batch, attempts = claimed
-        if attempts > spec.max_deliveries:
+        entry, batch, deliveries = claimed
+        if deliveries > spec.max_deliveries:
             last = self.r.hget(keys.lasterror, batch)
             reason = last.decode() if last is not None else (
-                f"its worker was lost {attempts} times (claim lease of {spec.lease_ms} ms expired)")
+                f"its worker was lost {deliveries} times (claim lease of {spec.lease_ms} ms expired)")
             return self.dead_letter(spec, keys, claimed, reason)
         self.check_pack(spec)
         blob = self.r.get(keys.input(batch))
@@ -745,19 +745,19 @@ class Worker:
         self.complete(spec, keys, claimed, encoded, inp.n - len(failures), failures, "")
 
     def batch_failed(self, spec: Spec, keys: Keys, claimed, error: str):
-        entry, batch, attempts = claimed
+        entry, batch, deliveries = claimed
         reason = f"job {spec.job}: {error}"
-        log.warning("job %s batch %d attempt %d: %s", spec.job, batch, attempts, reason)
-        if attempts >= spec.max_deliveries:
+        log.warning("job %s batch %d delivery %d: %s", spec.job, batch, deliveries, reason)
+        if deliveries >= spec.max_deliveries:
             return self.dead_letter(spec, keys, claimed, reason)
         requeued = self.retry_script(
             keys=[keys.queue, keys.lasterror],
-            args=[GROUP, entry, batch, attempts + 1, reason, spec.ttl_seconds])
+            args=[GROUP, entry, batch, deliveries + 1, reason, spec.ttl_seconds])
         self.retried += int(requeued)
 
     def dead_letter(self, spec: Spec, keys: Keys, claimed, reason: str):
-        entry, batch, attempts = claimed
-        log.error("job %s batch %d dead-lettered after %d deliveries: %s", spec.job, batch, attempts, reason)
+        entry, batch, deliveries = claimed
+        log.error("job %s batch %d dead-lettered after %d deliveries: %s", spec.job, batch, deliveries, reason)
         n = min(spec.batch_size, max(spec.item_count - batch * spec.batch_size, 0))
         headline = first_line(reason)
         results = [("batch-failed", headline)] * n
@@ -769,13 +769,13 @@ class Worker:
     def complete(self, spec: Spec, keys: Keys, claimed, encoded: bytes, ok: int, failures: list,
                  dead_reason: str) -> bool:
         """Script COMPLETE: store, count once, acknowledge, finish the job when all are in."""
-        entry, batch, attempts = claimed
+        entry, batch, deliveries = claimed
         errors = json.dumps(failures, separators=(",", ":"), ensure_ascii=False) if failures else ""
         counted = self.complete_script(
             keys=[keys.progress, keys.done, keys.output(batch), keys.errors, keys.queue, keys.dead,
                   keys.lasterror],
             args=[batch, entry, encoded, ok, len(failures), errors, spec.ttl_seconds, GROUP,
-                  dead_reason, attempts])
+                  dead_reason, deliveries])
         if counted == 1:
             self.batches += 1
             self.items_ok += ok
@@ -799,7 +799,7 @@ def encode_batch(n: int, values, errors) -> bytes:
 
 def connect(url: str):
     """A client that reconnects with exponential backoff and retries the interrupted command
-    (8 attempts, 50 ms doubling to 2 s, as host/src/store/mod.rs)."""
+    (8 deliveries, 50 ms doubling to 2 s, as host/src/queue/store/mod.rs)."""
     retry = dict(retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 8),
                  retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     if url.startswith("redis+cluster://"):

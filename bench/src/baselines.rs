@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use crunch::{Job, KernelPack, codec, run_batch};
+use crunch::data::codec;
+use crunch::{KernelCall, KernelPack, run_batch};
 use serde_json::{Value, json};
 
 use crunch_bench::Workload;
@@ -29,12 +30,12 @@ pub fn write_inputs(dir: &Path, pack: &KernelPack, workloads: &[Workload]) -> Re
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut manifest = Vec::new();
     for w in workloads {
-        let job = Job {
+        let call = KernelCall {
             kernel: w.kernel,
             params: &w.params,
             batch_time: Duration::from_secs(60),
         };
-        let outcome = run_batch(pack, &job, 0, &w.items);
+        let outcome = run_batch(pack, &call, 0, &w.items);
         ensure!(
             outcome.error.is_none(),
             "the {} workload failed: {:?}",

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use crunch::{Item, Job, run_batch};
+use crunch::{Item, KernelCall, run_batch};
 use crunch_tests::lambda_env::{Bootstrap, Emulator};
 use serde_json::Value;
 
@@ -92,14 +92,14 @@ impl Bench {
     /// Items/s of the kernel on one core: `items` through the component, after one run to
     /// warm up.
     fn items_per_s(&self, items: &[Item]) -> f64 {
-        let job = Job {
+        let call = KernelCall {
             kernel: KERNEL,
             params: &[],
             batch_time: Duration::from_secs(60),
         };
-        run_batch(self.pack(), &job, 0, items);
+        run_batch(self.pack(), &call, 0, items);
         let start = Instant::now();
-        run_batch(self.pack(), &job, 0, items);
+        run_batch(self.pack(), &call, 0, items);
         items.len() as f64 / start.elapsed().as_secs_f64()
     }
 }

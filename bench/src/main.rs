@@ -46,8 +46,8 @@ struct Args {
 
 fn main() -> Result<()> {
     // The in-process worker below runs as `crunch worker` does.
-    crunch::memory::keep_freed_memory();
-    crunch::store::install_tls_provider();
+    crunch::process::memory::keep_freed_memory();
+    crunch::queue::store::install_tls_provider();
     let args = Args::parse();
     let target = paths::target_dir();
     let out = args.out.unwrap_or_else(|| target.join("bench"));

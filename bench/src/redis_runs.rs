@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use crunch::jobs::{self, SubmitOptions};
-use crunch::store::Store;
-use crunch::worker::Worker;
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::store::Redis;
+use crunch::queue::worker::Worker;
 use crunch::{Engine, Item, KernelPack, Limits, Tensor};
 use crunch_bench::workers;
 use crunch_tests::cli::contracts;
@@ -20,7 +20,7 @@ use crate::report::{ColdStart, EndToEnd, KernelShare, Scaling, median_of};
 /// A private Redis and the pack the jobs use.
 pub struct Bench {
     redis: RedisServer,
-    store: Store,
+    store: Redis,
     pack: KernelPack,
     pack_path: PathBuf,
     /// A disk cache that already holds the compiled pack.
@@ -31,7 +31,7 @@ impl Bench {
     /// Starts redis-server and warms a disk cache with the pack.
     pub fn start(pack: KernelPack, pack_path: &Path) -> Result<Self> {
         let redis = RedisServer::start()?;
-        let store = Store::connect(&redis.url())?;
+        let store = Redis::connect(&redis.url())?;
         let warm_cache = tempfile::tempdir()?;
         let bench = Self {
             redis,
@@ -79,7 +79,7 @@ impl Bench {
             batch_time: Duration::from_secs(60),
             lease: None,
         };
-        let mut store = Store::connect(self.store.url())?;
+        let mut store = Redis::connect(self.store.url())?;
         Ok(jobs::submit(&mut store, &self.pack, items, &opts)?.job)
     }
 
@@ -205,7 +205,7 @@ impl Bench {
         let engine = Engine::new(Limits::default())?;
         let worker = Worker::new(engine).with_cache_dir(Some(self.warm_cache.path().into()));
         let only = job.clone();
-        let keep_going = move |store: &mut Store| {
+        let keep_going = move |store: &mut Redis| {
             jobs::progress(store, &only)
                 .map(|p| !p.is_final())
                 .unwrap_or(false)

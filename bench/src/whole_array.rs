@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
 use crunch::{Item, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

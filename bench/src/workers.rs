@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use crunch::jobs;
-use crunch::store::Store;
+use crunch::queue::jobs;
+use crunch::queue::store::Redis;
 use crunch_tests::cli::Crunch;
 
 /// Runs `count` single-threaded `crunch worker` processes on `job` in Redis at `redis_url`
@@ -43,7 +43,7 @@ pub fn drain(
 
 /// Fails unless `job` finished with every item computed.
 pub fn ensure_done(redis_url: &str, job: &str) -> Result<()> {
-    let mut store = Store::connect(redis_url)?;
+    let mut store = Redis::connect(redis_url)?;
     let progress = jobs::progress(&mut store, job)?;
     ensure!(
         progress.is_success(),

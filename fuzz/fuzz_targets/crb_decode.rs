@@ -3,7 +3,7 @@
 //! stream reader (files, header first) must agree with the reader of bytes in memory (Redis).
 #![no_main]
 
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

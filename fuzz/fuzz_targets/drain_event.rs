@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     match crunch::lambda::DrainEvent::parse(data) {
-        Ok(event) => assert!(crunch::store::keys::valid_job_id(&event.job)),
+        Ok(event) => assert!(crunch::queue::store::keys::valid_job_id(&event.job)),
         Err(e) => assert!(e.to_string().len() < 1024, "long error: {e}"),
     }
 });

@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    if let Ok(spec) = crunch::store::spec::JobSpec::from_fields(&fields) {
+    if let Ok(spec) = crunch::queue::store::spec::JobSpec::from_fields(&fields) {
         // What parses writes back to fields that parse to the same spec.
         let again: HashMap<String, String> = spec
             .to_fields()
@@ -41,6 +41,6 @@ fuzz_target!(|data: &[u8]| {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        assert_eq!(crunch::store::spec::JobSpec::from_fields(&again).expect("round trip"), spec);
+        assert_eq!(crunch::queue::store::spec::JobSpec::from_fields(&again).expect("round trip"), spec);
     }
 });

@@ -61,7 +61,7 @@ pub fn domain(message: String) -> KernelError {
     KernelError::Domain(message)
 }
 
-/// The error of an item that cannot be read from its packed batch.
-pub fn unreadable(e: crunch_abi::PackError) -> KernelError {
+/// The error of an item that cannot be read from its batch's wire lists.
+pub fn unreadable(e: crunch_abi::WireError) -> KernelError {
     e.into()
 }

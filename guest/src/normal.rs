@@ -35,7 +35,7 @@ fn elementwise(
 
 #[cfg(test)]
 mod tests {
-    use crate::registry::run;
+    use crate::table::run;
     use crate::tensor::{KernelError, Tensor};
 
     #[test]

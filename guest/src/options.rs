@@ -409,7 +409,7 @@ fn newton_lanes(lanes: &Lanes<F64x4>, target: F64x4, start: F64x4, active: F64x4
 #[cfg(test)]
 mod tests {
     use super::{Contract, Record, plainly_valid};
-    use crate::registry::run;
+    use crate::table::run;
     use crate::tensor::{KernelError, Tensor};
 
     fn one(kernel: &str, v: &[f64]) -> Result<Tensor, KernelError> {

@@ -4,7 +4,7 @@
 use crate::check::{self, unreadable};
 use crate::fft;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
-use crunch_abi::{BatchResults, Items, Packed};
+use crunch_abi::{BatchResults, Items, WireData};
 use crunch_math::{F64x4, Real};
 
 /// `fft_power`: [x (n)] -> |rfft(x)|^2, n/2 + 1 values, for every item of the batch: two items
@@ -39,7 +39,7 @@ pub fn fft_power(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
         }
     }
     if failures.is_empty() {
-        let outputs = Packed::vectors(accepted.iter().map(|(_, x)| bins(x)), spectra);
+        let outputs = WireData::vectors(accepted.iter().map(|(_, x)| bins(x)), spectra);
         return BatchResults { outputs, failures };
     }
     let mut at = 0;
@@ -50,7 +50,7 @@ pub fn fft_power(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
         (*index, &shape[..], out)
     });
     BatchResults {
-        outputs: crunch_abi::pack_outputs(count, outputs),
+        outputs: crunch_abi::wire_outputs(count, outputs),
         failures,
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use crunch::Tensor;
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
 
 #[derive(Parser)]
 #[command(about = "Data for the Crunch demo")]

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use crunch::cache::{CacheHit, PackCache};
-use crunch::{Engine, Job, Limits, Tensor, run_batch};
+use crunch::sandbox::cache::{CacheHit, PackCache};
+use crunch::{Engine, KernelCall, Limits, Tensor, run_batch};
 
 const ROUNDS: usize = 5;
 
@@ -20,12 +20,12 @@ fn first_batch(cache: &PackCache, digest: &str, bytes: &[u8]) -> Result<(Duratio
         shape: vec![3],
         data: vec![-1.0, 0.0, 1.0],
     }]];
-    let job = Job {
+    let call = KernelCall {
         kernel: "norm_cdf",
         params: &[],
         batch_time: Duration::from_secs(10),
     };
-    let outcome = run_batch(&pack, &job, 0, &item);
+    let outcome = run_batch(&pack, &call, 0, &item);
     let elapsed = start.elapsed();
     if outcome.error.is_some() || outcome.results.failed() > 0 {
         bail!("the batch failed: {:?}", outcome.error);
@@ -51,7 +51,7 @@ fn main() -> Result<()> {
             .join("../target/wasm32-wasip2/component/crunch_kernels.wasm")
     });
     let bytes = std::fs::read(&pack).with_context(|| format!("reading {}", pack.display()))?;
-    let digest = crunch::pack::sha256_hex(&bytes);
+    let digest = crunch::sandbox::pack::sha256_hex(&bytes);
     let engine = Engine::new(Limits::default())?;
 
     // A child process: one first batch from the disk cache left by the parent.

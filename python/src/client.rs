@@ -1,17 +1,19 @@
 //! `crunch.Client`'s engine room: jobs and kernel packs in Redis through the host library's
-//! own protocol code (`crunch::jobs`, `crunch::registry`), so that the package and the CLI
+//! own protocol code (`crunch::queue::jobs`, `crunch::queue::pack_registry`), so that the package and the CLI
 //! write and read exactly the same keys. Redis round trips run without the GIL.
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use crunch::jobs::{self, SubmitOptions};
+use crunch::data::wire;
+use crunch::lambda::fanout;
 use crunch::plan::{self, SubmitVenue};
-use crunch::results::PackedResults;
-use crunch::store::Store;
-use crunch::store::keys::valid_job_id;
-use crunch::store::spec::Progress;
-use crunch::{Item, Job, KernelPack, Tensor, fanout, registry};
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::pack_registry;
+use crunch::queue::store::Redis;
+use crunch::queue::store::keys::valid_job_id;
+use crunch::queue::store::spec::Progress;
+use crunch::{Item, KernelCall, KernelPack, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -42,7 +44,7 @@ const CLIENT_MEMORY: usize = crate::DEFAULT_MEMORY_MIB << 20;
 /// A connection to one Redis (or Redis Cluster).
 #[pyclass(module = "crunch._native", frozen)]
 pub struct NativeClient {
-    store: Mutex<Store>,
+    store: Mutex<Redis>,
     url: String,
 }
 
@@ -50,7 +52,7 @@ impl NativeClient {
     fn with_store<T: Send>(
         &self,
         py: Python<'_>,
-        op: impl FnOnce(&mut Store) -> anyhow::Result<T> + Send,
+        op: impl FnOnce(&mut Redis) -> anyhow::Result<T> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
             let mut store = self
@@ -74,27 +76,33 @@ impl NativeClient {
 
     /// The pack a job will pin, and where workers read it (`""`: the registry).
     fn submit_pack(
-        store: &mut Store,
+        store: &mut Redis,
         pack: &PackChoice,
     ) -> anyhow::Result<(Arc<KernelPack>, String)> {
         let entry = packs::engine(CLIENT_MEMORY, 1)?;
         match pack {
             PackChoice::Standard => {
                 let compiled = entry.pack(&PackSource::Standard)?;
-                if registry::resolve(store, STANDARD_DIGEST).is_err() {
-                    let checked = registry::CheckedPack {
+                if pack_registry::resolve(store, STANDARD_DIGEST).is_err() {
+                    let checked = pack_registry::CheckedPack {
                         digest: STANDARD_DIGEST.to_string(),
                         size: STANDARD_PACK.len(),
                         kernels: compiled.kernels().iter().map(|k| k.name.clone()).collect(),
                     };
-                    registry::push(store, STANDARD_PACK, &checked, STANDARD_PACK_NAME, "latest")
-                        .context("storing the standard kernel pack in the registry")?;
+                    pack_registry::push(
+                        store,
+                        STANDARD_PACK,
+                        &checked,
+                        STANDARD_PACK_NAME,
+                        "latest",
+                    )
+                    .context("storing the standard kernel pack in the registry")?;
                 }
                 Ok((compiled, String::new()))
             }
             PackChoice::Reference(reference) => {
-                let digest = registry::resolve(store, reference)?;
-                let bytes = registry::fetch(store, &digest)?;
+                let digest = pack_registry::resolve(store, reference)?;
+                let bytes = pack_registry::fetch(store, &digest)?;
                 Ok((entry.pack(&PackSource::Bytes(bytes))?, String::new()))
             }
             PackChoice::File(path) => {
@@ -118,7 +126,9 @@ fn pack_choice(pack: Option<std::path::PathBuf>) -> PackChoice {
     match pack {
         None => PackChoice::Standard,
         Some(path) => match path.to_str() {
-            Some(text) if registry::is_reference(text) => PackChoice::Reference(text.to_string()),
+            Some(text) if pack_registry::is_reference(text) => {
+                PackChoice::Reference(text.to_string())
+            }
             _ => PackChoice::File(path),
         },
     }
@@ -129,7 +139,7 @@ impl NativeClient {
     /// Connects to `url`.
     #[new]
     fn new(py: Python<'_>, url: String) -> PyResult<Self> {
-        let store = py.detach(|| Store::connect(&url)).map_err(errors::host)?;
+        let store = py.detach(|| Redis::connect(&url)).map_err(errors::host)?;
         Ok(Self {
             url: store.url().to_string(),
             store: Mutex::new(store),
@@ -203,7 +213,7 @@ impl NativeClient {
                             concurrency: u64::from(DEFAULT_MAX_CONCURRENCY),
                         },
                     };
-                    let call = Job {
+                    let call = KernelCall {
                         kernel: &kernel,
                         params: &params,
                         batch_time,
@@ -299,7 +309,7 @@ impl NativeClient {
             Ok((jobs::results(store, &job)?, batch_size))
         })?;
         let (values, failures) = py.detach(|| {
-            let results = results.iter().flat_map(PackedResults::to_vec).collect();
+            let results = results.iter().flat_map(wire::Results::to_vec).collect();
             split_results(results, batch_size)
         });
         to_python(py, values, &failures)
@@ -352,29 +362,29 @@ impl NativeClient {
         tag: String,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let reference = format!("{name}:{tag}");
-        registry::parse_name(&reference).map_err(|e| invalid(e.to_string()))?;
+        pack_registry::parse_name(&reference).map_err(|e| invalid(e.to_string()))?;
         let bytes = std::fs::read(&path)
             .map_err(|e| invalid(format!("reading kernel pack {}: {e}", path.display())))?;
         let checked = py
             .detach(|| {
                 let entry = packs::engine(CLIENT_MEMORY, 1)?;
-                anyhow::Ok(registry::check(
+                anyhow::Ok(pack_registry::check(
                     entry.engine(),
                     &bytes,
-                    registry::DEFAULT_MAX_SIZE,
+                    pack_registry::DEFAULT_MAX_SIZE,
                 ))
             })
             .map_err(errors::host)?
             .map_err(|e| invalid(format!("refused {}: {e}", path.display())))?;
         self.with_store(py, |store| {
-            registry::push(store, &bytes, &checked, &name, &tag)
+            pack_registry::push(store, &bytes, &checked, &name, &tag)
         })?;
         (checked.digest, checked.size, checked.kernels).into_pyobject(py)
     }
 
     /// Every tag in the registry: `(tag, digest, size, kernel names)`.
     fn packs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let listed = self.with_store(py, registry::list)?;
+        let listed = self.with_store(py, pack_registry::list)?;
         PyList::new(
             py,
             listed
@@ -386,7 +396,7 @@ impl NativeClient {
 
 fn progress_dict<'py>(py: Python<'py>, p: &Progress) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    dict.set_item("state", &p.state)?;
+    dict.set_item("state", p.state.as_str())?;
     dict.set_item("batches_done", p.batches_done)?;
     dict.set_item("batches_dead", p.batches_dead)?;
     dict.set_item("batch_count", p.batch_count)?;

@@ -28,7 +28,7 @@ pub fn host(error: anyhow::Error) -> PyErr {
         InvalidInputError::new_err(message)
     } else if error
         .chain()
-        .any(|cause| cause.is::<crunch::jobs::JobNotFound>())
+        .any(|cause| cause.is::<crunch::queue::jobs::JobNotFound>())
     {
         JobNotFoundError::new_err(message)
     } else if is_unreachable(&error) {
@@ -41,8 +41,8 @@ pub fn host(error: anyhow::Error) -> PyErr {
 fn is_unreachable(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         matches!(
-            cause.downcast_ref::<crunch::store::StoreError>(),
-            Some(crunch::store::StoreError::Unavailable { .. })
+            cause.downcast_ref::<crunch::queue::store::StoreError>(),
+            Some(crunch::queue::store::StoreError::Unavailable { .. })
         ) || cause.downcast_ref::<redis::RedisError>().is_some_and(|e| {
             e.is_io_error()
                 || e.is_connection_refusal()

@@ -6,8 +6,8 @@
 use std::ops::Range;
 
 use crunch::Tensor;
-use crunch::packing::PackedBatch;
-use crunch_abi::{Packed, TensorRef};
+use crunch::data::wire;
+use crunch_abi::{TensorRef, WireData};
 use numpy::{
     PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -118,10 +118,10 @@ impl Input<'_> {
         }
     }
 
-    /// Items `range`, packed as they cross into the pack (one copy of their values).
-    pub fn pack(&self, range: Range<usize>) -> PackedBatch {
+    /// Items `range` in the wire layout, as they cross into the pack (one copy of their values).
+    pub fn to_wire(&self, range: Range<usize>) -> wire::Batch {
         let count = range.len();
-        let packed = match self {
+        let wire = match self {
             Self::Dense {
                 data, item_shape, ..
             } => {
@@ -131,7 +131,7 @@ impl Input<'_> {
                     shapes.extend_from_slice(&[1, item_shape.len() as u32]);
                     shapes.extend_from_slice(item_shape);
                 }
-                Packed {
+                WireData {
                     count: count as u32,
                     shapes,
                     data: data[range.start * m..range.end * m].to_vec(),
@@ -140,16 +140,15 @@ impl Input<'_> {
             Self::Listed { tensors, starts } => {
                 let first = &tensors[starts[range.start]..starts[range.end]];
                 let values = first.iter().map(|t| t.data.len()).sum();
-                let mut packed = Packed::with_capacity(count, values);
+                let mut wire = WireData::with_capacity(count, values);
                 for i in range {
-                    packed
-                        .push(tensors[starts[i]..starts[i + 1]].iter().copied())
+                    wire.push(tensors[starts[i]..starts[i + 1]].iter().copied())
                         .expect("numpy arrays hold exactly the values their shapes describe");
                 }
-                packed
+                wire
             }
         };
-        PackedBatch::from(packed)
+        wire::Batch::from(wire)
     }
 }
 

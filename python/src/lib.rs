@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crunch::settings::Settings;
-use crunch::{Job, KernelPack};
+use crunch::process::settings::Settings;
+use crunch::{KernelCall, KernelPack};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
@@ -68,12 +68,13 @@ fn run<'py>(
     let input = held.input()?;
     let count = input.len();
     let settings = local::Settings {
-        job: Job {
+        call: KernelCall {
             kernel,
             params: &params,
             batch_time,
         },
-        batch_size: batch_size.unwrap_or_else(|| crunch::batch::local_batch_size(count, threads)),
+        batch_size: batch_size
+            .unwrap_or_else(|| crunch::sandbox::batch::local_batch_size(count, threads)),
         threads,
     };
     let watch = local::Watch { progress };
@@ -180,9 +181,9 @@ pub(crate) fn settings() -> &'static Settings {
 /// The module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // The package is one of the edges that read the environment (`crunch::settings`).
-    crunch::store::install_tls_provider();
-    crunch::store::trust_redis_ca(settings().redis_ca.clone());
+    // The package is one of the edges that read the environment (`crunch::process::settings`).
+    crunch::queue::store::install_tls_provider();
+    crunch::queue::store::trust_redis_ca(settings().redis_ca.clone());
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(kernels, m)?)?;
     m.add_function(wrap_pyfunction!(standard_pack, m)?)?;

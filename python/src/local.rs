@@ -14,8 +14,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crunch::results::PackedResults;
-use crunch::{BatchOutcome, Job, KernelPack, StopCheck, Tensor, run_packed_batch_until};
+use crunch::data::wire;
+use crunch::{BatchOutcome, KernelCall, KernelPack, StopCheck, Tensor, run_wire_batch_until};
 use pyo3::prelude::*;
 use rayon::prelude::*;
 
@@ -30,7 +30,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// How a run is cut and spread.
 pub struct Settings<'a> {
     /// Kernel, parameters and the time limit of one batch.
-    pub job: Job<'a>,
+    pub call: KernelCall<'a>,
     /// Items per batch.
     pub batch_size: usize,
     /// Threads running batches.
@@ -56,7 +56,7 @@ impl Watch {
     }
 }
 
-/// Runs every item of `input` through `settings.job` on `pack`; call without the GIL.
+/// Runs every item of `input` through `settings.call` on `pack`; call without the GIL.
 pub fn run(
     pack: &KernelPack,
     input: &Input<'_>,
@@ -73,7 +73,7 @@ pub fn run(
     let mut reports = match &batches[..] {
         [] => Vec::new(),
         [only] => {
-            let outcome = run_on_caller(pack, &settings.job, input.pack(only.clone()))?;
+            let outcome = run_on_caller(pack, &settings.call, input.to_wire(only.clone()))?;
             vec![absorb(outcome, only.start, count, &rows)]
         }
         _ => run_on_pool(pack, input, settings, &batches, &rows, watch)?,
@@ -117,7 +117,7 @@ impl Rows {
 struct Report {
     failures: Vec<Failure>,
     /// The batch's results, kept when they do not fit the rows (another shape).
-    kept: Option<PackedResults>,
+    kept: Option<wire::Results>,
 }
 
 /// Lists a batch's failures and copies its results into the rows of `count` items (made now,
@@ -210,8 +210,8 @@ fn each_result(
 /// Runs one batch on the calling thread; Ctrl-C stops it (and is raised).
 fn run_on_caller(
     pack: &KernelPack,
-    job: &Job<'_>,
-    batch: crunch::packing::PackedBatch,
+    call: &KernelCall<'_>,
+    batch: wire::Batch,
 ) -> PyResult<BatchOutcome> {
     let interrupted: Arc<Mutex<Option<PyErr>>> = Arc::default();
     let slot = interrupted.clone();
@@ -226,7 +226,7 @@ fn run_on_caller(
             }
         })
     });
-    let outcome = run_packed_batch_until(pack, job, 0, &batch, Some(stop));
+    let outcome = run_wire_batch_until(pack, call, 0, &batch, Some(stop));
     let raised = interrupted.lock().ok().and_then(|mut e| e.take());
     match raised {
         Some(e) => Err(e),
@@ -264,9 +264,9 @@ fn run_on_pool(
                         }
                         let flag = stop.clone();
                         let check: StopCheck = Arc::new(move || flag.load(Ordering::Relaxed));
-                        let batch = input.pack(range.clone());
+                        let batch = input.to_wire(range.clone());
                         let outcome =
-                            run_packed_batch_until(pack, &settings.job, index, &batch, Some(check));
+                            run_wire_batch_until(pack, &settings.call, index, &batch, Some(check));
                         let report = absorb(outcome, range.start, count, rows);
                         done.fetch_add(range.len(), Ordering::Relaxed);
                         let _ = finished.send(());

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
-use crunch::cache::{self, PackCache};
-use crunch::pack::sha256_hex;
+use crunch::sandbox::cache::{self, PackCache};
+use crunch::sandbox::pack::sha256_hex;
 use crunch::{Engine, KernelPack, Limits};
 
 use crate::per_process::PerProcess;

@@ -190,8 +190,12 @@ pub fn progress(redis: &RedisServer, job: &str) -> HashMap<String, String> {
 /// that take an input file.
 pub fn contracts_file(dir: &Path, count: usize) -> PathBuf {
     let input = dir.join("in.crb");
-    crunch::codec::write_items(&input, crunch::codec::Format::Binary, &contracts(count))
-        .expect("writing the contracts file");
+    crunch::data::codec::write_items(
+        &input,
+        crunch::data::codec::Format::Binary,
+        &contracts(count),
+    )
+    .expect("writing the contracts file");
     input
 }
 

@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use crunch::Tensor;
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
 use crunch_tests::cli::path;
 use crunch_tests::{golden, paths};
 

@@ -206,8 +206,8 @@ fn a_big_endian_npy_is_read() {
     let output = dir.path().join("out.json");
     let out = run_kernel("norm_cdf", &input, &output, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let results =
-        crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+    let results = crunch::data::codec::read_results(&output, crunch::data::codec::Format::Json)
+        .expect("results");
     assert_eq!(results[0].as_ref().expect("ok").data, vec![0.5]);
     assert!((results[1].as_ref().expect("ok").data[0] - 0.8413447460685429).abs() < 1e-15);
 }
@@ -388,13 +388,13 @@ fn a_parameter_may_be_a_tensor_of_any_rank() {
             &[],
         );
         assert_eq!(out.status.code(), Some(0), "{param}: {}", stderr(&out));
-        let results =
-            crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+        let results = crunch::data::codec::read_results(&output, crunch::data::codec::Format::Json)
+            .expect("results");
         let t = results[0].as_ref().expect("percentiles");
         assert_eq!(t.shape, shape, "{param}");
     }
-    let results =
-        crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+    let results = crunch::data::codec::read_results(&output, crunch::data::codec::Format::Json)
+        .expect("results");
     assert_eq!(results[0].as_ref().expect("ok").data, vec![3.0]);
 }
 
@@ -410,8 +410,8 @@ fn bad_items_fail_alone_and_non_finite_values_propagate() {
     let output = dir.path().join("out.json");
     let out = run_kernel("black_scholes", &input, &output, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let results =
-        crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+    let results = crunch::data::codec::read_results(&output, crunch::data::codec::Format::Json)
+        .expect("results");
     assert!(results[0].is_ok());
     assert_eq!(
         results[1].as_ref().expect_err("short record").kind(),

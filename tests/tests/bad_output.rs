@@ -87,7 +87,8 @@ fn norm_cdf_job(dir: &Path, items: usize, values: usize) -> std::path::PathBuf {
         })
         .collect();
     let input = dir.join(format!("in-{items}x{values}.npy"));
-    crunch::codec::write_items(&input, crunch::codec::Format::Npy, &rows).expect("input");
+    crunch::data::codec::write_items(&input, crunch::data::codec::Format::Npy, &rows)
+        .expect("input");
     input
 }
 
@@ -115,7 +116,7 @@ fn a_batch_whose_outputs_pass_128_mib_completes() {
 
 #[test]
 fn results_over_the_call_limit_are_asked_for_in_halves_down_to_one_item() {
-    use crunch::{Engine, Job, KernelPack, Limits, Tensor};
+    use crunch::{Engine, KernelCall, KernelPack, Limits, Tensor};
     let limits = Limits {
         max_result_bytes: Some(1 << 20),
         ..Limits::default()
@@ -137,12 +138,12 @@ fn results_over_the_call_limit_are_asked_for_in_halves_down_to_one_item() {
         shape: vec![200_000],
         data: vec![0.0; 200_000],
     }];
-    let job = Job {
+    let call = KernelCall {
         kernel: "norm_cdf",
         params: &[],
         batch_time: limits.batch_time,
     };
-    let outcome = crunch::run_batch(&pack, &job, 3, &items);
+    let outcome = crunch::run_batch(&pack, &call, 3, &items);
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     let results = outcome.results.to_vec();
     for (i, r) in results.iter().enumerate() {
@@ -219,8 +220,8 @@ fn kernel_text_is_escaped_and_cut_short_before_it_is_printed() {
     assert!(err.contains("more bytes)"), "{err}");
     assert!(err.len() < 32 << 10, "{} bytes of stderr", err.len());
     // The output keeps what the kernel said, cut at 16 KiB.
-    let results =
-        crunch::codec::read_results(&output, crunch::codec::Format::Json).expect("results");
+    let results = crunch::data::codec::read_results(&output, crunch::data::codec::Format::Json)
+        .expect("results");
     let long = results[1]
         .as_ref()
         .expect_err("item 1 fails")

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
 use crunch_tests::cli::Crunch;
 use crunch_tests::paths;
 use crunch_tests::redis_server::RedisServer;

@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use crunch::Tensor;
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
 use crunch_tests::cli::{Crunch, path, stderr};
 use crunch_tests::golden;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crunch::{Engine, Job, KernelPack, Limits, Tensor};
+use crunch::{Engine, KernelCall, KernelPack, Limits, Tensor};
 use crunch_tests::{golden, paths};
 
 fn to_native(t: &golden::GoldenTensor) -> crunch_kernels::Tensor {
@@ -51,12 +51,12 @@ fn component_matches_golden_and_native_bit_for_bit() -> anyhow::Result<()> {
                 .map(|it| it.inputs.iter().map(to_native).collect())
                 .collect();
 
-            let job = Job {
+            let call = KernelCall {
                 kernel: &file.kernel,
                 params: &params,
                 batch_time: Duration::from_secs(60),
             };
-            let outcome = crunch::run_batch(&pack, &job, c, &items);
+            let outcome = crunch::run_batch(&pack, &call, c, &items);
             assert!(
                 outcome.error.is_none(),
                 "{} case {c}: {:?}",

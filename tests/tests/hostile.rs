@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crunch::codec::{self, Format};
-use crunch::packing::PackedInput;
-use crunch::{BatchError, Engine, ItemError, Job, KernelPack, Limits, Tensor};
+use crunch::data::codec::{self, Format};
+use crunch::data::wire;
+use crunch::{BatchError, Engine, ItemError, KernelCall, KernelPack, Limits, Tensor};
 use crunch_tests::paths;
 
 /// Six items in three batches of two; only batch 1 (items 2 and 3) holds a negative value.
@@ -21,8 +21,8 @@ fn items() -> Vec<Vec<Tensor>> {
         .collect()
 }
 
-/// `items` as an input read packed, as `crunch run` reads its input file.
-fn packed(items: &[Vec<Tensor>]) -> PackedInput {
+/// `items` as an input in the wire layout, as `crunch run` reads its input file.
+fn wire_input(items: &[Vec<Tensor>]) -> wire::Input {
     let bytes = codec::encode_items(items);
     codec::read_input_from(&bytes[..], Format::Binary, None).expect("items read back")
 }
@@ -31,13 +31,14 @@ fn run(kernel: &str, limits: Limits) -> (Vec<crunch::BatchOutcome>, Duration) {
     let engine = Engine::new(limits).expect("engine");
     let pack =
         KernelPack::load(&engine, &paths::component("crunch_hostile_kernels")).expect("pack");
-    let job = Job {
+    let call = KernelCall {
         kernel,
         params: &[],
         batch_time: limits.batch_time,
     };
     let start = Instant::now();
-    let outcomes = crunch::run_batches(&pack, &job, &packed(&items()), 2, 2, |_| {}).expect("run");
+    let outcomes =
+        crunch::run_batches(&pack, &call, &wire_input(&items()), 2, 2, |_| {}).expect("run");
     (outcomes, start.elapsed())
 }
 
@@ -169,7 +170,7 @@ fn hostile_and_normal_batches_in_one_job() {
     let engine = Engine::new(limits).expect("engine");
     let pack =
         KernelPack::load(&engine, &paths::component("crunch_hostile_kernels")).expect("pack");
-    let job = Job {
+    let call = KernelCall {
         kernel: "chaos",
         params: &[],
         batch_time: limits.batch_time,
@@ -185,7 +186,8 @@ fn hostile_and_normal_batches_in_one_job() {
         })
         .collect();
     let start = Instant::now();
-    let outcomes = crunch::run_batches(&pack, &job, &packed(&items), 1, 2, |_| {}).expect("run");
+    let outcomes =
+        crunch::run_batches(&pack, &call, &wire_input(&items), 1, 2, |_| {}).expect("run");
     let elapsed = start.elapsed();
     for (b, outcome) in outcomes.iter().enumerate() {
         let error = outcome.error.as_ref().map(ToString::to_string);

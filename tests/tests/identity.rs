@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crunch::{Engine, Job, KernelPack, Limits, Tensor};
+use crunch::{Engine, KernelCall, KernelPack, Limits, Tensor};
 use crunch_tests::paths;
 
 /// A small deterministic generator (xorshift64*), so the sweep needs no dependency.
@@ -146,12 +146,12 @@ fn component_and_native_give_the_same_bits_on_an_edge_sweep() -> anyhow::Result<
     let pack = KernelPack::load(&engine, &paths::component("crunch_kernels"))?;
     let mut compared = 0;
     for (kernel, items) in cases() {
-        let job = Job {
+        let call = KernelCall {
             kernel,
             params: &[],
             batch_time: Duration::from_secs(60),
         };
-        let outcome = crunch::run_batch(&pack, &job, 0, &items);
+        let outcome = crunch::run_batch(&pack, &call, 0, &items);
         assert!(outcome.error.is_none(), "{kernel}: {:?}", outcome.error);
         let native_items = native(&items);
         let native = crunch_kernels::run(kernel, &[], &native_items);

@@ -6,8 +6,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crunch::lambda::{Handler, HandlerConfig};
-use crunch::store::Store;
-use crunch::worker::Worker;
+use crunch::queue::store::Redis;
+use crunch::queue::worker::Worker;
 use crunch::{Engine, Limits};
 use crunch_tests::cli::{Crunch, contracts_file, ok_stdout, path, progress, submit_values};
 use crunch_tests::lambda_env::{Bootstrap, Emulator, FUNCTION, FakeHttp, ok_response};
@@ -253,13 +253,13 @@ async fn a_short_deadline_does_some_batches_and_leaves_the_rest() {
     let worker = Worker::new(Engine::new(Limits::default()).expect("engine"));
     let handler = std::sync::Arc::new(Handler::new(
         worker,
-        Store::connect(&redis.url()).expect("store"),
+        Redis::connect(&redis.url()).expect("store"),
         config,
     ));
     let invoke = |job: &str, deadline: Duration| {
         let mut ctx = lambda_runtime::Context::default();
         ctx.request_id = format!("req-{}", deadline.as_millis());
-        ctx.deadline = crunch::jobs::now_ms() + deadline.as_millis() as u64;
+        ctx.deadline = crunch::queue::jobs::now_ms() + deadline.as_millis() as u64;
         lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }).to_string(), ctx)
     };
     // The deadline comes from a measured batch, not from a guess at this machine's speed: a
@@ -669,13 +669,13 @@ async fn a_panic_in_one_invocation_does_not_break_the_next() {
     };
     let handler = std::sync::Arc::new(Handler::new(
         worker,
-        Store::connect(&redis.url()).expect("store"),
+        Redis::connect(&redis.url()).expect("store"),
         config,
     ));
     let invoke = |job: &str| {
         let mut ctx = lambda_runtime::Context::default();
         ctx.request_id = format!("req-{job}");
-        ctx.deadline = crunch::jobs::now_ms() + 60_000;
+        ctx.deadline = crunch::queue::jobs::now_ms() + 60_000;
         lambda_runtime::LambdaEvent::new(serde_json::json!({ "job": job }).to_string(), ctx)
     };
     let first = handler.clone().handle(invoke(&trapping)).await.result;

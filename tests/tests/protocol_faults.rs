@@ -8,13 +8,14 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crunch::cache::{CacheHit, PackCache};
-use crunch::jobs::{self, SubmitOptions};
-use crunch::store::pool::StorePool;
-use crunch::store::queue::{Claim, Queue};
-use crunch::store::{Store, scripts};
-use crunch::worker::{Deadline, Worker};
-use crunch::{BatchError, Engine, Job, KernelPack, Limits, Tensor, run_batch};
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::store::pool::StorePool;
+use crunch::queue::store::queue::{Claim, Queue};
+use crunch::queue::store::spec::JobState;
+use crunch::queue::store::{Redis, scripts};
+use crunch::queue::worker::{Deadline, Worker};
+use crunch::sandbox::cache::{CacheHit, PackCache};
+use crunch::{BatchError, Engine, KernelCall, KernelPack, Limits, Tensor, run_batch};
 use crunch_tests::cli::{
     Crunch, drain, ok_stdout, path, progress, stderr, submit_values, wait_until,
 };
@@ -41,7 +42,7 @@ fn a_claim_repeated_after_a_lost_reply_gets_the_batch_it_already_claimed() {
     let redis = RedisServer::start().expect("redis");
     let job = submit(&redis.url(), "echo", &[1.0, 2.0, 3.0, 4.0], &[]);
     let proxy = FaultProxy::start(redis.port()).expect("proxy");
-    let mut store = Store::connect(&proxy.url()).expect("store");
+    let mut store = Redis::connect(&proxy.url()).expect("store");
     store.run(|c| scripts::CLAIM.load(c)).expect("load");
     let mut direct = redis.connection().expect("connection");
 
@@ -72,14 +73,14 @@ fn a_claim_repeated_after_a_lost_reply_gets_the_batch_it_already_claimed() {
         .expect("xpending");
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].0, entry.entry);
-    assert_eq!(entry.deliveries, 1);
+    assert_eq!(entry.entry_deliveries, 1);
 }
 
 #[test]
 fn a_submit_whose_reply_is_lost_queues_every_batch_once() {
     let redis = RedisServer::start().expect("redis");
     let proxy = FaultProxy::start(redis.port()).expect("proxy");
-    let mut store = Store::connect(&proxy.url()).expect("store");
+    let mut store = Redis::connect(&proxy.url()).expect("store");
     store.run(|c| scripts::ENQUEUE.load(c)).expect("load");
     let engine = Engine::new(Limits::default()).expect("engine");
     let pack =
@@ -133,7 +134,7 @@ fn cancel_never_overwrites_a_job_that_finishes_meanwhile() {
     let redis = RedisServer::start().expect("redis");
     let job = submit(&redis.url(), "echo", &[1.0], &[]);
     let proxy = FaultProxy::start(redis.port()).expect("proxy");
-    let mut store = Store::connect(&proxy.url()).expect("store");
+    let mut store = Redis::connect(&proxy.url()).expect("store");
     // The job's last batch completes just before cancel's write reaches Redis.
     let url = redis.url();
     let finishing = job.clone();
@@ -150,13 +151,13 @@ fn cancel_never_overwrites_a_job_that_finishes_meanwhile() {
     });
     let after = jobs::cancel(&mut store, &job).expect("cancel");
     assert!(proxy.fired());
-    assert_eq!(after.state, "done");
+    assert_eq!(after.state, JobState::Done);
     assert_eq!(progress(&redis, &job)["state"], "done");
     // A running job is still cancelled.
     let running = submit(&redis.url(), "echo", &[1.0], &[]);
     assert_eq!(
         jobs::cancel(&mut store, &running).expect("cancel").state,
-        "cancelled"
+        JobState::Cancelled
     );
 }
 
@@ -314,7 +315,7 @@ fn threads_meeting_a_new_digest_at_once_compile_it_once() {
     let engine = Engine::new(Limits::default()).expect("engine");
     let cache = PackCache::new(engine, None, 4);
     let bytes = std::fs::read(paths::component("crunch_hostile_kernels")).expect("pack");
-    let digest = crunch::pack::sha256_hex(&bytes);
+    let digest = crunch::sandbox::pack::sha256_hex(&bytes);
     let fetches = AtomicUsize::new(0);
     let barrier = Barrier::new(4);
     let hits: Vec<CacheHit> = std::thread::scope(|s| {
@@ -373,12 +374,12 @@ fn a_batch_the_host_cannot_start_is_handed_back_not_dead_lettered() {
         }]
     };
     let run = |kernel: &str, v: f64, limit: u64| {
-        let job = Job {
+        let call = KernelCall {
             kernel,
             params: &[],
             batch_time: Duration::from_secs(limit),
         };
-        run_batch(&pack, &job, 0, &[item(v)])
+        run_batch(&pack, &call, 0, &[item(v)])
     };
     std::thread::scope(|s| {
         let spinning = s.spawn(|| {

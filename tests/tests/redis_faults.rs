@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
 use crunch_tests::cli::{
     Crunch, drain, ok_stdout, path, stderr, submit_values, wait_success, wait_until,
 };

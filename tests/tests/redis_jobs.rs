@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
 use crunch_tests::cli::{
     Crunch, contracts_file, drain, ok_stdout, path, progress, wait_success as wait,
 };
@@ -273,8 +273,8 @@ fn results_written_twice_count_once() {
         .arg(format!("crunch:{{{job}}}:out:0"))
         .query(&mut c)
         .expect("out");
-    let keys = crunch::store::keys::JobKeys::new(&job);
-    let counted: i64 = crunch::store::scripts::COMPLETE
+    let keys = crunch::queue::store::keys::JobKeys::new(&job);
+    let counted: i64 = crunch::queue::store::scripts::COMPLETE
         .key(keys.progress())
         .key(keys.done())
         .key(keys.output(0))

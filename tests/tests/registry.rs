@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crunch::codec::{self, Format};
+use crunch::data::codec::{self, Format};
 use crunch_tests::cli::{Crunch, ok_stdout, path, progress, wait_until};
 use crunch_tests::paths;
 use crunch_tests::redis_server::RedisServer;

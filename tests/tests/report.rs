@@ -32,7 +32,8 @@ fn input_with_bad_items(dir: &std::path::Path) -> std::path::PathBuf {
         }];
     }
     let input = dir.join("in.crb");
-    crunch::codec::write_items(&input, crunch::codec::Format::Binary, &items).expect("input");
+    crunch::data::codec::write_items(&input, crunch::data::codec::Format::Binary, &items)
+        .expect("input");
     input
 }
 

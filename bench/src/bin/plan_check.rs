@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use crunch::jobs::{self, SubmitOptions};
 use crunch::plan::SpecPlan;
 use crunch::plan::model::{self, Assumptions, JobLimits};
 use crunch::plan::{probe, sample};
-use crunch::store::Store;
-use crunch::{Engine, Item, Job, KernelPack, Limits, batch};
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::store::Redis;
+use crunch::sandbox::batch;
+use crunch::{Engine, Item, KernelCall, KernelPack, Limits};
 use crunch_bench::{workers, workloads};
 use crunch_tests::paths;
 use crunch_tests::redis_server::RedisServer;
@@ -39,8 +40,8 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    crunch::memory::keep_freed_memory();
-    crunch::store::install_tls_provider();
+    crunch::process::memory::keep_freed_memory();
+    crunch::queue::store::install_tls_provider();
     let args = Args::parse();
     let component = paths::component("crunch_kernels");
     let engine = Engine::new(Limits::default())?;
@@ -92,13 +93,13 @@ fn main() -> Result<()> {
             .into_iter()
             .find(|w| w.kernel == kernel)
             .context("no workload")?;
-        let job = Job {
+        let call = KernelCall {
             kernel,
             params: &workload.params,
             batch_time: Duration::from_secs(60),
         };
         // A job the model expects to take about --seconds with one worker.
-        let mut probe = sample::measure(&pack, &job, &workload.items, Duration::from_millis(300))?;
+        let mut probe = sample::measure(&pack, &call, &workload.items, Duration::from_millis(300))?;
         probe.items = 1_000_000;
         let limits = JobLimits {
             batch_time_s: 60.0,
@@ -110,14 +111,14 @@ fn main() -> Result<()> {
             model::local(&probe, 1, cores, &limits, &Assumptions::default()).wall_s / 1e6;
         let count = ((args.seconds / per_item.max(1e-12)) as usize).clamp(1000, args.max_items);
         let items: Vec<Item> = workload.items.iter().cycle().take(count).cloned().collect();
-        let sample = sample::measure(&pack, &job, &items, Duration::from_secs(1))?;
+        let sample = sample::measure(&pack, &call, &items, Duration::from_secs(1))?;
         let limits = JobLimits {
             batch_time_s: 60.0,
             memory_cap: batch::items_within_memory(&items, Limits::default().memory_bytes),
             result_bytes: Limits::default().result_bytes(),
             batch_size: None,
         };
-        let redis_cost = probe::measure_for(&mut Store::connect(&redis.url())?, &sample)?;
+        let redis_cost = probe::measure_for(&mut Redis::connect(&redis.url())?, &sample)?;
         let assumptions = Assumptions::with_local_redis(Some(redis_cost));
         for workers in [1, 2] {
             let estimate = model::local(&sample, workers, cores, &limits, &assumptions);
@@ -190,15 +191,15 @@ fn submit(
         batch_time: Duration::from_secs(60),
         lease: None,
     };
-    let mut store = Store::connect(&redis.url())?;
+    let mut store = Redis::connect(&redis.url())?;
     Ok(jobs::submit_planned(&mut store, pack, items, &opts, Some(plan))?.job)
 }
 
 /// Deletes every key of `job`, as its TTL would: ten jobs of a gigabyte each would otherwise
 /// fill this machine's memory and slow the jobs after them.
 fn forget(redis: &RedisServer, job: &str) -> Result<()> {
-    let mut store = Store::connect(&redis.url())?;
-    let pattern = crunch::store::keys::JobKeys::new(job).pattern();
+    let mut store = Redis::connect(&redis.url())?;
+    let pattern = crunch::queue::store::keys::JobKeys::new(job).pattern();
     let keys: Vec<String> = store.run(|c| redis::cmd("KEYS").arg(&pattern).query(c))?;
     if !keys.is_empty() {
         store.run(|c| redis::cmd("DEL").arg(&keys).query::<()>(c))?;
@@ -208,9 +209,9 @@ fn forget(redis: &RedisServer, job: &str) -> Result<()> {
 
 /// The mean fetch, kernel and store milliseconds of `job`'s batches, from their records.
 fn batch_means(redis: &RedisServer, job: &str) -> Result<(f64, f64, f64)> {
-    let report = crunch::report::gather(&mut Store::connect(&redis.url())?, job)?;
+    let report = crunch::report::gather(&mut Redis::connect(&redis.url())?, job)?;
     let n = report.records.len().max(1) as f64;
-    let sum = |f: fn(&crunch::store::records::BatchRecord) -> f64| {
+    let sum = |f: fn(&crunch::queue::store::records::BatchRecord) -> f64| {
         report.records.iter().map(f).sum::<f64>() / n
     };
     Ok((

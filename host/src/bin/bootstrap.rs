@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crunch::jobs::now_ms;
 use crunch::lambda::{Handler, HandlerConfig, HandlerError, Invocation};
-use crunch::settings::Settings;
-use crunch::store::Store;
-use crunch::worker::{BatchFailure, Worker};
+use crunch::process::settings::Settings;
+use crunch::queue::jobs::now_ms;
+use crunch::queue::store::Redis;
+use crunch::queue::worker::{BatchFailure, Worker};
 use crunch::{Engine, Limits};
 use lambda_runtime::layers::TracingLayer;
 use lambda_runtime::tower::util::MapRequestLayer;
@@ -21,7 +21,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> Result<(), Error> {
-    crunch::memory::keep_freed_memory();
+    crunch::process::memory::keep_freed_memory();
     let process_start = Instant::now();
     tracing_subscriber::fmt()
         .json()
@@ -34,13 +34,13 @@ fn main() -> Result<(), Error> {
         // The runtime logs every handler error again (unstructured); the handler's own line is
         // the one kept. A panic still reaches stderr through the panic hook, and Sentry.
         .with(
-            crunch::logging::filter_from_env(LevelFilter::INFO)
+            crunch::process::logging::filter_from_env(LevelFilter::INFO)
                 .with_target("lambda_runtime::layers::panic", LevelFilter::OFF),
         )
         .init();
-    crunch::store::install_tls_provider();
+    crunch::queue::store::install_tls_provider();
     let settings = Settings::from_env();
-    crunch::store::trust_redis_ca(settings.redis_ca.clone());
+    crunch::queue::store::trust_redis_ca(settings.redis_ca.clone());
     // Sentry first, so that its panic hook and transport cover everything after.
     let _sentry = std::env::var("SENTRY_DSN")
         .ok()
@@ -119,7 +119,7 @@ fn init(settings: &Settings) -> Result<Arc<Handler>, Error> {
         concurrency = config.concurrency,
         "one claim loop per vCPU (CRUNCH_CONCURRENCY overrides)"
     );
-    let store = Store::connect(&config.redis_url)?;
+    let store = Redis::connect(&config.redis_url)?;
     let worker = Worker::new(engine)
         .with_cache_dir(settings.cache_dir.clone())
         .with_error_hook(Box::new(report_to_sentry));
@@ -135,7 +135,7 @@ fn report_to_sentry(failure: &BatchFailure) {
             scope.set_tag("batch", failure.batch);
             scope.set_tag("kernel", &failure.kernel);
             scope.set_tag("dead_lettered", failure.dead_lettered);
-            scope.set_extra("attempts", failure.attempts.into());
+            scope.set_extra("deliveries", failure.deliveries.into());
         },
         || sentry::capture_message(&failure.error.to_string(), sentry::Level::Error),
     );

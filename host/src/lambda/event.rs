@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::store::keys::valid_job_id;
-use crate::text;
+use crate::data::text;
+use crate::queue::store::keys::valid_job_id;
 
 /// The most characters of the event's own text an error message echoes.
 const ECHO: usize = 64;

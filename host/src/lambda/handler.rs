@@ -10,10 +10,11 @@ use serde::Serialize;
 
 use super::event::{DrainEvent, EventError};
 use super::metrics::InvocationMetrics;
-use crate::jobs::{self, now_ms};
-use crate::store::pool::StorePool;
-use crate::store::{Patience, Store};
-use crate::worker::{Deadline, DrainReport, Worker};
+use crate::queue::jobs::{self, now_ms};
+use crate::queue::store::pool::StorePool;
+use crate::queue::store::spec::JobState;
+use crate::queue::store::{Patience, Redis};
+use crate::queue::worker::{Deadline, DrainReport, Worker};
 
 /// Settings of the bootstrap, from its environment.
 #[derive(Clone, Debug)]
@@ -68,7 +69,7 @@ pub struct DrainResponse {
     pub job: String,
     /// Batches whose results this invocation stored (dead-lettered ones included).
     pub batches: u64,
-    /// Batches put back for another attempt.
+    /// Batches put back on the queue for another delivery.
     pub batches_retried: u64,
     /// Batches dead-lettered.
     pub batches_dead: u64,
@@ -83,7 +84,7 @@ pub struct DrainResponse {
     /// True when the invocation stopped at its deadline with work left for others.
     pub stopped_at_deadline: bool,
     /// The job's state afterwards.
-    pub job_state: String,
+    pub job_state: JobState,
     /// Claim loops this invocation ran (one per vCPU by default).
     pub concurrency: usize,
     /// The most batches that ran at the same moment.
@@ -139,7 +140,7 @@ pub struct Handler {
 
 impl Handler {
     /// A handler over a worker and a connected store (kept for the first invocation).
-    pub fn new(worker: Worker, store: Store, config: HandlerConfig) -> Self {
+    pub fn new(worker: Worker, store: Redis, config: HandlerConfig) -> Self {
         let pool = StorePool::new(&config.redis_url);
         pool.give_back([store]);
         Self {
@@ -216,7 +217,7 @@ impl Handler {
         let job = event.job.clone();
         let request_id = ctx.request_id.clone();
         let outcome =
-            tokio::task::spawn_blocking(move || -> anyhow::Result<(DrainReport, String)> {
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(DrainReport, JobState)> {
                 let span = tracing::info_span!("invocation", request_id = %request_id, job = %job);
                 let _entered = span.enter();
                 let mut store = this.pool.take(Patience::Until(deadline.at))?;

@@ -1,12 +1,12 @@
 //! How many claim loops an invocation runs: one per vCPU the function can keep busy, or
 //! `CRUNCH_CONCURRENCY`.
 
-pub use crate::lambda_sizing::{MB_PER_VCPU, vcpus_for_memory};
+use crate::lambda::sizing::vcpus_for_memory;
 
 /// The vCPUs this function can keep busy: the CPUs the process may run on (its affinity and
 /// cgroup CPU quota, through `available_parallelism`), capped on Lambda by its memory size
 /// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`): Lambda gives one vCPU's worth of CPU time per
-/// [`MB_PER_VCPU`] MB, up to 6 at 10,240 MB, whatever number of CPUs it shows.
+/// [`MB_PER_VCPU`](crate::lambda::sizing::MB_PER_VCPU) MB, up to 6 at 10,240 MB, whatever number of CPUs it shows.
 pub fn vcpus() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let by_memory = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")

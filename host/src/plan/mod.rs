@@ -153,17 +153,20 @@ pub enum SubmitVenue {
 /// auto`, Python's `Client.submit(batch_size="auto")`): a sample of `items` through `pack` for
 /// about `budget`, then the model of `venue`; for this machine `store`'s Redis is timed.
 pub fn for_submit(
-    store: &mut crate::store::Store,
+    store: &mut crate::queue::store::Redis,
     pack: &crate::KernelPack,
-    job: &crate::Job<'_>,
+    call: &crate::KernelCall<'_>,
     items: &[crate::Item],
     budget: std::time::Duration,
     venue: SubmitVenue,
 ) -> Result<SpecPlan> {
-    let sample = sample::measure(pack, job, items, budget)?;
+    let sample = sample::measure(pack, call, items, budget)?;
     let limits = JobLimits {
-        batch_time_s: job.batch_time.as_secs_f64(),
-        memory_cap: crate::batch::items_within_memory(items, crate::Limits::default().memory_bytes),
+        batch_time_s: call.batch_time.as_secs_f64(),
+        memory_cap: crate::sandbox::batch::items_within_memory(
+            items,
+            crate::Limits::default().memory_bytes,
+        ),
         result_bytes: crate::Limits::default().result_bytes(),
         batch_size: None,
     };

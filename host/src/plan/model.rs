@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::price::{Bill, PriceTable};
 use super::sample::Sample;
 use super::sizing::{self, BatchCost, Sizing, Venue};
-use crate::lambda_sizing::{MB_PER_VCPU, vcpus_for_memory};
+use crate::lambda::sizing::{MB_PER_VCPU, vcpus_for_memory};
 
 /// Round trips to Redis per batch: claim, read the input, complete, record the batch.
 pub const ROUND_TRIPS: f64 = 4.0;

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::sample::{LARGE_BATCH, Sample, median};
 use super::sizing::MAX_QUEUED_BATCH_BYTES;
-use crate::store::Store;
-use crate::store::keys::JobKeys;
+use crate::queue::store::Redis;
+use crate::queue::store::keys::JobKeys;
 
 /// Round trips timed (the median counts).
 const ROUND_TRIPS: usize = 21;
@@ -36,7 +36,7 @@ static WRITE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
 
 /// Times `store` with about as many bytes as a large batch of the sample's items moves in and
 /// out (64 KB up to the most a queued batch moves, and no more than the whole job).
-pub fn measure_for(store: &mut Store, sample: &Sample) -> Result<RedisCost> {
+pub fn measure_for(store: &mut Redis, sample: &Sample) -> Result<RedisCost> {
     let per_item = sample.input_bytes + sample.output_bytes;
     let items = sample.items.min(LARGE_BATCH) as f64;
     let size = (per_item * items).clamp(64e3, MAX_QUEUED_BATCH_BYTES) as usize;
@@ -45,7 +45,7 @@ pub fn measure_for(store: &mut Store, sample: &Sample) -> Result<RedisCost> {
 
 /// Times `store`: [`ROUND_TRIPS`] small reads, then `size` bytes written through a script to
 /// [`TRANSFERS`] keys of the `plan-probe` job (each expiring within a minute) and read back.
-pub fn measure(store: &mut Store, size: usize) -> Result<RedisCost> {
+pub fn measure(store: &mut Redis, size: usize) -> Result<RedisCost> {
     let bytes = vec![0x5a_u8; size.max(1)];
     let job = JobKeys::new(&format!("plan-probe-{}", std::process::id()));
     let key = job.input(0);

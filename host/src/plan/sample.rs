@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Job, run_packed_batch};
-use crate::codec;
-use crate::pack::KernelPack;
-use crate::packing::{self, PackedBatch};
-use crate::types::Item;
+use crate::data::codec;
+use crate::data::types::Item;
+use crate::data::wire;
+use crate::sandbox::batch::{KernelCall, run_wire_batch};
+use crate::sandbox::pack::KernelPack;
 
 /// The most items a sample takes.
 pub const MAX_SAMPLE: usize = 512;
@@ -58,7 +58,7 @@ pub fn stratified(len: usize, count: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Measures `job` on a sample of `items`: at most [`MAX_SAMPLE`] items, fewer when the kernel
+/// Measures `call` on a sample of `items`: at most [`MAX_SAMPLE`] items, fewer when the kernel
 /// is heavy (a probe of a few items sizes the sample to about a tenth of `budget` per run). The
 /// sample runs as one batch, and a second, larger stratified sample of up to [`LARGE_BATCH`]
 /// items as another (what a batch's memory and caches cost shows at that size), each several
@@ -66,7 +66,7 @@ pub fn stratified(len: usize, count: usize) -> Vec<usize> {
 /// sizes) and the fixed cost of a batch.
 pub fn measure(
     pack: &KernelPack,
-    job: &Job<'_>,
+    call: &KernelCall<'_>,
     items: &[Item],
     budget: Duration,
 ) -> Result<Sample> {
@@ -74,9 +74,9 @@ pub fn measure(
         bail!("the input holds no items: there is nothing to sample");
     }
     // The first instance of a pack costs more than the rest: the fastest of three probes.
-    let probe = packing::pack(&pick(items, PROBE));
+    let probe = wire::Batch::from_items(&pick(items, PROBE));
     let probe_s = (0..3)
-        .map(|_| time_batch(pack, job, &probe).0)
+        .map(|_| time_batch(pack, call, &probe).0)
         .fold(f64::INFINITY, f64::min);
     let per_item = (probe_s / probe.len() as f64).max(1e-9);
     let run_s = budget.as_secs_f64() / 10.0;
@@ -91,16 +91,19 @@ pub fn measure(
     let distinct = pick(items, want);
     let large: Vec<Item> = distinct.iter().cycle().take(want).cloned().collect();
 
-    let (small_packed, large_packed) = (packing::pack(&sample), packing::pack(&large));
+    let (small_wire, large_wire) = (
+        wire::Batch::from_items(&sample),
+        wire::Batch::from_items(&large),
+    );
     let start = Instant::now();
     let (mut small_times, mut large_times) = (Vec::new(), Vec::new());
     let mut failed = 0;
     while small_times.len() < 3 || (start.elapsed() < budget && small_times.len() < 50) {
-        let (seconds, fails) = time_batch(pack, job, &small_packed);
+        let (seconds, fails) = time_batch(pack, call, &small_wire);
         small_times.push(seconds);
         failed = fails;
         if large.len() > sample.len() {
-            large_times.push(time_batch(pack, job, &large_packed).0);
+            large_times.push(time_batch(pack, call, &large_wire).0);
         }
     }
     let runs = small_times.len();
@@ -111,7 +114,9 @@ pub fn measure(
         let item_s = ((large_s - small_s) / (n_large - n_small)).max(0.0);
         (item_s, (small_s - n_small * item_s).max(0.0))
     } else {
-        let empty_s = median((0..EMPTY_RUNS).map(|_| time_batch(pack, job, &packing::pack(&[])).0));
+        let empty_s = median(
+            (0..EMPTY_RUNS).map(|_| time_batch(pack, call, &wire::Batch::from_items(&[])).0),
+        );
         (((small_s - empty_s) / n_small).max(0.0), empty_s)
     };
 
@@ -119,9 +124,9 @@ pub fn measure(
     // results.
     let input = codec::encode_items(&large);
     let decode_start = Instant::now();
-    let decoded = codec::decode_packed(&input)?;
+    let decoded = codec::decode_batch(&input)?;
     let decode_s = decode_start.elapsed().as_secs_f64();
-    let outcome = run_packed_batch(pack, job, 0, &decoded);
+    let outcome = run_wire_batch(pack, call, 0, &decoded);
     let encode_start = Instant::now();
     let output = codec::encode_results(&outcome.results);
     let codec_s = decode_s + encode_start.elapsed().as_secs_f64();
@@ -145,9 +150,9 @@ fn pick(items: &[Item], count: usize) -> Vec<Item> {
         .collect()
 }
 
-/// Seconds one packed batch takes through the pack, and how many of its items failed.
-fn time_batch(pack: &KernelPack, job: &Job<'_>, batch: &PackedBatch) -> (f64, usize) {
-    let outcome = run_packed_batch(pack, job, 0, batch);
+/// Seconds one wire batch takes through the pack, and how many of its items failed.
+fn time_batch(pack: &KernelPack, call: &KernelCall<'_>, batch: &wire::Batch) -> (f64, usize) {
+    let outcome = run_wire_batch(pack, call, 0, batch);
     (outcome.elapsed.as_secs_f64(), outcome.results.failed())
 }
 

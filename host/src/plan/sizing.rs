@@ -73,7 +73,7 @@ pub struct Sizing {
     /// Claim loops (threads, workers' loops, invocations' vCPUs) that will run it.
     pub loops: usize,
     /// The most items whose inputs fit one batch's memory (see
-    /// [`items_within_memory`](crate::batch::items_within_memory)).
+    /// [`items_within_memory`](crate::sandbox::batch::items_within_memory)).
     pub memory_cap: usize,
     /// The measured cost, if any.
     pub cost: Option<BatchCost>,

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{JobReport, TimeShares};
+use crate::queue::store::records::Outcome;
 
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 170.0;
@@ -37,7 +38,7 @@ pub fn page(r: &JobReport) -> String {
         out,
         "<h1>Job <code>{}</code>: {}</h1><p>kernel <b>{}</b>; {} of {} items ok, {} failed; {} of {} batches done, {} dead-lettered, {} claims taken over; {:.2} s from the first claim to the last result, {:.0} items/s.</p>",
         esc(&r.job),
-        esc(&r.state),
+        r.state,
         esc(&r.kernel),
         r.items_ok,
         r.items,
@@ -157,7 +158,7 @@ fn timeline(out: &mut String, r: &JobReport) {
             let kernel_start = at(rec.started_ms);
             let kernel_end = kernel_start + rec.kernel_ms;
             let finished = at(rec.finished_ms).max(kernel_end);
-            let kernel_class = if rec.outcome == "done" && rec.items_failed == 0 {
+            let kernel_class = if rec.outcome == Outcome::Done && rec.items_failed == 0 {
                 "kernel"
             } else {
                 "failed"
@@ -171,7 +172,7 @@ fn timeline(out: &mut String, r: &JobReport) {
                 let (xa, xb) = (x(a), x(b));
                 let _ = write!(
                     out,
-                    "<rect class=\"{class}\" x=\"{xa:.1}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{:.1}\"><title>batch {} ({}), attempt {}: {class} {:.1} ms</title></rect>",
+                    "<rect class=\"{class}\" x=\"{xa:.1}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{:.1}\"><title>batch {} ({}), delivery {}: {class} {:.1} ms</title></rect>",
                     y + if class == "kernel" || class == "failed" {
                         2.0
                     } else {
@@ -184,8 +185,8 @@ fn timeline(out: &mut String, r: &JobReport) {
                         ROW - 12.0
                     },
                     rec.batch,
-                    esc(&rec.outcome),
-                    rec.attempt,
+                    rec.outcome.as_str(),
+                    rec.deliveries,
                     b - a
                 );
             }

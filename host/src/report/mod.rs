@@ -10,11 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::jobs::{self, FailedItem};
 use crate::plan::SpecPlan;
-use crate::store::Store;
-use crate::store::keys::JobKeys;
-use crate::store::records::{self, BatchRecord};
+use crate::queue::jobs::{self, FailedItem};
+use crate::queue::store::Redis;
+use crate::queue::store::keys::JobKeys;
+use crate::queue::store::records::{self, BatchRecord, Outcome};
+use crate::queue::store::spec::JobState;
 
 /// Failed items listed in a report (all are counted).
 pub const LISTED_FAILURES: usize = 100;
@@ -30,7 +31,7 @@ pub struct JobReport {
     /// The kernel.
     pub kernel: String,
     /// Its state.
-    pub state: String,
+    pub state: JobState,
     /// Why it failed, if it did.
     pub error: Option<String>,
     /// Items in the job.
@@ -137,7 +138,7 @@ pub struct DeadLetterFigure {
 }
 
 /// Reads `job`'s figures from Redis.
-pub fn gather(store: &mut Store, job: &str) -> Result<JobReport> {
+pub fn gather(store: &mut Redis, job: &str) -> Result<JobReport> {
     let spec = jobs::spec(store, job)?;
     let progress = jobs::progress(store, job)?;
     let fields: HashMap<String, String> = store.run(|c| {
@@ -174,7 +175,7 @@ pub fn gather(store: &mut Store, job: &str) -> Result<JobReport> {
     let done = progress.items_ok + progress.items_failed;
     let full: Vec<&BatchRecord> = records
         .iter()
-        .filter(|r| r.outcome == "done" && r.items_ok + r.items_failed == spec.batch_size)
+        .filter(|r| r.outcome == Outcome::Done && r.items_ok + r.items_failed == spec.batch_size)
         .collect();
     let mean_batch_kernel_ms = match full.len() {
         0 => 0.0,
@@ -191,7 +192,7 @@ pub fn gather(store: &mut Store, job: &str) -> Result<JobReport> {
     Ok(JobReport {
         job: job.to_string(),
         kernel: spec.kernel.clone(),
-        state: progress.state.clone(),
+        state: progress.state,
         error: progress.error.clone(),
         items: spec.item_count,
         items_ok: progress.items_ok,
@@ -233,7 +234,7 @@ fn totals(records: &[BatchRecord]) -> Totals {
     let mut t = Totals::default();
     for r in records {
         t.runs += 1;
-        if r.outcome == "done" || r.outcome == "dead" {
+        if r.outcome.stored() {
             t.stored += 1;
             t.items_ok += r.items_ok;
             t.items_failed += r.items_failed;
@@ -300,10 +301,7 @@ fn throughput(records: &[BatchRecord], start_ms: u64, wall_s: f64) -> Vec<(f64, 
     }
     let step = wall_s / THROUGHPUT_POINTS as f64;
     let mut items = vec![0.0; THROUGHPUT_POINTS];
-    for r in records
-        .iter()
-        .filter(|r| r.outcome == "done" || r.outcome == "dead")
-    {
+    for r in records.iter().filter(|r| r.outcome.stored()) {
         let from = r.started_ms.saturating_sub(start_ms) as f64 / 1e3;
         let to = from + (r.kernel_ms / 1e3).max(1e-6);
         let n = (r.items_ok + r.items_failed) as f64;

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use crunch::codec::{self, Format};
-use crunch::results::PackedResults;
-use crunch::store::spec::Progress;
-use crunch::{ErrorKind, jobs, text};
+use crunch::ErrorKind;
+use crunch::data::codec::{self, Format};
+use crunch::data::text;
+use crunch::data::wire;
+use crunch::queue::jobs;
+use crunch::queue::store::spec::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::redis_args::RedisArgs;
@@ -59,7 +61,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         show(&spec.kernel),
         show(&spec.pack_digest)
     );
-    println!("state    {}", show(&progress.state));
+    println!("state    {}", progress.state);
     println!(
         "batches  {} of {} done, {} dead-lettered",
         progress.batches_done, progress.batch_count, progress.batches_dead
@@ -130,10 +132,10 @@ pub fn results(args: ResultsArgs) -> Result<ExitCode> {
     let mut store = args.redis.connect()?;
     let results = jobs::results(&mut store, &args.job)?;
     let errors_file = codec::write_results(&args.output, format, &results)?;
-    let failed: usize = results.iter().map(PackedResults::failed).sum();
+    let failed: usize = results.iter().map(wire::Results::failed).sum();
     eprintln!(
         "{} results written to {} ({failed} failed)",
-        crunch::results::count(&results),
+        wire::count(&results),
         args.output.display()
     );
     if let Some(path) = errors_file {
@@ -164,7 +166,7 @@ pub fn list(args: JobsArgs) -> Result<ExitCode> {
     for (id, p) in jobs {
         println!(
             "{id:<20} {:<19} {:>15} {:>12} {:>8}",
-            text::escaped(&p.state, 19),
+            p.state.as_str(),
             format!("{}/{}", p.batches_done, p.batch_count),
             p.items_ok,
             p.items_failed

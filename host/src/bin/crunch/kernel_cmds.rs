@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use crunch::Limits;
-use crunch::{registry, text};
+use crunch::data::text;
+use crunch::queue::pack_registry;
 
 use crate::redis_args::RedisArgs;
 
@@ -38,7 +39,7 @@ enum KernelCommand {
         #[arg(long, default_value = "latest")]
         tag: String,
         /// Largest accepted component, in bytes.
-        #[arg(long, default_value_t = registry::DEFAULT_MAX_SIZE)]
+        #[arg(long, default_value_t = pack_registry::DEFAULT_MAX_SIZE)]
         max_size: usize,
     },
     /// List the registry's tags and the packs they point at.
@@ -74,16 +75,16 @@ pub fn main(args: KernelArgs) -> Result<ExitCode> {
             max_size,
         } => {
             let reference = format!("{name}:{tag}");
-            let (name, tag) = registry::parse_name(&reference)?;
+            let (name, tag) = pack_registry::parse_name(&reference)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let engine = crate::engine(Limits {
                 max_concurrent_batches: 2,
                 ..Limits::default()
             })?;
-            let checked = registry::check(&engine, &bytes, max_size)
+            let checked = pack_registry::check(&engine, &bytes, max_size)
                 .with_context(|| format!("refused to push {}", file.display()))?;
-            registry::push(&mut store, &bytes, &checked, &name, &tag)?;
+            pack_registry::push(&mut store, &bytes, &checked, &name, &tag)?;
             println!("{}", checked.digest);
             eprintln!(
                 "pushed {} as {name}:{tag} ({} bytes; kernels: {})",
@@ -94,7 +95,7 @@ pub fn main(args: KernelArgs) -> Result<ExitCode> {
         }
         KernelCommand::Ls => {
             println!("{:<24} {:<71} {:>9}  KERNELS", "TAG", "DIGEST", "BYTES");
-            for entry in registry::list(&mut store)? {
+            for entry in pack_registry::list(&mut store)? {
                 println!(
                     "{:<24} {:<71} {:>9}  {}",
                     text::escaped(&entry.tag, 64),
@@ -105,11 +106,11 @@ pub fn main(args: KernelArgs) -> Result<ExitCode> {
             }
         }
         KernelCommand::Tag { reference, new_tag } => {
-            let digest = registry::tag(&mut store, &reference, &new_tag)?;
+            let digest = pack_registry::tag(&mut store, &reference, &new_tag)?;
             println!("{new_tag} -> {digest}");
         }
         KernelCommand::Rm { reference } => {
-            println!("{}", registry::remove(&mut store, &reference)?);
+            println!("{}", pack_registry::remove(&mut store, &reference)?);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use crunch::{KernelPack, Limits, text};
+use crunch::data::text;
+use crunch::{KernelPack, Limits};
 
 use crate::pack_path::PackArgs;
 

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use clap::{Parser, Subcommand};
-use crunch::settings::Settings;
+use crunch::process::settings::Settings;
 use crunch::{Engine, Limits};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -91,19 +91,19 @@ fn engine(limits: Limits) -> anyhow::Result<Engine> {
 }
 
 fn main() -> ExitCode {
-    crunch::memory::keep_freed_memory();
+    crunch::process::memory::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .finish()
         // The AWS SDK warns about every credentials provider it tried; `submit --lambda` says
         // in one line what is missing instead.
         .with(
-            crunch::logging::filter_from_env(LevelFilter::WARN)
+            crunch::process::logging::filter_from_env(LevelFilter::WARN)
                 .with_target("aws_config", LevelFilter::ERROR),
         )
         .init();
-    crunch::store::install_tls_provider();
-    crunch::store::trust_redis_ca(settings().redis_ca.clone());
+    crunch::queue::store::install_tls_provider();
+    crunch::queue::store::trust_redis_ca(settings().redis_ca.clone());
     // Bad arguments exit 1 like every other error that stops a command before it works; 2 is
     // for failed items (clap would use 2 for both).
     let cli = match Cli::try_parse() {

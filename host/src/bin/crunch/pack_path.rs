@@ -24,7 +24,7 @@ impl PackArgs {
     /// is not an existing file.
     pub fn registry_reference(&self) -> Option<String> {
         let value = self.pack.as_ref()?.to_str()?;
-        crunch::registry::is_reference(value).then(|| value.to_string())
+        crunch::queue::pack_registry::is_reference(value).then(|| value.to_string())
     }
 
     /// The pack to load, or an error listing every place that was searched.

@@ -12,8 +12,9 @@ use crunch::plan::price::PriceTable;
 use crunch::plan::probe;
 use crunch::plan::sample::{self, Sample};
 use crunch::plan::{self, Deployments, JobPlan};
-use crunch::store::Store;
-use crunch::{Item, KernelPack, Limits, batch};
+use crunch::queue::store::Redis;
+use crunch::sandbox::batch;
+use crunch::{Item, KernelPack, Limits};
 
 use crate::pack_path::PackArgs;
 use crate::work_args::{WorkArgs, seconds};
@@ -140,7 +141,7 @@ pub fn main(args: PlanArgs) -> Result<ExitCode> {
     };
     let redis = match &args.redis {
         Some(url) => {
-            let mut store = Store::connect(url)?;
+            let mut store = Redis::connect(url)?;
             Some((
                 probe::measure_for(&mut store, &sample)?,
                 store.url().to_string(),
@@ -182,7 +183,7 @@ pub fn measure(
     batch_time: Duration,
     budget: Duration,
 ) -> Result<Sample> {
-    sample::measure(pack, &work.job(batch_time), items, budget).with_context(|| {
+    sample::measure(pack, &work.call(batch_time), items, budget).with_context(|| {
         format!(
             "sampling {} through kernel {}",
             work.input.display(),

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use crunch::store::Store;
+use crunch::queue::store::Redis;
 
 /// Where the jobs live.
 #[derive(Args, Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct RedisArgs {
 
 impl RedisArgs {
     /// Connects, waiting a few seconds for Redis (retrying with backoff).
-    pub fn connect(&self) -> Result<Store> {
-        Store::connect(&self.redis)
+    pub fn connect(&self) -> Result<Redis> {
+        Redis::connect(&self.redis)
     }
 }

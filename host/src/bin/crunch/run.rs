@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use crunch::codec::{self, Format};
-use crunch::packing::PackedInput;
+use crunch::data::codec::{self, Format};
+use crunch::data::text;
+use crunch::data::wire;
 use crunch::plan::sizing::{self, Sizing, Venue};
-use crunch::results::{self, PackedResults};
-use crunch::{ErrorKind, KernelPack, Limits, text};
+use crunch::{ErrorKind, KernelPack, Limits};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
@@ -80,9 +80,9 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| auto_batch_size(&input, threads, limits.memory_bytes));
 
     let progress = progress_bar(items as u64, args.quiet);
-    let job = args.work.job(limits.batch_time);
+    let call = args.work.call(limits.batch_time);
     let compute_start = Instant::now();
-    let outcomes = crunch::run_batches(&pack, &job, &input, batch_size, threads, |outcome| {
+    let outcomes = crunch::run_batches(&pack, &call, &input, batch_size, threads, |outcome| {
         progress.inc(outcome.results.len() as u64);
     })?;
     drop(input);
@@ -91,7 +91,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
 
     let write_start = Instant::now();
     let mut batch_errors = Vec::new();
-    let results: Vec<PackedResults> = outcomes
+    let results: Vec<wire::Results> = outcomes
         .into_iter()
         .map(|outcome| {
             batch_errors.extend(outcome.error);
@@ -99,7 +99,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         })
         .collect();
     let errors_file = codec::write_results(&args.output, output_format, &results)?;
-    let failures: Vec<(usize, &crunch::ItemError)> = results::each(&results)
+    let failures: Vec<(usize, &crunch::ItemError)> = wire::each(&results)
         .enumerate()
         .filter_map(|(i, r)| r.err().map(|e| (i, e)))
         .collect();
@@ -181,11 +181,15 @@ fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
 /// The one batch-size policy ([`crunch::plan::sizing`]) for this process: about eight
 /// batches per thread, between 1 and 4096 items each, and no more items than a quarter of the
 /// memory limit holds, so that a batch's inputs and outputs fit its instance.
-fn auto_batch_size(input: &PackedInput, threads: usize, memory_bytes: usize) -> usize {
+fn auto_batch_size(input: &wire::Input, threads: usize, memory_bytes: usize) -> usize {
     sizing::batch_size(&Sizing {
         items: input.len(),
         loops: threads,
-        memory_cap: crunch::batch::count_within_memory(input.len(), input.values(), memory_bytes),
+        memory_cap: crunch::sandbox::batch::count_within_memory(
+            input.len(),
+            input.values(),
+            memory_bytes,
+        ),
         cost: None,
         item_bytes: 0.0,
         venue: Venue::Local,
@@ -209,17 +213,17 @@ fn progress_bar(items: u64, quiet: bool) -> ProgressBar {
 mod tests {
     use super::*;
 
-    fn items(count: usize, values: usize) -> PackedInput {
-        let mut packed = crunch_abi::Packed::default();
+    fn items(count: usize, values: usize) -> wire::Input {
+        let mut wire = crunch_abi::WireData::default();
         let data = vec![0.0; values];
         for _ in 0..count {
             let tensor = crunch_abi::TensorRef {
                 shape: &[values as u32],
                 data: &data,
             };
-            packed.push([tensor]).expect("a consistent tensor");
+            wire.push([tensor]).expect("a consistent tensor");
         }
-        PackedInput::from(packed)
+        wire::Input::from(wire)
     }
 
     #[test]

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use crunch::fanout::{self, Fanout, FanoutTarget};
-use crunch::jobs::{self, SubmitOptions};
+use crunch::lambda::fanout::{self, Fanout, FanoutTarget};
 use crunch::plan::{SpecPlan, SubmitVenue};
-use crunch::store::Store;
-use crunch::{KernelPack, Limits, registry};
+use crunch::queue::jobs::{self, SubmitOptions};
+use crunch::queue::pack_registry;
+use crunch::queue::store::Redis;
+use crunch::{KernelPack, Limits};
 
 use crate::pack_path::PackArgs;
 use crate::redis_args::RedisArgs;
@@ -82,8 +83,8 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
     // pins its own digest, and workers read the file.
     let (pack, pack_path, pack_name) = match args.pack.registry_reference() {
         Some(reference) => {
-            let digest = registry::resolve(&mut store, &reference)?;
-            let bytes = registry::fetch(&mut store, &digest)?;
+            let digest = pack_registry::resolve(&mut store, &reference)?;
+            let bytes = pack_registry::fetch(&mut store, &digest)?;
             let pack = KernelPack::from_bytes(&engine, &bytes)?;
             (pack, String::new(), reference)
         }
@@ -168,7 +169,7 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
 /// starts.
 fn auto_plan(
     args: &SubmitArgs,
-    store: &mut Store,
+    store: &mut Redis,
     pack: &KernelPack,
     items: &[crunch::Item],
     time_limit: Duration,
@@ -181,8 +182,8 @@ fn auto_plan(
             concurrency: u64::from(args.max_concurrency),
         },
     };
-    let job = args.work.job(time_limit);
-    crunch::plan::for_submit(store, pack, &job, items, budget, venue).with_context(|| {
+    let call = args.work.call(time_limit);
+    crunch::plan::for_submit(store, pack, &call, items, budget, venue).with_context(|| {
         format!(
             "sampling {} through kernel {}",
             args.work.input.display(),

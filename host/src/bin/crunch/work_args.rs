@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use crunch::codec::{self, Format};
-use crunch::engine::EPOCH_TICK;
-use crunch::packing::PackedInput;
-use crunch::{Item, Job, KernelPack, Tensor, text};
+use crunch::data::codec::{self, Format};
+use crunch::data::text;
+use crunch::data::wire;
+use crunch::sandbox::engine::EPOCH_TICK;
+use crunch::{Item, KernelCall, KernelPack, Tensor};
 
 /// The longest time limit or lease accepted: a week.
 const MAX_SECONDS: f64 = 7.0 * 86_400.0;
@@ -39,8 +40,8 @@ pub struct WorkArgs {
 
 impl WorkArgs {
     /// The kernel call these arguments name, with `batch_time` as a batch's time limit.
-    pub fn job(&self, batch_time: Duration) -> Job<'_> {
-        Job {
+    pub fn call(&self, batch_time: Duration) -> KernelCall<'_> {
+        KernelCall {
             kernel: &self.kernel,
             params: &self.params,
             batch_time,
@@ -52,8 +53,8 @@ impl WorkArgs {
         codec::read_items(&self.input, self.input_format()?)
     }
 
-    /// Reads every input item, packed (see [`codec::read_input`]).
-    pub fn read_input(&self) -> Result<PackedInput> {
+    /// Reads every input item in the wire layout (see [`codec::read_input`]).
+    pub fn read_input(&self) -> Result<wire::Input> {
         codec::read_input(&self.input, self.input_format()?)
     }
 

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result};
 use clap::Args;
 use crunch::Limits;
-use crunch::jobs;
-use crunch::store::{Store, StoreError};
-use crunch::worker::Worker;
+use crunch::queue::jobs;
+use crunch::queue::store::{Redis, StoreError};
+use crunch::queue::worker::Worker;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::redis_args::RedisArgs;
@@ -56,7 +56,7 @@ pub fn main(args: WorkerArgs) -> Result<ExitCode> {
             .context("installing the SIGTERM and Ctrl-C handlers")?;
     }
     // A bad URL or refused credentials fail at once; an unreachable server is waited for.
-    let mut store = Store::connect_until_stopped(&args.redis.redis, shutdown.clone())?;
+    let mut store = Redis::connect_until_stopped(&args.redis.redis, shutdown.clone())?;
     eprintln!(
         "worker {} on {} with {threads} threads",
         worker.consumer(0),
@@ -66,7 +66,7 @@ pub fn main(args: WorkerArgs) -> Result<ExitCode> {
     let only = args.job.clone();
     // Asked when nothing is claimable. A worker on one job stops once that job is gone (it
     // cannot come back); with --exit-when-done, once no job is left to run.
-    let keep_going = move |store: &mut Store| match &only {
+    let keep_going = move |store: &mut Redis| match &only {
         Some(job) => match jobs::find_progress(store, job) {
             Ok(Some(p)) => !exit_when_done || !p.is_final(),
             Ok(None) => {

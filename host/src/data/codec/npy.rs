@@ -1,0 +1,183 @@
+//! NumPy `.npy` items and results: the first axis is the item axis, each item one tensor.
+//!
+//! Input: a float64 array (little- or big-endian) in C order of shape `[n, ...]`, with nothing
+//! after its values; item i is the tensor `a[i]` (shape `[]` for a 1-D array). Output: the results stacked into `[n, ...]`; they must
+//! share one shape, and failed items are rows of NaN (the CLI lists their errors beside it).
+
+use std::io::{Read, Write};
+
+use anyhow::{Context, Result, bail, ensure};
+use npyz::WriterBuilder;
+
+use crunch_abi::{TensorRef, WireData};
+
+use crate::data::types::Item;
+use crate::data::wire::ResultRef;
+
+/// The dtypes read: float64, little-endian (NumPy's default) or big-endian (converted).
+const FLOAT64: [&str; 2] = ["<f8", ">f8"];
+
+/// The items of an array in the wire layout: the array's values are the batch's values as they are, each
+/// item one tensor of the array's shape without its first axis.
+pub fn read_wire(mut reader: impl Read) -> Result<WireData> {
+    let npy = npyz::NpyFile::new(&mut reader).context("not a valid .npy file")?;
+    ensure!(
+        npy.order() == npyz::Order::C,
+        "Fortran-ordered arrays are not supported; save with numpy.ascontiguousarray"
+    );
+    let dtype = match npy.dtype() {
+        npyz::DType::Plain(ty) => ty.to_string(),
+        record => record.descr(),
+    };
+    ensure!(
+        FLOAT64.contains(&dtype.as_str()),
+        "expected float64 data ('<f8', or big-endian '>f8'), got {dtype}; convert with numpy.asarray(a, dtype='<f8')"
+    );
+    let shape: Vec<u64> = npy.shape().to_vec();
+    let Some((&count, rest)) = shape.split_first() else {
+        bail!("a 0-d array holds no items: the first axis must be the item axis");
+    };
+    let rest: Vec<u32> = rest
+        .iter()
+        .map(|&d| u32::try_from(d).context("dimension too large"))
+        .collect::<Result<_>>()?;
+    let needed = npy.len();
+    let data: Vec<f64> = npy.into_vec().map_err(|e| {
+        anyhow::anyhow!("the data ends early: shape {shape:?} needs {needed} values ({e})")
+    })?;
+    let mut extra = Vec::new();
+    reader.take(1 << 20).read_to_end(&mut extra)?;
+    ensure!(
+        extra.is_empty(),
+        "{} unexpected bytes after the array's {needed} values",
+        if extra.len() == 1 << 20 {
+            "over a MiB of".to_string()
+        } else {
+            extra.len().to_string()
+        }
+    );
+    let per_item = crate::data::types::element_count(&rest).context("item shape overflows")?;
+    ensure!(
+        data.len() as u64 == count * per_item as u64,
+        "array holds {} values, shape {shape:?} needs {}",
+        data.len(),
+        count * per_item as u64
+    );
+    let count = u32::try_from(count).context("too many items")?;
+    let mut shapes = Vec::with_capacity(count as usize * (2 + rest.len()));
+    for _ in 0..count {
+        shapes.push(1);
+        shapes.push(rest.len() as u32);
+        shapes.extend_from_slice(&rest);
+    }
+    Ok(WireData {
+        count,
+        shapes,
+        data,
+    })
+}
+
+pub fn write_items(writer: &mut impl Write, items: &[Item]) -> Result<()> {
+    let tensors = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item.as_slice() {
+            [t] => Ok(t),
+            _ => bail!(
+                "item {i} has {} tensors; NPY holds one per item",
+                item.len()
+            ),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    stack(
+        writer,
+        tensors.len(),
+        tensors.iter().map(|t| Some(t.view())),
+    )
+}
+
+/// Writes `count` results (`results` yields that many); failed items are rows of NaN.
+pub fn write_results<'a>(
+    writer: &mut impl Write,
+    count: usize,
+    results: impl Iterator<Item = ResultRef<'a>> + Clone,
+) -> Result<()> {
+    stack(writer, count, results.map(Result::ok))
+}
+
+/// Writes `count` tensors of one shape as `[count, ...shape]`; `None` rows become NaN.
+fn stack<'a>(
+    writer: &mut impl Write,
+    count: usize,
+    rows: impl Iterator<Item = Option<TensorRef<'a>>> + Clone,
+) -> Result<()> {
+    let shape: &[u32] = rows.clone().flatten().next().map_or(&[0], |t| t.shape);
+    if let Some((i, t)) = rows
+        .clone()
+        .enumerate()
+        .find_map(|(i, t)| t.filter(|t| t.shape != shape).map(|t| (i, t)))
+    {
+        bail!(
+            "results differ in shape ({:?} at item {i}, {shape:?} before): NPY needs one shape, use .json or .crb",
+            t.shape
+        );
+    }
+    let per_item = crate::data::types::element_count(shape).context("shape overflows")?;
+    let mut full_shape = vec![count as u64];
+    full_shape.extend(shape.iter().map(|&d| u64::from(d)));
+    let mut npy = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&full_shape)
+        .writer(writer)
+        .begin_nd()?;
+    let nan_row = vec![f64::NAN; per_item];
+    for row in rows {
+        npy.extend(row.map_or(&nan_row[..], |t| t.data).iter().copied())?;
+    }
+    npy.finish()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::types::{ItemError, ItemResult, Tensor};
+    use crate::data::wire::result_ref;
+
+    fn write(results: &[ItemResult]) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        write_results(&mut buf, results.len(), results.iter().map(result_ref))?;
+        Ok(buf)
+    }
+
+    #[test]
+    fn rows_round_trip_and_failures_are_nan() {
+        let t = |v: Vec<f64>| Tensor {
+            shape: vec![2],
+            data: v,
+        };
+        let buf = write(&[
+            Ok(t(vec![1.0, 2.0])),
+            Err(ItemError::BatchFailed("x".into())),
+        ])
+        .unwrap();
+        let wire = read_wire(&buf[..]).unwrap();
+        assert_eq!(wire.shapes, vec![1, 1, 2, 1, 1, 2]);
+        assert_eq!(wire.data[..2], [1.0, 2.0]);
+        assert!(wire.data[2..].iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn mixed_shapes_are_refused() {
+        let a = Tensor {
+            shape: vec![1],
+            data: vec![1.0],
+        };
+        let b = Tensor {
+            shape: vec![2],
+            data: vec![1.0, 2.0],
+        };
+        let err = write(&[Ok(a), Ok(b)]).unwrap_err();
+        assert!(err.to_string().contains("item 1"));
+    }
+}

@@ -1,0 +1,377 @@
+//! One batch's results as the pack returned them: the output tensors stay in the wire-layout lists
+//! they crossed the component boundary in, and each item holds only where its output lies or
+//! which error it got. Workers encode them for Redis straight from there, results read back from
+//! Redis are decoded into the same form, and the file writers take them borrowed ([`each`]); no
+//! per-item tensors are built on the way.
+
+use crunch_abi::TensorRef;
+
+use crate::data::types::{ItemError, ItemResult, Tensor};
+
+/// What became of one item, borrowed from its batch's results.
+pub type ResultRef<'a> = Result<TensorRef<'a>, &'a ItemError>;
+
+/// Borrows an owned result as a [`ResultRef`].
+pub fn result_ref(result: &ItemResult) -> ResultRef<'_> {
+    result.as_ref().map(Tensor::view)
+}
+
+/// One result per item of a batch, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Results {
+    shapes: Vec<u32>,
+    data: Vec<f64>,
+    entries: Vec<Entry>,
+    errors: Vec<ItemError>,
+}
+
+/// Where one item's output lies in `shapes`/`data`, or which of `errors` it got.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Entry {
+    Output {
+        shape_start: usize,
+        rank: usize,
+        data_start: usize,
+        values: usize,
+    },
+    Failed(usize),
+}
+
+impl Results {
+    /// Results for `len` items that all failed with `error` (a batch that failed as a whole).
+    pub fn all_failed(len: usize, error: ItemError) -> Self {
+        Self {
+            entries: vec![Entry::Failed(0); len],
+            errors: vec![error],
+            ..Self::default()
+        }
+    }
+
+    /// Results whose outputs lie in `shapes` and `data` (the outputs as the pack returned them), one
+    /// entry per item as [`ResultsBuilder`] recorded them against the same lists.
+    pub(crate) fn from_parts(shapes: Vec<u32>, data: Vec<f64>, built: BuiltResults) -> Self {
+        Self {
+            shapes,
+            data,
+            entries: built.entries,
+            errors: built.errors,
+        }
+    }
+
+    /// Empty results with room for `len` items.
+    pub(crate) fn with_capacity(len: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(len),
+            ..Self::default()
+        }
+    }
+
+    /// Appends an item's output, which `write` appends to the lists in the wire layout: its
+    /// rank, its dimensions, then (to the values) its values. Nothing is kept when `write` fails.
+    pub(crate) fn push_output_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u32>, &mut Vec<f64>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (shapes, data) = (self.shapes.len(), self.data.len());
+        if let Err(e) = write(&mut self.shapes, &mut self.data) {
+            self.shapes.truncate(shapes);
+            self.data.truncate(data);
+            return Err(e);
+        }
+        self.entries.push(Entry::Output {
+            shape_start: shapes + 1,
+            rank: self.shapes.len() - shapes - 1,
+            data_start: data,
+            values: self.data.len() - data,
+        });
+        Ok(())
+    }
+
+    /// Appends an item that failed with `error`.
+    pub(crate) fn push_error(&mut self, error: ItemError) {
+        self.entries.push(Entry::Failed(self.errors.len()));
+        self.errors.push(error);
+    }
+
+    /// These results followed by `other`'s (the two halves of a batch that was split).
+    pub fn append(&mut self, other: Results) {
+        let (shapes, data, errors) = (self.shapes.len(), self.data.len(), self.errors.len());
+        self.shapes.extend(other.shapes);
+        self.data.extend(other.data);
+        self.errors.extend(other.errors);
+        self.entries
+            .extend(other.entries.into_iter().map(|entry| match entry {
+                Entry::Output {
+                    shape_start,
+                    rank,
+                    data_start,
+                    values,
+                } => Entry::Output {
+                    shape_start: shape_start + shapes,
+                    rank,
+                    data_start: data_start + data,
+                    values,
+                },
+                Entry::Failed(error) => Entry::Failed(error + errors),
+            }));
+    }
+
+    /// Items in the batch.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the batch held no items.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The result of item `index` of the batch.
+    pub fn get(&self, index: usize) -> Option<ResultRef<'_>> {
+        self.entries.get(index).map(|entry| self.resolve(*entry))
+    }
+
+    /// Every item's result, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ResultRef<'_>> + Clone + '_ {
+        self.entries.iter().map(|entry| self.resolve(*entry))
+    }
+
+    /// How many items failed.
+    pub fn failed(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Failed(_)))
+            .count()
+    }
+
+    /// Values across every output tensor.
+    pub fn values(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|e| match e {
+                Entry::Output { values, .. } => *values,
+                Entry::Failed(_) => 0,
+            })
+            .sum()
+    }
+
+    /// The results as owned tensors and errors.
+    pub fn to_vec(&self) -> Vec<ItemResult> {
+        self.iter()
+            .map(|r| match r {
+                Ok(t) => Ok(Tensor {
+                    shape: t.shape.to_vec(),
+                    data: t.data.to_vec(),
+                }),
+                Err(e) => Err(e.clone()),
+            })
+            .collect()
+    }
+
+    fn resolve(&self, entry: Entry) -> ResultRef<'_> {
+        match entry {
+            Entry::Output {
+                shape_start,
+                rank,
+                data_start,
+                values,
+            } => Ok(TensorRef {
+                shape: &self.shapes[shape_start..shape_start + rank],
+                data: &self.data[data_start..data_start + values],
+            }),
+            Entry::Failed(error) => Err(&self.errors[error]),
+        }
+    }
+}
+
+/// Every result of `batches` (a run's or a job's batches, in order), borrowed.
+pub fn each(batches: &[Results]) -> impl Iterator<Item = ResultRef<'_>> + Clone {
+    batches.iter().flat_map(Results::iter)
+}
+
+/// How many items `batches` hold.
+pub fn count(batches: &[Results]) -> usize {
+    batches.iter().map(Results::len).sum()
+}
+
+/// Records, item by item, where each output lies in the outputs a pack returned (or which error
+/// the item got), while those lists are borrowed for reading.
+pub(crate) struct ResultsBuilder<'a> {
+    shapes: &'a [u32],
+    data: &'a [f64],
+    built: BuiltResults,
+}
+
+/// What a [`ResultsBuilder`] recorded.
+pub(crate) struct BuiltResults {
+    entries: Vec<Entry>,
+    errors: Vec<ItemError>,
+}
+
+impl<'a> ResultsBuilder<'a> {
+    /// A builder for `len` items whose outputs lie in `shapes` and `data`.
+    pub(crate) fn new(shapes: &'a [u32], data: &'a [f64], len: usize) -> Self {
+        Self {
+            shapes,
+            data,
+            built: BuiltResults {
+                entries: Vec::with_capacity(len),
+                errors: Vec::new(),
+            },
+        }
+    }
+
+    /// The next item's output: `tensor`, read from this builder's lists.
+    pub(crate) fn output(&mut self, tensor: TensorRef<'a>) {
+        self.built.entries.push(Entry::Output {
+            shape_start: offset_in(self.shapes, tensor.shape),
+            rank: tensor.shape.len(),
+            data_start: offset_in(self.data, tensor.data),
+            values: tensor.data.len(),
+        });
+    }
+
+    /// The next item failed with `error`.
+    pub(crate) fn error(&mut self, error: ItemError) {
+        let built = &mut self.built;
+        built.entries.push(Entry::Failed(built.errors.len()));
+        built.errors.push(error);
+    }
+
+    /// Everything recorded.
+    pub(crate) fn finish(self) -> BuiltResults {
+        self.built
+    }
+}
+
+/// Where `part`, a sub-slice of `whole`, starts within it.
+fn offset_in<T>(whole: &[T], part: &[T]) -> usize {
+    if part.is_empty() {
+        return 0;
+    }
+    let offset = (part.as_ptr() as usize - whole.as_ptr() as usize) / size_of::<T>();
+    debug_assert!(offset + part.len() <= whole.len());
+    offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::types::KernelError;
+
+    #[test]
+    fn entries_point_into_the_wire_outputs() {
+        let shapes = vec![2];
+        let data = vec![1.0, 2.0, 3.0];
+        let mut builder = ResultsBuilder::new(&shapes, &data, 3);
+        builder.output(TensorRef {
+            shape: &shapes[..1],
+            data: &data[..2],
+        });
+        builder.error(ItemError::Kernel(KernelError::Domain("no".into())));
+        builder.output(TensorRef {
+            shape: &shapes[1..],
+            data: &data[2..],
+        });
+        let built = builder.finish();
+        let results = Results::from_parts(shapes.clone(), data.clone(), built);
+        assert_eq!(results.len(), 3);
+        assert_eq!(results.failed(), 1);
+        assert_eq!(results.values(), 3);
+        assert_eq!(
+            results.to_vec(),
+            vec![
+                Ok(Tensor {
+                    shape: vec![2],
+                    data: vec![1.0, 2.0],
+                }),
+                Err(ItemError::Kernel(KernelError::Domain("no".into()))),
+                Ok(Tensor {
+                    shape: vec![],
+                    data: vec![3.0],
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn appended_results_keep_their_order() {
+        let one = |v: f64| {
+            let mut b = ResultsBuilder::new(&[], &[], 1);
+            b.output(TensorRef {
+                shape: &[],
+                data: &[],
+            });
+            Results::from_parts(vec![1], vec![v], b.finish())
+        };
+        let mut results = Results::all_failed(1, ItemError::BatchFailed("a".into()));
+        results.append(one(2.0));
+        results.append(Results::all_failed(1, ItemError::BatchFailed("b".into())));
+        assert_eq!(results.len(), 3);
+        assert_eq!(
+            results.get(2),
+            Some(Err(&ItemError::BatchFailed("b".into())))
+        );
+        assert_eq!(
+            results.get(0),
+            Some(Err(&ItemError::BatchFailed("a".into())))
+        );
+    }
+
+    #[test]
+    fn pushed_outputs_and_errors_read_back_in_order() {
+        let mut results = Results::with_capacity(3);
+        results
+            .push_output_with::<()>(|shapes, data| {
+                shapes.extend([2, 1, 2]);
+                data.extend([1.0, 2.0]);
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            results
+                .push_output_with(|shapes, _| {
+                    shapes.push(9);
+                    Err("torn")
+                })
+                .is_err()
+        );
+        results.push_error(ItemError::BatchFailed("x".into()));
+        let mut other = Results::with_capacity(1);
+        other
+            .push_output_with::<()>(|shapes, data| {
+                shapes.push(0);
+                data.push(3.0);
+                Ok(())
+            })
+            .unwrap();
+        let batches = [results, other];
+        assert_eq!(count(&batches), 3);
+        let all: Vec<_> = each(&batches).collect();
+        assert_eq!(
+            all,
+            vec![
+                Ok(TensorRef {
+                    shape: &[1, 2],
+                    data: &[1.0, 2.0],
+                }),
+                Err(&ItemError::BatchFailed("x".into())),
+                Ok(TensorRef {
+                    shape: &[],
+                    data: &[3.0],
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_batch_shares_one_error() {
+        let results = Results::all_failed(3, ItemError::BatchFailed("trap".into()));
+        assert_eq!(results.failed(), 3);
+        assert!(
+            results
+                .iter()
+                .all(|r| r == Err(&ItemError::BatchFailed("trap".into())))
+        );
+    }
+}
