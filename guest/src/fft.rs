@@ -248,6 +248,16 @@ impl Pow2Plan {
     /// permutes the data: the transform is one pass per stage.
     fn forward(&self, out: &mut [C2], load: impl Fn(usize) -> C2) {
         let out = &mut out[..self.m];
+        self.first_stage(out, load);
+        for twiddles in &self.stages {
+            radix4_stage(out, twiddles);
+        }
+    }
+
+    /// The first stage: the transforms of length `first_radix` of the inputs taken in
+    /// bit-reversed order.
+    #[inline(always)]
+    fn first_stage(&self, out: &mut [C2], load: impl Fn(usize) -> C2) {
         let (half, quarter, eighth) = (self.m / 2, self.m / 4, self.m / 8);
         match self.first_radix {
             1 => out[0] = load(0),
@@ -287,30 +297,33 @@ impl Pow2Plan {
                 }
             }
         }
-        for twiddles in &self.stages {
-            let quarter = twiddles.len();
-            // In bit-reversed order a block of 4L holds the length-L transforms of the
-            // elements = 0, 2, 1 and 3 (mod 4) in its quarters.
-            for block in out.chunks_exact_mut(4 * quarter) {
-                let (q01, q23) = block.split_at_mut(2 * quarter);
-                let (q0, q1) = q01.split_at_mut(quarter);
-                let (q2, q3) = q23.split_at_mut(quarter);
-                let lanes = q0
-                    .iter_mut()
-                    .zip(q1.iter_mut())
-                    .zip(q2.iter_mut().zip(q3.iter_mut()));
-                let mut lanes = lanes.zip(twiddles);
-                // k = 0: every twiddle is 1.
-                if let Some((((a0, a1), (a2, a3)), _)) = lanes.next() {
-                    [*a0, *a1, *a2, *a3] = radix4(*a0, *a1, *a2, *a3);
-                }
-                for (((a0, a1), (a2, a3)), w) in lanes {
-                    let b1 = *a1 * w[1];
-                    let b2 = *a2 * w[0];
-                    let b3 = *a3 * w[2];
-                    [*a0, *a1, *a2, *a3] = radix4(*a0, b1, b2, b3);
-                }
-            }
+    }
+}
+
+/// One radix-4 stage over `out` with quarter length L = `twiddles.len()`.
+#[inline(always)]
+fn radix4_stage(out: &mut [C2], twiddles: &[[C2; 3]]) {
+    let quarter = twiddles.len();
+    // In bit-reversed order a block of 4L holds the length-L transforms of the elements = 0,
+    // 2, 1 and 3 (mod 4) in its quarters.
+    for block in out.chunks_exact_mut(4 * quarter) {
+        let (q01, q23) = block.split_at_mut(2 * quarter);
+        let (q0, q1) = q01.split_at_mut(quarter);
+        let (q2, q3) = q23.split_at_mut(quarter);
+        let lanes = q0
+            .iter_mut()
+            .zip(q1.iter_mut())
+            .zip(q2.iter_mut().zip(q3.iter_mut()));
+        let mut lanes = lanes.zip(twiddles);
+        // k = 0: every twiddle is 1.
+        if let Some((((a0, a1), (a2, a3)), _)) = lanes.next() {
+            [*a0, *a1, *a2, *a3] = radix4(*a0, *a1, *a2, *a3);
+        }
+        for (((a0, a1), (a2, a3)), w) in lanes {
+            let b1 = *a1 * w[1];
+            let b2 = *a2 * w[0];
+            let b3 = *a3 * w[2];
+            [*a0, *a1, *a2, *a3] = radix4(*a0, b1, b2, b3);
         }
     }
 }
@@ -486,7 +499,20 @@ pub fn power_spectra(
         re: F64x2::new(a_pairs[j][0], b_pairs[j][0]),
         im: F64x2::new(a_pairs[j][1], b_pairs[j][1]),
     });
-    let buf = &scratch.buf;
+    recombine(&scratch.buf[..h], &plan.rotated_twiddles, out_a, out_b);
+}
+
+/// The power spectra of the two real sequences whose even and odd samples made the complex
+/// sequence with DFT `z` (length h = n / 2), from the length-n twiddles -i W^k: h + 1 bins
+/// each in `out_a` and `out_b`.
+///
+/// Kept out of line: compiled in a small function, Cranelift keeps the loop's constants in
+/// registers where, inlined into the transform's large function, it spilled and reloaded
+/// them on every iteration (60 instructions per bin there, 57 here; natively 3% fewer
+/// instructions per batch).
+#[inline(never)]
+fn recombine(z: &[C2], rotated: &[C2], out_a: &mut [f64], out_b: &mut [f64]) {
+    let h = z.len();
     // Bin k pairs z[k] with conj(z[h - k]): with s = z[k] + conj(z[h - k]) and d = z[k] -
     // conj(z[h - k]), the even samples' DFT is s / 2, the odd samples' d / 2i, and X[k] =
     // (s + d (-i W^k)) / 2, so |X[k]|^2 = |s + d (-i W^k)|^2 / 4 (the table holds -i W^k).
@@ -497,13 +523,8 @@ pub fn power_spectra(
         let y = (za + zb) + (za - zb) * v;
         (y.re * y.re + y.im * y.im) * quarter
     };
-    let rotated = &plan.rotated_twiddles;
-    store(
-        power(buf[0], buf[0], rotated[0]),
-        &mut out_a[0],
-        &mut out_b[0],
-    );
-    let (z, rotated) = (&buf[..h], &rotated[..h]);
+    let rotated = &rotated[..h];
+    store(power(z[0], z[0], rotated[0]), &mut out_a[0], &mut out_b[0]);
     let (head_a, head_b) = (&mut out_a[..h], &mut out_b[..h]);
     for k in 1..h {
         store(
@@ -513,7 +534,7 @@ pub fn power_spectra(
         );
     }
     let last = C2::splat(0.0, 1.0); // -i * -1
-    store(power(buf[0], buf[0], last), &mut out_a[h], &mut out_b[h]);
+    store(power(z[0], z[0], last), &mut out_a[h], &mut out_b[h]);
 }
 
 /// Writes each lane of `p` (lane 0 from the first sequence) to its output bin.
