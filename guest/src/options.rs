@@ -209,16 +209,29 @@ fn lanes(records: &[&[f64; 6]; 4], s_at: usize) -> Lanes<F64x4> {
     )
 }
 
-/// Whether a `black_scholes` record is valid with no NaN (what [`Contract::with_sigma`] reads
-/// as `Record::Valid`), in a few comparisons; the rest go through `with_sigma` for their error.
-fn plainly_valid(v: &[f64; 6]) -> bool {
-    let positive = |x: f64| (x > 0.0) & (x < f64::INFINITY);
-    positive(v[0])
-        & positive(v[1])
-        & positive(v[2])
-        & (v[3].abs() < f64::INFINITY)
-        & positive(v[4])
-        & ((v[5] == 1.0) | (v[5] == 0.0))
+/// Where the `black_scholes` records in `fields` (S, K, T, r, sigma, is_call, one record per
+/// lane) are valid with no NaN (what [`Contract::with_sigma`] reads as `Record::Valid`), in a
+/// few lane-wise comparisons; the rest go through `with_sigma` for their error.
+fn plainly_valid(fields: &[F64x4; 6]) -> Mask4 {
+    let c = F64x4::splat;
+    let positive = |x: F64x4| x.gt(c(0.0)) & x.lt(c(f64::INFINITY));
+    let [s, k, t, r, sigma, flag] = *fields;
+    positive(s)
+        & positive(k)
+        & positive(t)
+        & r.abs().lt(c(f64::INFINITY))
+        & positive(sigma)
+        & (flag.eq(c(1.0)) | flag.eq(c(0.0)))
+}
+
+/// Each lane of `mask`.
+fn lane_flags(mask: Mask4) -> [bool; 4] {
+    [
+        mask.0.lane(0),
+        mask.0.lane(1),
+        mask.1.lane(0),
+        mask.1.lane(1),
+    ]
 }
 
 /// `black_scholes`: [S, K, T, r, sigma, is_call] -> [price, delta, gamma, vega, theta, rho],
@@ -236,10 +249,23 @@ pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelErro
             let mut at = 0;
             for (group, out) in records.chunks(4).zip(outputs.chunks_mut(4)) {
                 let records = padded(group);
-                let greeks = lanes(&records, 0).greeks(field(&records, 4));
+                let fields: [F64x4; 6] = core::array::from_fn(|f| field(&records, f));
+                let [s, k, t, r, sigma, flag] = fields;
+                let call = Real::eq(flag, F64x4::splat(1.0));
+                let greeks = Lanes::new(s, k, t, r, call).greeks(sigma);
                 let greeks = greeks.map(F64x4::to_array);
+                let valid = plainly_valid(&fields);
+                if let (true, [o0, o1, o2, o3]) = (F64x4::all(valid), &mut *out) {
+                    // The common case, four valid contracts: fixed lanes, no branch per lane.
+                    for (lane, o) in [o0, o1, o2, o3].into_iter().enumerate() {
+                        *o = greeks.map(|g| g[lane]);
+                    }
+                    at += 4;
+                    continue;
+                }
+                let valid = lane_flags(valid);
                 for (lane, (record, out)) in group.iter().zip(out.iter_mut()).enumerate() {
-                    if plainly_valid(record) {
+                    if valid[lane] {
                         *out = greeks.map(|g| g[lane]);
                         continue;
                     }
@@ -518,21 +544,21 @@ fn newton_step(lanes: &Lanes<F64x4>, target: F64x4, lo: F64x4, hi: F64x4, sigma:
     let next = F64x4::select(inside, newton, c(0.5) * (lo + hi));
     let eps2 = c(2.0 * f64::EPSILON);
     let converged = (next - sigma).abs().le(eps2 * sigma) | (hi - lo).le(eps2 * hi);
-    let flags = |m: Mask4| [m.0.lane(0), m.0.lane(1), m.1.lane(0), m.1.lane(1)];
     Step {
         lo,
         hi,
         next,
-        exact: flags(exact),
-        converged: flags(converged),
+        exact: lane_flags(exact),
+        converged: lane_flags(converged),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Contract, Record, plainly_valid};
+    use super::{Contract, Record, lane_flags, plainly_valid};
     use crate::registry::run;
     use crate::tensor::{KernelError, Tensor};
+    use crunch_math::{F64x4, Real};
 
     fn one(kernel: &str, v: &[f64]) -> Result<Tensor, KernelError> {
         run(kernel, &[], &[vec![Tensor::vector(v.to_vec())]]).remove(0)
@@ -606,7 +632,8 @@ mod tests {
                                 let v = [s, k, t, r, sigma, flag];
                                 let valid =
                                     matches!(Contract::with_sigma(&v), Ok(Record::Valid(_)));
-                                assert_eq!(plainly_valid(&v), valid, "{v:?}");
+                                let quick = plainly_valid(&v.map(F64x4::splat));
+                                assert_eq!(lane_flags(quick), [valid; 4], "{v:?}");
                                 checked += 1;
                             }
                         }
