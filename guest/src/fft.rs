@@ -1,7 +1,7 @@
 //! A deterministic FFT of any length, two transforms at a time: each f64x2 lane carries a
 //! different sequence (two items of a batch), so the butterflies are plain lane arithmetic with
 //! no shuffles. Powers of two take an iterative radix-4 transform (one radix-2 stage first for
-//! odd powers); other lengths Bluestein's chirp-z algorithm on a power of two. Real input of
+//! odd powers) whose first stage reads the input in bit-reversed order; other lengths Bluestein's chirp-z algorithm on a power of two. Real input of
 //! even length is transformed at half the length.
 //!
 //! Written here rather than taken from rustfft because bit-identical results across native and
@@ -137,6 +137,7 @@ struct Twiddle {
 }
 
 impl Twiddle {
+    /// The twiddle in both lanes.
     #[inline(always)]
     fn lanes(self) -> C2 {
         C2::splat(self.re, self.im)
@@ -180,104 +181,167 @@ fn unit_circle(n: usize) -> Vec<Twiddle> {
         .collect()
 }
 
-/// What a power-of-two transform of length `m` needs: the bit-reversal pairs to swap and the
-/// twiddles of each radix-4 stage, in the order the butterflies read them.
+/// What a power-of-two transform of length `m` needs: where the first stage reads its inputs
+/// (the bit-reversal permutation, folded into that stage's loads) and the twiddles of each
+/// later radix-4 stage, in the order the butterflies read them.
 struct Pow2Plan {
     m: usize,
-    swaps: Vec<(u32, u32)>,
-    /// Per radix-4 stage (quarter length L = 1 or 2, then times 4): for k < L, W^k, W^2k, W^3k
-    /// with W = e^{-2 pi i / 4L}.
-    stages: Vec<Vec<[Twiddle; 3]>>,
+    /// The first stage's width, the length of the transforms it makes: 1 for m = 1, 2 for
+    /// m = 2, 8 for the other odd powers of two, 4 for the even ones.
+    first_radix: usize,
+    /// Per group of the first stage, the input index of its first element in bit-reversed
+    /// order; the others are multiples of `m / first_radix` past it.
+    first_sources: Vec<u32>,
+    /// For a first stage of width 8 (a radix-2 stage and a radix-4 stage of quarter length 2,
+    /// in registers): that radix-4 stage's W^1, W^2, W^3, W = e^{-2 pi i / 8}.
+    first_twiddles: [C2; 3],
+    /// Per later radix-4 stage (quarter length L = 4 or 8, then times 4): for k < L, W^k,
+    /// W^2k, W^3k with W = e^{-2 pi i / 4L}, in both lanes.
+    stages: Vec<Vec<[C2; 3]>>,
 }
 
 impl Pow2Plan {
     fn new(m: usize) -> Self {
         debug_assert!(m.is_power_of_two());
         let bits = m.trailing_zeros();
-        let swaps = (0..m)
-            .filter_map(|i| {
-                let j = if bits == 0 {
-                    0
-                } else {
-                    i.reverse_bits() >> (usize::BITS - bits)
-                };
-                (i < j).then_some((i as u32, j as u32))
-            })
+        let first_radix = match bits {
+            0 | 1 => m,
+            _ if bits % 2 == 1 => 8,
+            _ => 4,
+        };
+        let reversed = |i: usize| match bits {
+            0 => 0,
+            _ => i.reverse_bits() >> (usize::BITS - bits),
+        };
+        let first_sources = (0..m)
+            .step_by(first_radix)
+            .map(|i| reversed(i) as u32)
             .collect();
         let circle = unit_circle(m);
+        let first_twiddles = match first_radix {
+            8 => [1, 2, 3].map(|p| circle[p * m / 8].lanes()),
+            _ => [C2::splat(1.0, 0.0); 3],
+        };
         let mut stages = Vec::new();
-        let mut quarter = if bits % 2 == 1 { 2 } else { 1 };
+        let mut quarter = first_radix;
         while 4 * quarter <= m {
             let stride = m / (4 * quarter);
             stages.push(
                 (0..quarter)
-                    .map(|k| [1, 2, 3].map(|p| circle[p * k * stride]))
+                    .map(|k| [1, 2, 3].map(|p| circle[p * k * stride].lanes()))
                     .collect(),
             );
             quarter *= 4;
         }
-        Self { m, swaps, stages }
+        Self {
+            m,
+            first_radix,
+            first_sources,
+            first_twiddles,
+            stages,
+        }
     }
 
-    /// The forward DFT of `buf` (length `m`) in place.
-    fn forward(&self, buf: &mut [C2]) {
-        let buf = &mut buf[..self.m];
-        for &(i, j) in &self.swaps {
-            buf.swap(i as usize, j as usize);
-        }
-        if self.m.trailing_zeros() % 2 == 1 {
-            for pair in buf.chunks_exact_mut(2) {
-                let (a, b) = (pair[0], pair[1]);
-                pair[0] = a + b;
-                pair[1] = a - b;
-            }
-        }
+    /// The forward DFT of the `m` values `load(0)`, ..., `load(m - 1)`, into `out` (length m).
+    ///
+    /// The first stage reads its inputs in bit-reversed order straight from `load`, so no pass
+    /// permutes the data: the transform is one pass per stage.
+    fn forward(&self, out: &mut [C2], load: impl Fn(usize) -> C2) {
+        let out = &mut out[..self.m];
+        self.first_stage(out, load);
         for twiddles in &self.stages {
-            let quarter = twiddles.len();
-            // In bit-reversed order a block of 4L holds the length-L transforms of the
-            // elements = 0, 2, 1 and 3 (mod 4) in its quarters.
-            for block in buf.chunks_exact_mut(4 * quarter) {
-                let (q01, q23) = block.split_at_mut(2 * quarter);
-                let (q0, q1) = q01.split_at_mut(quarter);
-                let (q2, q3) = q23.split_at_mut(quarter);
-                let lanes = q0
-                    .iter_mut()
-                    .zip(q1.iter_mut())
-                    .zip(q2.iter_mut().zip(q3.iter_mut()));
-                let mut lanes = lanes.zip(twiddles);
-                // k = 0: every twiddle is 1.
-                if let Some((((a0, a2), (a1, a3)), _)) = lanes.next() {
-                    butterfly(a0, a1, a2, a3, *a1, *a2, *a3);
+            radix4_stage(out, twiddles);
+        }
+    }
+
+    /// The first stage: the transforms of length `first_radix` of the inputs taken in
+    /// bit-reversed order.
+    #[inline(always)]
+    fn first_stage(&self, out: &mut [C2], load: impl Fn(usize) -> C2) {
+        let (half, quarter, eighth) = (self.m / 2, self.m / 4, self.m / 8);
+        match self.first_radix {
+            1 => out[0] = load(0),
+            2 => {
+                for (pair, &j) in out.chunks_exact_mut(2).zip(&self.first_sources) {
+                    let j = j as usize;
+                    let (a, b) = (load(j), load(j + half));
+                    pair[0] = a + b;
+                    pair[1] = a - b;
                 }
-                for (((a0, a2), (a1, a3)), w) in lanes {
-                    let b1 = *a2 * w[1].lanes();
-                    let b2 = *a1 * w[0].lanes();
-                    let b3 = *a3 * w[2].lanes();
-                    butterfly(a0, a1, a2, a3, b2, b1, b3);
+            }
+            8 => {
+                // In bit-reversed order a group of 8 holds the elements j + r m/8 for r = 0, 4,
+                // 2, 6, 1, 5, 3, 7: a radix-2 stage on its pairs, then a radix-4 stage of
+                // quarter length 2, as the separate passes would compute them.
+                let w = &self.first_twiddles;
+                for (group, &j) in out.chunks_exact_mut(8).zip(&self.first_sources) {
+                    let x = |r: usize| load(j as usize + r * eighth);
+                    let radix2 = |a: C2, b: C2| (a + b, a - b);
+                    let (p0, p1) = radix2(x(0), x(4));
+                    let (p2, p3) = radix2(x(2), x(6));
+                    let (p4, p5) = radix2(x(1), x(5));
+                    let (p6, p7) = radix2(x(3), x(7));
+                    [group[0], group[2], group[4], group[6]] = radix4(p0, p2, p4, p6);
+                    [group[1], group[3], group[5], group[7]] =
+                        radix4(p1, p3 * w[1], p5 * w[0], p7 * w[2]);
+                }
+            }
+            _ => {
+                // In bit-reversed order a group of 4 holds the elements j, j + m/2, j + m/4
+                // and j + 3m/4; every twiddle of this stage is 1.
+                for (group, &j) in out.chunks_exact_mut(4).zip(&self.first_sources) {
+                    let j = j as usize;
+                    let (q0, q1) = (load(j), load(j + half));
+                    let (q2, q3) = (load(j + quarter), load(j + half + quarter));
+                    [group[0], group[1], group[2], group[3]] = radix4(q0, q1, q2, q3);
                 }
             }
         }
     }
 }
 
-/// A radix-4 butterfly on a0 and the twiddled b1 = W^2k a2, b2 = W^k a1, b3 = W^3k a3 (the
-/// quarters hold the elements = 0, 2, 1, 3 mod 4), in place.
+/// One radix-4 stage over `out` with quarter length L = `twiddles.len()`.
 #[inline(always)]
-fn butterfly(a0: &mut C2, a1: &mut C2, a2: &mut C2, a3: &mut C2, b2: C2, b1: C2, b3: C2) {
-    let b0 = *a0;
-    let (t0, t1) = (b0 + b1, b0 - b1);
-    let (t2, t3) = (b2 + b3, (b2 - b3).mul_neg_i());
-    *a0 = t0 + t2;
-    *a2 = t1 + t3;
-    *a1 = t0 - t2;
-    *a3 = t1 - t3;
+fn radix4_stage(out: &mut [C2], twiddles: &[[C2; 3]]) {
+    let quarter = twiddles.len();
+    // In bit-reversed order a block of 4L holds the length-L transforms of the elements = 0,
+    // 2, 1 and 3 (mod 4) in its quarters.
+    for block in out.chunks_exact_mut(4 * quarter) {
+        let (q01, q23) = block.split_at_mut(2 * quarter);
+        let (q0, q1) = q01.split_at_mut(quarter);
+        let (q2, q3) = q23.split_at_mut(quarter);
+        let lanes = q0
+            .iter_mut()
+            .zip(q1.iter_mut())
+            .zip(q2.iter_mut().zip(q3.iter_mut()));
+        let mut lanes = lanes.zip(twiddles);
+        // k = 0: every twiddle is 1.
+        if let Some((((a0, a1), (a2, a3)), _)) = lanes.next() {
+            [*a0, *a1, *a2, *a3] = radix4(*a0, *a1, *a2, *a3);
+        }
+        for (((a0, a1), (a2, a3)), w) in lanes {
+            let b1 = *a1 * w[1];
+            let b2 = *a2 * w[0];
+            let b3 = *a3 * w[2];
+            [*a0, *a1, *a2, *a3] = radix4(*a0, b1, b2, b3);
+        }
+    }
+}
+
+/// A radix-4 butterfly on the quarters' elements q0..q3 (the elements = 0, 2, 1, 3 mod 4 of
+/// the transform being built, already twiddled): the new values of q0..q3.
+#[inline(always)]
+fn radix4(q0: C2, q1: C2, q2: C2, q3: C2) -> [C2; 4] {
+    let (t0, t1) = (q0 + q1, q0 - q1);
+    let (t2, t3) = (q2 + q3, (q2 - q3).mul_neg_i());
+    [t0 + t2, t1 + t3, t0 - t2, t1 - t3]
 }
 
 /// What Bluestein's algorithm needs for length n: the chirp and the transform of its padded
 /// conjugate, with the power-of-two plan it runs on.
 struct Chirp {
     pow2: Rc<Pow2Plan>,
-    chirp: Vec<Twiddle>,
+    chirp: Vec<C2>,
     b_hat: Vec<C2>,
 }
 
@@ -286,40 +350,53 @@ impl Chirp {
         let m = (2 * n - 1).next_power_of_two();
         let pow2 = cached(&POW2, m, || Pow2Plan::new(m));
         // chirp[k] = e^{-i pi k^2 / n}, with k^2 reduced mod 2n exactly so the angle stays small.
-        let chirp: Vec<Twiddle> = (0..n as u64)
+        let chirp: Vec<C2> = (0..n as u64)
             .map(|k| {
                 let r = (k * k) % (2 * n as u64);
                 let (s, c) = libm::sincos(PI * r as f64 / n as f64);
-                Twiddle { re: c, im: -s }
+                C2::splat(c, -s)
             })
             .collect();
-        let mut b_hat = vec![C2::splat(0.0, 0.0); m];
-        b_hat[0] = chirp[0].lanes().conj();
+        let mut b = vec![C2::splat(0.0, 0.0); m];
+        b[0] = chirp[0].conj();
         for k in 1..n {
-            let c = chirp[k].lanes().conj();
-            b_hat[k] = c;
-            b_hat[m - k] = c;
+            b[k] = chirp[k].conj();
+            b[m - k] = b[k];
         }
-        pow2.forward(&mut b_hat);
+        let mut b_hat = vec![C2::splat(0.0, 0.0); m];
+        pow2.forward(&mut b_hat, |j| b[j]);
         Self { pow2, chirp, b_hat }
     }
 
-    /// The forward DFT of `buf` (length n) in place, using `work` (resized as needed).
-    fn forward(&self, buf: &mut [C2], work: &mut Vec<C2>) {
-        let m = self.pow2.m;
-        work.clear();
-        work.extend(buf.iter().zip(&self.chirp).map(|(&v, c)| v * c.lanes()));
-        work.resize(m, C2::splat(0.0, 0.0));
-        self.pow2.forward(work);
+    /// The forward DFT of the n values `load(0..n)` into `out` (resized to n), through `work`
+    /// and `spare` (resized to the plan's length).
+    fn forward(
+        &self,
+        out: &mut Vec<C2>,
+        work: &mut Vec<C2>,
+        spare: &mut Vec<C2>,
+        load: impl Fn(usize) -> C2,
+    ) {
+        let (n, m) = (self.chirp.len(), self.pow2.m);
+        let zero = C2::splat(0.0, 0.0);
+        work.resize(m, zero);
+        spare.resize(m, zero);
+        let chirp = &self.chirp;
+        self.pow2
+            .forward(work, |j| if j < n { load(j) * chirp[j] } else { zero });
         // Inverse transform of the product through conjugation: ifft(v) = conj(fft(conj(v))) / m.
         for (a, b) in work.iter_mut().zip(&self.b_hat) {
             *a = (*a * *b).conj();
         }
-        self.pow2.forward(work);
+        self.pow2.forward(spare, |j| work[j]);
         let scale = F64x2::splat(1.0 / m as f64);
-        for ((o, w), c) in buf.iter_mut().zip(work.iter()).zip(&self.chirp) {
-            *o = w.conj().scale(scale) * c.lanes();
-        }
+        out.clear();
+        out.extend(
+            spare[..n]
+                .iter()
+                .zip(chirp)
+                .map(|(w, &c)| w.conj().scale(scale) * c),
+        );
     }
 }
 
@@ -338,11 +415,15 @@ impl Plan {
         }
     }
 
-    /// The forward DFT of `buf` in place, using `work`.
-    fn forward(&self, buf: &mut [C2], work: &mut Vec<C2>) {
+    /// The forward DFT of the n values `load(0..n)`, in `scratch.buf` (length n).
+    fn forward(&self, scratch: &mut Scratch, load: impl Fn(usize) -> C2) {
+        let Scratch { buf, work, spare } = scratch;
         match self {
-            Self::Pow2(plan) => plan.forward(buf),
-            Self::Bluestein(chirp) => chirp.forward(buf, work),
+            Self::Pow2(plan) => {
+                buf.resize(plan.m, C2::splat(0.0, 0.0));
+                plan.forward(buf, load);
+            }
+            Self::Bluestein(chirp) => chirp.forward(buf, work, spare, load),
         }
     }
 }
@@ -352,8 +433,8 @@ impl Plan {
 /// its halves.
 struct RealPlan {
     complex: Plan,
-    /// -i W^k for k < n / 2, W = e^{-2 pi i / n}.
-    rotated_twiddles: Vec<Twiddle>,
+    /// -i W^k for k < n / 2, W = e^{-2 pi i / n}, in both lanes.
+    rotated_twiddles: Vec<C2>,
 }
 
 impl RealPlan {
@@ -366,13 +447,7 @@ impl RealPlan {
         }
         let mut circle = unit_circle(n);
         circle.truncate(n / 2);
-        let rotated_twiddles = circle
-            .into_iter()
-            .map(|w| Twiddle {
-                re: w.im,
-                im: -w.re,
-            })
-            .collect();
+        let rotated_twiddles = circle.into_iter().map(|w| C2::splat(w.im, -w.re)).collect();
         Self {
             complex: Plan::new(n / 2),
             rotated_twiddles,
@@ -385,6 +460,7 @@ impl RealPlan {
 pub struct Scratch {
     buf: Vec<C2>,
     work: Vec<C2>,
+    spare: Vec<C2>,
 }
 
 /// The power spectrum |X[k]|^2, k = 0..=n/2, of two real sequences of the same length n at
@@ -404,17 +480,14 @@ pub fn power_spectra(
     let n = a.len();
     debug_assert_eq!(b.len(), n);
     let plan = cached(&REAL, n, || RealPlan::new(n));
-    let buf = &mut scratch.buf;
-    buf.clear();
     if n % 2 == 1 {
-        buf.extend(a.iter().zip(b).map(|(&x, &y)| C2 {
-            re: F64x2::new(x, y),
+        plan.complex.forward(scratch, |j| C2 {
+            re: F64x2::new(a[j], b[j]),
             im: F64x2::splat(0.0),
-        }));
-        plan.complex.forward(buf, &mut scratch.work);
+        });
         let bins = n / 2 + 1;
         let outs = out_a[..bins].iter_mut().zip(&mut out_b[..bins]);
-        for (z, (oa, ob)) in buf[..bins].iter().zip(outs) {
+        for (z, (oa, ob)) in scratch.buf[..bins].iter().zip(outs) {
             store(z.re * z.re + z.im * z.im, oa, ob);
         }
         return;
@@ -422,34 +495,46 @@ pub fn power_spectra(
     let h = n / 2;
     let (a_pairs, _) = a.as_chunks::<2>();
     let (b_pairs, _) = b.as_chunks::<2>();
-    buf.extend(a_pairs.iter().zip(b_pairs).map(|(x, y)| C2 {
-        re: F64x2::new(x[0], y[0]),
-        im: F64x2::new(x[1], y[1]),
-    }));
-    plan.complex.forward(buf, &mut scratch.work);
+    plan.complex.forward(scratch, |j| C2 {
+        re: F64x2::new(a_pairs[j][0], b_pairs[j][0]),
+        im: F64x2::new(a_pairs[j][1], b_pairs[j][1]),
+    });
+    recombine(&scratch.buf[..h], &plan.rotated_twiddles, out_a, out_b);
+}
+
+/// The power spectra of the two real sequences whose even and odd samples made the complex
+/// sequence with DFT `z` (length h = n / 2), from the length-n twiddles -i W^k: h + 1 bins
+/// each in `out_a` and `out_b`.
+///
+/// Kept out of line: compiled in a small function, Cranelift keeps the loop's constants in
+/// registers where, inlined into the transform's large function, it spilled and reloaded
+/// them on every iteration (60 instructions per bin there, 57 here; natively 3% fewer
+/// instructions per batch).
+#[inline(never)]
+fn recombine(z: &[C2], rotated: &[C2], out_a: &mut [f64], out_b: &mut [f64]) {
+    let h = z.len();
     // Bin k pairs z[k] with conj(z[h - k]): with s = z[k] + conj(z[h - k]) and d = z[k] -
     // conj(z[h - k]), the even samples' DFT is s / 2, the odd samples' d / 2i, and X[k] =
     // (s + d (-i W^k)) / 2, so |X[k]|^2 = |s + d (-i W^k)|^2 / 4 (the table holds -i W^k).
     // Bins 0 and h pair z[0] with itself; bin h uses W^h = -1, just past the table.
     let quarter = F64x2::splat(0.25);
-    let power = |za: C2, zb: C2, v: Twiddle| {
+    let power = |za: C2, zb: C2, v: C2| {
         let zb = zb.conj();
-        let y = (za + zb) + (za - zb) * v.lanes();
+        let y = (za + zb) + (za - zb) * v;
         (y.re * y.re + y.im * y.im) * quarter
     };
-    let rotated = &plan.rotated_twiddles;
-    store(
-        power(buf[0], buf[0], rotated[0]),
-        &mut out_a[0],
-        &mut out_b[0],
-    );
-    let bins = buf[1..h].iter().zip(buf[1..h].iter().rev());
-    let outs = out_a[1..h].iter_mut().zip(&mut out_b[1..h]);
-    for (((&za, &zb), &v), (oa, ob)) in bins.zip(&rotated[1..h]).zip(outs) {
-        store(power(za, zb, v), oa, ob);
+    let rotated = &rotated[..h];
+    store(power(z[0], z[0], rotated[0]), &mut out_a[0], &mut out_b[0]);
+    let (head_a, head_b) = (&mut out_a[..h], &mut out_b[..h]);
+    for k in 1..h {
+        store(
+            power(z[k], z[h - k], rotated[k]),
+            &mut head_a[k],
+            &mut head_b[k],
+        );
     }
-    let last = Twiddle { re: 0.0, im: 1.0 }; // -i * -1
-    store(power(buf[0], buf[0], last), &mut out_a[h], &mut out_b[h]);
+    let last = C2::splat(0.0, 1.0); // -i * -1
+    store(power(z[0], z[0], last), &mut out_a[h], &mut out_b[h]);
 }
 
 /// Writes each lane of `p` (lane 0 from the first sequence) to its output bin.

@@ -9,7 +9,7 @@
 use crate::check::{domain, invalid, unreadable};
 use crate::tensor::{KernelError, Params, TensorRef};
 use crunch_abi::{BatchResults, Items};
-use crunch_math::{F64x4, Real};
+use crunch_math::{F64x4, Mask4, Real};
 
 /// The bracket in which `implied_vol` searches, as the reference (`brentq` on [1e-6, 5]).
 const SIGMA_RANGE: (f64, f64) = (1e-6, 5.0);
@@ -209,16 +209,29 @@ fn lanes(records: &[&[f64; 6]; 4], s_at: usize) -> Lanes<F64x4> {
     )
 }
 
-/// Whether a `black_scholes` record is valid with no NaN (what [`Contract::with_sigma`] reads
-/// as `Record::Valid`), in a few comparisons; the rest go through `with_sigma` for their error.
-fn plainly_valid(v: &[f64; 6]) -> bool {
-    let positive = |x: f64| (x > 0.0) & (x < f64::INFINITY);
-    positive(v[0])
-        & positive(v[1])
-        & positive(v[2])
-        & (v[3].abs() < f64::INFINITY)
-        & positive(v[4])
-        & ((v[5] == 1.0) | (v[5] == 0.0))
+/// Where the `black_scholes` records in `fields` (S, K, T, r, sigma, is_call, one record per
+/// lane) are valid with no NaN (what [`Contract::with_sigma`] reads as `Record::Valid`), in a
+/// few lane-wise comparisons; the rest go through `with_sigma` for their error.
+fn plainly_valid(fields: &[F64x4; 6]) -> Mask4 {
+    let c = F64x4::splat;
+    let positive = |x: F64x4| x.gt(c(0.0)) & x.lt(c(f64::INFINITY));
+    let [s, k, t, r, sigma, flag] = *fields;
+    positive(s)
+        & positive(k)
+        & positive(t)
+        & r.abs().lt(c(f64::INFINITY))
+        & positive(sigma)
+        & (flag.eq(c(1.0)) | flag.eq(c(0.0)))
+}
+
+/// Each lane of `mask`.
+fn lane_flags(mask: Mask4) -> [bool; 4] {
+    [
+        mask.0.lane(0),
+        mask.0.lane(1),
+        mask.1.lane(0),
+        mask.1.lane(1),
+    ]
 }
 
 /// `black_scholes`: [S, K, T, r, sigma, is_call] -> [price, delta, gamma, vega, theta, rho],
@@ -236,10 +249,23 @@ pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelErro
             let mut at = 0;
             for (group, out) in records.chunks(4).zip(outputs.chunks_mut(4)) {
                 let records = padded(group);
-                let greeks = lanes(&records, 0).greeks(field(&records, 4));
+                let fields: [F64x4; 6] = core::array::from_fn(|f| field(&records, f));
+                let [s, k, t, r, sigma, flag] = fields;
+                let call = Real::eq(flag, F64x4::splat(1.0));
+                let greeks = Lanes::new(s, k, t, r, call).greeks(sigma);
                 let greeks = greeks.map(F64x4::to_array);
+                let valid = plainly_valid(&fields);
+                if let (true, [o0, o1, o2, o3]) = (F64x4::all(valid), &mut *out) {
+                    // The common case, four valid contracts: fixed lanes, no branch per lane.
+                    for (lane, o) in [o0, o1, o2, o3].into_iter().enumerate() {
+                        *o = greeks.map(|g| g[lane]);
+                    }
+                    at += 4;
+                    continue;
+                }
+                let valid = lane_flags(valid);
                 for (lane, (record, out)) in group.iter().zip(out.iter_mut()).enumerate() {
-                    if plainly_valid(record) {
+                    if valid[lane] {
                         *out = greeks.map(|g| g[lane]);
                         continue;
                     }
@@ -258,7 +284,9 @@ pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelErro
 /// `implied_vol`: [price, S, K, T, r, is_call] -> [sigma] with sigma in [1e-6, 5].
 ///
 /// Safeguarded Newton: Newton steps on the price, falling back to bisection of the bracket
-/// whenever a step would leave it, to full double precision.
+/// whenever a step would leave it, to full double precision. The bracket's prices are computed
+/// four contracts at a time; the contracts left to iterate then share four lanes, each lane
+/// taking the next contract as soon as its own converges (see [`solve`]).
 pub fn implied_vol(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
     crunch_abi::map_records(
         items,
@@ -268,32 +296,49 @@ pub fn implied_vol(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError>
         not_a_record(IMPLIED_VOL_FIELDS, 6),
         |records, outputs, fail| {
             let (records, _) = records.as_chunks::<6>();
+            let mut searches = Vec::new();
             let mut at = 0;
             for (group, out) in records.chunks(4).zip(outputs.chunks_mut(4)) {
-                for (lane, result) in solve_group(group).into_iter().enumerate().take(group.len()) {
-                    match result {
-                        Ok(sigma) => out[lane] = sigma,
-                        Err(e) => fail(at + lane, e),
+                for (lane, start) in start_group(group).into_iter().enumerate().take(group.len()) {
+                    match start {
+                        Start::Done(Ok(sigma)) => out[lane] = sigma,
+                        Start::Done(Err(e)) => fail(at + lane, e),
+                        Start::From(search) => searches.push((at + lane, search)),
                     }
                 }
                 at += group.len();
             }
+            solve(&searches, outputs);
         },
     )
 }
 
-/// What one lane of a group of four `implied_vol` records needs.
-enum Start {
+/// What one `implied_vol` record needs.
+enum Start<T> {
     /// Known without iterating: NaN, an end of the bracket, or an error.
     Done(Result<f64, KernelError>),
-    /// Newton from this sigma.
-    From(f64),
+    /// A Newton search (from its first sigma, or as a whole [`Search`]).
+    From(T),
 }
 
-/// Solves up to four records at once (the last padded with a copy of the last): the bracket's
-/// prices in one pass, then safeguarded Newton in lockstep, each lane frozen once it converges.
-/// Each lane computes exactly what it would alone.
-fn solve_group(group: &[[f64; 6]]) -> [Result<f64, KernelError>; 4] {
+/// One contract's Newton search: what its price shares at every volatility (as [`Lanes`]
+/// holds it, one lane's worth), the price to reach and the first sigma.
+#[derive(Clone, Copy)]
+struct Search {
+    target: f64,
+    sigma: f64,
+    s: f64,
+    t: f64,
+    r: f64,
+    call: f64,
+    log_moneyness: f64,
+    discounted_k: f64,
+    sqrt_t: f64,
+}
+
+/// Up to four records (the last padded with a copy of the last): the bracket's prices in one
+/// pass, then each record's start.
+fn start_group(group: &[[f64; 6]]) -> [Start<Search>; 4] {
     let records = padded(group);
     let lanes = lanes(&records, 1);
     let (lo, hi) = SIGMA_RANGE;
@@ -301,40 +346,37 @@ fn solve_group(group: &[[f64; 6]]) -> [Result<f64, KernelError>; 4] {
     let (p_hi, _, scale_hi) = lanes.price_vega(F64x4::splat(hi));
     let (p_lo, scale_lo) = (p_lo.to_array(), scale_lo.to_array());
     let (p_hi, scale_hi) = (p_hi.to_array(), scale_hi.to_array());
-    let starts: [Start; 4] = core::array::from_fn(|i| {
+    let [s, t, r] = [lanes.s, lanes.t, lanes.r].map(F64x4::to_array);
+    let [log_moneyness, discounted_k, sqrt_t] =
+        [lanes.log_moneyness, lanes.discounted_k, lanes.sqrt_t].map(F64x4::to_array);
+    core::array::from_fn(|i| {
         let v = records[i];
         if v.iter().any(|x| x.is_nan()) {
             return Start::Done(Ok(f64::NAN));
         }
-        match Contract::parse(v[1], v[2], v[3], v[4], v[5]) {
-            Ok(contract) => bracket(
-                &contract,
-                v[0],
-                (p_lo[i], scale_lo[i]),
-                (p_hi[i], scale_hi[i]),
-            ),
-            Err(e) => Start::Done(Err(e)),
-        }
-    });
-    let newton: [f64; 4] = core::array::from_fn(|i| match starts[i] {
-        Start::From(sigma) => sigma,
-        Start::Done(_) => 0.5 * (lo + hi),
-    });
-    let active: [f64; 4] =
-        core::array::from_fn(|i| f64::from(u8::from(matches!(starts[i], Start::From(_)))));
-    let solved = newton_lanes(
-        &lanes,
-        field(&records, 0),
-        F64x4::load(&newton),
-        F64x4::load(&active),
-    )
-    .to_array();
-    let mut solved = solved.into_iter();
-    starts.map(|start| {
-        let sigma = solved.next().unwrap_or(f64::NAN);
-        match start {
-            Start::Done(result) => result,
-            Start::From(_) => Ok(sigma),
+        let contract = match Contract::parse(v[1], v[2], v[3], v[4], v[5]) {
+            Ok(contract) => contract,
+            Err(e) => return Start::Done(Err(e)),
+        };
+        let bracketed = bracket(
+            &contract,
+            v[0],
+            (p_lo[i], scale_lo[i]),
+            (p_hi[i], scale_hi[i]),
+        );
+        match bracketed {
+            Start::From(sigma) => Start::From(Search {
+                target: v[0],
+                sigma,
+                s: s[i],
+                t: t[i],
+                r: r[i],
+                call: v[5],
+                log_moneyness: log_moneyness[i],
+                discounted_k: discounted_k[i],
+                sqrt_t: sqrt_t[i],
+            }),
+            Start::Done(done) => Start::Done(done),
         }
     })
 }
@@ -350,7 +392,7 @@ fn bracket(
     target: f64,
     (p_lo, scale_lo): (f64, f64),
     (p_hi, scale_hi): (f64, f64),
-) -> Start {
+) -> Start<f64> {
     let (lo, hi) = SIGMA_RANGE;
     let noise = |scale: f64| 8.0 * f64::EPSILON * scale;
     let (noise_lo, noise_hi) = (noise(scale_lo), noise(scale_hi));
@@ -374,43 +416,149 @@ fn bracket(
     })
 }
 
-/// Safeguarded Newton on the price in every lane whose `active` is 1: Newton steps, falling
-/// back to bisection of the bracket whenever a step would leave it, to full double precision.
-fn newton_lanes(lanes: &Lanes<F64x4>, target: F64x4, start: F64x4, active: F64x4) -> F64x4 {
-    let c = F64x4::splat;
-    let (mut lo, mut hi) = (c(SIGMA_RANGE.0), c(SIGMA_RANGE.1));
-    let mut sigma = start;
-    let mut result = start;
-    let mut running = Real::eq(active, c(1.0));
-    for _ in 0..200 {
-        if !F64x4::any(running) {
-            return result;
+/// Newton steps a search takes at most; one still running after them gives its last sigma.
+const MAX_STEPS: u32 = 200;
+
+/// A search in progress in one lane of [`solve`].
+#[derive(Clone, Copy)]
+struct Running {
+    /// Where its result goes in the outputs.
+    at: usize,
+    steps: u32,
+}
+
+/// Runs every search (`(output index, search)`) to its sigma, written to `outputs`.
+///
+/// Safeguarded Newton on the price, four searches at a time, one per lane: Newton steps,
+/// falling back to bisection of the bracket whenever a step would leave it, to full double
+/// precision. A lane whose search ends takes the next search at once, so the lanes stay busy
+/// while a slow search (one that bisects) runs on: a lane costs each search's own steps, not
+/// the slowest of a fixed group's. Each lane computes exactly what its search would alone.
+fn solve(searches: &[(usize, Search)], outputs: &mut [f64]) {
+    let mut queue = searches.iter();
+    let mut running: [Option<Running>; 4] = [None; 4];
+    let mut lane_search = [Search {
+        target: 0.0,
+        sigma: 0.5,
+        s: 1.0,
+        t: 1.0,
+        r: 0.0,
+        call: 1.0,
+        log_moneyness: 0.0,
+        discounted_k: 1.0,
+        sqrt_t: 1.0,
+    }; 4];
+    let (mut lo, mut hi, mut sigma) = ([0.0; 4], [0.0; 4], [0.0; 4]);
+    let mut lanes = search_lanes(&lane_search);
+    let mut target = F64x4::splat(0.0);
+    loop {
+        let mut refilled = false;
+        for (lane, slot) in running.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let Some(&(at, search)) = queue.next() else {
+                break;
+            };
+            *slot = Some(Running { at, steps: 0 });
+            lane_search[lane] = search;
+            (lo[lane], hi[lane], sigma[lane]) = (SIGMA_RANGE.0, SIGMA_RANGE.1, search.sigma);
+            refilled = true;
         }
-        let (price, vega, _) = lanes.price_vega(sigma);
-        let diff = price - target;
-        let exact = Real::eq(diff, c(0.0));
-        result = F64x4::select(running & exact, sigma, result);
-        running = running & !exact;
-        let below = diff.lt(c(0.0));
-        lo = F64x4::select(below, sigma, lo);
-        hi = F64x4::select(below, hi, sigma);
-        let newton = sigma - diff / vega;
-        let inside = newton.gt(lo) & newton.lt(hi);
-        let next = F64x4::select(inside, newton, c(0.5) * (lo + hi));
-        let eps2 = c(2.0 * f64::EPSILON);
-        let converged = (next - sigma).abs().le(eps2 * sigma) | (hi - lo).le(eps2 * hi);
-        result = F64x4::select(running & converged, next, result);
-        running = running & !converged;
-        sigma = next;
+        if running.iter().all(Option::is_none) {
+            return;
+        }
+        if refilled {
+            lanes = search_lanes(&lane_search);
+            target = F64x4::load(&lane_search.map(|s| s.target));
+        }
+        let step = newton_step(
+            &lanes,
+            target,
+            F64x4::load(&lo),
+            F64x4::load(&hi),
+            F64x4::load(&sigma),
+        );
+        let next = step.next.to_array();
+        for (lane, slot) in running.iter_mut().enumerate() {
+            let Some(search) = slot else {
+                continue;
+            };
+            search.steps += 1;
+            let result = if step.exact[lane] {
+                Some(sigma[lane])
+            } else if step.converged[lane] || search.steps == MAX_STEPS {
+                Some(next[lane])
+            } else {
+                None
+            };
+            if let Some(result) = result {
+                outputs[search.at] = result;
+                *slot = None;
+            }
+        }
+        (lo, hi, sigma) = (step.lo.to_array(), step.hi.to_array(), next);
     }
-    F64x4::select(running, sigma, result)
+}
+
+/// The lanes of four searches.
+fn search_lanes(searches: &[Search; 4]) -> Lanes<F64x4> {
+    let field = |f: fn(&Search) -> f64| F64x4::load(&searches.map(|s| f(&s)));
+    Lanes {
+        s: field(|s| s.s),
+        t: field(|s| s.t),
+        r: field(|s| s.r),
+        call: Real::eq(field(|s| s.call), F64x4::splat(1.0)),
+        log_moneyness: field(|s| s.log_moneyness),
+        discounted_k: field(|s| s.discounted_k),
+        sqrt_t: field(|s| s.sqrt_t),
+    }
+}
+
+/// One safeguarded Newton step in each lane.
+struct Step {
+    /// The bracket after the step.
+    lo: F64x4,
+    hi: F64x4,
+    /// The next sigma.
+    next: F64x4,
+    /// Where the price at sigma is the target exactly (the search ends at sigma).
+    exact: [bool; 4],
+    /// Where the step converged (the search ends at `next`).
+    converged: [bool; 4],
+}
+
+/// One safeguarded Newton step from `sigma` in the bracket [`lo`, `hi`]: a Newton step on the
+/// price, or bisection of the bracket where the step would leave it.
+#[inline(always)]
+fn newton_step(lanes: &Lanes<F64x4>, target: F64x4, lo: F64x4, hi: F64x4, sigma: F64x4) -> Step {
+    let c = F64x4::splat;
+    let (price, vega, _) = lanes.price_vega(sigma);
+    let diff = price - target;
+    let exact = Real::eq(diff, c(0.0));
+    let below = diff.lt(c(0.0));
+    let lo = F64x4::select(below, sigma, lo);
+    let hi = F64x4::select(below, hi, sigma);
+    let newton = sigma - diff / vega;
+    let inside = newton.gt(lo) & newton.lt(hi);
+    let next = F64x4::select(inside, newton, c(0.5) * (lo + hi));
+    let eps2 = c(2.0 * f64::EPSILON);
+    let converged = (next - sigma).abs().le(eps2 * sigma) | (hi - lo).le(eps2 * hi);
+    Step {
+        lo,
+        hi,
+        next,
+        exact: lane_flags(exact),
+        converged: lane_flags(converged),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Contract, Record, plainly_valid};
+    use super::{Contract, Record, lane_flags, plainly_valid};
     use crate::table::run;
     use crate::tensor::{KernelError, Tensor};
+    use crunch_math::{F64x4, Real};
 
     fn one(kernel: &str, v: &[f64]) -> Result<Tensor, KernelError> {
         run(kernel, &[], &[vec![Tensor::vector(v.to_vec())]]).remove(0)
@@ -484,7 +632,8 @@ mod tests {
                                 let v = [s, k, t, r, sigma, flag];
                                 let valid =
                                     matches!(Contract::with_sigma(&v), Ok(Record::Valid(_)));
-                                assert_eq!(plainly_valid(&v), valid, "{v:?}");
+                                let quick = plainly_valid(&v.map(F64x4::splat));
+                                assert_eq!(lane_flags(quick), [valid; 4], "{v:?}");
                                 checked += 1;
                             }
                         }
