@@ -64,8 +64,8 @@ impl PackCache {
         digest: &str,
         fetch: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<(KernelPack, CacheHit)> {
-        if let Some(pack) = self.lookup(digest)? {
-            return Ok((pack, CacheHit::Memory));
+        if let Some(hit) = self.in_memory(digest)? {
+            return Ok(hit);
         }
         let gate = Arc::clone(
             self.loading
@@ -75,7 +75,12 @@ impl PackCache {
                 .or_default(),
         );
         let _loading = gate.lock().unwrap_or_else(PoisonError::into_inner);
-        let loaded = self.load(digest, fetch);
+        // Another thread may have loaded it while this one waited.
+        let loaded = match self.in_memory(digest) {
+            Ok(Some(hit)) => Ok(hit),
+            Ok(None) => self.load(digest, fetch),
+            Err(e) => Err(e),
+        };
         self.loading
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -83,16 +88,18 @@ impl PackCache {
         loaded
     }
 
-    /// [`get`](Self::get)'s work once this thread holds the digest's loading lock.
+    /// The pack with `digest` if it is in memory.
+    fn in_memory(&self, digest: &str) -> Result<Option<(KernelPack, CacheHit)>> {
+        Ok(self.lookup(digest)?.map(|pack| (pack, CacheHit::Memory)))
+    }
+
+    /// [`get`](Self::get)'s work once this thread holds the digest's loading lock and the pack
+    /// is not in memory: from disk, else compiled.
     fn load(
         &self,
         digest: &str,
         fetch: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<(KernelPack, CacheHit)> {
-        // Another thread may have loaded it while this one waited.
-        if let Some(pack) = self.lookup(digest)? {
-            return Ok((pack, CacheHit::Memory));
-        }
         if let Some(pack) = self.load_from_disk(digest) {
             self.insert(digest, pack.clone())?;
             return Ok((pack, CacheHit::Disk));
