@@ -121,8 +121,9 @@ fn block_4x4(
 /// `ols`: [X (n x p), y (n)] -> the coefficients b minimising |X b - y|.
 ///
 /// The normal equations, refined once (as a vectorised NumPy solution does), where X is well
-/// enough conditioned for them; else Householder QR. Unlike `lstsq`, which returns a minimum-norm solution, a rank-deficient or
-/// under-determined X (n < p) is a domain error: the coefficients are not unique.
+/// enough conditioned for them; else Householder QR. Unlike `lstsq`, which returns a
+/// minimum-norm solution, a rank-deficient or under-determined X (n < p) is a domain error: the
+/// coefficients are not unique.
 pub fn ols(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelError> {
     let [x, y] = check::inputs(item, ["X", "y"])?;
     let x = check::matrix(x, "X")?;

@@ -244,11 +244,7 @@ impl NativeClient {
             None => py.None().into_bound(py),
             Some(function) => {
                 let workers = workers.unwrap_or_else(|| match &plan {
-                    Some(plan) => plan
-                        .estimate
-                        .workers
-                        .clamp(1, u64::from(DEFAULT_MAX_CONCURRENCY))
-                        as u32,
+                    Some(plan) => plan.invocations(DEFAULT_MAX_CONCURRENCY),
                     None => fanout::default_workers(spec.batch_count, DEFAULT_MAX_CONCURRENCY),
                 });
                 let target = fanout::FanoutTarget {

@@ -15,7 +15,6 @@ use crunch::plan::model::{self, Assumptions, JobLimits};
 use crunch::plan::{probe, sample};
 use crunch::queue::jobs::{self, SubmitOptions};
 use crunch::queue::store::Redis;
-use crunch::sandbox::batch;
 use crunch::{Engine, Item, KernelCall, KernelPack, Limits};
 use crunch_bench::{workers, workloads};
 use crunch_tests::paths;
@@ -112,12 +111,7 @@ fn main() -> Result<()> {
         let count = ((args.seconds / per_item.max(1e-12)) as usize).clamp(1000, args.max_items);
         let items: Vec<Item> = workload.items.iter().cycle().take(count).cloned().collect();
         let sample = sample::measure(&pack, &call, &items, Duration::from_secs(1))?;
-        let limits = JobLimits {
-            batch_time_s: 60.0,
-            memory_cap: batch::items_within_memory(&items, Limits::default().memory_bytes),
-            result_bytes: Limits::default().result_bytes(),
-            batch_size: None,
-        };
+        let limits = JobLimits::of(&items, call.batch_time, &Limits::default());
         let redis_cost = probe::measure_for(&mut Redis::connect(&redis.url())?, &sample)?;
         let assumptions = Assumptions::with_local_redis(Some(redis_cost));
         for workers in [1, 2] {

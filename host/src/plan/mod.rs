@@ -135,6 +135,13 @@ pub struct SpecPlan {
     pub estimate: Estimate,
 }
 
+impl SpecPlan {
+    /// The Lambda invocations to start for this plan: its fan-out, from 1 to `most`.
+    pub fn invocations(&self, most: u32) -> u32 {
+        self.estimate.workers.clamp(1, u64::from(most)) as u32
+    }
+}
+
 /// Where the batches of an automatically sized job will run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SubmitVenue {
@@ -161,15 +168,7 @@ pub fn for_submit(
     venue: SubmitVenue,
 ) -> Result<SpecPlan> {
     let sample = sample::measure(pack, call, items, budget)?;
-    let limits = JobLimits {
-        batch_time_s: call.batch_time.as_secs_f64(),
-        memory_cap: crate::sandbox::batch::items_within_memory(
-            items,
-            crate::Limits::default().memory_bytes,
-        ),
-        result_bytes: crate::Limits::default().result_bytes(),
-        batch_size: None,
-    };
+    let limits = JobLimits::of(items, call.batch_time, &crate::Limits::default());
     let estimate = match venue {
         SubmitVenue::ThisMachine => {
             let redis = probe::measure_for(store, &sample)?;

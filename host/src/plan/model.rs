@@ -82,6 +82,23 @@ pub struct JobLimits {
     pub batch_size: Option<usize>,
 }
 
+impl JobLimits {
+    /// The limits of a job over `items` whose batches run under `limits` with `batch_time` each,
+    /// its batch size left to the policy.
+    pub fn of(
+        items: &[crate::Item],
+        batch_time: std::time::Duration,
+        limits: &crate::Limits,
+    ) -> Self {
+        Self {
+            batch_time_s: batch_time.as_secs_f64(),
+            memory_cap: crate::sandbox::batch::items_within_memory(items, limits.memory_bytes),
+            result_bytes: limits.result_bytes(),
+            batch_size: None,
+        }
+    }
+}
+
 /// A Lambda deployment and how its fan-out is chosen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LambdaTarget {

@@ -13,7 +13,6 @@ use crunch::plan::probe;
 use crunch::plan::sample::{self, Sample};
 use crunch::plan::{self, Deployments, JobPlan};
 use crunch::queue::store::Redis;
-use crunch::sandbox::batch;
 use crunch::{Item, KernelPack, Limits};
 
 use crate::pack_path::PackArgs;
@@ -134,10 +133,8 @@ pub fn main(args: PlanArgs) -> Result<ExitCode> {
         compile_s,
     };
     let limits = JobLimits {
-        batch_time_s: time_limit.as_secs_f64(),
-        memory_cap: batch::items_within_memory(&items, memory_bytes),
-        result_bytes: engine.limits().result_bytes(),
         batch_size: args.batch_size.map(|b| b as usize),
+        ..JobLimits::of(&items, time_limit, &engine.limits())
     };
     let redis = match &args.redis {
         Some(url) => {

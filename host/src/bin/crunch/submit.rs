@@ -140,10 +140,7 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let workers = args.workers.unwrap_or_else(|| match &plan {
-        Some(plan) => plan
-            .estimate
-            .workers
-            .clamp(1, u64::from(args.max_concurrency)) as u32,
+        Some(plan) => plan.invocations(args.max_concurrency),
         None => fanout::default_workers(spec.batch_count, args.max_concurrency),
     });
     let report = fanout.invoke_workers(&spec.job, workers)?;
