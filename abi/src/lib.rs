@@ -156,6 +156,7 @@ impl TensorRef<'_> {
 }
 
 /// The number of elements a shape describes, or `None` if it overflows.
+#[inline]
 pub fn element_count(shape: &[u32]) -> Option<usize> {
     shape
         .iter()
@@ -274,33 +275,73 @@ impl<'a> Items<'a> {
         }
     }
 
+    /// Reads the next item of a batch's results, which hold one output tensor per item or,
+    /// for an item that failed, none: `Ok(None)` for an item with no tensors. `None` once every
+    /// item has been read; an error when the lists end early or an item holds more than one
+    /// tensor, after which reading stops.
+    #[inline]
+    pub fn next_output(&mut self) -> Option<Result<Option<TensorRef<'a>>, WireError>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let result = match self.shapes {
+            [0, rest @ ..] => {
+                self.shapes = rest;
+                Ok(None)
+            }
+            [1, rest @ ..] => {
+                self.shapes = rest;
+                self.read_tensor().map(Some)
+            }
+            [n, ..] => Err(WireError::Malformed(format!(
+                "an item of {n} tensors, where a result holds one or none"
+            ))),
+            [] => Err(WireError::Malformed(
+                "the shapes end before a tensor count".into(),
+            )),
+        };
+        if result.is_err() {
+            self.remaining = 0;
+        }
+        Some(result)
+    }
+
     fn read_item(&mut self, tensors: &mut Vec<TensorRef<'a>>) -> Result<(), WireError> {
         let n = self.take_word("tensor count")?;
         for _ in 0..n {
-            let rank = self.take_word("rank")? as usize;
-            if rank > self.shapes.len() {
-                return Err(WireError::Malformed(format!(
-                    "rank {rank} but {} shape words left",
-                    self.shapes.len()
-                )));
-            }
-            let (shape, rest) = self.shapes.split_at(rank);
-            self.shapes = rest;
-            let len = element_count(shape)
-                .filter(|&len| len <= self.data.len())
-                .ok_or_else(|| {
-                    WireError::Malformed(format!(
-                        "shape {shape:?} needs more values than the {} left",
-                        self.data.len()
-                    ))
-                })?;
-            let (data, rest) = self.data.split_at(len);
-            self.data = rest;
-            tensors.push(TensorRef { shape, data });
+            let tensor = self.read_tensor()?;
+            tensors.push(tensor);
         }
         Ok(())
     }
 
+    /// Reads one tensor: its rank, its dimensions, then its values.
+    #[inline]
+    fn read_tensor(&mut self) -> Result<TensorRef<'a>, WireError> {
+        let rank = self.take_word("rank")? as usize;
+        if rank > self.shapes.len() {
+            return Err(WireError::Malformed(format!(
+                "rank {rank} but {} shape words left",
+                self.shapes.len()
+            )));
+        }
+        let (shape, rest) = self.shapes.split_at(rank);
+        self.shapes = rest;
+        let len = element_count(shape)
+            .filter(|&len| len <= self.data.len())
+            .ok_or_else(|| {
+                WireError::Malformed(format!(
+                    "shape {shape:?} needs more values than the {} left",
+                    self.data.len()
+                ))
+            })?;
+        let (data, rest) = self.data.split_at(len);
+        self.data = rest;
+        Ok(TensorRef { shape, data })
+    }
+
+    #[inline]
     fn take_word(&mut self, what: &str) -> Result<u32, WireError> {
         let (&word, rest) = self
             .shapes

@@ -251,25 +251,34 @@ impl Batch {
         let mut built = ResultsBuilder::new(&outputs.shapes, &outputs.data, self.len);
         let mut refused = self.refused.iter().peekable();
         let mut failures = results.failures.into_iter().peekable();
+        // Where the next refused item and the next failure are: every item before them has an
+        // output, which the loop below records without looking at either list.
+        let mut next_refused = refused.peek().map_or(usize::MAX, |(p, _)| *p);
+        let mut next_failure = failures.peek().map_or(usize::MAX, |f| f.index as usize);
         let mut reader = crunch_abi::Items::new(outputs.count, &outputs.shapes, &outputs.data);
-        let mut tensors = Vec::with_capacity(1);
         for (index, &position) in self.positions.iter().enumerate() {
-            while let Some((_, error)) = refused.next_if(|(p, _)| *p < position) {
-                built.error(error.clone());
+            if next_refused < position {
+                while let Some((_, error)) = refused.next_if(|(p, _)| *p < position) {
+                    built.error(error.clone());
+                }
+                next_refused = refused.peek().map_or(usize::MAX, |(p, _)| *p);
             }
-            let read = reader
-                .next_into(&mut tensors)
-                .ok_or("the pack's outputs end early")?;
-            read.map_err(|e| format!("the pack's outputs: {e}"))?;
-            let failure = failures.next_if(|f| f.index as usize == index);
-            match (&tensors[..], failure) {
-                ([t], None) => built.output(*t),
-                ([], Some(f)) => built.error(ItemError::Kernel(capped(f.error))),
-                (ts, f) => {
+            let output = reader
+                .next_output()
+                .ok_or("the pack's outputs end early")?
+                .map_err(|e| format!("the pack's outputs, item {index}: {e}"))?;
+            match (output, index == next_failure) {
+                (Some(t), false) => built.output(t),
+                (None, true) => {
+                    let failure = failures.next().expect("the failure peeked at");
+                    built.error(ItemError::Kernel(capped(failure.error)));
+                    next_failure = failures.peek().map_or(usize::MAX, |f| f.index as usize);
+                }
+                (output, failed) => {
                     return Err(format!(
-                        "item {index}: the pack returned {} output tensors and {} failure",
-                        ts.len(),
-                        if f.is_some() { "a" } else { "no" }
+                        "item {index}: the pack returned {} output tensor and {} failure",
+                        if output.is_some() { "an" } else { "no" },
+                        if failed { "a" } else { "no" }
                     ));
                 }
             }
@@ -429,5 +438,73 @@ mod tests {
         };
         let err = batch.results(results).unwrap_err();
         assert!(err.contains("item 1"), "{err}");
+    }
+
+    #[test]
+    fn every_way_a_pack_breaks_the_contract_is_named() {
+        let bad = Tensor {
+            shape: vec![2],
+            data: vec![],
+        };
+        let items = [
+            vec![bad.clone()],
+            vec![scalar(1.0)],
+            vec![scalar(2.0)],
+            vec![bad],
+        ];
+        let batch = Batch::from_items(&items);
+        let failure = |index| ItemFailure {
+            index,
+            error: KernelError::Domain("no".into()),
+        };
+        let results = |shapes: Vec<u32>, data: Vec<f64>, failures| BatchResults {
+            outputs: crate::data::types::WireData {
+                count: 2,
+                shapes,
+                data,
+            },
+            failures,
+        };
+        let cases = [
+            (
+                results(vec![1, 0, 1, 0], vec![1.0, 2.0], vec![failure(1)]),
+                "an output tensor and a failure",
+            ),
+            (
+                results(vec![1, 0, 0], vec![1.0], vec![failure(0)]),
+                "an output tensor and a failure",
+            ),
+            (
+                results(vec![1, 0, 0], vec![1.0], vec![failure(1), failure(1)]),
+                "out of order",
+            ),
+            (
+                results(vec![2, 0, 0, 0], vec![1.0, 2.0], vec![]),
+                "an item of 2 tensors",
+            ),
+            (
+                results(vec![1, 0, 1, 0], vec![1.0, 2.0, 3.0], vec![]),
+                "left over",
+            ),
+            (
+                results(vec![1, 0, 1, 1, 2], vec![1.0, 2.0], vec![]),
+                "needs more values",
+            ),
+        ];
+        for (results, expected) in cases {
+            let err = batch.results(results).unwrap_err();
+            assert!(err.contains(expected), "{err}");
+        }
+        let out = batch
+            .results(results(vec![1, 0, 0], vec![1.0], vec![failure(1)]))
+            .unwrap()
+            .to_vec();
+        assert!(matches!(&out[0], Err(e) if e.message().contains("needs 2 values")));
+        assert_eq!(out[1], Ok(scalar(1.0)));
+        assert_eq!(
+            out[2],
+            Err(ItemError::Kernel(KernelError::Domain("no".into())))
+        );
+        assert!(matches!(&out[3], Err(e) if e.message().contains("needs 2 values")));
     }
 }

@@ -25,23 +25,78 @@ pub struct Results {
     errors: Vec<ItemError>,
 }
 
-/// Where one item's output lies in `shapes`/`data`, or which of `errors` it got.
+/// Where one item's output lies in `shapes`/`data`, or which of `errors` it got, in 16 bytes
+/// (a batch of small outputs holds one per item): an output's dimensions start at
+/// `shape_start` and its values at `data_start`; a failed item has `rank` [`FAILED`] and
+/// `data_start` the index of its error. A batch's shape words fit in `u32`: they crossed the
+/// component boundary in one list of a 32-bit memory.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Entry {
+struct Entry {
+    data_start: usize,
+    shape_start: u32,
+    rank: u32,
+}
+
+/// [`Entry::rank`] of a failed item.
+const FAILED: u32 = u32::MAX;
+
+/// What an [`Entry`] says of its item.
+enum Slot {
     Output {
-        shape_start: usize,
-        rank: usize,
+        shape: std::ops::Range<usize>,
         data_start: usize,
-        values: usize,
     },
     Failed(usize),
+}
+
+impl Entry {
+    fn output(shape_start: usize, rank: usize, data_start: usize) -> Self {
+        Self {
+            data_start,
+            shape_start: u32::try_from(shape_start).expect("a batch's shape words fit in u32"),
+            rank: u32::try_from(rank).expect("a rank is one u32 word"),
+        }
+    }
+
+    fn failed(error: usize) -> Self {
+        Self {
+            data_start: error,
+            shape_start: 0,
+            rank: FAILED,
+        }
+    }
+
+    #[inline]
+    fn slot(self) -> Slot {
+        match self.rank {
+            FAILED => Slot::Failed(self.data_start),
+            rank => {
+                let start = self.shape_start as usize;
+                Slot::Output {
+                    shape: start..start + rank as usize,
+                    data_start: self.data_start,
+                }
+            }
+        }
+    }
+
+    /// This entry in results that follow `shapes` shape words, `data` values and `errors`
+    /// errors of others.
+    fn after(self, shapes: usize, data: usize, errors: usize) -> Self {
+        match self.slot() {
+            Slot::Output { shape, data_start } => {
+                Self::output(shape.start + shapes, shape.len(), data_start + data)
+            }
+            Slot::Failed(error) => Self::failed(error + errors),
+        }
+    }
 }
 
 impl Results {
     /// Results for `len` items that all failed with `error` (a batch that failed as a whole).
     pub fn all_failed(len: usize, error: ItemError) -> Self {
         Self {
-            entries: vec![Entry::Failed(0); len],
+            entries: vec![Entry::failed(0); len],
             errors: vec![error],
             ..Self::default()
         }
@@ -78,18 +133,17 @@ impl Results {
             self.data.truncate(data);
             return Err(e);
         }
-        self.entries.push(Entry::Output {
-            shape_start: shapes + 1,
-            rank: self.shapes.len() - shapes - 1,
-            data_start: data,
-            values: self.data.len() - data,
-        });
+        self.entries.push(Entry::output(
+            shapes + 1,
+            self.shapes.len() - shapes - 1,
+            data,
+        ));
         Ok(())
     }
 
     /// Appends an item that failed with `error`.
     pub(crate) fn push_error(&mut self, error: ItemError) {
-        self.entries.push(Entry::Failed(self.errors.len()));
+        self.entries.push(Entry::failed(self.errors.len()));
         self.errors.push(error);
     }
 
@@ -99,21 +153,12 @@ impl Results {
         self.shapes.extend(other.shapes);
         self.data.extend(other.data);
         self.errors.extend(other.errors);
-        self.entries
-            .extend(other.entries.into_iter().map(|entry| match entry {
-                Entry::Output {
-                    shape_start,
-                    rank,
-                    data_start,
-                    values,
-                } => Entry::Output {
-                    shape_start: shape_start + shapes,
-                    rank,
-                    data_start: data_start + data,
-                    values,
-                },
-                Entry::Failed(error) => Entry::Failed(error + errors),
-            }));
+        self.entries.extend(
+            other
+                .entries
+                .into_iter()
+                .map(|entry| entry.after(shapes, data, errors)),
+        );
     }
 
     /// Items in the batch.
@@ -138,21 +183,12 @@ impl Results {
 
     /// How many items failed.
     pub fn failed(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| matches!(e, Entry::Failed(_)))
-            .count()
+        self.entries.iter().filter(|e| e.rank == FAILED).count()
     }
 
     /// Values across every output tensor.
     pub fn values(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|e| match e {
-                Entry::Output { values, .. } => *values,
-                Entry::Failed(_) => 0,
-            })
-            .sum()
+        self.iter().map(|r| r.map_or(0, |t| t.data.len())).sum()
     }
 
     /// The results as owned tensors and errors.
@@ -168,18 +204,19 @@ impl Results {
             .collect()
     }
 
+    #[inline]
     fn resolve(&self, entry: Entry) -> ResultRef<'_> {
-        match entry {
-            Entry::Output {
-                shape_start,
-                rank,
-                data_start,
-                values,
-            } => Ok(TensorRef {
-                shape: &self.shapes[shape_start..shape_start + rank],
-                data: &self.data[data_start..data_start + values],
-            }),
-            Entry::Failed(error) => Err(&self.errors[error]),
+        match entry.slot() {
+            Slot::Output { shape, data_start } => {
+                let shape = &self.shapes[shape];
+                // Entries are only made for outputs read whole from these lists.
+                let values = crunch_abi::element_count(shape).expect("an output read whole");
+                Ok(TensorRef {
+                    shape,
+                    data: &self.data[data_start..data_start + values],
+                })
+            }
+            Slot::Failed(error) => Err(&self.errors[error]),
         }
     }
 }
@@ -223,18 +260,21 @@ impl<'a> ResultsBuilder<'a> {
 
     /// The next item's output: `tensor`, read from this builder's lists.
     pub(crate) fn output(&mut self, tensor: TensorRef<'a>) {
-        self.built.entries.push(Entry::Output {
-            shape_start: offset_in(self.shapes, tensor.shape),
-            rank: tensor.shape.len(),
-            data_start: offset_in(self.data, tensor.data),
-            values: tensor.data.len(),
-        });
+        debug_assert_eq!(
+            crunch_abi::element_count(tensor.shape),
+            Some(tensor.data.len())
+        );
+        self.built.entries.push(Entry::output(
+            offset_in(self.shapes, tensor.shape),
+            tensor.shape.len(),
+            offset_in(self.data, tensor.data),
+        ));
     }
 
     /// The next item failed with `error`.
     pub(crate) fn error(&mut self, error: ItemError) {
         let built = &mut self.built;
-        built.entries.push(Entry::Failed(built.errors.len()));
+        built.entries.push(Entry::failed(built.errors.len()));
         built.errors.push(error);
     }
 
@@ -245,11 +285,9 @@ impl<'a> ResultsBuilder<'a> {
 }
 
 /// Where `part`, a sub-slice of `whole`, starts within it.
+/// An empty `part` counts too: it was cut from `whole` where it starts.
 fn offset_in<T>(whole: &[T], part: &[T]) -> usize {
-    if part.is_empty() {
-        return 0;
-    }
-    let offset = (part.as_ptr() as usize - whole.as_ptr() as usize) / size_of::<T>();
+    let offset = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize) / size_of::<T>();
     debug_assert!(offset + part.len() <= whole.len());
     offset
 }
