@@ -11,25 +11,29 @@ use crunch_math::F64x4;
 
 /// `norm_cdf`: the CDF of every value of every item.
 pub fn cdf_batch(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
-    elementwise(items, "x", crunch_math::cdf::<F64x4>)
+    elementwise(items, "x", |xs, out| {
+        crunch_math::map(xs, out, crunch_math::cdf::<F64x4>);
+    })
 }
 
-/// `norm_ppf`: the quantile of every value of every item.
+/// `norm_ppf`: the quantile of every value of every item, central values and tails in
+/// separate passes ([`crunch_math::ppf_slice`]).
 pub fn ppf_batch(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
-    elementwise(items, "p", crunch_math::ppf::<F64x4>)
+    elementwise(items, "p", crunch_math::ppf_slice)
 }
 
+/// Every item one tensor named `name`, `f` from its values to its outputs.
 #[inline(always)]
 fn elementwise(
     items: Items<'_>,
     name: &str,
-    f: impl Fn(F64x4) -> F64x4 + Copy,
+    f: impl Fn(&[f64], &mut [f64]) + Copy,
 ) -> BatchResults<KernelError> {
     crunch_abi::map_elementwise(
         items,
         unreadable,
         |item| check::inputs(item, [name]).map(|_| ()),
-        |xs, out| crunch_math::map(xs, out, f),
+        f,
     )
 }
 

@@ -153,6 +153,20 @@ impl Mask {
     pub fn lane(self, i: usize) -> bool {
         imp::bitmask(self.0) & (1 << i) != 0
     }
+
+    /// Bit `i` set where lane `i` is.
+    #[inline(always)]
+    pub fn bits(self) -> u8 {
+        imp::bitmask(self.0)
+    }
+}
+
+impl Mask4 {
+    /// Bit `i` set where lane `i` (0 to 3) is.
+    #[inline(always)]
+    pub fn bits(self) -> u8 {
+        self.0.bits() | (self.1.bits() << 2)
+    }
 }
 
 impl U64x2 {
