@@ -16,10 +16,12 @@ pub fn cdf_batch(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
     })
 }
 
-/// `norm_ppf`: the quantile of every value of every item, central values and tails in
-/// separate passes ([`crunch_math::ppf_slice`]).
+/// `norm_ppf`: the quantile of every value of every item: the central region four lanes at a
+/// time, the tails set aside and gathered four at a time ([`crunch_math::map_common`]).
 pub fn ppf_batch(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
-    elementwise(items, "p", crunch_math::ppf_slice)
+    elementwise(items, "p", |ps, out| {
+        crunch_math::map_common(ps, out, crunch_math::ppf_central, crunch_math::ppf::<F64x4>);
+    })
 }
 
 /// Every item one tensor named `name`, `f` from its values to its outputs.

@@ -13,7 +13,7 @@ mod normal;
 pub mod simd;
 
 pub use explog::{exp, exp_with_tail, log};
-pub use normal::{FRAC_1_SQRT_2PI, cdf, cdf_both, cdf_both_pdf, pdf, ppf, ppf_slice};
+pub use normal::{FRAC_1_SQRT_2PI, cdf, cdf_both, cdf_both_pdf, pdf, ppf, ppf_central};
 pub use simd::{F64x2, F64x4, Mask, Mask4, Real, U64x2, U64x4};
 
 /// The vector functions on one value: the same code and bits as each lane of the vector forms.
@@ -75,5 +75,54 @@ pub fn map(xs: &[f64], out: &mut [f64], f: impl Fn(F64x4) -> F64x4) {
         let mut padded = [last; 4];
         padded[..rest.len()].copy_from_slice(rest);
         out_rest.copy_from_slice(&f(F64x4::load(&padded)).to_array()[..rest.len()]);
+    }
+}
+
+/// `out[i] = f(xs[i])` for every value like [`map`], for an `f` with a common branch that is
+/// cheap to compute everywhere: `common(x)` gives `f(x)` in the lanes its mask sets, and the
+/// other lanes are set aside and computed by `f` after each block of 256 values, four at a
+/// time. So a group of four with one rare lane does not compute both branches. The bits are
+/// those of `f` on each value, since each lane's result depends only on its own value.
+///
+/// # Panics
+/// If `out` is shorter than `xs`.
+#[inline(always)]
+pub fn map_common(
+    xs: &[f64],
+    out: &mut [f64],
+    common: impl Fn(F64x4) -> (F64x4, Mask4),
+    f: impl Fn(F64x4) -> F64x4,
+) {
+    const BLOCK: usize = 256;
+    let out = &mut out[..xs.len()];
+    let mut rare = [0u16; BLOCK];
+    for (xs, out) in xs.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        let mut n = 0;
+        let (quads, _) = xs.as_chunks::<4>();
+        let (out_quads, _) = out.as_chunks_mut::<4>();
+        for (i, (x, y)) in quads.iter().zip(out_quads).enumerate() {
+            let (value, mask) = common(F64x4::load(x));
+            *y = value.to_array();
+            let mut outside = !mask.bits() & 0b1111;
+            if outside != 0 {
+                // Each index is written, and kept where its lane is rare: no branch per lane.
+                for lane in 0..4 {
+                    rare[n] = (4 * i + lane) as u16;
+                    n += usize::from(outside & 1);
+                    outside >>= 1;
+                }
+            }
+        }
+        for at in 4 * quads.len()..xs.len() {
+            rare[n] = at as u16;
+            n += 1;
+        }
+        for group in rare[..n].chunks(4) {
+            let x = core::array::from_fn(|i| xs[usize::from(group[i.min(group.len() - 1)])]);
+            let y = f(F64x4::load(&x)).to_array();
+            for (&at, y) in group.iter().zip(y) {
+                out[usize::from(at)] = y;
+            }
+        }
     }
 }

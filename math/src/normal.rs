@@ -13,7 +13,7 @@
 #![allow(clippy::excessive_precision)]
 
 use crate::explog::{exp_with_tail, log};
-use crate::simd::{F64x4, Real};
+use crate::simd::Real;
 
 /// 1 / sqrt(2 pi).
 pub const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_677_94;
@@ -288,54 +288,10 @@ pub fn ppf<V: Real>(p: V) -> V {
     }
 }
 
-/// Φ⁻¹ of every value of `ps` into `out`, with the same bits as [`ppf`] on each: the central
-/// region (p in [0.075, 0.925]) four lanes at a time, and the tails (and 0, 1, NaN and values
-/// outside [0, 1]) gathered four at a time after each block, so no group of four lanes computes
-/// both branches.
-///
-/// # Panics
-/// If `out` is shorter than `ps`.
+/// Φ⁻¹(p) for the lanes where p is in [0.075, 0.925] (the mask), by AS 241's central rational:
+/// the common branch for [`crate::map_common`].
 #[inline(always)]
-pub fn ppf_slice(ps: &[f64], out: &mut [f64]) {
-    const BLOCK: usize = 256;
-    let out = &mut out[..ps.len()];
-    let mut tails = [0u16; BLOCK];
-    for (ps, out) in ps.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
-        let mut n = 0;
-        let (quads, _) = ps.as_chunks::<4>();
-        let (out_quads, _) = out.as_chunks_mut::<4>();
-        for (i, (p, y)) in quads.iter().zip(out_quads).enumerate() {
-            let (value, central) = ppf_central(F64x4::load(p));
-            *y = value.to_array();
-            let mut outside = !central.bits();
-            if outside & 0xf != 0 {
-                // Compacted without a branch per lane: each index is written, and kept when
-                // its lane is a tail.
-                for lane in 0..4 {
-                    tails[n] = (4 * i + lane) as u16;
-                    n += usize::from(outside & 1);
-                    outside >>= 1;
-                }
-            }
-        }
-        for at in 4 * quads.len()..ps.len() {
-            tails[n] = at as u16;
-            n += 1;
-        }
-        for group in tails[..n].chunks(4) {
-            let p: [f64; 4] =
-                core::array::from_fn(|i| ps[usize::from(group[i.min(group.len() - 1)])]);
-            let value = ppf(F64x4::load(&p)).to_array();
-            for (&at, v) in group.iter().zip(value) {
-                out[usize::from(at)] = v;
-            }
-        }
-    }
-}
-
-/// Φ⁻¹(p) for the lanes where p is in [0.075, 0.925] (the mask), by AS 241's central rational.
-#[inline(always)]
-fn ppf_central<V: Real>(p: V) -> (V, V::Mask) {
+pub fn ppf_central<V: Real>(p: V) -> (V, V::Mask) {
     let c = V::splat;
     let q = p - c(0.5);
     let central = q.abs().le(c(0.425));
@@ -444,9 +400,9 @@ mod tests {
     }
 
     #[test]
-    fn the_slice_form_gives_each_value_what_one_gives() {
-        // Every region and edge, in runs that put central values and tails in the same groups of
-        // four, over more than one block and with a ragged end.
+    fn the_common_branch_first_gives_each_value_what_one_gives() {
+        // Central values and tails in the same groups of four, over more than one block and
+        // with a ragged end.
         let edges = [
             0.5,
             0.1,
@@ -474,7 +430,7 @@ mod tests {
                 .map(|i| edges[(i * 7 + i / 3) % edges.len()])
                 .collect();
             let mut out = vec![0.0; len];
-            ppf_slice(&ps, &mut out);
+            crate::map_common(&ps, &mut out, ppf_central::<F64x4>, ppf::<F64x4>);
             for (p, y) in ps.iter().zip(&out) {
                 let one = ppf1(*p);
                 assert!(
