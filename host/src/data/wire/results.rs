@@ -271,6 +271,41 @@ impl<'a> ResultsBuilder<'a> {
         ));
     }
 
+    /// Records the outputs of all `count` items in one walk over the lists, when each item holds
+    /// exactly one tensor and the lists hold nothing more (the results of a batch in which no
+    /// item failed). `false`, with nothing recorded, when they do not: reading item by item
+    /// then finds what differs.
+    pub(crate) fn all_outputs(&mut self, count: u32) -> bool {
+        let (shapes, values) = (self.shapes, self.data.len());
+        let entries = &mut self.built.entries;
+        let recorded = entries.len();
+        let (mut at, mut data_at) = (0, 0);
+        for _ in 0..count {
+            let whole = match shapes.get(at..at + 2) {
+                Some(&[1, rank]) => {
+                    let dims = at + 2..at + 2 + rank as usize;
+                    shapes
+                        .get(dims.clone())
+                        .and_then(crunch_abi::element_count)
+                        .filter(|&len| len <= values - data_at)
+                        .map(|len| (dims, len))
+                }
+                _ => None,
+            };
+            let Some((dims, len)) = whole else {
+                entries.truncate(recorded);
+                return false;
+            };
+            entries.push(Entry::output(dims.start, dims.len(), data_at));
+            (at, data_at) = (dims.end, data_at + len);
+        }
+        if at != shapes.len() || data_at != values {
+            entries.truncate(recorded);
+            return false;
+        }
+        true
+    }
+
     /// The next item failed with `error`.
     pub(crate) fn error(&mut self, error: ItemError) {
         let built = &mut self.built;
