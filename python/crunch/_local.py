@@ -46,7 +46,7 @@ def run(
         params: the kernel's named parameters, e.g. ``{"q": [5, 50, 95]}``.
         threads: threads running batches (default: every core).
         batch_size: items per batch (default: about eight batches per thread, at most 4096
-            items each).
+            items and 512 KiB of input each).
         time_limit: seconds one batch may run before it is stopped and fails (default 60).
         memory_limit: MiB of memory one batch may use (default 1024).
         pack: another kernel pack: the path of a component (.wasm) or its bytes (default: the

@@ -102,6 +102,14 @@ impl Input<'_> {
         }
     }
 
+    /// Values across every item.
+    pub fn values(&self) -> usize {
+        match self {
+            Self::Dense { data, .. } => data.len(),
+            Self::Listed { tensors, .. } => tensors.iter().map(|t| t.data.len()).sum(),
+        }
+    }
+
     /// The tensors of item `i`.
     pub fn item(&self, i: usize) -> Vec<TensorRef<'_>> {
         match self {

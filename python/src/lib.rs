@@ -59,7 +59,8 @@ fn run<'py>(
     if memory_mib == 0 {
         return Err(invalid("memory_limit must be at least 1 (MiB)"));
     }
-    let pack = load_pack(py, pack, memory_mib.saturating_mul(1 << 20), threads)?;
+    let memory_bytes = memory_mib.saturating_mul(1 << 20);
+    let pack = load_pack(py, pack, memory_bytes, threads)?;
     if !pack.has_kernel(kernel) {
         return Err(invalid(unknown_kernel(&pack, kernel)));
     }
@@ -73,8 +74,9 @@ fn run<'py>(
             params: &params,
             batch_time,
         },
-        batch_size: batch_size
-            .unwrap_or_else(|| crunch::sandbox::batch::local_batch_size(count, threads)),
+        batch_size: batch_size.unwrap_or_else(|| {
+            crunch::sandbox::batch::local_batch_size(count, input.values(), threads, memory_bytes)
+        }),
         threads,
     };
     let watch = local::Watch { progress };

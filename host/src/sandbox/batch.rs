@@ -338,16 +338,18 @@ fn classify(
     }
 }
 
-/// The batch size of a local run (`crunch run`, Python's `crunch.run`) of `items` items on
-/// `threads` threads, by the one policy of [`plan::sizing`](crate::plan::sizing) with nothing
-/// measured: about eight batches per thread, between 1 and 4096 items each.
-pub fn local_batch_size(items: usize, threads: usize) -> usize {
+/// The batch size of a local run (`crunch run`, Python's `crunch.run`) of `items` items
+/// holding `values` values on `threads` threads, by the one policy of [`plan::sizing`](crate::plan::sizing) with nothing measured:
+/// about eight batches per thread, between 1 and 4096 items each, no more items than a quarter
+/// of `memory_bytes` holds (room in the instance for the outputs too), and at most
+/// [`MAX_LOCAL_BATCH_BYTES`](crate::plan::sizing::MAX_LOCAL_BATCH_BYTES) of input.
+pub fn local_batch_size(items: usize, values: usize, threads: usize, memory_bytes: usize) -> usize {
     sizing::batch_size(&Sizing {
         items,
         loops: threads,
-        memory_cap: usize::MAX,
+        memory_cap: count_within_memory(items, values, memory_bytes),
         cost: None,
-        item_bytes: 0.0,
+        item_bytes: (values * 8) as f64 / items.max(1) as f64,
         venue: Venue::Local,
     })
 }
@@ -428,8 +430,15 @@ mod tests {
 
     #[test]
     fn local_batches_are_bounded() {
-        assert_eq!(local_batch_size(0, 4), 1);
-        assert_eq!(local_batch_size(100, 2), 7);
-        assert_eq!(local_batch_size(10_000_000, 2), 4096);
+        let gib = 1 << 30;
+        assert_eq!(local_batch_size(0, 0, 4, gib), 1);
+        assert_eq!(local_batch_size(100, 100, 2, gib), 7);
+        assert_eq!(local_batch_size(100_000, 100_000, 2, gib), 4096);
+        // 2000 values (16,000 bytes) an item: 32 items in 512 KiB.
+        assert_eq!(local_batch_size(2000, 2000 * 2000, 1, gib), 32);
+        // 1 MiB items: one a batch, however much memory.
+        assert_eq!(local_batch_size(100, 100 << 17, 1, gib), 1);
+        // 4 KiB items: at most 64 in a quarter of 1 MiB of memory.
+        assert_eq!(local_batch_size(1000, 1000 * 512, 1, 1 << 20), 64);
     }
 }

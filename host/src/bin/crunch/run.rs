@@ -9,7 +9,6 @@ use clap::Args;
 use crunch::data::codec::{self, Format};
 use crunch::data::text;
 use crunch::data::wire;
-use crunch::plan::sizing::{self, Sizing, Venue};
 use crunch::{ErrorKind, KernelPack, Limits};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -32,7 +31,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "json|npy|crb")]
     output_format: Option<Format>,
     /// Items per batch (one wasm instance each). Default: enough batches to keep every
-    /// thread busy, at most 4096 items and a quarter of --memory-limit of input each.
+    /// thread busy, at most 4096 items, 512 KiB of input (so the copies stay in cache) and a
+    /// quarter of --memory-limit each.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: Option<u32>,
     /// Threads running batches. Default: the number of cores.
@@ -74,10 +74,14 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     let input = args.work.read_input()?;
     let read_time = read_start.elapsed();
     let items = input.len();
-    let batch_size = args
-        .batch_size
-        .map(|b| b as usize)
-        .unwrap_or_else(|| auto_batch_size(&input, threads, limits.memory_bytes));
+    let batch_size = args.batch_size.map(|b| b as usize).unwrap_or_else(|| {
+        crunch::sandbox::batch::local_batch_size(
+            items,
+            input.values(),
+            threads,
+            limits.memory_bytes,
+        )
+    });
 
     let progress = progress_bar(items as u64, args.quiet);
     let call = args.work.call(limits.batch_time);
@@ -178,24 +182,6 @@ fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The one batch-size policy ([`crunch::plan::sizing`]) for this process: about eight
-/// batches per thread, between 1 and 4096 items each, and no more items than a quarter of the
-/// memory limit holds, so that a batch's inputs and outputs fit its instance.
-fn auto_batch_size(input: &wire::Input, threads: usize, memory_bytes: usize) -> usize {
-    sizing::batch_size(&Sizing {
-        items: input.len(),
-        loops: threads,
-        memory_cap: crunch::sandbox::batch::count_within_memory(
-            input.len(),
-            input.values(),
-            memory_bytes,
-        ),
-        cost: None,
-        item_bytes: 0.0,
-        venue: Venue::Local,
-    })
-}
-
 fn progress_bar(items: u64, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
@@ -207,31 +193,4 @@ fn progress_bar(items: u64, quiet: bool) -> ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn items(count: usize, values: usize) -> wire::Input {
-        let mut wire = crunch_abi::WireData::default();
-        let data = vec![0.0; values];
-        for _ in 0..count {
-            let tensor = crunch_abi::TensorRef {
-                shape: &[values as u32],
-                data: &data,
-            };
-            wire.push([tensor]).expect("a consistent tensor");
-        }
-        wire::Input::from(wire)
-    }
-
-    #[test]
-    fn auto_batches_are_bounded() {
-        assert_eq!(auto_batch_size(&items(0, 1), 4, 1 << 30), 1);
-        assert_eq!(auto_batch_size(&items(100, 1), 2, 1 << 30), 7);
-        assert_eq!(auto_batch_size(&items(100_000, 1), 2, 1 << 30), 4096);
-        // 1 MiB items: at most 64 in a quarter of 256 MiB.
-        assert_eq!(auto_batch_size(&items(1000, 1 << 17), 1, 256 << 20), 64);
-    }
 }
