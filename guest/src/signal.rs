@@ -5,7 +5,7 @@ use crate::check::{self, unreadable};
 use crate::fft;
 use crate::tensor::{KernelError, Params, Tensor, TensorRef};
 use crunch_abi::{BatchResults, Items, WireData};
-use crunch_math::{F64x4, Real};
+use crunch_math::F64x2;
 
 /// `fft_power`: [x (n)] -> |rfft(x)|^2, n/2 + 1 values, for every item of the batch: two items
 /// of the same length at a time, one per lane (an item without a partner of its length runs in
@@ -68,43 +68,50 @@ pub fn convolve(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     Ok(Tensor::vector(out))
 }
 
-/// Outputs per block: eight, in two four-lane sums kept in registers across the taps.
-const BLOCK: usize = 8;
+/// Outputs per block: twelve, in six two-lane sums kept in registers across the taps. Six
+/// independent chains of additions rather than four: the component keeps the sums in memory
+/// around its time-limit check, so each chain also waits for a store and a load per step.
+const BLOCK: usize = 12;
+
+/// Taps per loop iteration: the component checks its time limit once per iteration. Four, not
+/// more: LLVM loads all of a step's values up front, and more than four taps' worth no longer
+/// fit in the sixteen vector registers Cranelift allocates.
+const TAPS_PER_STEP: usize = 4;
 
 /// `out[j] = sum over i of long[j + i] * taps[i]`, each sum from -0.0 over i in order (as
-/// `Iterator::sum` runs). Eight outputs at a time: their sums stay in registers while the taps
-/// go by, so each tap costs two loads, two products and two sums for eight outputs.
+/// `Iterator::sum` runs). Twelve outputs at a time: their sums stay in registers while the taps
+/// go by, so each tap costs one load of the tap (made once per item in both lanes), six
+/// products and six sums for twelve outputs; the windows of neighbouring taps overlap, so a step
+/// of four taps loads 14 distinct pairs of values.
 fn convolve_valid(long: &[f64], taps: &[f64], out: &mut [f64]) {
     let m = taps.len();
+    let splats: Vec<F64x2> = taps.iter().map(|&w| F64x2::splat(w)).collect();
     let (blocks, rest) = out.as_chunks_mut::<BLOCK>();
     for (b, block) in blocks.iter_mut().enumerate() {
         let window = &long[BLOCK * b..BLOCK * b + m + BLOCK - 1];
-        let mut sums = (F64x4::splat(-0.0), F64x4::splat(-0.0));
-        let add = |(lo, hi): (F64x4, F64x4), w: f64, x: &[f64]| {
-            let w = F64x4::splat(w);
+        let mut sums = [F64x2::splat(-0.0); BLOCK / 2];
+        let add = |sums: &mut [F64x2; BLOCK / 2], w: F64x2, x: &[f64]| {
             let x: &[f64; BLOCK] = x[..BLOCK].try_into().expect("a block of values");
-            let (x_lo, x_hi) = x.split_at(4);
-            (
-                lo + w * F64x4::load(x_lo.try_into().expect("four values")),
-                hi + w * F64x4::load(x_hi.try_into().expect("four values")),
-            )
+            for (sum, pair) in sums.iter_mut().zip(x.as_chunks::<2>().0) {
+                *sum = *sum + w * F64x2::load(pair);
+            }
         };
-        // Four taps per loop iteration: the component checks its time limit (and spills the
-        // sums around the check) once per iteration.
-        let (quads, rest) = taps.as_chunks::<4>();
-        for (q, w) in quads.iter().enumerate() {
-            let x = &window[4 * q..4 * q + BLOCK + 3];
-            sums = add(sums, w[0], x);
-            sums = add(sums, w[1], &x[1..]);
-            sums = add(sums, w[2], &x[2..]);
-            sums = add(sums, w[3], &x[3..]);
+        let (steps, rest) = splats.as_chunks::<TAPS_PER_STEP>();
+        let mut x = window;
+        for w in steps {
+            let step: &[f64; BLOCK + TAPS_PER_STEP - 1] =
+                x.first_chunk().expect("a step of values");
+            for (i, &w) in w.iter().enumerate() {
+                add(&mut sums, w, &step[i..]);
+            }
+            x = &x[TAPS_PER_STEP..];
         }
         for (i, &w) in rest.iter().enumerate() {
-            sums = add(sums, w, &window[4 * quads.len() + i..]);
+            add(&mut sums, w, &x[i..]);
         }
-        let (lo, hi) = sums;
-        block[..4].copy_from_slice(&lo.to_array());
-        block[4..].copy_from_slice(&hi.to_array());
+        for (y, sum) in block.as_chunks_mut::<2>().0.iter_mut().zip(sums) {
+            sum.store(y);
+        }
     }
     let start = BLOCK * blocks.len();
     for (j, y) in rest.iter_mut().enumerate() {

@@ -318,10 +318,22 @@ pub struct Mask4(pub Mask, pub Mask);
 pub struct U64x4(pub U64x2, pub U64x2);
 
 impl F64x4 {
+    /// Lanes `[a, b, c, d]` from values, set lane by lane: for values gathered from scattered
+    /// places or just computed. (In wasm a vector [`load`](Self::load) of an array just built
+    /// from scalars goes through memory, or through integer registers.)
+    #[inline(always)]
+    pub fn from_array([a, b, c, d]: [f64; 4]) -> Self {
+        Self(F64x2::new(a, b), F64x2::new(c, d))
+    }
+
     /// Reads four consecutive values.
     #[inline(always)]
     pub fn load(xs: &[f64; 4]) -> Self {
-        Self(F64x2::new(xs[0], xs[1]), F64x2::new(xs[2], xs[3]))
+        let (lo, hi) = xs.split_at(2);
+        Self(
+            F64x2::load(lo.try_into().expect("two values")),
+            F64x2::load(hi.try_into().expect("two values")),
+        )
     }
 
     /// The lanes as an array.
@@ -479,6 +491,9 @@ impl Not for Mask {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod imp {
     //! wasm32 with `simd128` (the kernel pack's build enables it).
+    // SAFETY (the load below): it reads through a reference to exactly two f64 (16 bytes);
+    // wasm loads need no alignment.
+    #![allow(unsafe_code)]
     use core::arch::wasm32::*;
 
     pub type V = v128;
@@ -493,7 +508,9 @@ mod imp {
     }
     #[inline(always)]
     pub fn load(xs: &[f64; 2]) -> V {
-        f64x2(xs[0], xs[1])
+        // One `v128.load`: built from the two values instead, LLVM reuses scalar loads between
+        // overlapping windows (convolve's) and assembles each vector lane by lane.
+        unsafe { v128_load(xs.as_ptr().cast()) }
     }
     #[inline(always)]
     pub fn store(v: V, out: &mut [f64; 2]) {
