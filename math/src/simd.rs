@@ -5,8 +5,10 @@
 //! Only operations whose results IEEE 754 (or the bit patterns) fix exactly are offered:
 //! add, sub, mul, div and sqrt (correctly rounded everywhere), negation and absolute value (the
 //! sign bit), ordered comparisons, bitwise selects and 64-bit integer adds and shifts on the bit
-//! patterns. Nothing here fuses a multiply and an add, and there is no min/max (their NaN rules
-//! differ between instruction sets): kernels compare and select instead. So code written on
+//! patterns. Nothing here fuses a multiply and an add, and there is no IEEE min/max (their NaN
+//! and signed-zero rules differ between instruction sets): [`F64x2::pmin`] and [`F64x2::pmax`]
+//! are defined as a comparison and a select, which x86 `minpd`/`maxpd` and wasm
+//! `f64x2.pmin`/`pmax` compute exactly (aarch64 compares and selects). So code written on
 //! these types computes the same bits on every target.
 
 use core::ops::{Add, BitAnd, BitOr, Div, Mul, Neg, Not, Sub};
@@ -99,6 +101,20 @@ impl F64x2 {
     #[inline(always)]
     pub fn ge(self, o: Self) -> Mask {
         o.le(self)
+    }
+
+    /// `o` where `o < self`, else `self`: so `self` where either is NaN and where the two are
+    /// equal (+0 and -0). As `if o < min { o } else { min }` keeps the first of equal values.
+    #[inline(always)]
+    pub fn pmin(self, o: Self) -> Self {
+        Self(imp::pmin(self.0, o.0))
+    }
+
+    /// `o` where `self < o`, else `self`: so `self` where either is NaN and where the two are
+    /// equal (+0 and -0).
+    #[inline(always)]
+    pub fn pmax(self, o: Self) -> Self {
+        Self(imp::pmax(self.0, o.0))
     }
 
     /// `self == o` (false where either is NaN).
@@ -557,6 +573,16 @@ mod imp {
         v128_bitselect(a, b, mask)
     }
     #[inline(always)]
+    pub fn pmin(a: V, b: V) -> V {
+        // `b < a ? b : a`, by the instruction's definition.
+        f64x2_pmin(a, b)
+    }
+    #[inline(always)]
+    pub fn pmax(a: V, b: V) -> V {
+        // `a < b ? b : a`, by the instruction's definition.
+        f64x2_pmax(a, b)
+    }
+    #[inline(always)]
     pub fn bitmask(mask: V) -> u8 {
         i64x2_bitmask(mask)
     }
@@ -659,6 +685,16 @@ mod imp {
     #[inline(always)]
     pub fn select(mask: V, a: V, b: V) -> V {
         unsafe { _mm_or_pd(_mm_and_pd(mask, a), _mm_andnot_pd(mask, b)) }
+    }
+    #[inline(always)]
+    pub fn pmin(a: V, b: V) -> V {
+        // MINPD: `src1 < src2 ? src1 : src2`, so `b < a ? b : a`.
+        unsafe { _mm_min_pd(b, a) }
+    }
+    #[inline(always)]
+    pub fn pmax(a: V, b: V) -> V {
+        // MAXPD: `src1 > src2 ? src1 : src2`, so `a < b ? b : a`.
+        unsafe { _mm_max_pd(b, a) }
     }
     #[inline(always)]
     pub fn bitmask(mask: V) -> u8 {
@@ -773,6 +809,15 @@ mod imp {
     #[inline(always)]
     pub fn select(mask: V, a: V, b: V) -> V {
         unsafe { vbslq_f64(u(mask), a, b) }
+    }
+    #[inline(always)]
+    pub fn pmin(a: V, b: V) -> V {
+        // Not FMIN: its NaN and signed-zero rules differ.
+        select(lt(b, a), b, a)
+    }
+    #[inline(always)]
+    pub fn pmax(a: V, b: V) -> V {
+        select(lt(a, b), b, a)
     }
     #[inline(always)]
     pub fn bitmask(mask: V) -> u8 {
@@ -892,6 +937,12 @@ mod imp {
             |x, y| x | y,
         )
     }
+    pub fn pmin(a: V, b: V) -> V {
+        select(lt(b, a), b, a)
+    }
+    pub fn pmax(a: V, b: V) -> V {
+        select(lt(a, b), b, a)
+    }
     pub fn bitmask(mask: V) -> u8 {
         (mask[0] >> 63) as u8 | ((mask[1] >> 63) as u8) << 1
     }
@@ -948,5 +999,28 @@ mod tests {
             (F64x2::splat(2.0).sqrt() * F64x2::splat(2.0).sqrt()).first(),
             2.0000000000000004
         );
+    }
+
+    #[test]
+    fn pmin_and_pmax_compare_and_select() {
+        let values = [
+            -1.5,
+            -0.0,
+            0.0,
+            2.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for a in values {
+            for b in values {
+                let (x, y) = (F64x2::new(a, b), F64x2::new(b, a));
+                let min = [if b < a { b } else { a }, if a < b { a } else { b }];
+                let max = [if a < b { b } else { a }, if b < a { a } else { b }];
+                let bits = |v: [f64; 2]| v.map(f64::to_bits);
+                assert_eq!(bits(x.pmin(y).to_array()), bits(min), "pmin {a} {b}");
+                assert_eq!(bits(x.pmax(y).to_array()), bits(max), "pmax {a} {b}");
+            }
+        }
     }
 }
