@@ -80,15 +80,16 @@ pub fn convolve(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
         Ok(if x.len() >= w.len() { (x, w) } else { (w, x) })
     });
     let valid = |(long, short): (&[f64], &[f64])| long.len() - short.len() + 1;
-    let mut values = vec![0.0; accepted.iter().map(|&(_, pair)| valid(pair)).sum()];
+    // Zeroed item by item just before they are written, while the item's outputs are in the
+    // cache, rather than all at once up front.
+    let mut values = Vec::with_capacity(accepted.iter().map(|&(_, pair)| valid(pair)).sum());
     let mut taps = Vec::new();
-    let mut at = 0;
     for &(_, (long, short)) in &accepted {
         taps.clear();
         taps.extend(short.iter().rev());
-        let len = valid((long, short));
-        convolve_valid(long, &taps, &mut values[at..at + len]);
-        at += len;
+        let at = values.len();
+        values.resize(at + valid((long, short)), 0.0);
+        convolve_valid(long, &taps, &mut values[at..]);
     }
     let lengths = accepted.iter().map(|&(index, pair)| (index, valid(pair)));
     vector_results(count, lengths, values, failures)
