@@ -67,6 +67,13 @@ impl F64x2 {
         imp::first(self.0)
     }
 
+    /// `[self[1], next[0]]`: the pair between two consecutive pairs of values, from registers
+    /// (one shuffle instruction) instead of a load that overlaps both.
+    #[inline(always)]
+    pub fn middle(self, next: Self) -> Self {
+        Self(imp::middle(self.0, next.0))
+    }
+
     /// Correctly rounded square root.
     #[inline(always)]
     pub fn sqrt(self) -> Self {
@@ -537,6 +544,10 @@ mod imp {
         f64x2_extract_lane::<0>(v)
     }
     #[inline(always)]
+    pub fn middle(a: V, b: V) -> V {
+        i8x16_shuffle::<8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23>(a, b)
+    }
+    #[inline(always)]
     pub fn add(a: V, b: V) -> V {
         f64x2_add(a, b)
     }
@@ -649,6 +660,11 @@ mod imp {
     #[inline(always)]
     pub fn first(v: V) -> f64 {
         unsafe { _mm_cvtsd_f64(v) }
+    }
+    #[inline(always)]
+    pub fn middle(a: V, b: V) -> V {
+        // Lane 0 from a's lane 1, lane 1 from b's lane 0.
+        unsafe { _mm_shuffle_pd::<0b01>(a, b) }
     }
     #[inline(always)]
     pub fn add(a: V, b: V) -> V {
@@ -773,6 +789,10 @@ mod imp {
     #[inline(always)]
     pub fn first(v: V) -> f64 {
         unsafe { vgetq_lane_f64::<0>(v) }
+    }
+    #[inline(always)]
+    pub fn middle(a: V, b: V) -> V {
+        unsafe { vextq_f64::<1>(a, b) }
     }
     #[inline(always)]
     pub fn add(a: V, b: V) -> V {
@@ -906,6 +926,9 @@ mod imp {
     pub fn first(v: V) -> f64 {
         f64::from_bits(v[0])
     }
+    pub fn middle(a: V, b: V) -> V {
+        [a[1], b[0]]
+    }
     pub fn add(a: V, b: V) -> V {
         zip(a, b, |x, y| x + y)
     }
@@ -981,6 +1004,7 @@ mod tests {
         let v = F64x2::new(1.5, -2.0);
         assert_eq!(v.to_array(), [1.5, -2.0]);
         assert_eq!((-v).to_array(), [-1.5, 2.0]);
+        assert_eq!(v.middle(F64x2::new(3.0, 4.0)).to_array(), [-2.0, 3.0]);
         assert_eq!(v.abs().to_array(), [1.5, 2.0]);
         assert_eq!((-F64x2::splat(0.0)).first().to_bits(), (-0.0f64).to_bits());
         let m = v.lt(F64x2::splat(0.0));
