@@ -195,7 +195,7 @@ fn padded(group: &[[f64; 6]]) -> [&[f64; 6]; 4] {
 
 /// Field `f` of each record, one per lane.
 fn field(records: &[&[f64; 6]; 4], f: usize) -> F64x4 {
-    F64x4::load(&records.map(|r| r[f]))
+    F64x4::from_array(records.map(|r| r[f]))
 }
 
 /// The records' contracts in lanes: S, K, T and r from field `s_at` on, the call flag last.
@@ -470,14 +470,14 @@ fn solve(searches: &[(usize, Search)], outputs: &mut [f64]) {
         }
         if refilled {
             lanes = search_lanes(&lane_search);
-            target = F64x4::load(&lane_search.map(|s| s.target));
+            target = F64x4::from_array(lane_search.map(|s| s.target));
         }
         let step = newton_step(
             &lanes,
             target,
-            F64x4::load(&lo),
-            F64x4::load(&hi),
-            F64x4::load(&sigma),
+            F64x4::from_array(lo),
+            F64x4::from_array(hi),
+            F64x4::from_array(sigma),
         );
         let next = step.next.to_array();
         for (lane, slot) in running.iter_mut().enumerate() {
@@ -503,7 +503,7 @@ fn solve(searches: &[(usize, Search)], outputs: &mut [f64]) {
 
 /// The lanes of four searches.
 fn search_lanes(searches: &[Search; 4]) -> Lanes<F64x4> {
-    let field = |f: fn(&Search) -> f64| F64x4::load(&searches.map(|s| f(&s)));
+    let field = |f: fn(&Search) -> f64| F64x4::from_array(searches.map(|s| f(&s)));
     Lanes {
         s: field(|s| s.s),
         t: field(|s| s.t),

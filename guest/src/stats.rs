@@ -20,12 +20,17 @@ pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     // One pass for the extremes and the sum (in lanes). A NaN anywhere makes min and max NaN
     // (the sum and the moments become NaN by themselves); only a NaN sum can come from one, so
     // only then are the values searched for it.
-    let (mut min, mut max) = (x[0], x[0]);
-    let [sum] = lanes::sums(x, |v| {
-        min = if v < min { v } else { min };
-        max = if max < v { v } else { max };
-        [v]
+    let (mut low, mut high) = (F64x2::splat(x[0]), F64x2::splat(x[0]));
+    let [sum] = lanes::sums(x, |[a, b, c, d]| {
+        low = low.pmin(a.pmin(b).pmin(c.pmin(d)));
+        high = high.pmax(a.pmax(b).pmax(c.pmax(d)));
+        [[a, b, c, d]]
     });
+    let ([l0, l1], [h0, h1]) = (low.to_array(), high.to_array());
+    let (mut min, mut max) = (
+        first_equal(x, if l1 < l0 { l1 } else { l0 }),
+        first_equal(x, if h0 < h1 { h1 } else { h0 }),
+    );
     if sum.is_nan() && x.iter().any(|v| v.is_nan()) {
         (min, max) = (f64::NAN, f64::NAN);
     }
@@ -34,10 +39,16 @@ pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     // corrected mean exactly. So the mean is as good as a compensated sum's even for data far
     // from zero (1e9 +- 1, say), and the shape statistics with it.
     let estimate = sum / n;
-    let [s1, s2, s3, s4] = lanes::sums(x, |v| {
-        let d = v - estimate;
-        let d2 = d * d;
-        [d, d2, d2 * d, d2 * d2]
+    let shift = F64x2::splat(estimate);
+    let [s1, s2, s3, s4] = lanes::sums(x, |step| {
+        let d = step.map(|v| v - shift);
+        let d2 = d.map(|d| d * d);
+        [
+            d,
+            d2,
+            core::array::from_fn(|k| d2[k] * d[k]),
+            d2.map(|q| q * q),
+        ]
     });
     let (c, s2, s3, s4) = (s1 / n, s2 / n, s3 / n, s4 / n);
     let mean = estimate + c;
@@ -56,6 +67,18 @@ pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     Ok(Tensor::vector(vec![
         n, min, max, mean, variance, skewness, kurtosis,
     ]))
+}
+
+/// The first value of `x` equal to `extreme`, as the sequential rule (`if v < min { v } else
+/// { min }`, and the same for max) keeps it. The lanes keep the first of equal values in their
+/// own order, not the sample's; only zeros are equal with different bits, so only a zero
+/// extreme is looked up again.
+fn first_equal(x: &[f64], extreme: f64) -> f64 {
+    if extreme == 0.0 {
+        x.iter().copied().find(|&v| v == 0.0).unwrap_or(extreme)
+    } else {
+        extreme
+    }
 }
 
 /// `percentile`: [x] with param `q` -> the q-th percentiles of x (linear interpolation).
@@ -235,6 +258,33 @@ mod tests {
             "kurtosis {}",
             out[6]
         );
+    }
+
+    #[test]
+    fn describe_extremes_are_the_first_of_equal_values() {
+        // The sequential rule keeps the first of equal values: with zeros of both signs, the
+        // sign of the first zero. Zeros at every position, in both orders, across the lanes and
+        // the tail.
+        for n in [1, 5, 8, 9, 16, 17, 23, 40] {
+            for at in 0..n {
+                for (first, later) in [(0.0, -0.0), (-0.0, 0.0)] {
+                    let mut x: Vec<f64> = (0..n).map(|i| 1.0 + i as f64).collect();
+                    x[at] = first;
+                    x[(at + 3) % n] = if (at + 3) % n == at { first } else { later };
+                    let neg: Vec<f64> = x.iter().map(|v| -v).collect();
+                    for x in [x, neg] {
+                        let out = describe(Params(&[]), &views(&one(&x))).unwrap().data;
+                        let (mut min, mut max) = (x[0], x[0]);
+                        for &v in &x {
+                            min = if v < min { v } else { min };
+                            max = if max < v { v } else { max };
+                        }
+                        assert_eq!(out[1].to_bits(), min.to_bits(), "min of {x:?}");
+                        assert_eq!(out[2].to_bits(), max.to_bits(), "max of {x:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

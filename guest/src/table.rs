@@ -71,7 +71,7 @@ pub const KERNELS: &[Kernel] = &[
         name: "convolve",
         summary: "[x (n), w (m)] -> numpy.convolve(x, w, mode='valid')",
         params: &[],
-        compute: Compute::Item(signal::convolve),
+        compute: Compute::Batch(signal::convolve),
     },
     Kernel {
         name: "corrcoef",

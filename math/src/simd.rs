@@ -5,8 +5,10 @@
 //! Only operations whose results IEEE 754 (or the bit patterns) fix exactly are offered:
 //! add, sub, mul, div and sqrt (correctly rounded everywhere), negation and absolute value (the
 //! sign bit), ordered comparisons, bitwise selects and 64-bit integer adds and shifts on the bit
-//! patterns. Nothing here fuses a multiply and an add, and there is no min/max (their NaN rules
-//! differ between instruction sets): kernels compare and select instead. So code written on
+//! patterns. Nothing here fuses a multiply and an add, and there is no IEEE min/max (their NaN
+//! and signed-zero rules differ between instruction sets): [`F64x2::pmin`] and [`F64x2::pmax`]
+//! are defined as a comparison and a select, which x86 `minpd`/`maxpd` and wasm
+//! `f64x2.pmin`/`pmax` compute exactly (aarch64 compares and selects). So code written on
 //! these types computes the same bits on every target.
 
 use core::ops::{Add, BitAnd, BitOr, Div, Mul, Neg, Not, Sub};
@@ -65,6 +67,13 @@ impl F64x2 {
         imp::first(self.0)
     }
 
+    /// `[self[1], next[0]]`: the pair between two consecutive pairs of values, from registers
+    /// (one shuffle instruction) instead of a load that overlaps both.
+    #[inline(always)]
+    pub fn middle(self, next: Self) -> Self {
+        Self(imp::middle(self.0, next.0))
+    }
+
     /// Correctly rounded square root.
     #[inline(always)]
     pub fn sqrt(self) -> Self {
@@ -99,6 +108,20 @@ impl F64x2 {
     #[inline(always)]
     pub fn ge(self, o: Self) -> Mask {
         o.le(self)
+    }
+
+    /// `o` where `o < self`, else `self`: so `self` where either is NaN and where the two are
+    /// equal (+0 and -0). As `if o < min { o } else { min }` keeps the first of equal values.
+    #[inline(always)]
+    pub fn pmin(self, o: Self) -> Self {
+        Self(imp::pmin(self.0, o.0))
+    }
+
+    /// `o` where `self < o`, else `self`: so `self` where either is NaN and where the two are
+    /// equal (+0 and -0).
+    #[inline(always)]
+    pub fn pmax(self, o: Self) -> Self {
+        Self(imp::pmax(self.0, o.0))
     }
 
     /// `self == o` (false where either is NaN).
@@ -332,10 +355,22 @@ pub struct Mask4(pub Mask, pub Mask);
 pub struct U64x4(pub U64x2, pub U64x2);
 
 impl F64x4 {
+    /// Lanes `[a, b, c, d]` from values, set lane by lane: for values gathered from scattered
+    /// places or just computed. (In wasm a vector [`load`](Self::load) of an array just built
+    /// from scalars goes through memory, or through integer registers.)
+    #[inline(always)]
+    pub fn from_array([a, b, c, d]: [f64; 4]) -> Self {
+        Self(F64x2::new(a, b), F64x2::new(c, d))
+    }
+
     /// Reads four consecutive values.
     #[inline(always)]
     pub fn load(xs: &[f64; 4]) -> Self {
-        Self(F64x2::new(xs[0], xs[1]), F64x2::new(xs[2], xs[3]))
+        let (lo, hi) = xs.split_at(2);
+        Self(
+            F64x2::load(lo.try_into().expect("two values")),
+            F64x2::load(hi.try_into().expect("two values")),
+        )
     }
 
     /// The lanes as an array.
@@ -493,6 +528,9 @@ impl Not for Mask {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod imp {
     //! wasm32 with `simd128` (the kernel pack's build enables it).
+    // SAFETY (the load below): it reads through a reference to exactly two f64 (16 bytes);
+    // wasm loads need no alignment.
+    #![allow(unsafe_code)]
     use core::arch::wasm32::*;
 
     pub type V = v128;
@@ -507,7 +545,9 @@ mod imp {
     }
     #[inline(always)]
     pub fn load(xs: &[f64; 2]) -> V {
-        f64x2(xs[0], xs[1])
+        // One `v128.load`: built from the two values instead, LLVM reuses scalar loads between
+        // overlapping windows (convolve's) and assembles each vector lane by lane.
+        unsafe { v128_load(xs.as_ptr().cast()) }
     }
     #[inline(always)]
     pub fn store(v: V, out: &mut [f64; 2]) {
@@ -516,6 +556,10 @@ mod imp {
     #[inline(always)]
     pub fn first(v: V) -> f64 {
         f64x2_extract_lane::<0>(v)
+    }
+    #[inline(always)]
+    pub fn middle(a: V, b: V) -> V {
+        i8x16_shuffle::<8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23>(a, b)
     }
     #[inline(always)]
     pub fn add(a: V, b: V) -> V {
@@ -552,6 +596,16 @@ mod imp {
     #[inline(always)]
     pub fn select(mask: V, a: V, b: V) -> V {
         v128_bitselect(a, b, mask)
+    }
+    #[inline(always)]
+    pub fn pmin(a: V, b: V) -> V {
+        // `b < a ? b : a`, by the instruction's definition.
+        f64x2_pmin(a, b)
+    }
+    #[inline(always)]
+    pub fn pmax(a: V, b: V) -> V {
+        // `a < b ? b : a`, by the instruction's definition.
+        f64x2_pmax(a, b)
     }
     #[inline(always)]
     pub fn bitmask(mask: V) -> u8 {
@@ -622,6 +676,11 @@ mod imp {
         unsafe { _mm_cvtsd_f64(v) }
     }
     #[inline(always)]
+    pub fn middle(a: V, b: V) -> V {
+        // Lane 0 from a's lane 1, lane 1 from b's lane 0.
+        unsafe { _mm_shuffle_pd::<0b01>(a, b) }
+    }
+    #[inline(always)]
     pub fn add(a: V, b: V) -> V {
         unsafe { _mm_add_pd(a, b) }
     }
@@ -656,6 +715,16 @@ mod imp {
     #[inline(always)]
     pub fn select(mask: V, a: V, b: V) -> V {
         unsafe { _mm_or_pd(_mm_and_pd(mask, a), _mm_andnot_pd(mask, b)) }
+    }
+    #[inline(always)]
+    pub fn pmin(a: V, b: V) -> V {
+        // MINPD: `src1 < src2 ? src1 : src2`, so `b < a ? b : a`.
+        unsafe { _mm_min_pd(b, a) }
+    }
+    #[inline(always)]
+    pub fn pmax(a: V, b: V) -> V {
+        // MAXPD: `src1 > src2 ? src1 : src2`, so `a < b ? b : a`.
+        unsafe { _mm_max_pd(b, a) }
     }
     #[inline(always)]
     pub fn bitmask(mask: V) -> u8 {
@@ -736,6 +805,10 @@ mod imp {
         unsafe { vgetq_lane_f64::<0>(v) }
     }
     #[inline(always)]
+    pub fn middle(a: V, b: V) -> V {
+        unsafe { vextq_f64::<1>(a, b) }
+    }
+    #[inline(always)]
     pub fn add(a: V, b: V) -> V {
         unsafe { vaddq_f64(a, b) }
     }
@@ -770,6 +843,15 @@ mod imp {
     #[inline(always)]
     pub fn select(mask: V, a: V, b: V) -> V {
         unsafe { vbslq_f64(u(mask), a, b) }
+    }
+    #[inline(always)]
+    pub fn pmin(a: V, b: V) -> V {
+        // Not FMIN: its NaN and signed-zero rules differ.
+        select(lt(b, a), b, a)
+    }
+    #[inline(always)]
+    pub fn pmax(a: V, b: V) -> V {
+        select(lt(a, b), b, a)
     }
     #[inline(always)]
     pub fn bitmask(mask: V) -> u8 {
@@ -858,6 +940,9 @@ mod imp {
     pub fn first(v: V) -> f64 {
         f64::from_bits(v[0])
     }
+    pub fn middle(a: V, b: V) -> V {
+        [a[1], b[0]]
+    }
     pub fn add(a: V, b: V) -> V {
         zip(a, b, |x, y| x + y)
     }
@@ -888,6 +973,12 @@ mod imp {
             ints(mask, b, |m, y| !m & y),
             |x, y| x | y,
         )
+    }
+    pub fn pmin(a: V, b: V) -> V {
+        select(lt(b, a), b, a)
+    }
+    pub fn pmax(a: V, b: V) -> V {
+        select(lt(a, b), b, a)
     }
     pub fn bitmask(mask: V) -> u8 {
         (mask[0] >> 63) as u8 | ((mask[1] >> 63) as u8) << 1
@@ -927,6 +1018,7 @@ mod tests {
         let v = F64x2::new(1.5, -2.0);
         assert_eq!(v.to_array(), [1.5, -2.0]);
         assert_eq!((-v).to_array(), [-1.5, 2.0]);
+        assert_eq!(v.middle(F64x2::new(3.0, 4.0)).to_array(), [-2.0, 3.0]);
         assert_eq!(v.abs().to_array(), [1.5, 2.0]);
         assert_eq!((-F64x2::splat(0.0)).first().to_bits(), (-0.0f64).to_bits());
         let m = v.lt(F64x2::splat(0.0));
@@ -945,5 +1037,28 @@ mod tests {
             (F64x2::splat(2.0).sqrt() * F64x2::splat(2.0).sqrt()).first(),
             2.0000000000000004
         );
+    }
+
+    #[test]
+    fn pmin_and_pmax_compare_and_select() {
+        let values = [
+            -1.5,
+            -0.0,
+            0.0,
+            2.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for a in values {
+            for b in values {
+                let (x, y) = (F64x2::new(a, b), F64x2::new(b, a));
+                let min = [if b < a { b } else { a }, if a < b { a } else { b }];
+                let max = [if a < b { b } else { a }, if b < a { a } else { b }];
+                let bits = |v: [f64; 2]| v.map(f64::to_bits);
+                assert_eq!(bits(x.pmin(y).to_array()), bits(min), "pmin {a} {b}");
+                assert_eq!(bits(x.pmax(y).to_array()), bits(max), "pmax {a} {b}");
+            }
+        }
     }
 }
