@@ -119,7 +119,7 @@ pub fn map_common(
         }
         for group in rare[..n].chunks(4) {
             let x = core::array::from_fn(|i| xs[usize::from(group[i.min(group.len() - 1)])]);
-            let y = f(F64x4::load(&x)).to_array();
+            let y = f(F64x4::from_array(x)).to_array();
             for (&at, y) in group.iter().zip(y) {
                 out[usize::from(at)] = y;
             }
