@@ -242,10 +242,16 @@ impl Report {
             }),
             slowest.as_ref().map(|(_, s)| *s >= 20.0),
         ));
+        // Kernels with a bar of their own (below) are held to it instead of the common one.
+        let own_bars = [
+            ("implied_vol", 1.5, "implied_vol vs vectorised NumPy"),
+            ("fft_power", 0.6, "fft_power vs NumPy's pocketfft"),
+            ("matmul", 0.4, "matmul vs single-threaded OpenBLAS (aim)"),
+        ];
         let vectorized: Vec<(String, f64)> = self
             .kernels
             .iter()
-            .filter(|k| k.kernel != "matmul")
+            .filter(|k| !own_bars.iter().any(|(own, _, _)| k.kernel == *own))
             .filter_map(|k| Some((k.kernel.clone(), k.speedup_vs_vectorized?)))
             .collect();
         let behind: Vec<String> = vectorized
@@ -254,7 +260,7 @@ impl Report {
             .map(|(k, s)| format!("{k} {s:.2}x"))
             .collect();
         targets.push(target(
-            "Crunch vs vectorised NumPy, every kernel but matmul",
+            "Crunch vs vectorised NumPy, every kernel without a bar of its own",
             ">= 1x",
             if vectorized.is_empty() {
                 "not measured".into()
@@ -265,11 +271,7 @@ impl Report {
             },
             (!vectorized.is_empty()).then_some(behind.is_empty()),
         ));
-        for (kernel, bar, what) in [
-            ("implied_vol", 1.5, "implied_vol vs vectorised NumPy"),
-            ("fft_power", 0.6, "fft_power vs NumPy's pocketfft"),
-            ("matmul", 0.4, "matmul vs single-threaded OpenBLAS (aim)"),
-        ] {
+        for (kernel, bar, what) in own_bars {
             let ratio = self
                 .kernels
                 .iter()
