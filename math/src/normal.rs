@@ -278,13 +278,13 @@ fn splat8<V: Real>(c: [f64; 8]) -> [V; 8] {
 /// Φ⁻¹(p), the standard normal quantile: -inf at 0, +inf at 1, NaN outside [0, 1] and for NaN.
 #[inline(always)]
 pub fn ppf<V: Real>(p: V) -> V {
-    let (value, central) = ppf_central(p);
+    let central = ppf_is_central(p);
     if V::all(central) {
-        value
+        ppf_central_value(p)
     } else if !V::any(central) {
         ppf_tail(p)
     } else {
-        V::select(central, value, ppf_tail(p))
+        V::select(central, ppf_central_value(p), ppf_tail(p))
     }
 }
 
@@ -292,11 +292,21 @@ pub fn ppf<V: Real>(p: V) -> V {
 /// the common branch for [`crate::map_common`].
 #[inline(always)]
 pub fn ppf_central<V: Real>(p: V) -> (V, V::Mask) {
-    let c = V::splat;
-    let q = p - c(0.5);
-    let central = q.abs().le(c(0.425));
-    let r = c(0.180_625) - q * q;
-    (q * rational7(r, splat8(PPF_A), splat8(PPF_B)), central)
+    (ppf_central_value(p), ppf_is_central(p))
+}
+
+/// Where p is in AS 241's central region [0.075, 0.925].
+#[inline(always)]
+fn ppf_is_central<V: Real>(p: V) -> V::Mask {
+    (p - V::splat(0.5)).abs().le(V::splat(0.425))
+}
+
+/// AS 241's central rational, right where [`ppf_is_central`].
+#[inline(always)]
+fn ppf_central_value<V: Real>(p: V) -> V {
+    let q = p - V::splat(0.5);
+    let r = V::splat(0.180_625) - q * q;
+    q * rational7(r, splat8(PPF_A), splat8(PPF_B))
 }
 
 /// Φ⁻¹(p) for the lanes outside [0.075, 0.925]: AS 241's tail rationals in sqrt(-log) of the
