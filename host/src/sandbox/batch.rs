@@ -339,9 +339,10 @@ fn classify(
 }
 
 /// The batch size of a local run (`crunch run`, Python's `crunch.run`) of `items` items
-/// holding `values` values on `threads` threads, by the one policy of [`plan::sizing`](crate::plan::sizing) with nothing measured:
-/// about eight batches per thread, between 1 and 4096 items each, no more items than a quarter
-/// of `memory_bytes` holds (room in the instance for the outputs too), and at most
+/// holding `values` values on `threads` threads, by the one policy of
+/// [`plan::sizing`](crate::plan::sizing) with nothing measured: about eight batches per thread,
+/// between 1 and 4096 items each, no more items than a quarter of `memory_bytes` holds (room
+/// in the instance for the outputs too), and at most
 /// [`MAX_LOCAL_BATCH_BYTES`](crate::plan::sizing::MAX_LOCAL_BATCH_BYTES) of input.
 pub fn local_batch_size(items: usize, values: usize, threads: usize, memory_bytes: usize) -> usize {
     sizing::batch_size(&Sizing {
@@ -349,7 +350,7 @@ pub fn local_batch_size(items: usize, values: usize, threads: usize, memory_byte
         loops: threads,
         memory_cap: count_within_memory(items, values, memory_bytes),
         cost: None,
-        item_bytes: (values * 8) as f64 / items.max(1) as f64,
+        item_bytes: bytes_per_item(items, values),
         venue: Venue::Local,
     })
 }
@@ -364,7 +365,12 @@ pub fn items_within_memory(items: &[Item], memory_bytes: usize) -> usize {
 
 /// The mean bytes of input values per item of `items` (0 when there are none).
 pub fn input_bytes_per_item(items: &[Item]) -> f64 {
-    (values_in(items) * 8) as f64 / items.len().max(1) as f64
+    bytes_per_item(items.len(), values_in(items))
+}
+
+/// The mean bytes per item of `items` items holding `values` values (0 when there are none).
+fn bytes_per_item(items: usize, values: usize) -> f64 {
+    (values * 8) as f64 / items.max(1) as f64
 }
 
 fn values_in(items: &[Item]) -> usize {
