@@ -61,6 +61,25 @@ pub fn sums<const M: usize>(xs: &[f64], mut terms: impl FnMut(Step) -> [Step; M]
     totals
 }
 
+/// The smallest and the largest of `xs` (not empty) by `<`, and their sum, in one pass of
+/// [`sums`]. The extremes are kept in lanes by `pmin`/`pmax`, which a NaN does not always pass
+/// through; a NaN always makes the sum NaN. Equal values keep the first of them in their lane's
+/// order, not the sample's (only zeros are equal with different bits).
+pub fn extremes(xs: &[f64]) -> (f64, f64, f64) {
+    let (mut low, mut high) = (F64x2::splat(xs[0]), F64x2::splat(xs[0]));
+    let [sum] = sums(xs, |[a, b, c, d]| {
+        low = low.pmin(a.pmin(b).pmin(c.pmin(d)));
+        high = high.pmax(a.pmax(b).pmax(c.pmax(d)));
+        [[a, b, c, d]]
+    });
+    let ([l0, l1], [h0, h1]) = (low.to_array(), high.to_array());
+    (
+        if l1 < l0 { l1 } else { l0 },
+        if h0 < h1 { h1 } else { h0 },
+        sum,
+    )
+}
+
 /// The dot product of `a` and `b` (over the shorter of the two).
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());

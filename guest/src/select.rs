@@ -3,20 +3,30 @@
 //!
 //! Bucket selection: one pass finds the extremes, one counts the values per bucket of equal
 //! width between them (a monotone map, so bucket order is value order), the counts say which
-//! bucket holds each wanted rank, and one more pass gathers only those buckets' values, which
-//! are then selected among. About three cheap, branch-free passes over the data where
-//! quickselect's partitions take several data-dependent ones per rank. The results are exact
-//! (the buckets only narrow the search), so every target gives the same bits. Short inputs,
-//! many ranks and ranges that are not finite (an infinity, or a span beyond f64) take
-//! divide-and-conquer quickselect instead.
+//! bucket holds each wanted rank, and one more pass gathers only those buckets' values (without
+//! a branch: each value is written, and the end of the gathered values moves on only for the
+//! wanted buckets), which are then selected among. About three cheap, branch-free passes over
+//! the data where quickselect's partitions take several data-dependent ones per rank. The
+//! results are exact (the buckets only narrow the search), so every target gives the same bits.
+//! Short inputs, many ranks and ranges that are not finite (an infinity, or a span beyond f64)
+//! take divide-and-conquer quickselect instead.
+
+use crate::lanes;
+use crunch_math::F64x2;
 
 /// Below this many values, quickselect on a copy is as fast.
 const SHORT: usize = 64;
 /// Above this many ranks, a sort is as fast.
 const MANY_RANKS: usize = 16;
+/// A bucket of at most this many values is sorted rather than selected in.
+const SORT_BELOW: usize = 24;
 /// Values per bucket, on average.
 const PER_BUCKET: usize = 4;
-/// 2^52: added to a value in [0, 2^51), it leaves the value rounded to an integer in the low bits.
+/// Values per step of a pass over the data (the component pays its time-limit check per loop
+/// iteration).
+const STEP: usize = 8;
+/// 2^52: added to a value in [0, 2^31), it leaves the value rounded to an integer in the low 32
+/// bits.
 const ROUNDER: f64 = 4_503_599_627_370_496.0;
 
 /// The values at `ranks` (sorted, distinct, each below `values.len()`) of `values` sorted by
@@ -30,104 +40,148 @@ pub fn order_statistics(values: &[f64], ranks: &[usize]) -> Option<Vec<f64>> {
         return Some(vec![min; ranks.len()]);
     }
     let buckets = (values.len() / PER_BUCKET).next_power_of_two();
-    let scale = buckets as f64 / (max - min);
-    if !scale.is_finite() || scale == 0.0 {
+    let Some(map) = BucketMap::new(min, max, buckets) else {
         return Some(by_quickselect(values, ranks));
-    }
-    // (v - min) * scale lies in [0, buckets]; adding 2^52 rounds it to an integer in the low
-    // bits of the mantissa. Every step is monotone in v, so bucket order is value order.
-    let last = buckets - 1;
-    let bucket = move |v: f64| {
-        let rounded = ((v - min) * scale + ROUNDER).to_bits() - ROUNDER.to_bits();
-        (rounded as usize).min(last)
     };
-    let mut counts = vec![0u32; buckets];
-    // Each value's bucket, kept for the gathering pass; four values per step (the component
-    // pays its time-limit check per loop iteration).
-    let mut ids = vec![0u32; values.len()];
-    let mut chunks = values.chunks_exact(4);
-    for (chunk, id) in (&mut chunks).zip(ids.chunks_exact_mut(4)) {
-        for k in 0..4 {
-            let b = bucket(chunk[k]);
-            id[k] = b as u32;
-            counts[b] += 1;
+    // Indexed with `b & last`, which is b (the map's buckets are below `buckets`) and lets
+    // the compiler see that the index is in range.
+    let last = buckets - 1;
+    let mut counts = vec![0u32; last + 1];
+    map.count(values, &mut counts);
+    // The bucket of each rank, walking the counts once. Each wanted bucket gets its place among
+    // the gathered values (which, sorted, are the wanted buckets' values sorted, one bucket
+    // after another), and each rank its rank among them.
+    let mut wanted = vec![0u8; last + 1];
+    let mut places = Vec::with_capacity(ranks.len()); // (bucket, start, len) among the gathered
+    let mut local = Vec::with_capacity(ranks.len());
+    let (mut b, mut below, mut gathered) = (0usize, 0usize, 0usize);
+    for &rank in ranks {
+        // Eight buckets at a time while the rank lies beyond them, then one at a time.
+        while let Some(block) = counts.get(b..b + 8) {
+            let in_block = block.iter().sum::<u32>() as usize;
+            if below + in_block > rank {
+                break;
+            }
+            below += in_block;
+            b += 8;
+        }
+        while below + counts[b & last] as usize <= rank {
+            below += counts[b & last] as usize;
+            b += 1;
+        }
+        if wanted[b & last] == 0 {
+            wanted[b & last] = 1;
+            places.push((b, gathered, counts[b & last] as usize));
+            gathered += counts[b & last] as usize;
+        }
+        let start = places.last().map_or(0, |&(_, start, _)| start);
+        local.push(start + rank - below);
+    }
+    let mut pool = vec![0.0; (gathered + 1).next_power_of_two()];
+    map.gather(values, &wanted, &mut pool);
+    // The few gathered values in bucket order, then each bucket's ranks selected within it.
+    let mut next = counts;
+    for &(b, start, _) in &places {
+        next[b] = start as u32;
+    }
+    let mut ordered = vec![0.0; gathered];
+    for &v in &pool[..gathered] {
+        let at = &mut next[map.one(v) & last];
+        ordered[*at as usize] = v;
+        *at += 1;
+    }
+    let mut ranks_left = local.as_slice();
+    for (_, start, len) in places {
+        let inside = ranks_left.partition_point(|&r| r < start + len);
+        let (these, rest) = ranks_left.split_at(inside);
+        let bucket = &mut ordered[start..start + len];
+        if len <= SORT_BELOW {
+            bucket.sort_unstable_by(f64::total_cmp);
+        } else {
+            select_within(bucket, start, these);
+        }
+        ranks_left = rest;
+    }
+    Some(local.iter().map(|&r| ordered[r]).collect())
+}
+
+/// A monotone map from the values in [min, max] to buckets 0..buckets: (v - min) * scale, with
+/// scale = (buckets - 1) / (max - min), rounded to the nearest integer by adding 2^52. Each step
+/// is monotone in v, so bucket order is value order; max lands at most a rounding error above
+/// buckets - 1, so no bucket is out of range.
+struct BucketMap {
+    min: f64,
+    scale: f64,
+}
+
+impl BucketMap {
+    /// `None` if the span between `min` and `max` (not equal) is beyond f64 or so small that
+    /// the scale is.
+    fn new(min: f64, max: f64, buckets: usize) -> Option<Self> {
+        let scale = (buckets - 1) as f64 / (max - min);
+        (scale.is_finite() && scale > 0.0).then_some(Self { min, scale })
+    }
+
+    /// The bucket of `v`.
+    #[inline(always)]
+    fn one(&self, v: f64) -> usize {
+        ((v - self.min) * self.scale + ROUNDER).to_bits() as u32 as usize
+    }
+
+    /// The buckets of a pair of values: the same operations as [`Self::one`], two lanes at once.
+    #[inline(always)]
+    fn pair(&self, pair: &[f64; 2]) -> [usize; 2] {
+        let min = F64x2::splat(self.min);
+        let scale = F64x2::splat(self.scale);
+        let at = (F64x2::load(pair) - min) * scale + F64x2::splat(ROUNDER);
+        at.to_array().map(|x| x.to_bits() as u32 as usize)
+    }
+
+    /// Adds each of `values` to the count of its bucket in `counts` (one per bucket, a power of
+    /// two of them). A function of its own, so that the compiler keeps its few values in
+    /// registers.
+    #[inline(never)]
+    fn count(&self, values: &[f64], counts: &mut [u32]) {
+        let last = counts.len() - 1;
+        self.each(values, |_, b| counts[b & last] += 1);
+    }
+
+    /// Writes the values of the buckets marked 1 in `wanted` (one per bucket, a power of two of
+    /// them) to the front of `pool`, in their order in `values`. Every value is written at the
+    /// end of the pool and only a wanted one moves the end on, so `pool` holds more than the
+    /// wanted values (a power of two of them: indexing with a mask that changes nothing lets
+    /// the compiler see that the index is in range).
+    #[inline(never)]
+    fn gather(&self, values: &[f64], wanted: &[u8], pool: &mut [f64]) {
+        let (last, pool_last) = (wanted.len() - 1, pool.len() - 1);
+        let mut end = 0;
+        self.each(values, |v, b| {
+            pool[end & pool_last] = v;
+            end += usize::from(wanted[b & last]);
+        });
+    }
+
+    /// Calls `visit` with each of `values` and its bucket, in order.
+    #[inline(always)]
+    fn each(&self, values: &[f64], mut visit: impl FnMut(f64, usize)) {
+        let mut steps = values.chunks_exact(STEP);
+        for step in &mut steps {
+            for pair in step.as_chunks::<2>().0 {
+                let [a, b] = self.pair(pair);
+                visit(pair[0], a);
+                visit(pair[1], b);
+            }
+        }
+        for &v in steps.remainder() {
+            visit(v, self.one(v));
         }
     }
-    let tail = values.len() - chunks.remainder().len();
-    for (&v, id) in chunks.remainder().iter().zip(&mut ids[tail..]) {
-        let b = bucket(v);
-        *id = b as u32;
-        counts[b] += 1;
-    }
-    // Which bucket each rank falls in, and where the gathered buckets start.
-    const SKIP: u32 = u32::MAX;
-    let mut gathered_at = vec![SKIP; buckets];
-    let mut wanted = Vec::with_capacity(ranks.len()); // (bucket, first rank in it)
-    let mut gathered = 0u32;
-    let mut first_rank = 0usize;
-    let mut ranks_left = ranks.iter().peekable();
-    for (b, &count) in counts.iter().enumerate() {
-        let end = first_rank + count as usize;
-        if ranks_left.next_if(|&&r| r < end).is_some() {
-            while ranks_left.next_if(|&&r| r < end).is_some() {}
-            gathered_at[b] = gathered;
-            gathered += count;
-            wanted.push((b, first_rank));
-        }
-        if ranks_left.peek().is_none() {
-            break;
-        }
-        first_rank = end;
-    }
-    let mut pool = vec![0.0; gathered as usize];
-    let mut fill = gathered_at.clone();
-    for (&v, &b) in values.iter().zip(&ids) {
-        let at = fill[b as usize];
-        if at != SKIP {
-            pool[at as usize] = v;
-            fill[b as usize] = at + 1;
-        }
-    }
-    let mut out = Vec::with_capacity(ranks.len());
-    let mut ranks_left = ranks;
-    for (b, first) in wanted {
-        let start = gathered_at[b] as usize;
-        let part = &mut pool[start..start + counts[b] as usize];
-        let inside = ranks_left.partition_point(|&r| r < first + part.len());
-        let local: Vec<usize> = ranks_left[..inside].iter().map(|r| r - first).collect();
-        select_ranks(part, &local);
-        out.extend(local.iter().map(|&r| part[r]));
-        ranks_left = &ranks_left[inside..];
-    }
-    Some(out)
 }
 
 /// The smallest and largest of `values` (not empty); `None` if they hold a NaN.
 fn extremes(values: &[f64]) -> Option<(f64, f64)> {
-    let mut lo = [values[0]; 4];
-    let mut hi = [values[0]; 4];
-    let mut nan = [false; 4];
-    let mut chunks = values.chunks_exact(4);
-    for chunk in &mut chunks {
-        for k in 0..4 {
-            lo[k] = if chunk[k] < lo[k] { chunk[k] } else { lo[k] };
-            hi[k] = if hi[k] < chunk[k] { chunk[k] } else { hi[k] };
-            nan[k] |= chunk[k].is_nan();
-        }
-    }
-    if nan.contains(&true) || chunks.remainder().iter().any(|v| v.is_nan()) {
-        return None;
-    }
-    let (mut min, mut max) = (lo[0], hi[0]);
-    for k in 1..4 {
-        min = if lo[k] < min { lo[k] } else { min };
-        max = if max < hi[k] { hi[k] } else { max };
-    }
-    for &v in chunks.remainder() {
-        min = if v < min { v } else { min };
-        max = if max < v { v } else { max };
-    }
-    Some((min, max))
+    let (min, max, sum) = lanes::extremes(values);
+    (!sum.is_nan() || !values.iter().any(|v| v.is_nan())).then_some((min, max))
 }
 
 /// [`order_statistics`] by quickselect on a copy.

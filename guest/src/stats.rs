@@ -20,17 +20,8 @@ pub fn describe(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     // One pass for the extremes and the sum (in lanes). A NaN anywhere makes min and max NaN
     // (the sum and the moments become NaN by themselves); only a NaN sum can come from one, so
     // only then are the values searched for it.
-    let (mut low, mut high) = (F64x2::splat(x[0]), F64x2::splat(x[0]));
-    let [sum] = lanes::sums(x, |[a, b, c, d]| {
-        low = low.pmin(a.pmin(b).pmin(c.pmin(d)));
-        high = high.pmax(a.pmax(b).pmax(c.pmax(d)));
-        [[a, b, c, d]]
-    });
-    let ([l0, l1], [h0, h1]) = (low.to_array(), high.to_array());
-    let (mut min, mut max) = (
-        first_equal(x, if l1 < l0 { l1 } else { l0 }),
-        first_equal(x, if h0 < h1 { h1 } else { h0 }),
-    );
+    let (low, high, sum) = lanes::extremes(x);
+    let (mut min, mut max) = (first_equal(x, low), first_equal(x, high));
     if sum.is_nan() && x.iter().any(|v| v.is_nan()) {
         (min, max) = (f64::NAN, f64::NAN);
     }
