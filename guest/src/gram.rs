@@ -1,6 +1,7 @@
 //! Products of the columns of a row-major matrix with each other (Z^T Z), for `corrcoef`'s
-//! covariances and `ols`'s normal equations: two columns against up to four pairs of columns
-//! at a time, their sums in registers while the rows go by.
+//! covariances and `ols`'s normal equations, and with a weight per row (`ols`'s X^T r): a few
+//! factors against up to four pairs of columns at a time, their sums in registers while the
+//! rows go by.
 
 use crunch_math::F64x2;
 
@@ -36,31 +37,9 @@ pub fn upper_products(z: &[f64], width: usize) -> Vec<f64> {
 
 /// The sums of columns `i` and `i + 1` against the `T` column pairs from `pair` on, into `out`.
 fn products_tile<const T: usize>(z: &[f64], width: usize, i: usize, pair: usize, out: &mut [f64]) {
-    let mut sums = [[F64x2::splat(0.0); T]; 2];
-    let add = |sums: &mut [[F64x2; T]; 2], row: &[f64]| {
-        let (a, b) = (F64x2::splat(row[i]), F64x2::splat(row[i + 1]));
-        let columns = &row[2 * pair..2 * (pair + T)];
-        for (t, v) in columns.as_chunks::<2>().0.iter().enumerate() {
-            let v = F64x2::load(v);
-            sums[0][t] = sums[0][t] + a * v;
-            sums[1][t] = sums[1][t] + b * v;
-        }
-    };
-    // Four rows per loop iteration: the component checks its time limit (and spills the sums
-    // around the check) once per four rows.
-    let mut rows = z.chunks_exact(ROWS_PER_STEP * width);
-    for step in &mut rows {
-        let (first, rest) = step.split_at(width);
-        let (second, rest) = rest.split_at(width);
-        let (third, fourth) = rest.split_at(width);
-        add(&mut sums, first);
-        add(&mut sums, second);
-        add(&mut sums, third);
-        add(&mut sums, fourth);
-    }
-    for row in rows.remainder().chunks_exact(width) {
-        add(&mut sums, row);
-    }
+    let sums = column_products::<2, T>(z, width, pair, |_, row| {
+        [F64x2::splat(row[i]), F64x2::splat(row[i + 1])]
+    });
     for (r, row_sums) in sums.iter().enumerate() {
         let at = (i + r) * width + 2 * pair;
         for (t, s) in row_sums.iter().enumerate() {
@@ -71,6 +50,48 @@ fn products_tile<const T: usize>(z: &[f64], width: usize, i: usize, pair: usize,
             );
         }
     }
+}
+
+/// The sums over the rows of the row-major `z` (`width` columns, even) of each of `S` factors
+/// (`factors` gives them for row `r`, splatted) times each of the `T` column pairs from `pair`
+/// on: `sums[s][t]` holds factor `s` times columns `2 (pair + t)` and `2 (pair + t) + 1`, each
+/// sum over the rows in order from zero, in registers while the rows go by.
+pub fn column_products<const S: usize, const T: usize>(
+    z: &[f64],
+    width: usize,
+    pair: usize,
+    factors: impl Fn(usize, &[f64]) -> [F64x2; S],
+) -> [[F64x2; T]; S] {
+    let mut sums = [[F64x2::splat(0.0); T]; S];
+    let add = |sums: &mut [[F64x2; T]; S], r: usize, row: &[f64]| {
+        let factors = factors(r, row);
+        let columns = &row[2 * pair..2 * (pair + T)];
+        for (t, v) in columns.as_chunks::<2>().0.iter().enumerate() {
+            let v = F64x2::load(v);
+            for (sum, factor) in sums.iter_mut().zip(factors) {
+                sum[t] = sum[t] + factor * v;
+            }
+        }
+    };
+    // Four rows per loop iteration: the component checks its time limit (and spills the sums
+    // around the check) once per four rows.
+    let mut steps = z.chunks_exact(ROWS_PER_STEP * width);
+    let mut r = 0;
+    for step in &mut steps {
+        let (first, rest) = step.split_at(width);
+        let (second, rest) = rest.split_at(width);
+        let (third, fourth) = rest.split_at(width);
+        add(&mut sums, r, first);
+        add(&mut sums, r + 1, second);
+        add(&mut sums, r + 2, third);
+        add(&mut sums, r + 3, fourth);
+        r += ROWS_PER_STEP;
+    }
+    for row in steps.remainder().chunks_exact(width) {
+        add(&mut sums, r, row);
+        r += 1;
+    }
+    sums
 }
 
 #[cfg(test)]

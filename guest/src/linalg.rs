@@ -201,9 +201,22 @@ fn normal_equations(x: &[f64], y: &[f64], p: usize) -> Option<Vec<f64>> {
     // [X y], padded with a zero column to an even width, so that one pass gives X^T X and X^T y.
     let width = (p + 1).next_multiple_of(2);
     let mut xy = vec![0.0; y.len() * width];
-    for ((row, x_row), &y) in xy.chunks_exact_mut(width).zip(x.chunks_exact(p)).zip(y) {
-        row[..p].copy_from_slice(x_row);
-        row[p] = y;
+    // A row of known length is copied by a few loads and stores; one of a length known only at
+    // run time costs a call (the component's memory.copy) per row.
+    match p {
+        1 => stack_rows::<1>(&mut xy, width, x, y),
+        2 => stack_rows::<2>(&mut xy, width, x, y),
+        3 => stack_rows::<3>(&mut xy, width, x, y),
+        4 => stack_rows::<4>(&mut xy, width, x, y),
+        5 => stack_rows::<5>(&mut xy, width, x, y),
+        6 => stack_rows::<6>(&mut xy, width, x, y),
+        7 => stack_rows::<7>(&mut xy, width, x, y),
+        _ => {
+            for ((row, x_row), &y) in xy.chunks_exact_mut(width).zip(x.chunks_exact(p)).zip(y) {
+                row[..p].copy_from_slice(x_row);
+                row[p] = y;
+            }
+        }
     }
     let products = gram::upper_products(&xy, width);
     let gram_at = |i: usize, j: usize| products[i.min(j) * width + i.max(j)];
@@ -217,9 +230,18 @@ fn normal_equations(x: &[f64], y: &[f64], p: usize) -> Option<Vec<f64>> {
     (norm(&step) <= REFINED * norm(&b)).then_some(b)
 }
 
+/// Fills the rows of `xy` (`width` columns) with the rows of `x` (`P` columns), each followed
+/// by its `y`.
+fn stack_rows<const P: usize>(xy: &mut [f64], width: usize, x: &[f64], y: &[f64]) {
+    for ((row, x_row), &y) in xy.chunks_exact_mut(width).zip(x.as_chunks::<P>().0).zip(y) {
+        row[..P].copy_from_slice(x_row);
+        row[P] = y;
+    }
+}
+
 /// `X^T (y - X b)` over the rows of `[X y]` (`width` columns, even; y in column `b.len()`,
-/// zeros after it), two columns at a time: each row's fit as two lane sums added, then its
-/// residual times the row into the products.
+/// zeros after it): each row's residual first (its fit as two lane sums added), then the
+/// products with up to four pairs of columns at a time (`gram::column_products`).
 fn residual_products(xy: &[f64], width: usize, b: &[f64]) -> Vec<f64> {
     let p = b.len();
     let mut coefficients = vec![0.0; width];
@@ -230,20 +252,49 @@ fn residual_products(xy: &[f64], width: usize, b: &[f64]) -> Vec<f64> {
         .iter()
         .map(F64x2::load)
         .collect();
-    let mut products = vec![F64x2::splat(0.0); width / 2];
-    for row in xy.chunks_exact(width) {
-        let pairs = row.as_chunks::<2>().0;
-        let fit = pairs
-            .iter()
-            .zip(&coefficients)
-            .fold(F64x2::splat(0.0), |s, (x, b)| s + F64x2::load(x) * *b)
-            .to_array();
-        let residual = F64x2::splat(row[p] - (fit[0] + fit[1]));
-        for (g, x) in products.iter_mut().zip(pairs) {
-            *g = *g + F64x2::load(x) * residual;
-        }
+    // With the number of pairs known, each row's fit is a few straight-line operations.
+    let residuals = match *coefficients.as_slice() {
+        [a] => residuals(xy, p, [a]),
+        [a, b] => residuals(xy, p, [a, b]),
+        [a, b, c] => residuals(xy, p, [a, b, c]),
+        [a, b, c, d] => residuals(xy, p, [a, b, c, d]),
+        _ => residuals(xy, p, coefficients.as_slice()),
+    };
+    let weight = |r: usize, _: &[f64]| [F64x2::splat(residuals[r])];
+    let pairs = width / 2;
+    let mut products = Vec::with_capacity(width);
+    let mut pair = 0;
+    while pair < pairs {
+        let tile = (pairs - pair).min(4);
+        let sums: Vec<F64x2> = match tile {
+            4 => gram::column_products::<1, 4>(xy, width, pair, weight)[0].to_vec(),
+            3 => gram::column_products::<1, 3>(xy, width, pair, weight)[0].to_vec(),
+            2 => gram::column_products::<1, 2>(xy, width, pair, weight)[0].to_vec(),
+            _ => gram::column_products::<1, 1>(xy, width, pair, weight)[0].to_vec(),
+        };
+        products.extend(sums.iter().flat_map(|s| s.to_array()));
+        pair += tile;
     }
-    products.iter().flat_map(|g| g.to_array()).take(p).collect()
+    products.truncate(p);
+    products
+}
+
+/// `y - X b` for each row of `[X y]` (y in column `p`), with the coefficients in pairs (the
+/// rows have two columns per pair): each row's fit as two lane sums added.
+fn residuals(xy: &[f64], p: usize, coefficients: impl AsRef<[F64x2]>) -> Vec<f64> {
+    let coefficients = coefficients.as_ref();
+    xy.chunks_exact(2 * coefficients.len())
+        .map(|row| {
+            let fit = row
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .zip(coefficients)
+                .fold(F64x2::splat(0.0), |s, (x, b)| s + F64x2::load(x) * *b)
+                .to_array();
+            row[p] - (fit[0] + fit[1])
+        })
+        .collect()
 }
 
 /// The lower Cholesky factor L (row-major p x p) of the symmetric matrix whose entries `at`
