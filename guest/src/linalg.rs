@@ -240,8 +240,8 @@ fn stack_rows<const P: usize>(xy: &mut [f64], width: usize, x: &[f64], y: &[f64]
 }
 
 /// `X^T (y - X b)` over the rows of `[X y]` (`width` columns, even; y in column `b.len()`,
-/// zeros after it): each row's residual first (its fit as two lane sums added), then the
-/// products with up to four pairs of columns at a time (`gram::column_products`).
+/// zeros after it): each row's residual (its fit as two lane sums added) times the row, with
+/// up to four pairs of columns at a time (`gram::column_products`).
 fn residual_products(xy: &[f64], width: usize, b: &[f64]) -> Vec<f64> {
     let p = b.len();
     let mut coefficients = vec![0.0; width];
@@ -253,48 +253,45 @@ fn residual_products(xy: &[f64], width: usize, b: &[f64]) -> Vec<f64> {
         .map(F64x2::load)
         .collect();
     // With the number of pairs known, each row's fit is a few straight-line operations.
-    let residuals = match *coefficients.as_slice() {
-        [a] => residuals(xy, p, [a]),
-        [a, b] => residuals(xy, p, [a, b]),
-        [a, b, c] => residuals(xy, p, [a, b, c]),
-        [a, b, c, d] => residuals(xy, p, [a, b, c, d]),
-        _ => residuals(xy, p, coefficients.as_slice()),
+    match *coefficients.as_slice() {
+        [a] => products_with_residuals(xy, p, [a]),
+        [a, b] => products_with_residuals(xy, p, [a, b]),
+        [a, b, c] => products_with_residuals(xy, p, [a, b, c]),
+        [a, b, c, d] => products_with_residuals(xy, p, [a, b, c, d]),
+        _ => products_with_residuals(xy, p, coefficients.as_slice()),
+    }
+}
+
+/// [`residual_products`] with the coefficients in pairs (a row has two columns per pair).
+fn products_with_residuals(xy: &[f64], p: usize, coefficients: impl AsRef<[F64x2]>) -> Vec<f64> {
+    let coefficients = coefficients.as_ref();
+    let pairs = coefficients.len();
+    let width = 2 * pairs;
+    let residual = |_: usize, row: &[f64]| {
+        let fit = row
+            .as_chunks::<2>()
+            .0
+            .iter()
+            .zip(coefficients)
+            .fold(F64x2::splat(0.0), |s, (x, b)| s + F64x2::load(x) * *b)
+            .to_array();
+        [F64x2::splat(row[p] - (fit[0] + fit[1]))]
     };
-    let weight = |r: usize, _: &[f64]| [F64x2::splat(residuals[r])];
-    let pairs = width / 2;
     let mut products = Vec::with_capacity(width);
     let mut pair = 0;
     while pair < pairs {
         let tile = (pairs - pair).min(4);
         let sums: Vec<F64x2> = match tile {
-            4 => gram::column_products::<1, 4>(xy, width, pair, weight)[0].to_vec(),
-            3 => gram::column_products::<1, 3>(xy, width, pair, weight)[0].to_vec(),
-            2 => gram::column_products::<1, 2>(xy, width, pair, weight)[0].to_vec(),
-            _ => gram::column_products::<1, 1>(xy, width, pair, weight)[0].to_vec(),
+            4 => gram::column_products::<1, 4>(xy, width, pair, residual)[0].to_vec(),
+            3 => gram::column_products::<1, 3>(xy, width, pair, residual)[0].to_vec(),
+            2 => gram::column_products::<1, 2>(xy, width, pair, residual)[0].to_vec(),
+            _ => gram::column_products::<1, 1>(xy, width, pair, residual)[0].to_vec(),
         };
         products.extend(sums.iter().flat_map(|s| s.to_array()));
         pair += tile;
     }
     products.truncate(p);
     products
-}
-
-/// `y - X b` for each row of `[X y]` (y in column `p`), with the coefficients in pairs (the
-/// rows have two columns per pair): each row's fit as two lane sums added.
-fn residuals(xy: &[f64], p: usize, coefficients: impl AsRef<[F64x2]>) -> Vec<f64> {
-    let coefficients = coefficients.as_ref();
-    xy.chunks_exact(2 * coefficients.len())
-        .map(|row| {
-            let fit = row
-                .as_chunks::<2>()
-                .0
-                .iter()
-                .zip(coefficients)
-                .fold(F64x2::splat(0.0), |s, (x, b)| s + F64x2::load(x) * *b)
-                .to_array();
-            row[p] - (fit[0] + fit[1])
-        })
-        .collect()
 }
 
 /// The lower Cholesky factor L (row-major p x p) of the symmetric matrix whose entries `at`
