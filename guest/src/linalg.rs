@@ -198,75 +198,83 @@ const REFINED: f64 = 1e-8;
 /// definite, or the refinement step is not tiny next to the coefficients (an ill-conditioned
 /// or rank-deficient X, or NaN), for QR to decide.
 fn normal_equations(x: &[f64], y: &[f64], p: usize) -> Option<Vec<f64>> {
+    match p {
+        1 => normal_equations_in(x, y, Fixed::<1>),
+        2 => normal_equations_in(x, y, Fixed::<2>),
+        3 => normal_equations_in(x, y, Fixed::<3>),
+        4 => normal_equations_in(x, y, Fixed::<4>),
+        5 => normal_equations_in(x, y, Fixed::<5>),
+        6 => normal_equations_in(x, y, Fixed::<6>),
+        7 => normal_equations_in(x, y, Fixed::<7>),
+        _ => normal_equations_in(x, y, p),
+    }
+}
+
+/// A number of columns, known when the code is compiled ([`Fixed`]) or only when it runs
+/// (`usize`). Known, the per-row copies and fits and the small factorisation and solves become
+/// straight-line code: loops of a length known only at run time cost the component a
+/// `memory.copy` call per row copied and a time-limit check per iteration.
+trait Columns: Copy {
+    /// The number of columns.
+    fn get(self) -> usize;
+}
+
+impl Columns for usize {
+    #[inline(always)]
+    fn get(self) -> usize {
+        self
+    }
+}
+
+/// `P` columns, known when the code is compiled.
+#[derive(Clone, Copy)]
+struct Fixed<const P: usize>;
+
+impl<const P: usize> Columns for Fixed<P> {
+    #[inline(always)]
+    fn get(self) -> usize {
+        P
+    }
+}
+
+/// [`normal_equations`] for X with `columns` columns.
+fn normal_equations_in(x: &[f64], y: &[f64], columns: impl Columns) -> Option<Vec<f64>> {
+    let p = columns.get();
     // [X y], padded with a zero column to an even width, so that one pass gives X^T X and X^T y.
     let width = (p + 1).next_multiple_of(2);
     let mut xy = vec![0.0; y.len() * width];
-    // A row of known length is copied by a few loads and stores; one of a length known only at
-    // run time costs a call (the component's memory.copy) per row.
-    match p {
-        1 => stack_rows::<1>(&mut xy, width, x, y),
-        2 => stack_rows::<2>(&mut xy, width, x, y),
-        3 => stack_rows::<3>(&mut xy, width, x, y),
-        4 => stack_rows::<4>(&mut xy, width, x, y),
-        5 => stack_rows::<5>(&mut xy, width, x, y),
-        6 => stack_rows::<6>(&mut xy, width, x, y),
-        7 => stack_rows::<7>(&mut xy, width, x, y),
-        _ => {
-            for ((row, x_row), &y) in xy.chunks_exact_mut(width).zip(x.chunks_exact(p)).zip(y) {
-                row[..p].copy_from_slice(x_row);
-                row[p] = y;
-            }
-        }
+    for ((row, x_row), &y) in xy.chunks_exact_mut(width).zip(x.chunks_exact(p)).zip(y) {
+        row[..p].copy_from_slice(x_row);
+        row[p] = y;
     }
     let products = gram::upper_products(&xy, width);
     let gram_at = |i: usize, j: usize| products[i.min(j) * width + i.max(j)];
-    let factor = cholesky(p, gram_at)?;
+    let factor = cholesky(columns, gram_at)?;
     let xty: Vec<f64> = (0..p).map(|i| products[i * width + p]).collect();
-    let mut b = cholesky_solve(&factor, p, &xty);
-    let residual_products = residual_products(&xy, width, &b);
-    let step = cholesky_solve(&factor, p, &residual_products);
+    let mut b = cholesky_solve(&factor, columns, &xty);
+    let residual_products = residual_products(&xy, columns, &b);
+    let step = cholesky_solve(&factor, columns, &residual_products);
     b.iter_mut().zip(&step).for_each(|(b, s)| *b += s);
     let norm = |v: &[f64]| v.iter().fold(0.0, |s, v| s + v * v).sqrt();
     (norm(&step) <= REFINED * norm(&b)).then_some(b)
 }
 
-/// Fills the rows of `xy` (`width` columns) with the rows of `x` (`P` columns), each followed
-/// by its `y`.
-fn stack_rows<const P: usize>(xy: &mut [f64], width: usize, x: &[f64], y: &[f64]) {
-    for ((row, x_row), &y) in xy.chunks_exact_mut(width).zip(x.as_chunks::<P>().0).zip(y) {
-        row[..P].copy_from_slice(x_row);
-        row[P] = y;
-    }
-}
-
-/// `X^T (y - X b)` over the rows of `[X y]` (`width` columns, even; y in column `b.len()`,
-/// zeros after it): each row's residual (its fit as two lane sums added) times the row, with
-/// up to four pairs of columns at a time (`gram::column_products`).
-fn residual_products(xy: &[f64], width: usize, b: &[f64]) -> Vec<f64> {
-    let p = b.len();
+/// `X^T (y - X b)` over the rows of `[X y]` (X of `columns` columns, then y, then a zero column
+/// if that makes the width even): each row's residual (its fit as two lane sums added) times
+/// the row, with up to four pairs of columns at a time (`gram::column_products`).
+fn residual_products(xy: &[f64], columns: impl Columns, b: &[f64]) -> Vec<f64> {
+    let p = columns.get();
+    let pairs = (p + 1).div_ceil(2);
+    let width = 2 * pairs;
     let mut coefficients = vec![0.0; width];
-    coefficients[..p].copy_from_slice(b);
+    coefficients[..p].copy_from_slice(&b[..p]);
     let coefficients: Vec<F64x2> = coefficients
         .as_chunks::<2>()
         .0
         .iter()
         .map(F64x2::load)
         .collect();
-    // With the number of pairs known, each row's fit is a few straight-line operations.
-    match *coefficients.as_slice() {
-        [a] => products_with_residuals(xy, p, [a]),
-        [a, b] => products_with_residuals(xy, p, [a, b]),
-        [a, b, c] => products_with_residuals(xy, p, [a, b, c]),
-        [a, b, c, d] => products_with_residuals(xy, p, [a, b, c, d]),
-        _ => products_with_residuals(xy, p, coefficients.as_slice()),
-    }
-}
-
-/// [`residual_products`] with the coefficients in pairs (a row has two columns per pair).
-fn products_with_residuals(xy: &[f64], p: usize, coefficients: impl AsRef<[F64x2]>) -> Vec<f64> {
-    let coefficients = coefficients.as_ref();
-    let pairs = coefficients.len();
-    let width = 2 * pairs;
+    let coefficients = &coefficients[..pairs];
     let residual = |_: usize, row: &[f64]| {
         let fit = row
             .as_chunks::<2>()
@@ -296,7 +304,8 @@ fn products_with_residuals(xy: &[f64], p: usize, coefficients: impl AsRef<[F64x2
 
 /// The lower Cholesky factor L (row-major p x p) of the symmetric matrix whose entries `at`
 /// gives, or `None` if it is not (numerically) positive definite.
-fn cholesky(p: usize, at: impl Fn(usize, usize) -> f64) -> Option<Vec<f64>> {
+fn cholesky(columns: impl Columns, at: impl Fn(usize, usize) -> f64) -> Option<Vec<f64>> {
+    let p = columns.get();
     let mut l = vec![0.0; p * p];
     for j in 0..p {
         let d = at(j, j) - (0..j).fold(0.0, |s, k| s + l[j * p + k] * l[j * p + k]);
@@ -314,7 +323,8 @@ fn cholesky(p: usize, at: impl Fn(usize, usize) -> f64) -> Option<Vec<f64>> {
 }
 
 /// Solves `L L^T b = c` with the factor `L` of [`cholesky`].
-fn cholesky_solve(l: &[f64], p: usize, c: &[f64]) -> Vec<f64> {
+fn cholesky_solve(l: &[f64], columns: impl Columns, c: &[f64]) -> Vec<f64> {
+    let p = columns.get();
     let mut z = vec![0.0; p];
     for i in 0..p {
         let dot = (0..i).fold(0.0, |s, k| s + l[i * p + k] * z[k]);
