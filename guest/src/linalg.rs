@@ -266,13 +266,9 @@ fn residual_products(xy: &[f64], columns: impl Columns, b: &[f64]) -> Vec<f64> {
     let p = columns.get();
     let pairs = (p + 1).div_ceil(2);
     let width = 2 * pairs;
-    let mut coefficients = vec![0.0; width];
-    coefficients[..p].copy_from_slice(&b[..p]);
-    let coefficients: Vec<F64x2> = coefficients
-        .as_chunks::<2>()
-        .0
-        .iter()
-        .map(F64x2::load)
+    let coefficient = |j: usize| b.get(j).copied().unwrap_or(0.0);
+    let coefficients: Vec<F64x2> = (0..pairs)
+        .map(|t| F64x2::new(coefficient(2 * t), coefficient(2 * t + 1)))
         .collect();
     let coefficients = &coefficients[..pairs];
     let residual = |_: usize, row: &[f64]| {
@@ -289,13 +285,13 @@ fn residual_products(xy: &[f64], columns: impl Columns, b: &[f64]) -> Vec<f64> {
     let mut pair = 0;
     while pair < pairs {
         let tile = (pairs - pair).min(4);
-        let sums: Vec<F64x2> = match tile {
-            4 => gram::column_products::<1, 4>(xy, width, pair, residual)[0].to_vec(),
-            3 => gram::column_products::<1, 3>(xy, width, pair, residual)[0].to_vec(),
-            2 => gram::column_products::<1, 2>(xy, width, pair, residual)[0].to_vec(),
-            _ => gram::column_products::<1, 1>(xy, width, pair, residual)[0].to_vec(),
-        };
-        products.extend(sums.iter().flat_map(|s| s.to_array()));
+        let mut add = |sums: &[F64x2]| products.extend(sums.iter().flat_map(|s| s.to_array()));
+        match tile {
+            4 => add(&gram::column_products::<1, 4>(xy, width, pair, residual)[0]),
+            3 => add(&gram::column_products::<1, 3>(xy, width, pair, residual)[0]),
+            2 => add(&gram::column_products::<1, 2>(xy, width, pair, residual)[0]),
+            _ => add(&gram::column_products::<1, 1>(xy, width, pair, residual)[0]),
+        }
         pair += tile;
     }
     products.truncate(p);
@@ -303,7 +299,9 @@ fn residual_products(xy: &[f64], columns: impl Columns, b: &[f64]) -> Vec<f64> {
 }
 
 /// The lower Cholesky factor L (row-major p x p) of the symmetric matrix whose entries `at`
-/// gives, or `None` if it is not (numerically) positive definite.
+/// gives, with the reciprocals of its diagonal on the diagonal (the solves multiply by them:
+/// a multiplication is a few cycles in their chains of dependent steps, a division many), or
+/// `None` if the matrix is not (numerically) positive definite.
 fn cholesky(columns: impl Columns, at: impl Fn(usize, usize) -> f64) -> Option<Vec<f64>> {
     let p = columns.get();
     let mut l = vec![0.0; p * p];
@@ -312,27 +310,27 @@ fn cholesky(columns: impl Columns, at: impl Fn(usize, usize) -> f64) -> Option<V
         if d.is_nan() || d <= 0.0 {
             return None;
         }
-        let pivot = d.sqrt();
-        l[j * p + j] = pivot;
+        let inverse = 1.0 / d.sqrt();
+        l[j * p + j] = inverse;
         for i in j + 1..p {
             let dot = (0..j).fold(0.0, |s, k| s + l[i * p + k] * l[j * p + k]);
-            l[i * p + j] = (at(i, j) - dot) / pivot;
+            l[i * p + j] = (at(i, j) - dot) * inverse;
         }
     }
     Some(l)
 }
 
-/// Solves `L L^T b = c` with the factor `L` of [`cholesky`].
+/// Solves `L L^T b = c` with the factor of [`cholesky`] (reciprocals on its diagonal).
 fn cholesky_solve(l: &[f64], columns: impl Columns, c: &[f64]) -> Vec<f64> {
     let p = columns.get();
     let mut z = vec![0.0; p];
     for i in 0..p {
         let dot = (0..i).fold(0.0, |s, k| s + l[i * p + k] * z[k]);
-        z[i] = (c[i] - dot) / l[i * p + i];
+        z[i] = (c[i] - dot) * l[i * p + i];
     }
     for i in (0..p).rev() {
         let dot = (i + 1..p).fold(0.0, |s, k| s + l[k * p + i] * z[k]);
-        z[i] = (z[i] - dot) / l[i * p + i];
+        z[i] = (z[i] - dot) * l[i * p + i];
     }
     z
 }
