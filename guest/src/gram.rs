@@ -38,7 +38,7 @@ pub fn upper_products(z: &[f64], width: usize) -> Vec<f64> {
 /// The sums of columns `i` and `i + 1` against the `T` column pairs from `pair` on, into `out`.
 fn products_tile<const T: usize>(z: &[f64], width: usize, i: usize, pair: usize, out: &mut [f64]) {
     let sums = column_products::<2, T>(z, width, pair, |_, row| {
-        [F64x2::splat(row[i]), F64x2::splat(row[i + 1])]
+        F64x2::load(row[i..i + 2].try_into().expect("two columns")).lanes_splat()
     });
     for (r, row_sums) in sums.iter().enumerate() {
         let at = (i + r) * width + 2 * pair;

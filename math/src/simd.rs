@@ -74,6 +74,13 @@ impl F64x2 {
         Self(imp::middle(self.0, next.0))
     }
 
+    /// `[[self[0], self[0]], [self[1], self[1]]]`: each lane in both lanes, from a register (a
+    /// shuffle each) instead of two loads and splats.
+    #[inline(always)]
+    pub fn lanes_splat(self) -> [Self; 2] {
+        [Self(imp::splat_low(self.0)), Self(imp::splat_high(self.0))]
+    }
+
     /// Correctly rounded square root.
     #[inline(always)]
     pub fn sqrt(self) -> Self {
@@ -562,6 +569,14 @@ mod imp {
         i8x16_shuffle::<8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23>(a, b)
     }
     #[inline(always)]
+    pub fn splat_low(v: V) -> V {
+        i64x2_shuffle::<0, 0>(v, v)
+    }
+    #[inline(always)]
+    pub fn splat_high(v: V) -> V {
+        i64x2_shuffle::<1, 1>(v, v)
+    }
+    #[inline(always)]
     pub fn add(a: V, b: V) -> V {
         f64x2_add(a, b)
     }
@@ -679,6 +694,14 @@ mod imp {
     pub fn middle(a: V, b: V) -> V {
         // Lane 0 from a's lane 1, lane 1 from b's lane 0.
         unsafe { _mm_shuffle_pd::<0b01>(a, b) }
+    }
+    #[inline(always)]
+    pub fn splat_low(v: V) -> V {
+        unsafe { _mm_unpacklo_pd(v, v) }
+    }
+    #[inline(always)]
+    pub fn splat_high(v: V) -> V {
+        unsafe { _mm_unpackhi_pd(v, v) }
     }
     #[inline(always)]
     pub fn add(a: V, b: V) -> V {
@@ -807,6 +830,14 @@ mod imp {
     #[inline(always)]
     pub fn middle(a: V, b: V) -> V {
         unsafe { vextq_f64::<1>(a, b) }
+    }
+    #[inline(always)]
+    pub fn splat_low(v: V) -> V {
+        unsafe { vdupq_laneq_f64::<0>(v) }
+    }
+    #[inline(always)]
+    pub fn splat_high(v: V) -> V {
+        unsafe { vdupq_laneq_f64::<1>(v) }
     }
     #[inline(always)]
     pub fn add(a: V, b: V) -> V {
@@ -943,6 +974,12 @@ mod imp {
     pub fn middle(a: V, b: V) -> V {
         [a[1], b[0]]
     }
+    pub fn splat_low(v: V) -> V {
+        [v[0], v[0]]
+    }
+    pub fn splat_high(v: V) -> V {
+        [v[1], v[1]]
+    }
     pub fn add(a: V, b: V) -> V {
         zip(a, b, |x, y| x + y)
     }
@@ -1019,6 +1056,8 @@ mod tests {
         assert_eq!(v.to_array(), [1.5, -2.0]);
         assert_eq!((-v).to_array(), [-1.5, 2.0]);
         assert_eq!(v.middle(F64x2::new(3.0, 4.0)).to_array(), [-2.0, 3.0]);
+        let [low, high] = v.lanes_splat();
+        assert_eq!((low.to_array(), high.to_array()), ([1.5, 1.5], [-2.0, -2.0]));
         assert_eq!(v.abs().to_array(), [1.5, 2.0]);
         assert_eq!((-F64x2::splat(0.0)).first().to_bits(), (-0.0f64).to_bits());
         let m = v.lt(F64x2::splat(0.0));
