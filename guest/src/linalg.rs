@@ -90,27 +90,31 @@ fn block_4x4(
 ) -> [[f64; BLOCK]; BLOCK] {
     let zero = F64x2::splat(0.0);
     let mut acc = [[zero; 2]; BLOCK];
-    let mut step = |p: usize| {
+    // Step `p` with `a[r]` holding `a_rows[r][p]` in both lanes.
+    let mut step = |p: usize, a: [F64x2; BLOCK]| {
         let b_row = &b[p * stride..][..BLOCK];
         let (b0, b1) = (
             F64x2::new(b_row[0], b_row[1]),
             F64x2::new(b_row[2], b_row[3]),
         );
-        for (acc, a_row) in acc.iter_mut().zip(a_rows) {
-            let a = F64x2::splat(a_row[p]);
+        for (acc, a) in acc.iter_mut().zip(a) {
             acc[0] = acc[0] + a * b0;
             acc[1] = acc[1] + a * b1;
         }
     };
     let unrolled = inner / 4 * 4;
     for p in (0..unrolled).step_by(4) {
-        step(p);
-        step(p + 1);
-        step(p + 2);
-        step(p + 3);
+        // A's values for the four steps from two pair loads per row and their lanes (one
+        // shuffle each, where a splat of a loaded value is three instructions in Cranelift).
+        for at in [p, p + 2] {
+            let pairs =
+                a_rows.map(|row| F64x2::load(row[at..at + 2].try_into().expect("two values")));
+            step(at, pairs.map(|pair| pair.lanes_splat()[0]));
+            step(at + 1, pairs.map(|pair| pair.lanes_splat()[1]));
+        }
     }
     for p in unrolled..inner {
-        step(p);
+        step(p, a_rows.map(|row| F64x2::splat(row[p])));
     }
     acc.map(|[lo, hi]| {
         let (lo, hi) = (lo.to_array(), hi.to_array());
