@@ -1057,7 +1057,10 @@ mod tests {
         assert_eq!((-v).to_array(), [-1.5, 2.0]);
         assert_eq!(v.middle(F64x2::new(3.0, 4.0)).to_array(), [-2.0, 3.0]);
         let [low, high] = v.lanes_splat();
-        assert_eq!((low.to_array(), high.to_array()), ([1.5, 1.5], [-2.0, -2.0]));
+        assert_eq!(
+            (low.to_array(), high.to_array()),
+            ([1.5, 1.5], [-2.0, -2.0])
+        );
         assert_eq!(v.abs().to_array(), [1.5, 2.0]);
         assert_eq!((-F64x2::splat(0.0)).first().to_bits(), (-0.0f64).to_bits());
         let m = v.lt(F64x2::splat(0.0));
