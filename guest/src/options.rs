@@ -9,7 +9,7 @@
 use crate::check::{domain, invalid, unreadable};
 use crate::tensor::{KernelError, Params, TensorRef};
 use crunch_abi::{BatchResults, Items};
-use crunch_math::{F64x4, Mask4, Real};
+use crunch_math::{F64x2, F64x4, Mask4, Real};
 
 /// The bracket in which `implied_vol` searches, as the reference (`brentq` on [1e-6, 5]).
 const SIGMA_RANGE: (f64, f64) = (1e-6, 5.0);
@@ -193,34 +193,66 @@ fn padded(group: &[[f64; 6]]) -> [&[f64; 6]; 4] {
     core::array::from_fn(|i| group.get(i).unwrap_or(last))
 }
 
-/// Field `f` of each record, one per lane.
-fn field(records: &[&[f64; 6]; 4], f: usize) -> F64x4 {
-    F64x4::from_array(records.map(|r| r[f]))
+/// The six fields of four records, one record per lane: `fields[f]` holds field `f` of each.
+/// Three pair loads per record and two shuffles per pair of fields (a lane set from one value
+/// is a move through an integer register and an insert in the component).
+fn fields(records: &[&[f64; 6]; 4]) -> [F64x4; 6] {
+    let pairs = records.map(|r| {
+        let [a, b, c, d, e, f] = *r;
+        [F64x2::load(&[a, b]), F64x2::load(&[c, d]), F64x2::load(&[e, f])]
+    });
+    let two = |a: &[F64x2], b: &[F64x2]| -> [F64x2; 6] {
+        core::array::from_fn(|f| match f % 2 {
+            0 => a[f / 2].zip_low(b[f / 2]),
+            _ => a[f / 2].zip_high(b[f / 2]),
+        })
+    };
+    let (low, high) = (two(&pairs[0], &pairs[1]), two(&pairs[2], &pairs[3]));
+    core::array::from_fn(|f| F64x4(low[f], high[f]))
+}
+
+/// Writes the six values of each lane of `values` (one vector per value) to the record of that
+/// lane: the inverse of [`fields`], with shuffles and pair stores.
+fn store_fields(values: &[F64x4; 6], records: [&mut [f64; 6]; 4]) {
+    for (lane, record) in records.into_iter().enumerate() {
+        let half = |v: &F64x4| if lane < 2 { v.0 } else { v.1 };
+        for (k, pair) in record.as_chunks_mut::<2>().0.iter_mut().enumerate() {
+            let (a, b) = (half(&values[2 * k]), half(&values[2 * k + 1]));
+            let zipped = if lane % 2 == 0 { a.zip_low(b) } else { a.zip_high(b) };
+            zipped.store(pair);
+        }
+    }
 }
 
 /// The records' contracts in lanes: S, K, T and r from field `s_at` on, the call flag last.
 fn lanes(records: &[&[f64; 6]; 4], s_at: usize) -> Lanes<F64x4> {
+    let fields = fields(records);
     Lanes::new(
-        field(records, s_at),
-        field(records, s_at + 1),
-        field(records, s_at + 2),
-        field(records, s_at + 3),
-        Real::eq(field(records, 5), F64x4::splat(1.0)),
+        fields[s_at],
+        fields[s_at + 1],
+        fields[s_at + 2],
+        fields[s_at + 3],
+        Real::eq(fields[5], F64x4::splat(1.0)),
     )
 }
 
 /// Where the `black_scholes` records in `fields` (S, K, T, r, sigma, is_call, one record per
 /// lane) are valid with no NaN (what [`Contract::with_sigma`] reads as `Record::Valid`), in a
-/// few lane-wise comparisons; the rest go through `with_sigma` for their error.
+/// few lane-wise comparisons; the rest go through `with_sigma`, which finds their error (or,
+/// for values so large that their sum overflows, finds them valid after all).
+///
+/// Finiteness is one comparison of the fields' sum: per field, `0 < x < inf` would become an
+/// integer range check (LLVM merges the two comparisons), and wasm has no unsigned 64-bit lane
+/// comparison, so the component would check each lane in integer registers.
 fn plainly_valid(fields: &[F64x4; 6]) -> Mask4 {
     let c = F64x4::splat;
-    let positive = |x: F64x4| x.gt(c(0.0)) & x.lt(c(f64::INFINITY));
     let [s, k, t, r, sigma, flag] = *fields;
-    positive(s)
-        & positive(k)
-        & positive(t)
-        & r.abs().lt(c(f64::INFINITY))
-        & positive(sigma)
+    let sum = s + k + t + r.abs() + sigma;
+    s.gt(c(0.0))
+        & k.gt(c(0.0))
+        & t.gt(c(0.0))
+        & sigma.gt(c(0.0))
+        & sum.lt(c(f64::INFINITY))
         & (flag.eq(c(1.0)) | flag.eq(c(0.0)))
 }
 
@@ -249,20 +281,18 @@ pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelErro
             let mut at = 0;
             for (group, out) in records.chunks(4).zip(outputs.chunks_mut(4)) {
                 let records = padded(group);
-                let fields: [F64x4; 6] = core::array::from_fn(|f| field(&records, f));
+                let fields = fields(&records);
                 let [s, k, t, r, sigma, flag] = fields;
                 let call = Real::eq(flag, F64x4::splat(1.0));
                 let greeks = Lanes::new(s, k, t, r, call).greeks(sigma);
-                let greeks = greeks.map(F64x4::to_array);
                 let valid = plainly_valid(&fields);
                 if let (true, [o0, o1, o2, o3]) = (F64x4::all(valid), &mut *out) {
                     // The common case, four valid contracts: fixed lanes, no branch per lane.
-                    for (lane, o) in [o0, o1, o2, o3].into_iter().enumerate() {
-                        *o = greeks.map(|g| g[lane]);
-                    }
+                    store_fields(&greeks, [o0, o1, o2, o3]);
                     at += 4;
                     continue;
                 }
+                let greeks = greeks.map(F64x4::to_array);
                 let valid = lane_flags(valid);
                 for (lane, (record, out)) in group.iter().zip(out.iter_mut()).enumerate() {
                     if valid[lane] {
@@ -620,7 +650,7 @@ mod tests {
     }
 
     #[test]
-    fn the_quick_check_accepts_exactly_the_valid_records() {
+    fn the_quick_check_accepts_exactly_the_valid_records_of_moderate_size() {
         let values = [-1.0, -0.0, 0.0, 5e-324, 1.0, f64::INFINITY, f64::NAN];
         let mut checked = 0;
         for s in values {
@@ -642,6 +672,10 @@ mod tests {
             }
         }
         assert_eq!(checked, 7usize.pow(5) * 5);
+        // Valid, but too large for the quick check: the slow way finds it valid.
+        let huge = [f64::MAX, f64::MAX, 1.0, 0.0, 0.2, 1.0];
+        assert!(!lane_flags(plainly_valid(&huge.map(F64x4::splat)))[0]);
+        assert!(matches!(Contract::with_sigma(&huge), Ok(Record::Valid(_))));
     }
 
     #[test]

@@ -78,7 +78,19 @@ impl F64x2 {
     /// shuffle each) instead of two loads and splats.
     #[inline(always)]
     pub fn lanes_splat(self) -> [Self; 2] {
-        [Self(imp::splat_low(self.0)), Self(imp::splat_high(self.0))]
+        [self.zip_low(self), self.zip_high(self)]
+    }
+
+    /// `[self[0], other[0]]` (one shuffle).
+    #[inline(always)]
+    pub fn zip_low(self, other: Self) -> Self {
+        Self(imp::zip_low(self.0, other.0))
+    }
+
+    /// `[self[1], other[1]]` (one shuffle).
+    #[inline(always)]
+    pub fn zip_high(self, other: Self) -> Self {
+        Self(imp::zip_high(self.0, other.0))
     }
 
     /// Correctly rounded square root.
@@ -569,12 +581,12 @@ mod imp {
         i8x16_shuffle::<8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23>(a, b)
     }
     #[inline(always)]
-    pub fn splat_low(v: V) -> V {
-        i64x2_shuffle::<0, 0>(v, v)
+    pub fn zip_low(a: V, b: V) -> V {
+        i64x2_shuffle::<0, 2>(a, b)
     }
     #[inline(always)]
-    pub fn splat_high(v: V) -> V {
-        i64x2_shuffle::<1, 1>(v, v)
+    pub fn zip_high(a: V, b: V) -> V {
+        i64x2_shuffle::<1, 3>(a, b)
     }
     #[inline(always)]
     pub fn add(a: V, b: V) -> V {
@@ -696,12 +708,12 @@ mod imp {
         unsafe { _mm_shuffle_pd::<0b01>(a, b) }
     }
     #[inline(always)]
-    pub fn splat_low(v: V) -> V {
-        unsafe { _mm_unpacklo_pd(v, v) }
+    pub fn zip_low(a: V, b: V) -> V {
+        unsafe { _mm_unpacklo_pd(a, b) }
     }
     #[inline(always)]
-    pub fn splat_high(v: V) -> V {
-        unsafe { _mm_unpackhi_pd(v, v) }
+    pub fn zip_high(a: V, b: V) -> V {
+        unsafe { _mm_unpackhi_pd(a, b) }
     }
     #[inline(always)]
     pub fn add(a: V, b: V) -> V {
@@ -832,12 +844,12 @@ mod imp {
         unsafe { vextq_f64::<1>(a, b) }
     }
     #[inline(always)]
-    pub fn splat_low(v: V) -> V {
-        unsafe { vdupq_laneq_f64::<0>(v) }
+    pub fn zip_low(a: V, b: V) -> V {
+        unsafe { vzip1q_f64(a, b) }
     }
     #[inline(always)]
-    pub fn splat_high(v: V) -> V {
-        unsafe { vdupq_laneq_f64::<1>(v) }
+    pub fn zip_high(a: V, b: V) -> V {
+        unsafe { vzip2q_f64(a, b) }
     }
     #[inline(always)]
     pub fn add(a: V, b: V) -> V {
@@ -974,11 +986,11 @@ mod imp {
     pub fn middle(a: V, b: V) -> V {
         [a[1], b[0]]
     }
-    pub fn splat_low(v: V) -> V {
-        [v[0], v[0]]
+    pub fn zip_low(a: V, b: V) -> V {
+        [a[0], b[0]]
     }
-    pub fn splat_high(v: V) -> V {
-        [v[1], v[1]]
+    pub fn zip_high(a: V, b: V) -> V {
+        [a[1], b[1]]
     }
     pub fn add(a: V, b: V) -> V {
         zip(a, b, |x, y| x + y)
@@ -1056,6 +1068,9 @@ mod tests {
         assert_eq!(v.to_array(), [1.5, -2.0]);
         assert_eq!((-v).to_array(), [-1.5, 2.0]);
         assert_eq!(v.middle(F64x2::new(3.0, 4.0)).to_array(), [-2.0, 3.0]);
+        let w = F64x2::new(3.0, 4.0);
+        assert_eq!(v.zip_low(w).to_array(), [1.5, 3.0]);
+        assert_eq!(v.zip_high(w).to_array(), [-2.0, 4.0]);
         let [low, high] = v.lanes_splat();
         assert_eq!(
             (low.to_array(), high.to_array()),
