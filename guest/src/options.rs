@@ -199,7 +199,11 @@ fn padded(group: &[[f64; 6]]) -> [&[f64; 6]; 4] {
 fn fields(records: &[&[f64; 6]; 4]) -> [F64x4; 6] {
     let pairs = records.map(|r| {
         let [a, b, c, d, e, f] = *r;
-        [F64x2::load(&[a, b]), F64x2::load(&[c, d]), F64x2::load(&[e, f])]
+        [
+            F64x2::load(&[a, b]),
+            F64x2::load(&[c, d]),
+            F64x2::load(&[e, f]),
+        ]
     });
     let two = |a: &[F64x2], b: &[F64x2]| -> [F64x2; 6] {
         core::array::from_fn(|f| match f % 2 {
@@ -218,7 +222,11 @@ fn store_fields(values: &[F64x4; 6], records: [&mut [f64; 6]; 4]) {
         let half = |v: &F64x4| if lane < 2 { v.0 } else { v.1 };
         for (k, pair) in record.as_chunks_mut::<2>().0.iter_mut().enumerate() {
             let (a, b) = (half(&values[2 * k]), half(&values[2 * k + 1]));
-            let zipped = if lane % 2 == 0 { a.zip_low(b) } else { a.zip_high(b) };
+            let zipped = if lane % 2 == 0 {
+                a.zip_low(b)
+            } else {
+                a.zip_high(b)
+            };
             zipped.store(pair);
         }
     }
