@@ -98,7 +98,11 @@ const TWO_54: f64 = 18_014_398_509_481_984.0;
 pub fn log<V: Real>(x: V) -> V {
     let c = V::splat;
     let zero = c(0.0);
-    let subnormal = x.lt(c(f64::MIN_POSITIVE)) & x.gt(zero);
+    // Below the smallest normal: subnormals are scaled into the normal range (zero and the
+    // negatives are too, and then replaced by the special values). One comparison: with
+    // `x > 0` beside it, it would become an integer range check, which the component does
+    // lane by lane (wasm has no unsigned 64-bit lane comparison).
+    let subnormal = x.lt(c(f64::MIN_POSITIVE));
     let scaled = V::select(subnormal, x * c(TWO_54), x);
     // Split x = 2^k * m with m in [sqrt(2)/2, sqrt(2)): moving the bit pattern up by the
     // distance from sqrt(2)/2 to 1 carries into the exponent exactly when m >= sqrt(2).

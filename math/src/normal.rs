@@ -335,7 +335,10 @@ fn ppf_tail<V: Real>(p: V) -> V {
     let result = V::select(lower, -value, value);
     let result = V::select(p.eq(zero), c(f64::NEG_INFINITY), result);
     let result = V::select(p.eq(one), c(f64::INFINITY), result);
-    let outside = !(p.ge(zero) & p.le(one));
+    // p (1 - p) >= 0 exactly for p in [0, 1] (-0 included), false for NaN. Two comparisons
+    // would become an integer range check, which the component does lane by lane (wasm has
+    // no unsigned 64-bit lane comparison).
+    let outside = !(p * (one - p)).ge(zero);
     V::select(outside, c(f64::NAN), result)
 }
 
