@@ -495,9 +495,14 @@ pub fn power_spectra(
     let h = n / 2;
     let (a_pairs, _) = a.as_chunks::<2>();
     let (b_pairs, _) = b.as_chunks::<2>();
-    plan.complex.forward(scratch, |j| C2 {
-        re: F64x2::new(a_pairs[j][0], b_pairs[j][0]),
-        im: F64x2::new(a_pairs[j][1], b_pairs[j][1]),
+    // Sample pairs (2j, 2j + 1) of each sequence in one load, their lanes regrouped by one
+    // shuffle each (four values set one by one go through integer registers in the component).
+    plan.complex.forward(scratch, |j| {
+        let (a, b) = (F64x2::load(&a_pairs[j]), F64x2::load(&b_pairs[j]));
+        C2 {
+            re: a.zip_low(b),
+            im: a.zip_high(b),
+        }
     });
     recombine(&scratch.buf[..h], &plan.rotated_twiddles, out_a, out_b);
 }
