@@ -440,7 +440,11 @@ mod tests {
 
     #[test]
     fn the_normal_equations_agree_with_qr_where_they_are_used() {
-        for (n, p) in [(1, 1), (5, 2), (20, 3), (200, 5), (64, 8), (30, 11)] {
+        let every_small_p = (1..=9).map(|p| (3 * p + 2, p));
+        for (n, p) in [(1, 1), (5, 2), (20, 3), (200, 5), (64, 8), (30, 11)]
+            .into_iter()
+            .chain(every_small_p)
+        {
             let (x, y) = problem(n, p, 0.0);
             let fast = normal_equations(&x, &y, p).expect("a well-conditioned X");
             let qr = householder_least_squares(&x, &y, p).unwrap();
@@ -448,6 +452,22 @@ mod tests {
                 assert!(
                     (a - b).abs() <= 1e-11 * (1.0 + b.abs()),
                     "{n} x {p}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn columns_known_at_compile_time_give_the_same_bits() {
+        let bits =
+            |b: Option<Vec<f64>>| b.map(|b| b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        for p in 1..=7 {
+            for n in [p, p + 1, 4 * p + 3, 50] {
+                let (x, y) = problem(n, p, 0.0);
+                assert_eq!(
+                    bits(normal_equations(&x, &y, p)),
+                    bits(normal_equations_in(&x, &y, p)),
+                    "{n} x {p}"
                 );
             }
         }

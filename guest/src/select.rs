@@ -259,6 +259,38 @@ mod tests {
     }
 
     #[test]
+    fn random_samples_and_ranks_give_what_a_sort_gives() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..300 {
+            let n = 60 + (next() % 3000) as usize;
+            // Uniform, clustered (a few distinct values) or heavy-tailed samples.
+            let kind = next() % 3;
+            let values: Vec<f64> = (0..n)
+                .map(|_| {
+                    let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+                    match kind {
+                        0 => u * 200.0 - 100.0,
+                        1 => (next() % 5) as f64,
+                        _ => libm::tan((u - 0.5) * 3.1),
+                    }
+                })
+                .collect();
+            let mut ranks: Vec<usize> = (0..1 + next() % 12)
+                .map(|_| (next() % n as u64) as usize)
+                .collect();
+            ranks.sort_unstable();
+            ranks.dedup();
+            check(&values, &ranks);
+        }
+    }
+
+    #[test]
     fn buckets_give_what_a_sort_gives() {
         let smooth: Vec<f64> = (0..1000)
             .map(|i| libm::sin(i as f64 * 1.7) * 10.0)
