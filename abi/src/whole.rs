@@ -251,12 +251,10 @@ pub fn map_records<'a, E>(
 /// `1, 1, input` per item, and nothing else).
 fn uniform_records(items: &Items<'_>, input: usize) -> bool {
     let count = items.remaining() as usize;
-    let word = [1, 1, input as u32];
     count > 0
-        && u32::try_from(input).is_ok()
         && items.shapes.len() == count * 3
         && count.checked_mul(input) == Some(items.data.len())
-        && items.shapes.chunks_exact(3).all(|words| words == word)
+        && u32::try_from(input).is_ok_and(|len| crate::all_vectors_of(items.shapes, len))
 }
 
 #[cfg(test)]
