@@ -190,7 +190,8 @@ package: cross-tools
     done
 
 # cargo-lambda cross-builds `crunch` for arm64 (zig); qemu-user runs it.
-# Check that arm64 (under qemu) and x86_64 give byte-identical outputs on every golden input.
+# Check that arm64 (under qemu) and x86_64 give byte-identical outputs on every golden input, and
+# run the vector math, SDK and kernel unit tests on arm64.
 test-arm64: build cross-tools
     #!/usr/bin/env bash
     set -euo pipefail
@@ -203,6 +204,15 @@ test-arm64: build cross-tools
     {{cargo_lambda}} lambda build --release --bin crunch --arm64 --lambda-dir {{target}}/lambda-cli/arm64
     CRUNCH_ARM64_BIN={{target}}/lambda-cli/arm64/crunch/bootstrap \
         cargo test --release -p crunch-tests --test arm64 -- --ignored --nocapture
+    # The vector math's, the SDK's and the kernels' unit tests built natively for arm64 (the
+    # NEON paths) and run under qemu; zig (cargo-lambda's) links them.
+    rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+    linker={{target}}/aarch64-linux-gnu-cc
+    printf '#!/bin/sh\nexec "%s" -m ziglang cc -target aarch64-linux-gnu.2.17 "$@"\n' "{{py_env}}/bin/python" > "$linker"
+    chmod +x "$linker"
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$linker" \
+        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+        cargo test --release --target aarch64-unknown-linux-gnu -p crunch-math -p crunch-abi -p crunch-kernels --lib
 
 # Lint the AWS SAM template with cfn-lint.
 deploy-lint: venv
