@@ -18,45 +18,72 @@ const TILE: usize = 4;
 /// the rows go by: each row then costs one load per pair for four products.
 pub fn upper_products(z: &[f64], width: usize) -> Vec<f64> {
     let mut out = vec![0.0; width * width];
-    let pairs = width / 2;
     for i in (0..width).step_by(2) {
-        let mut pair = i / 2;
-        while pair < pairs {
-            let tile = (pairs - pair).min(TILE);
-            match tile {
-                4 => products_tile::<4>(z, width, i, pair, &mut out),
-                3 => products_tile::<3>(z, width, i, pair, &mut out),
-                2 => products_tile::<2>(z, width, i, pair, &mut out),
-                _ => products_tile::<1>(z, width, i, pair, &mut out),
+        let factors = |_: usize, row: &[f64]| {
+            F64x2::load(row[i..i + 2].try_into().expect("two columns")).lanes_splat()
+        };
+        tiled_column_products(z, width, i / 2, factors, |pair, sums: [&[F64x2]; 2]| {
+            for (r, row_sums) in sums.iter().enumerate() {
+                let at = (i + r) * width + 2 * pair;
+                for (t, s) in row_sums.iter().enumerate() {
+                    s.store(
+                        (&mut out[at + 2 * t..at + 2 * t + 2])
+                            .try_into()
+                            .expect("two sums"),
+                    );
+                }
             }
-            pair += tile;
-        }
+        });
     }
     out
 }
 
-/// The sums of columns `i` and `i + 1` against the `T` column pairs from `pair` on, into `out`.
-fn products_tile<const T: usize>(z: &[f64], width: usize, i: usize, pair: usize, out: &mut [f64]) {
-    let sums = column_products::<2, T>(z, width, pair, |_, row| {
-        F64x2::load(row[i..i + 2].try_into().expect("two columns")).lanes_splat()
-    });
-    for (r, row_sums) in sums.iter().enumerate() {
-        let at = (i + r) * width + 2 * pair;
-        for (t, s) in row_sums.iter().enumerate() {
-            s.store(
-                (&mut out[at + 2 * t..at + 2 * t + 2])
-                    .try_into()
-                    .expect("two sums"),
-            );
+/// [`column_products`] for every column pair from `first` on, up to [`TILE`] pairs per pass
+/// over the rows: `each(pair, sums)` gets each pass's sums (`sums[s]`, one per column pair)
+/// and the first pair of the pass.
+pub fn tiled_column_products<const S: usize>(
+    z: &[f64],
+    width: usize,
+    first: usize,
+    factors: impl Fn(usize, &[f64]) -> [F64x2; S] + Copy,
+    mut each: impl FnMut(usize, [&[F64x2]; S]),
+) {
+    let pairs = width / 2;
+    let mut pair = first;
+    while pair < pairs {
+        let tile = (pairs - pair).min(TILE);
+        match tile {
+            4 => each(
+                pair,
+                as_slices(&column_products::<S, 4>(z, width, pair, factors)),
+            ),
+            3 => each(
+                pair,
+                as_slices(&column_products::<S, 3>(z, width, pair, factors)),
+            ),
+            2 => each(
+                pair,
+                as_slices(&column_products::<S, 2>(z, width, pair, factors)),
+            ),
+            _ => each(
+                pair,
+                as_slices(&column_products::<S, 1>(z, width, pair, factors)),
+            ),
         }
+        pair += tile;
     }
+}
+
+/// Each factor's sums as a slice, whatever the number of column pairs.
+fn as_slices<const S: usize, const T: usize>(sums: &[[F64x2; T]; S]) -> [&[F64x2]; S] {
+    sums.each_ref().map(|s| s.as_slice())
 }
 
 /// The sums over the rows of the row-major `z` (`width` columns, even) of each of `S` factors
 /// (`factors` gives them for row `r`, splatted) times each of the `T` column pairs from `pair`
 /// on: `sums[s][t]` holds factor `s` times columns `2 (pair + t)` and `2 (pair + t) + 1`, each
 /// sum over the rows in order from zero, in registers while the rows go by.
-pub fn column_products<const S: usize, const T: usize>(
+fn column_products<const S: usize, const T: usize>(
     z: &[f64],
     width: usize,
     pair: usize,

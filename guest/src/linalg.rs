@@ -107,10 +107,11 @@ fn block_4x4(
         // A's values for the four steps from two pair loads per row and their lanes (one
         // shuffle each, where a splat of a loaded value is three instructions in Cranelift).
         for at in [p, p + 2] {
-            let pairs =
-                a_rows.map(|row| F64x2::load(row[at..at + 2].try_into().expect("two values")));
-            step(at, pairs.map(|pair| pair.lanes_splat()[0]));
-            step(at + 1, pairs.map(|pair| pair.lanes_splat()[1]));
+            let splats = a_rows.map(|row| {
+                F64x2::load(row[at..at + 2].try_into().expect("two values")).lanes_splat()
+            });
+            step(at, splats.map(|[a, _]| a));
+            step(at + 1, splats.map(|[_, a]| a));
         }
     }
     for p in unrolled..inner {
@@ -265,7 +266,7 @@ fn normal_equations_in(x: &[f64], y: &[f64], columns: impl Columns) -> Option<Ve
 
 /// `X^T (y - X b)` over the rows of `[X y]` (X of `columns` columns, then y, then a zero column
 /// if that makes the width even): each row's residual (its fit as two lane sums added) times
-/// the row, with up to four pairs of columns at a time (`gram::column_products`).
+/// the row, with up to four pairs of columns at a time (`gram::tiled_column_products`).
 fn residual_products(xy: &[f64], columns: impl Columns, b: &[f64]) -> Vec<f64> {
     let p = columns.get();
     let pairs = (p + 1).div_ceil(2);
@@ -286,18 +287,9 @@ fn residual_products(xy: &[f64], columns: impl Columns, b: &[f64]) -> Vec<f64> {
         [F64x2::splat(row[p] - (fit[0] + fit[1]))]
     };
     let mut products = Vec::with_capacity(width);
-    let mut pair = 0;
-    while pair < pairs {
-        let tile = (pairs - pair).min(4);
-        let mut add = |sums: &[F64x2]| products.extend(sums.iter().flat_map(|s| s.to_array()));
-        match tile {
-            4 => add(&gram::column_products::<1, 4>(xy, width, pair, residual)[0]),
-            3 => add(&gram::column_products::<1, 3>(xy, width, pair, residual)[0]),
-            2 => add(&gram::column_products::<1, 2>(xy, width, pair, residual)[0]),
-            _ => add(&gram::column_products::<1, 1>(xy, width, pair, residual)[0]),
-        }
-        pair += tile;
-    }
+    gram::tiled_column_products(xy, width, 0, residual, |_, [sums]: [&[F64x2]; 1]| {
+        products.extend(sums.iter().flat_map(|s| s.to_array()));
+    });
     products.truncate(p);
     products
 }

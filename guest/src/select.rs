@@ -5,11 +5,12 @@
 //! width between them (a monotone map, so bucket order is value order), the counts say which
 //! bucket holds each wanted rank, and one more pass gathers only those buckets' values (without
 //! a branch: each value is written, and the end of the gathered values moves on only for the
-//! wanted buckets), which are then selected among. About three cheap, branch-free passes over
-//! the data where quickselect's partitions take several data-dependent ones per rank. The
-//! results are exact (the buckets only narrow the search), so every target gives the same bits.
-//! Short inputs, many ranks and ranges that are not finite (an infinity, or a span beyond f64)
-//! take divide-and-conquer quickselect instead.
+//! wanted buckets), which are then put in bucket order and sorted or selected in, bucket by
+//! bucket. About three cheap, branch-free passes over the data where quickselect's partitions
+//! take several data-dependent ones per rank. The results are exact (the buckets only narrow
+//! the search), so every target gives the same bits. Short inputs, many ranks and ranges that
+//! are not finite (an infinity, or a span beyond f64) take divide-and-conquer quickselect
+//! instead.
 
 use crate::lanes;
 use crunch_math::F64x2;
