@@ -80,6 +80,8 @@ struct Lanes<V: Real> {
     log_moneyness: V,
     /// K exp(-r T).
     discounted_k: V,
+    /// S / (K exp(-r T)): exp(-d2²/2) = exp(-d1²/2) times this, at every volatility.
+    forward_moneyness: V,
     /// sqrt(T).
     sqrt_t: V,
 }
@@ -99,13 +101,15 @@ struct Terms<V> {
 impl<V: Real> Lanes<V> {
     #[inline(always)]
     fn new(s: V, k: V, t: V, r: V, call: V::Mask) -> Self {
+        let discounted_k = k * crunch_math::exp(-(r * t));
         Self {
             s,
             t,
             r,
             call,
             log_moneyness: crunch_math::log(s / k),
-            discounted_k: k * crunch_math::exp(-(r * t)),
+            discounted_k,
+            forward_moneyness: s / discounted_k,
             sqrt_t: t.sqrt(),
         }
     }
@@ -118,8 +122,21 @@ impl<V: Real> Lanes<V> {
         let d1 = (self.log_moneyness + drift) / vol;
         let d2 = d1 - vol;
         let discounted_k = self.discounted_k;
-        let (n1, n1_neg, density) = crunch_math::cdf_both_pdf(d1);
-        let (n2, n2_neg) = crunch_math::cdf_both(d2);
+        let (n1, n1_neg, e1) = crunch_math::cdf_both_exp(d1);
+        // S φ(d1) = K exp(-rT) φ(d2) gives exp(-d2²/2) from exp(-d1²/2) with one product, as
+        // accurate as computing it (both inherit the rounding of d1). Not in a lane where
+        // exp(-d1²/2) is subnormal or 0 (d1 beyond ±37.5) or the ratio overflows: that lane
+        // computes it from d2, so a lane's bits never depend on the other lanes.
+        let e2 = e1 * self.forward_moneyness;
+        let identity_holds =
+            e1.ge(V::splat(f64::MIN_POSITIVE)) & self.forward_moneyness.lt(V::splat(f64::INFINITY));
+        let e2 = if V::all(identity_holds) {
+            e2
+        } else {
+            V::select(identity_holds, e2, crunch_math::exp_minus_half_square(d2))
+        };
+        let (n2, n2_neg) = crunch_math::cdf_both_given_exp(d2, e2);
+        let density = e1 * V::splat(crunch_math::FRAC_1_SQRT_2PI);
         Terms {
             n1,
             n1_neg,
@@ -371,6 +388,7 @@ struct Search {
     call: f64,
     log_moneyness: f64,
     discounted_k: f64,
+    forward_moneyness: f64,
     sqrt_t: f64,
 }
 
@@ -385,8 +403,13 @@ fn start_group(group: &[[f64; 6]]) -> [Start<Search>; 4] {
     let (p_lo, scale_lo) = (p_lo.to_array(), scale_lo.to_array());
     let (p_hi, scale_hi) = (p_hi.to_array(), scale_hi.to_array());
     let [s, t, r] = [lanes.s, lanes.t, lanes.r].map(F64x4::to_array);
-    let [log_moneyness, discounted_k, sqrt_t] =
-        [lanes.log_moneyness, lanes.discounted_k, lanes.sqrt_t].map(F64x4::to_array);
+    let [log_moneyness, discounted_k, forward_moneyness, sqrt_t] = [
+        lanes.log_moneyness,
+        lanes.discounted_k,
+        lanes.forward_moneyness,
+        lanes.sqrt_t,
+    ]
+    .map(F64x4::to_array);
     core::array::from_fn(|i| {
         let v = records[i];
         if v.iter().any(|x| x.is_nan()) {
@@ -412,6 +435,7 @@ fn start_group(group: &[[f64; 6]]) -> [Start<Search>; 4] {
                 call: v[5],
                 log_moneyness: log_moneyness[i],
                 discounted_k: discounted_k[i],
+                forward_moneyness: forward_moneyness[i],
                 sqrt_t: sqrt_t[i],
             }),
             Start::Done(done) => Start::Done(done),
@@ -484,6 +508,7 @@ fn solve(searches: &[(usize, Search)], outputs: &mut [f64]) {
         call: 1.0,
         log_moneyness: 0.0,
         discounted_k: 1.0,
+        forward_moneyness: 1.0,
         sqrt_t: 1.0,
     }; 4];
     let (mut lo, mut hi, mut sigma) = ([0.0; 4], [0.0; 4], [0.0; 4]);
@@ -549,6 +574,7 @@ fn search_lanes(searches: &[Search; 4]) -> Lanes<F64x4> {
         call: Real::eq(field(|s| s.call), F64x4::splat(1.0)),
         log_moneyness: field(|s| s.log_moneyness),
         discounted_k: field(|s| s.discounted_k),
+        forward_moneyness: field(|s| s.forward_moneyness),
         sqrt_t: field(|s| s.sqrt_t),
     }
 }
@@ -618,6 +644,9 @@ mod tests {
             [100.0, 95.0, 0.5, 0.03, 0.25, 1.0],
             [80.0, 120.0, 2.0, 0.01, 0.6, 0.0],
             [150.0, 60.0, 0.05, 0.0, 0.05, 1.0],
+            // exp(-d2²/2) from exp(-d1²/2) here, while the lane before (d1 = 82, where
+            // exp(-d1²/2) is 0) computes it from d2 in the same group.
+            [80.0, 110.0, 0.25, 0.01, 0.2, 1.0],
         ];
         let items: Vec<Vec<Tensor>> = contracts
             .iter()

@@ -13,7 +13,10 @@ mod normal;
 pub mod simd;
 
 pub use explog::{exp, exp_with_tail, log};
-pub use normal::{FRAC_1_SQRT_2PI, cdf, cdf_both, cdf_both_pdf, pdf, ppf, ppf_central};
+pub use normal::{
+    FRAC_1_SQRT_2PI, cdf, cdf_both, cdf_both_exp, cdf_both_given_exp, exp_minus_half_square, pdf,
+    ppf, ppf_central,
+};
 pub use simd::{F64x2, F64x4, Mask, Mask4, Real, U64x2, U64x4};
 
 /// The vector functions on one value: the same code and bits as each lane of the vector forms.

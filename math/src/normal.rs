@@ -81,7 +81,7 @@ const Q: [f64; 5] = [
 /// `exp(-y²/2)` to full relative accuracy: y = hi + lo with hi of 26 significant bits, so
 /// hi² is exact and y² = hi² + lo (y + hi) loses nothing that matters.
 #[inline(always)]
-fn exp_minus_half_square<V: Real>(y: V) -> V {
+pub fn exp_minus_half_square<V: Real>(y: V) -> V {
     let y = y.abs();
     let y = V::select(y.gt(V::splat(NEGLIGIBLE)), V::splat(NEGLIGIBLE), y);
     let hi = V::from_bits(y.to_bits() & V::splat_bits(0xffff_ffff_f800_0000));
@@ -129,17 +129,18 @@ fn far<V: Real>(y: V) -> V {
     (V::splat(FRAC_1_SQRT_2PI) - r) / y
 }
 
-/// Φ(x) and Φ(-x) = 1 - Φ(x), and exp(-x²/2) when `with_density` (else 0 where unused).
+/// Φ(x) and Φ(-x) = 1 - Φ(x), and exp(-x²/2): `known` when the caller has it, else computed
+/// here when `with_exp` or a lane needs it (else 0).
 #[inline(always)]
-fn cdf_parts<V: Real>(x: V, with_density: bool) -> (V, V, V) {
+fn cdf_parts<V: Real>(x: V, known: Option<V>, with_exp: bool) -> (V, V, V) {
     let zero = V::splat(0.0);
     let y = x.abs();
     let central = y.le(V::splat(CENTER));
     let all_central = V::all(central);
-    let e = if with_density || !all_central {
-        exp_minus_half_square(y)
-    } else {
-        zero
+    let e = match known {
+        Some(e) => e,
+        None if with_exp || !all_central => exp_minus_half_square(y),
+        None => zero,
     };
     let mut lower = zero;
     let mut upper = zero;
@@ -171,15 +172,24 @@ fn cdf_parts<V: Real>(x: V, with_density: bool) -> (V, V, V) {
 /// Φ(x) and Φ(-x), each to full relative accuracy (Φ(-x) is not computed as 1 - Φ(x)).
 #[inline(always)]
 pub fn cdf_both<V: Real>(x: V) -> (V, V) {
-    let (lower, upper, _) = cdf_parts(x, false);
+    let (lower, upper, _) = cdf_parts(x, None, false);
     (lower, upper)
 }
 
-/// Φ(x), Φ(-x) and the density φ(x), sharing one exponential.
+/// Φ(x), Φ(-x) and `exp(-x²/2)` (the density is that times [`FRAC_1_SQRT_2PI`]), sharing one
+/// exponential.
 #[inline(always)]
-pub fn cdf_both_pdf<V: Real>(x: V) -> (V, V, V) {
-    let (lower, upper, e) = cdf_parts(x, true);
-    (lower, upper, e * V::splat(FRAC_1_SQRT_2PI))
+pub fn cdf_both_exp<V: Real>(x: V) -> (V, V, V) {
+    cdf_parts(x, None, true)
+}
+
+/// Φ(x) and Φ(-x) when `exp(-x²/2)` is known (`e`, to full relative accuracy), for example
+/// from an identity with another point's: the tails are `e` times a rational, so nothing else
+/// changes. Where `e` is not accurate the results are not either.
+#[inline(always)]
+pub fn cdf_both_given_exp<V: Real>(x: V, e: V) -> (V, V) {
+    let (lower, upper, _) = cdf_parts(x, Some(e), false);
+    (lower, upper)
 }
 
 /// Φ(x), the standard normal CDF.
@@ -381,9 +391,9 @@ mod tests {
         let xs = [-40.0, -7.0, -3.0, -0.5, 0.0, 0.3, 2.0, 6.5, f64::NAN, 1e300];
         for &a in &xs {
             for &b in &xs {
-                let (l, u, d) = cdf_both_pdf(F64x2::new(a, b));
-                let (la, ua, da) = cdf_both_pdf(F64x2::splat(a));
-                let (lb, ub, db) = cdf_both_pdf(F64x2::splat(b));
+                let (l, u, d) = cdf_both_exp(F64x2::new(a, b));
+                let (la, ua, da) = cdf_both_exp(F64x2::splat(a));
+                let (lb, ub, db) = cdf_both_exp(F64x2::splat(b));
                 let bits = |v: F64x2| v.to_array().map(f64::to_bits);
                 assert_eq!(bits(l), [la.first().to_bits(), lb.first().to_bits()]);
                 assert_eq!(bits(u), [ua.first().to_bits(), ub.first().to_bits()]);
@@ -399,11 +409,11 @@ mod tests {
     #[test]
     fn four_lanes_give_each_lane_what_one_gives() {
         let xs = [-7.0, 0.3, 3.0, f64::NAN];
-        let (l, u, d) = cdf_both_pdf(F64x4::load(&xs));
+        let (l, u, d) = cdf_both_exp(F64x4::load(&xs));
         let ps = [1e-300, 0.3, 0.99, 0.5];
         let q = ppf(F64x4::load(&ps)).to_array();
         for i in 0..4 {
-            let (la, ua, da) = cdf_both_pdf(F64x2::splat(xs[i]));
+            let (la, ua, da) = cdf_both_exp(F64x2::splat(xs[i]));
             for (four, two) in [(l, la), (u, ua), (d, da)] {
                 let (a, b) = (four.to_array()[i], two.first());
                 assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
