@@ -57,12 +57,7 @@ impl EngineEntry {
                     .context("loading the standard kernel pack")?;
                 Ok(self.standard.get_or_init(|| Arc::new(pack)).clone())
             }
-            PackSource::File(path) => {
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("reading kernel pack {}", path.display()))?;
-                self.compiled(bytes)
-                    .with_context(|| format!("loading kernel pack {}", path.display()))
-            }
+            PackSource::File(path) => Ok(Arc::new(self.cache.load_file(path)?.0)),
             PackSource::Bytes(bytes) => self.compiled(bytes.clone()),
         }
     }

@@ -23,20 +23,27 @@ impl Default for Crunch {
 }
 
 impl Crunch {
-    /// `target/release/crunch`.
+    /// `target/release/crunch`, caching compiled packs in the target directory rather than the
+    /// user's cache (a test that is about the cache sets its own `CRUNCH_CACHE_DIR`).
     pub fn new() -> Self {
-        Self {
-            cmd: Command::new(paths::crunch_bin()),
-        }
+        Self::from_command(Command::new(paths::crunch_bin()))
     }
 
-    /// `target/release/crunch` pinned to CPU `cpu` (through `taskset`, with every thread it
+    /// [`Crunch::new`] pinned to CPU `cpu` (through `taskset`, with every thread it
     /// starts).
     pub fn on_cpu(cpu: usize) -> Self {
         let mut cmd = Command::new("taskset");
         cmd.arg("--cpu-list")
             .arg(cpu.to_string())
             .arg(paths::crunch_bin());
+        Self::from_command(cmd)
+    }
+
+    fn from_command(mut cmd: Command) -> Self {
+        cmd.env(
+            "CRUNCH_CACHE_DIR",
+            paths::target_dir().join("test-pack-cache"),
+        );
         Self { cmd }
     }
 

@@ -33,6 +33,91 @@ fn kernels_lists_all_twelve() {
 }
 
 #[test]
+fn a_pack_is_compiled_once_then_loaded_from_the_disk_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let input = dir.path().join("x.json");
+    std::fs::write(&input, "[[[0.5, -1.0]]]").expect("writing the input");
+    let output = dir.path().join("out.json");
+    let run = || {
+        Crunch::new()
+            .pack("crunch_kernels")
+            .env("CRUNCH_CACHE_DIR", &cache)
+            .run(&[
+                "run",
+                "-k",
+                "norm_cdf",
+                "-i",
+                path(&input),
+                "-o",
+                path(&output),
+            ])
+    };
+    // Each compiled entry with its inode: an entry written again (through a new file renamed
+    // into place) has a new one.
+    let compiled_entries = || -> Vec<(std::path::PathBuf, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut entries: Vec<_> = std::fs::read_dir(&cache)
+            .expect("the cache directory exists after a run")
+            .map(|e| e.expect("cache entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .map(|p| {
+                let inode = std::fs::metadata(&p).expect("entry").ino();
+                (p, inode)
+            })
+            .collect();
+        entries.sort();
+        entries
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let after_first = compiled_entries();
+    assert_eq!(after_first.len(), 1, "one compiled pack: {after_first:?}");
+    let first_output = std::fs::read(&output).expect("output");
+
+    // Again: loaded from the entry, which is not written again, with the same results.
+    let second = run();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(compiled_entries(), after_first);
+    assert_eq!(std::fs::read(&output).expect("output"), first_output);
+
+    // A damaged entry is noticed, and the pack compiled and cached again.
+    std::fs::write(&after_first[0].0, b"not compiled code").expect("damaging the entry");
+    let third = run();
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert!(
+        stderr(&third).contains("integrity check"),
+        "{}",
+        stderr(&third)
+    );
+    assert_eq!(std::fs::read(&output).expect("output"), first_output);
+    assert_eq!(compiled_entries().len(), 1);
+
+    // Older entries beyond the cache's size go when one is added, least recently used first.
+    let ours = compiled_entries().remove(0).0;
+    for i in 0..crunch::sandbox::cache::DISK_ENTRIES + 5 {
+        let old = cache.join(format!("old{i:02}.cwasm"));
+        std::fs::write(&old, b"old").expect("an old entry");
+        std::fs::write(old.with_extension("sha256"), b"x").expect("its checksum");
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i as u64);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .expect("entry");
+        file.set_modified(when).expect("dating the entry");
+    }
+    std::fs::remove_file(&ours).expect("removing ours, so the next run compiles");
+    let fourth = run();
+    assert!(fourth.status.success(), "{}", stderr(&fourth));
+    let kept = compiled_entries();
+    assert_eq!(kept.len(), crunch::sandbox::cache::DISK_ENTRIES);
+    assert!(kept.iter().any(|(p, _)| *p == ours), "the new entry stays");
+    let oldest_kept = cache.join("old06.cwasm");
+    assert!(kept.iter().any(|(p, _)| *p == oldest_kept), "{kept:?}");
+    assert!(!cache.join("old05.cwasm").exists() && !cache.join("old05.sha256").exists());
+}
+
+#[test]
 fn every_format_gives_the_same_results() {
     let dir = tempfile::tempdir().expect("tempdir");
     let items = golden_items("black_scholes");

@@ -17,6 +17,9 @@ use crate::sandbox::pack::{KernelPack, sha256_hex};
 /// Packs kept compiled in memory.
 pub const DEFAULT_MEMORY_ENTRIES: usize = 16;
 
+/// Compiled packs kept on disk: past this many, the least recently used go when one is added.
+pub const DISK_ENTRIES: usize = 32;
+
 /// Where a pack came from, for callers that measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheHit {
@@ -86,6 +89,16 @@ impl PackCache {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(digest);
         loaded
+    }
+
+    /// The pack in the component file at `path`: by its digest from memory or disk, else
+    /// compiled (and kept in both), so a command run again does not compile the same pack again.
+    pub fn load_file(&self, path: &Path) -> Result<(KernelPack, CacheHit)> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading kernel pack {}", path.display()))?;
+        let digest = sha256_hex(&bytes);
+        self.get(&digest, || Ok(bytes))
+            .with_context(|| format!("loading kernel pack {}", path.display()))
     }
 
     /// The pack with `digest` if it is in memory.
@@ -172,7 +185,14 @@ impl PackCache {
             return None;
         }
         match KernelPack::from_serialized(&self.engine, &bytes, digest) {
-            Ok(pack) => Some(pack),
+            Ok(pack) => {
+                // Its time says when it was last used, for pruning.
+                let _ = std::fs::File::options()
+                    .write(true)
+                    .open(&code)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                Some(pack)
+            }
             Err(e) => {
                 tracing::warn!(path = %code.display(), "disk cache entry unusable ({e:#}); recompiling");
                 let _ = std::fs::remove_file(&code);
@@ -203,5 +223,34 @@ impl PackCache {
         if let Err(e) = write() {
             tracing::warn!(path = %code.display(), "could not write the disk cache: {e:#}");
         }
+        if let Some(dir) = code.parent() {
+            prune(dir, DISK_ENTRIES);
+        }
+    }
+}
+
+/// Removes the least recently used compiled packs in `dir` beyond the `keep` most recent (by
+/// their files' times, which a load refreshes), each with its checksum. Best effort: another
+/// process may be pruning too.
+fn prune(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut compiled: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let used = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+            path.extension()
+                .is_some_and(|e| e == "cwasm")
+                .then_some((used, path))
+        })
+        .collect();
+    if compiled.len() <= keep {
+        return;
+    }
+    compiled.sort();
+    for (_, code) in &compiled[..compiled.len() - keep] {
+        let _ = std::fs::remove_file(code);
+        let _ = std::fs::remove_file(code.with_extension("sha256"));
     }
 }

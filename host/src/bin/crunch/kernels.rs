@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use crunch::Limits;
 use crunch::data::text;
-use crunch::{KernelPack, Limits};
 
 use crate::pack_path::PackArgs;
 
@@ -19,7 +19,7 @@ pub struct KernelsArgs {
 pub fn main(args: KernelsArgs) -> Result<ExitCode> {
     let path = args.pack.resolve()?;
     let engine = crate::engine(Limits::default())?;
-    let pack = KernelPack::load(&engine, &path)?;
+    let pack = crate::load_pack(&engine, &path)?;
     println!("pack    {}", path.display());
     println!("digest  {}", pack.digest());
     println!("size    {} bytes", pack.size());

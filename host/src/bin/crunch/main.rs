@@ -90,6 +90,17 @@ fn engine(limits: Limits) -> anyhow::Result<Engine> {
     Engine::with_perf_map(limits, settings().perf_map)
 }
 
+/// The kernel pack in the component file at `path`, compiled for `engine` once per machine: kept
+/// in the disk cache of compiled packs (`CRUNCH_CACHE_DIR`, see [`Settings::cache_dir`]) by its
+/// digest, so a command run again loads it without compiling.
+fn load_pack(engine: &Engine, path: &std::path::Path) -> anyhow::Result<crunch::KernelPack> {
+    let cache =
+        crunch::sandbox::cache::PackCache::new(engine.clone(), settings().cache_dir.clone(), 1);
+    let (pack, hit) = cache.load_file(path)?;
+    tracing::debug!(pack = %path.display(), ?hit, "kernel pack loaded");
+    Ok(pack)
+}
+
 fn main() -> ExitCode {
     crunch::process::memory::keep_freed_memory();
     tracing_subscriber::fmt()

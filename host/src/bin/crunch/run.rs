@@ -9,7 +9,7 @@ use clap::Args;
 use crunch::data::codec::{self, Format};
 use crunch::data::text;
 use crunch::data::wire;
-use crunch::{ErrorKind, KernelPack, Limits};
+use crunch::{ErrorKind, Limits};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pack_path::PackArgs;
@@ -66,7 +66,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
 
     let pack_path = args.pack.resolve()?;
     let engine = crate::engine(limits)?;
-    let pack = KernelPack::load(&engine, &pack_path)?;
+    let pack = crate::load_pack(&engine, &pack_path)?;
     args.work
         .check_against(&pack, &pack_path.display().to_string())?;
 

@@ -90,7 +90,7 @@ pub fn main(args: SubmitArgs) -> Result<ExitCode> {
         }
         None => {
             let path = args.pack.resolve()?;
-            let pack = KernelPack::load(&engine, &path)?;
+            let pack = crate::load_pack(&engine, &path)?;
             let absolute = std::path::absolute(&path)
                 .with_context(|| format!("resolving {}", path.display()))?;
             let name = path.display().to_string();
