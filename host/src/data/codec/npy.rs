@@ -42,9 +42,13 @@ pub fn read_wire(mut reader: impl Read) -> Result<WireData> {
         .map(|&d| u32::try_from(d).context("dimension too large"))
         .collect::<Result<_>>()?;
     let needed = npy.len();
-    let data: Vec<f64> = npy.into_vec().map_err(|e| {
-        anyhow::anyhow!("the data ends early: shape {shape:?} needs {needed} values ({e})")
-    })?;
+    let big_endian = dtype == FLOAT64[1];
+    let data = usize::try_from(needed)
+        .context("too many values")
+        .and_then(|n| Ok(read_values(npy.into_inner(), n, big_endian)?))
+        .map_err(|e| {
+            anyhow::anyhow!("the data ends early: shape {shape:?} needs {needed} values ({e})")
+        })?;
     let mut extra = Vec::new();
     reader.take(1 << 20).read_to_end(&mut extra)?;
     ensure!(
@@ -125,17 +129,58 @@ fn stack<'a>(
     let per_item = crate::data::types::element_count(shape).context("shape overflows")?;
     let mut full_shape = vec![count as u64];
     full_shape.extend(shape.iter().map(|&d| u64::from(d)));
-    let mut npy = npyz::WriteOptions::new()
+    let writer = npyz::WriteOptions::<f64>::new()
         .default_dtype()
         .shape(&full_shape)
         .writer(writer)
-        .begin_nd()?;
+        .write_header_only()?;
     let nan_row = vec![f64::NAN; per_item];
-    for row in rows {
-        npy.extend(row.map_or(&nan_row[..], |t| t.data).iter().copied())?;
-    }
-    npy.finish()?;
+    write_values(writer, rows.map(|row| row.map_or(&nan_row[..], |t| t.data)))?;
     Ok(())
+}
+
+/// Values converted per step between bytes and f64 (64 KiB).
+const STEP_VALUES: usize = 8192;
+
+/// `count` float64 values from `reader`, little-endian or big-endian, read in large steps (a
+/// read per value costs more than the conversion).
+fn read_values(
+    reader: &mut impl Read,
+    count: usize,
+    big_endian: bool,
+) -> std::io::Result<Vec<f64>> {
+    let decode = if big_endian {
+        f64::from_be_bytes
+    } else {
+        f64::from_le_bytes
+    };
+    let mut values = Vec::with_capacity(count);
+    let mut bytes = vec![0u8; STEP_VALUES * 8];
+    while values.len() < count {
+        let step = &mut bytes[..(count - values.len()).min(STEP_VALUES) * 8];
+        reader.read_exact(step)?;
+        let (words, _) = step.as_chunks::<8>();
+        values.extend(words.iter().map(|w| decode(*w)));
+    }
+    Ok(values)
+}
+
+/// Writes the values of `rows`, one after another, little-endian, in large steps.
+fn write_values<'a>(
+    mut writer: impl Write,
+    rows: impl Iterator<Item = &'a [f64]>,
+) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(STEP_VALUES * 8);
+    for row in rows {
+        for chunk in row.chunks(STEP_VALUES) {
+            if bytes.len() + chunk.len() * 8 > bytes.capacity() {
+                writer.write_all(&bytes)?;
+                bytes.clear();
+            }
+            bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+        }
+    }
+    writer.write_all(&bytes)
 }
 
 #[cfg(test)]
@@ -179,5 +224,42 @@ mod tests {
         };
         let err = write(&[Ok(a), Ok(b)]).unwrap_err();
         assert!(err.to_string().contains("item 1"));
+    }
+
+    #[test]
+    fn arrays_of_several_steps_round_trip_in_either_byte_order() {
+        // Rows of 3001 values: steps of STEP_VALUES do not fall on row ends, and the last is short.
+        let rows: Vec<ItemResult> = (0..7)
+            .map(|r| {
+                let data = (0..3001)
+                    .map(|i| (r * 3001 + i) as f64 * 0.37 - 1e3)
+                    .collect();
+                Ok(Tensor {
+                    shape: vec![3001],
+                    data,
+                })
+            })
+            .collect();
+        let buf = write(&rows).unwrap();
+        let expected: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| r.as_ref().unwrap().data.clone())
+            .collect();
+        assert_eq!(read_wire(&buf[..]).unwrap().data, expected);
+
+        // The same array big-endian: the header says '>f8', every value's bytes reversed.
+        let header_end = buf.len() - expected.len() * 8;
+        let mut big = buf[..header_end].to_vec();
+        let at = big.windows(3).position(|w| w == b"<f8").expect("the dtype");
+        big[at] = b'>';
+        big.extend(expected.iter().flat_map(|v| v.to_be_bytes()));
+        assert_eq!(read_wire(&big[..]).unwrap().data, expected);
+
+        // Cut short inside the last step.
+        let err = read_wire(&buf[..buf.len() - 12]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("the data ends early"),
+            "{err:#}"
+        );
     }
 }
