@@ -11,6 +11,8 @@ use crunch::{Engine, KernelCall, KernelPack, Limits, run_wire_batch};
 use crunch_bench::workloads;
 
 fn main() -> anyhow::Result<()> {
+    // As the bench does, so that profiles show what the bench measures.
+    crunch::process::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [kernel, mode, rest @ ..] = args.as_slice() else {
         bail!("usage: kernel_profile KERNEL native|wasm [REPS]");
