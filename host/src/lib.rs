@@ -37,8 +37,8 @@ pub use queue::store::spec::{JobSpec, JobState, Progress};
 pub use queue::store::{Redis, StoreError};
 pub use queue::worker::Worker;
 pub use sandbox::batch::{
-    BatchError, BatchOutcome, KernelCall, run_batch, run_batches, run_wire_batch,
-    run_wire_batch_until,
+    BatchError, BatchOutcome, KernelCall, run_batch, run_batches, run_batches_in_place,
+    run_wire_batch, run_wire_batch_until,
 };
 pub use sandbox::engine::{Engine, Limits, StopCheck};
 pub use sandbox::pack::KernelPack;

@@ -129,6 +129,9 @@ fn absorb(
     count: usize,
     rows: &Mutex<Option<Rows>>,
 ) -> Report {
+    if let Some(report) = absorb_vectors(&outcome, first_item, count, rows) {
+        return report;
+    }
     let failures = outcome
         .results
         .iter()
@@ -176,6 +179,33 @@ fn absorb(
         failures,
         kept: None,
     }
+}
+
+/// [`absorb`] for results that are one vector per item, every one of the rows' shape (or of the
+/// first shape when no rows are made yet): one copy for the whole batch, no walk per item.
+/// `None` for results of another form or shape.
+fn absorb_vectors(
+    outcome: &BatchOutcome,
+    first_item: usize,
+    count: usize,
+    rows: &Mutex<Option<Rows>>,
+) -> Option<Report> {
+    let (len, values) = outcome.results.as_vectors()?;
+    let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
+    let rows = rows.get_or_insert_with(|| Rows {
+        shape: vec![len],
+        m: len as usize,
+        data: vec![0.0; count * len as usize],
+    });
+    if rows.shape != [len] {
+        return None;
+    }
+    let start = first_item * rows.m;
+    rows.data[start..start + values.len()].copy_from_slice(values);
+    Some(Report {
+        failures: Vec::new(),
+        kept: None,
+    })
 }
 
 /// One result per item when the rows could not hold them all.

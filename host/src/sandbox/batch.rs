@@ -412,12 +412,7 @@ pub fn run_batches(
     threads: usize,
     on_batch: impl Fn(&BatchOutcome) + Sync,
 ) -> Result<Vec<BatchOutcome>> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .thread_name(|i| format!("crunch-batch-{i}"))
-        .build()
-        .context("starting the batch threads")?;
-    Ok(pool.install(|| {
+    Ok(batch_threads(threads)?.install(|| {
         input
             .spans(batch_size)
             .into_par_iter()
@@ -430,6 +425,44 @@ pub fn run_batches(
             .collect()
     }))
 }
+
+/// [`run_batches`] on an input that is not needed afterwards: a batch whose outputs fit its part
+/// of the input exactly (one vector per item, as many values) writes them there and lets the
+/// pack's copy go (see [`wire::BatchInPlace`]). Returns the results, in item order (one
+/// [`wire::Results`] for the whole input when every batch's fit), and why batches failed.
+pub fn run_batches_in_place(
+    pack: &KernelPack,
+    call: &KernelCall<'_>,
+    mut input: wire::Input,
+    batch_size: usize,
+    threads: usize,
+    on_batch: impl Fn(&BatchOutcome) + Sync,
+) -> Result<(Vec<wire::Results>, Vec<BatchError>)> {
+    let done: Vec<(wire::Written, Option<BatchError>)> = batch_threads(threads)?.install(|| {
+        input
+            .batches_in_place(batch_size)
+            .into_par_iter()
+            .map(|mut part| {
+                let outcome = run_wire_batch(pack, call, part.index, &part.batch());
+                on_batch(&outcome);
+                (part.write(outcome.results), outcome.error)
+            })
+            .collect()
+    });
+    let (written, errors): (Vec<_>, Vec<_>) = done.into_iter().unzip();
+    let results = input.into_results(batch_size, written);
+    Ok((results, errors.into_iter().flatten().collect()))
+}
+
+/// The pool that runs a run's batches on `threads` OS threads.
+fn batch_threads(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("crunch-batch-{i}"))
+        .build()
+        .context("starting the batch threads")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

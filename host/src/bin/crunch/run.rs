@@ -86,22 +86,15 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     let progress = progress_bar(items as u64, args.quiet);
     let call = args.work.call(limits.batch_time);
     let compute_start = Instant::now();
-    let outcomes = crunch::run_batches(&pack, &call, &input, batch_size, threads, |outcome| {
-        progress.inc(outcome.results.len() as u64);
-    })?;
-    drop(input);
+    // The input is not needed once its batch has run: results that fit take its place.
+    let (results, batch_errors) =
+        crunch::run_batches_in_place(&pack, &call, input, batch_size, threads, |outcome| {
+            progress.inc(outcome.results.len() as u64);
+        })?;
     let compute_time = compute_start.elapsed();
     progress.finish_and_clear();
 
     let write_start = Instant::now();
-    let mut batch_errors = Vec::new();
-    let results: Vec<wire::Results> = outcomes
-        .into_iter()
-        .map(|outcome| {
-            batch_errors.extend(outcome.error);
-            outcome.results
-        })
-        .collect();
     let errors_file = codec::write_results(&args.output, output_format, &results)?;
     let failures: Vec<(usize, &crunch::ItemError)> = wire::each(&results)
         .enumerate()

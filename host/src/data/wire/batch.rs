@@ -83,15 +83,15 @@ impl From<crunch_abi::WireData> for Batch {
 /// (each tensor matches its shape), to be cut into batches without building per-item tensors.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Input {
-    lists: crunch_abi::WireData,
+    pub(super) lists: crunch_abi::WireData,
 }
 
 /// Where one batch of an [`Input`] lies in its lists.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Span {
-    items: u32,
-    shapes: std::ops::Range<usize>,
-    values: std::ops::Range<usize>,
+    pub(super) items: u32,
+    pub(super) shapes: std::ops::Range<usize>,
+    pub(super) values: std::ops::Range<usize>,
 }
 
 impl From<crunch_abi::WireData> for Input {

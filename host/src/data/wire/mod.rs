@@ -7,9 +7,11 @@
 //! pack returned ([`Results`]) until a writer borrows them.
 
 mod batch;
+mod in_place;
 mod results;
 
 pub use batch::{Batch, Input, Span};
+pub use in_place::{BatchInPlace, Written};
 #[cfg(test)]
 pub(crate) use results::ResultsBuilder;
 pub use results::{ResultRef, Results, count, each, result_ref};

@@ -130,18 +130,33 @@ impl Results {
     /// entry per item as [`ResultsBuilder`] recorded them against the same lists.
     pub(crate) fn from_parts(shapes: Vec<u32>, data: Vec<f64>, built: BuiltResults) -> Self {
         if let Some((count, len)) = built.vectors {
-            return Self {
-                shapes: vec![len],
-                data,
-                layout: Layout::Vectors(count),
-                errors: Vec::new(),
-            };
+            return Self::vectors(count, len, data);
         }
         Self {
             shapes,
             data,
             layout: Layout::Entries(built.entries),
             errors: built.errors,
+        }
+    }
+
+    /// `count` outputs, each one vector of `len` values, item i's at i times `len` in `data`.
+    pub fn vectors(count: usize, len: u32, data: Vec<f64>) -> Self {
+        assert_eq!(Some(data.len()), count.checked_mul(len as usize));
+        Self {
+            shapes: vec![len],
+            data,
+            layout: Layout::Vectors(count),
+            errors: Vec::new(),
+        }
+    }
+
+    /// When every item's output is one vector of the same length (so nothing failed): that
+    /// length, and every output's values one after another.
+    pub fn as_vectors(&self) -> Option<(u32, &[f64])> {
+        match self.layout {
+            Layout::Vectors(_) => Some((self.shapes[0], &self.data)),
+            Layout::Entries(_) => None,
         }
     }
 
