@@ -121,11 +121,25 @@ impl Input {
     pub fn spans(&self, batch_size: usize) -> Vec<Span> {
         let batch_size = batch_size.max(1);
         let mut spans = Vec::with_capacity(self.len().div_ceil(batch_size));
+        // Every item one vector of the same length (an array read from .npy, say): where each
+        // item lies follows from its position, with no walk over the items.
+        let shapes = &self.lists.shapes;
+        let vectors = match shapes.get(..3) {
+            Some(&[1, 1, len])
+                if shapes.len() == 3 * self.len() && crunch_abi::all_vectors_of(shapes, len) =>
+            {
+                Some(len as usize)
+            }
+            _ => None,
+        };
         let (mut at, mut values) = (0, 0);
         let mut left = self.len();
         while left > 0 {
             let items = left.min(batch_size);
-            let (end, values_end) = skip_items(&self.lists.shapes, (at, values), items);
+            let (end, values_end) = match vectors {
+                Some(len) => (at + 3 * items, values + len * items),
+                None => skip_items(shapes, (at, values), items),
+            };
             spans.push(Span {
                 items: items as u32,
                 shapes: at..end,
@@ -430,6 +444,40 @@ mod tests {
             assert_eq!(input.batch(span).lists, Batch::from_items(chunk).lists);
         }
         assert!(Input::default().spans(3).is_empty());
+    }
+
+    #[test]
+    fn vectors_of_one_length_are_cut_where_a_walk_would_cut_them() {
+        let vector = |n: usize, at: usize| {
+            vec![Tensor {
+                shape: vec![n as u32],
+                data: (at..at + n).map(|v| v as f64).collect(),
+            }]
+        };
+        let same: Vec<_> = (0..7).map(|i| vector(3, 3 * i)).collect();
+        let input = Input::from(check_items(&same).0);
+        let spans = input.spans(3);
+        assert_eq!(spans.len(), 3);
+        // The same spans as the walk over the shapes gives.
+        let (mut at, mut values) = (0, 0);
+        for span in &spans {
+            let end = skip_items(&input.lists.shapes, (at, values), span.items as usize);
+            assert_eq!(
+                (span.shapes.clone(), span.values.clone()),
+                (at..end.0, values..end.1)
+            );
+            (at, values) = end;
+        }
+        for (span, chunk) in spans.iter().zip(same.chunks(3)) {
+            assert_eq!(input.batch(span).lists, Batch::from_items(chunk).lists);
+        }
+        // One item of another length: the walk.
+        let mut mixed = same.clone();
+        mixed[4] = vector(2, 100);
+        let input = Input::from(check_items(&mixed).0);
+        for (span, chunk) in input.spans(3).iter().zip(mixed.chunks(3)) {
+            assert_eq!(input.batch(span).lists, Batch::from_items(chunk).lists);
+        }
     }
 
     #[test]
