@@ -1,11 +1,12 @@
 //! The `crunch:kernel` bindings, generated once here, and the exports [`export_pack!`] wires a
 //! pack's kernel table to: `list-kernels` from the table, `run` through
-//! [`run_wire`](crate::run_wire) on the items as they arrive (no copy of any tensor).
+//! [`run_wire_in_place`](crate::run_wire_in_place) on the items as they arrive (no copy of any
+//! tensor; a kernel that writes its outputs over its inputs hands the same lists back).
 //! Only on `wasm32`.
 
 use crate::kernel::{KernelError, Tensor};
-use crate::table::{Kernel, run_wire};
-use crate::{BatchResults, Items};
+use crate::table::{Kernel, run_wire_in_place};
+use crate::{BatchResults, ItemsMut};
 
 /// The bindings wit-bindgen generates for the `kernel-pack` world; [`export_pack!`] calls their
 /// export macro from the pack's own crate, which also carries the world's type section.
@@ -54,8 +55,13 @@ pub fn run(
             )
         })
         .collect();
-    let items = Items::new(items.count, &items.shapes, &items.data);
-    let results: BatchResults<KernelError> = run_wire(table, &kernel, &params, items);
+    let WitWireData {
+        count,
+        mut shapes,
+        mut data,
+    } = items;
+    let items = ItemsMut::new(count, &mut shapes, &mut data);
+    let results: BatchResults<KernelError> = run_wire_in_place(table, &kernel, &params, items);
     WitBatchResults {
         outputs: WitWireData {
             count: results.outputs.count,

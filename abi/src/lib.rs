@@ -45,12 +45,14 @@ use std::fmt;
 
 #[cfg(target_arch = "wasm32")]
 pub mod export;
+mod in_place;
 mod kernel;
 mod table;
 mod whole;
 
+pub use in_place::{ItemsMut, map_elementwise_in_place, map_records_in_place};
 pub use kernel::{KernelError, Params, Tensor};
-pub use table::{Compute, Kernel, run, run_wire};
+pub use table::{Compute, Kernel, run, run_wire, run_wire_in_place};
 pub use whole::{map_elementwise, map_records, read_items, wire_outputs};
 
 /// Makes the crate a kernel pack: exports `crunch:kernel/kernels` answered from a table of

@@ -3,7 +3,7 @@
 //! call for the whole batch).
 
 use crate::kernel::{KernelError, Params, Tensor};
-use crate::{BatchResults, Items, TensorRef, WireData, run_each};
+use crate::{BatchResults, Items, ItemsMut, TensorRef, WireData, run_each};
 
 /// One kernel: its name, what it computes, the parameters it accepts, and its code.
 #[derive(Clone, Copy)]
@@ -26,6 +26,9 @@ pub enum Compute {
     /// Computes every item of a batch in the wire layout: one output per item that succeeds, and the
     /// failures (see [`crate::map_elementwise`] and [`crate::map_records`]).
     Batch(fn(Params<'_>, Items<'_>) -> BatchResults<KernelError>),
+    /// As `Batch`, given lists it may write its outputs over and hand back (see
+    /// [`crate::map_records_in_place`]); a caller that only lends its lists gives a copy.
+    BatchInPlace(fn(Params<'_>, ItemsMut<'_>) -> BatchResults<KernelError>),
 }
 
 /// Runs `kernel` of `table` on every item of a batch in the wire layout, reading the inputs in place: what
@@ -41,12 +44,39 @@ pub fn run_wire(
 ) -> BatchResults<KernelError> {
     match find(table, kernel, params) {
         Ok(spec) => run_kernel(spec, params, items),
-        Err(e) if items.remaining() == 0 => BatchResults {
+        Err(e) => refused(e, items),
+    }
+}
+
+/// [`run_wire`] on lists the kernel may write over and keep: what a pack's `run` export does
+/// with the lists it was given, so that a [`Compute::BatchInPlace`] kernel writes its outputs
+/// over its inputs.
+pub fn run_wire_in_place(
+    table: &[Kernel],
+    kernel: &str,
+    params: &[(String, Tensor)],
+    items: ItemsMut<'_>,
+) -> BatchResults<KernelError> {
+    match find(table, kernel, params) {
+        Ok(Kernel {
+            compute: Compute::BatchInPlace(compute),
+            ..
+        }) => compute(Params(params), items),
+        Ok(spec) => run_kernel(spec, params, items.items()),
+        Err(e) => refused(e, items.items()),
+    }
+}
+
+/// The answer to a call refused as a whole with `e`: one failure at index 0 for an empty batch
+/// (the host's question whether the call is taken), else `e` for every item.
+fn refused(e: KernelError, items: Items<'_>) -> BatchResults<KernelError> {
+    if items.remaining() == 0 {
+        return BatchResults {
             outputs: WireData::default(),
             failures: vec![(0, e)],
-        },
-        Err(e) => run_each(items, KernelError::from, |_| Err(e.clone())),
+        };
     }
+    run_each(items, KernelError::from, |_| Err(e.clone()))
 }
 
 /// Runs `kernel` of `table` on owned items, one result per item in order: the form native
@@ -100,6 +130,13 @@ fn run_kernel(
             compute(Params(params), tensors).map(|t| (t.shape, t.data))
         }),
         Compute::Batch(compute) => compute(Params(params), items),
+        Compute::BatchInPlace(compute) => {
+            let (mut shapes, mut data) = (items.shapes.to_vec(), items.data.to_vec());
+            compute(
+                Params(params),
+                ItemsMut::new(items.remaining(), &mut shapes, &mut data),
+            )
+        }
     }
 }
 

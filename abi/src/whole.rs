@@ -66,14 +66,14 @@ pub fn wire_outputs<'s>(
 
 /// A run of consecutive accepted items whose values are contiguous in the batch.
 #[derive(Debug)]
-struct Run {
+pub(crate) struct Run {
     /// Index of the first item.
-    first: u32,
+    pub(crate) first: u32,
     /// Items in the run.
-    count: u32,
+    pub(crate) count: u32,
     /// The run's values: `values[start..end]` of the batch.
-    start: usize,
-    end: usize,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
 }
 
 /// Groups accepted one-tensor items into runs whose values lie next to each other in
@@ -215,6 +215,20 @@ pub fn map_records<'a, E>(
         );
         at += n * output;
     }
+    kept_records(count, &runs, data, output, &ok, failures)
+}
+
+/// The outputs of the records of `runs` (`data`: `output` values per record, run after run),
+/// those whose `ok` is false (they are in `failures`) left out.
+pub(crate) fn kept_records<E>(
+    count: u32,
+    runs: &[Run],
+    mut data: Vec<f64>,
+    output: usize,
+    ok: &[bool],
+    mut failures: Vec<(u32, E)>,
+) -> BatchResults<E> {
+    let records: usize = runs.iter().map(|run| run.count as usize).sum();
     if failures.is_empty() && records == count as usize {
         // Every item gave its record: the outputs are laid out in one piece.
         let outputs = WireData::vectors(std::iter::repeat_n(output, records), data);
@@ -224,7 +238,7 @@ pub fn map_records<'a, E>(
     let mut kept = Vec::with_capacity(records);
     let mut write = 0;
     let mut read = 0;
-    for run in &runs {
+    for run in runs {
         for index in run.first..run.first + run.count {
             if ok[index as usize] {
                 data.copy_within(read..read + output, write);
@@ -249,7 +263,7 @@ pub fn map_records<'a, E>(
 
 /// Whether every item of `items` is exactly one 1-D tensor of `input` values (the shape words
 /// `1, 1, input` per item, and nothing else).
-fn uniform_records(items: &Items<'_>, input: usize) -> bool {
+pub(crate) fn uniform_records(items: &Items<'_>, input: usize) -> bool {
     let count = items.remaining() as usize;
     count > 0
         && items.shapes.len() == count * 3

@@ -6,32 +6,33 @@
 
 use crate::check::{self, unreadable};
 use crate::tensor::{KernelError, Params};
-use crunch_abi::{BatchResults, Items};
+use crunch_abi::{BatchResults, ItemsMut};
 use crunch_math::F64x4;
 
-/// `norm_cdf`: the CDF of every value of every item.
-pub fn cdf_batch(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
-    elementwise(items, "x", |xs, out| {
-        crunch_math::map(xs, out, crunch_math::cdf::<F64x4>);
+/// `norm_cdf`: the CDF of every value of every item, written over it.
+pub fn cdf_batch(_: Params<'_>, items: ItemsMut<'_>) -> BatchResults<KernelError> {
+    elementwise(items, "x", |xs| {
+        crunch_math::map(xs, crunch_math::cdf::<F64x4>)
     })
 }
 
-/// `norm_ppf`: the quantile of every value of every item: the central region four lanes at a
-/// time, the tails set aside and gathered four at a time ([`crunch_math::map_common`]).
-pub fn ppf_batch(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
-    elementwise(items, "p", |ps, out| {
-        crunch_math::map_common(ps, out, crunch_math::ppf_central, crunch_math::ppf::<F64x4>);
+/// `norm_ppf`: the quantile of every value of every item, written over it: the central region
+/// four lanes at a time, the tails set aside and gathered four at a time
+/// ([`crunch_math::map_common`]).
+pub fn ppf_batch(_: Params<'_>, items: ItemsMut<'_>) -> BatchResults<KernelError> {
+    elementwise(items, "p", |ps| {
+        crunch_math::map_common(ps, crunch_math::ppf_central, crunch_math::ppf::<F64x4>);
     })
 }
 
-/// Every item one tensor named `name`, `f` from its values to its outputs.
+/// Every item one tensor named `name`, `f` over its values.
 #[inline(always)]
 fn elementwise(
-    items: Items<'_>,
+    items: ItemsMut<'_>,
     name: &str,
-    f: impl Fn(&[f64], &mut [f64]) + Copy,
+    f: impl FnMut(&mut [f64]),
 ) -> BatchResults<KernelError> {
-    crunch_abi::map_elementwise(
+    crunch_abi::map_elementwise_in_place(
         items,
         unreadable,
         |item| check::inputs(item, [name]).map(|_| ()),

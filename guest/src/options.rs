@@ -8,7 +8,7 @@
 
 use crate::check::{domain, invalid, unreadable};
 use crate::tensor::{KernelError, Params, TensorRef};
-use crunch_abi::{BatchResults, Items};
+use crunch_abi::{BatchResults, Items, ItemsMut};
 use crunch_math::{F64x2, F64x4, Mask4, Real};
 
 /// The bracket in which `implied_vol` searches, as the reference (`brentq` on [1e-6, 5]).
@@ -292,26 +292,24 @@ fn lane_flags(mask: Mask4) -> [bool; 4] {
 }
 
 /// `black_scholes`: [S, K, T, r, sigma, is_call] -> [price, delta, gamma, vega, theta, rho],
-/// four contracts at a time (the last ones padded with a copy of the last).
-pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
-    crunch_abi::map_records(
+/// four contracts at a time (the last ones padded with a copy of the last), each contract's
+/// greeks written over it.
+pub fn black_scholes(_: Params<'_>, items: ItemsMut<'_>) -> BatchResults<KernelError> {
+    crunch_abi::map_records_in_place(
         items,
-        6,
         6,
         unreadable,
         not_a_record(BLACK_SCHOLES_FIELDS, 6),
-        |records, outputs, fail| {
-            let (records, _) = records.as_chunks::<6>();
-            let (outputs, _) = outputs.as_chunks_mut::<6>();
+        |records, fail| {
+            let (records, _) = records.as_chunks_mut::<6>();
             let mut at = 0;
-            for (group, out) in records.chunks(4).zip(outputs.chunks_mut(4)) {
-                let records = padded(group);
-                let fields = fields(&records);
+            for group in records.chunks_mut(4) {
+                let fields = fields(&padded(group));
                 let [s, k, t, r, sigma, flag] = fields;
                 let call = Real::eq(flag, F64x4::splat(1.0));
                 let greeks = Lanes::new(s, k, t, r, call).greeks(sigma);
                 let valid = plainly_valid(&fields);
-                if let (true, [o0, o1, o2, o3]) = (F64x4::all(valid), &mut *out) {
+                if let (true, [o0, o1, o2, o3]) = (F64x4::all(valid), &mut *group) {
                     // The common case, four valid contracts: fixed lanes, no branch per lane.
                     store_fields(&greeks, [o0, o1, o2, o3]);
                     at += 4;
@@ -319,14 +317,14 @@ pub fn black_scholes(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelErro
                 }
                 let greeks = greeks.map(F64x4::to_array);
                 let valid = lane_flags(valid);
-                for (lane, (record, out)) in group.iter().zip(out.iter_mut()).enumerate() {
+                for (lane, record) in group.iter_mut().enumerate() {
                     if valid[lane] {
-                        *out = greeks.map(|g| g[lane]);
+                        *record = greeks.map(|g| g[lane]);
                         continue;
                     }
                     match Contract::with_sigma(record) {
-                        Ok(Record::Valid(_)) => *out = greeks.map(|g| g[lane]),
-                        Ok(Record::Nan) => *out = [f64::NAN; 6],
+                        Ok(Record::Valid(_)) => *record = greeks.map(|g| g[lane]),
+                        Ok(Record::Nan) => *record = [f64::NAN; 6],
                         Err(e) => fail(at + lane, e),
                     }
                 }

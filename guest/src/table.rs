@@ -23,19 +23,19 @@ pub const KERNELS: &[Kernel] = &[
         name: "norm_cdf",
         summary: "[x (any shape)] -> standard normal CDF elementwise, as scipy.stats.norm.cdf",
         params: &[],
-        compute: Compute::Batch(normal::cdf_batch),
+        compute: Compute::BatchInPlace(normal::cdf_batch),
     },
     Kernel {
         name: "norm_ppf",
         summary: "[p (any shape)] -> standard normal quantile elementwise, as scipy.stats.norm.ppf",
         params: &[],
-        compute: Compute::Batch(normal::ppf_batch),
+        compute: Compute::BatchInPlace(normal::ppf_batch),
     },
     Kernel {
         name: "black_scholes",
         summary: "[S, K, T, r, sigma, is_call] -> [price, delta, gamma, vega, theta (per year), rho], European, no dividends",
         params: &[],
-        compute: Compute::Batch(options::black_scholes),
+        compute: Compute::BatchInPlace(options::black_scholes),
     },
     Kernel {
         name: "implied_vol",

@@ -61,70 +61,65 @@ pub mod scalar {
     }
 }
 
-/// `out[i] = f(xs[i])` for every value, four lanes at a time (the last values padded with a
-/// copy of the last one). Each value's result depends only on that value.
-///
-/// # Panics
-/// If `out` is shorter than `xs`.
+/// Each value replaced by `f` of it, four lanes at a time (the last values padded with a copy
+/// of the last one). Each value's result depends only on that value.
 #[inline(always)]
-pub fn map(xs: &[f64], out: &mut [f64], f: impl Fn(F64x4) -> F64x4) {
-    let out = &mut out[..xs.len()];
-    let (quads, rest) = xs.as_chunks::<4>();
-    let (out_quads, out_rest) = out.as_chunks_mut::<4>();
-    for (x, y) in quads.iter().zip(out_quads) {
-        *y = f(F64x4::load(x)).to_array();
+pub fn map(values: &mut [f64], f: impl Fn(F64x4) -> F64x4) {
+    let (quads, rest) = values.as_chunks_mut::<4>();
+    for x in quads {
+        *x = f(F64x4::load(x)).to_array();
     }
     if let Some(&last) = rest.last() {
         let mut padded = [last; 4];
         padded[..rest.len()].copy_from_slice(rest);
-        out_rest.copy_from_slice(&f(F64x4::load(&padded)).to_array()[..rest.len()]);
+        let y = f(F64x4::load(&padded)).to_array();
+        rest.copy_from_slice(&y[..rest.len()]);
     }
 }
 
-/// `out[i] = f(xs[i])` for every value like [`map`], for an `f` with a common branch that is
-/// cheap to compute everywhere: `common(x)` gives `f(x)` in the lanes its mask sets, and the
-/// other lanes are set aside and computed by `f` after each block of 256 values, four at a
-/// time. So a group of four with one rare lane does not compute both branches. The bits are
-/// those of `f` on each value, since each lane's result depends only on its own value.
-///
-/// # Panics
-/// If `out` is shorter than `xs`.
+/// Each value replaced by `f` of it like [`map`], for an `f` with a common branch that is cheap
+/// to compute everywhere: `common(x)` gives `f(x)` in the lanes its mask sets, and the other
+/// lanes are set aside (with their values) and computed by `f` after each block of 256 values,
+/// four at a time. So a group of four with one rare lane does not compute both branches. The
+/// bits are those of `f` on each value, since each lane's result depends only on its own value.
 #[inline(always)]
 pub fn map_common(
-    xs: &[f64],
-    out: &mut [f64],
+    values: &mut [f64],
     common: impl Fn(F64x4) -> (F64x4, Mask4),
     f: impl Fn(F64x4) -> F64x4,
 ) {
     const BLOCK: usize = 256;
-    let out = &mut out[..xs.len()];
     let mut rare = [0u16; BLOCK];
-    for (xs, out) in xs.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+    let mut rare_values = [0.0; BLOCK];
+    for block in values.chunks_mut(BLOCK) {
         let mut n = 0;
-        let (quads, _) = xs.as_chunks::<4>();
-        let (out_quads, _) = out.as_chunks_mut::<4>();
-        for (i, (x, y)) in quads.iter().zip(out_quads).enumerate() {
+        let (quads, rest) = block.as_chunks_mut::<4>();
+        let whole = 4 * quads.len();
+        for (i, x) in quads.iter_mut().enumerate() {
+            let before = *x;
             let (value, mask) = common(F64x4::load(x));
-            *y = value.to_array();
+            *x = value.to_array();
             let mut outside = !mask.bits() & 0b1111;
             if outside != 0 {
-                // Each index is written, and kept where its lane is rare: no branch per lane.
-                for lane in 0..4 {
+                // Each lane is written, and kept where it is rare: no branch per lane.
+                for (lane, &v) in before.iter().enumerate() {
                     rare[n] = (4 * i + lane) as u16;
+                    rare_values[n] = v;
                     n += usize::from(outside & 1);
                     outside >>= 1;
                 }
             }
         }
-        for at in 4 * quads.len()..xs.len() {
-            rare[n] = at as u16;
+        for (k, &v) in rest.iter().enumerate() {
+            rare[n] = (whole + k) as u16;
+            rare_values[n] = v;
             n += 1;
         }
-        for group in rare[..n].chunks(4) {
-            let x = core::array::from_fn(|i| xs[usize::from(group[i.min(group.len() - 1)])]);
+        for (group, x) in rare[..n].chunks(4).zip(rare_values[..n].chunks(4)) {
+            let x = core::array::from_fn(|i| x[i.min(x.len() - 1)]);
             let y = f(F64x4::from_array(x)).to_array();
             for (&at, y) in group.iter().zip(y) {
-                out[usize::from(at)] = y;
+                block[usize::from(at)] = y;
             }
         }
     }
