@@ -3,6 +3,7 @@
 //! the item axis. A sequence holds one item per element: an array-like (one tensor) or a tuple
 //! of array-likes (several tensors).
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use crunch::Tensor;
@@ -126,8 +127,9 @@ impl Input<'_> {
         }
     }
 
-    /// Items `range` in the wire layout, as they cross into the pack (one copy of their values).
-    pub fn to_wire(&self, range: Range<usize>) -> wire::Batch {
+    /// Items `range` in the wire layout, as they cross into the pack: an array's rows lent as
+    /// they lie, listed items copied into place.
+    pub fn to_wire(&self, range: Range<usize>) -> wire::Batch<'_> {
         let count = range.len();
         let wire = match self {
             Self::Dense {
@@ -139,11 +141,11 @@ impl Input<'_> {
                     shapes.extend_from_slice(&[1, item_shape.len() as u32]);
                     shapes.extend_from_slice(item_shape);
                 }
-                WireData {
+                return wire::Batch::from_lists(wire::Lists {
                     count: count as u32,
-                    shapes,
-                    data: data[range.start * m..range.end * m].to_vec(),
-                }
+                    shapes: Cow::Owned(shapes),
+                    data: Cow::Borrowed(&data[range.start * m..range.end * m]),
+                });
             }
             Self::Listed { tensors, starts } => {
                 let first = &tensors[starts[range.start]..starts[range.end]];

@@ -241,7 +241,7 @@ fn each_result(
 fn run_on_caller(
     pack: &KernelPack,
     call: &KernelCall<'_>,
-    batch: wire::Batch,
+    batch: wire::Batch<'_>,
 ) -> PyResult<BatchOutcome> {
     let interrupted: Arc<Mutex<Option<PyErr>>> = Arc::default();
     let slot = interrupted.clone();

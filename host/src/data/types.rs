@@ -11,6 +11,19 @@ mod bindings {
 
 pub use crunch_abi::element_count;
 
+/// A batch's items in the wire layout, lent to a pack's `run` as its `packed` argument: the
+/// generated [`WireData`] owns its lists, this lowers them from wherever they lie.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower, Clone, Copy, Debug)]
+#[component(record)]
+pub struct PackedRef<'a> {
+    /// Number of items.
+    pub count: u32,
+    /// Per item: tensor count; per tensor: rank, then dimensions.
+    pub shapes: &'a [u32],
+    /// Every tensor's values, in order.
+    pub data: &'a [f64],
+}
+
 pub(crate) use bindings::KernelPackPre;
 pub use bindings::crunch::kernel::types::{
     BatchResults, ItemFailure, KernelError, KernelInfo, Packed as WireData, Tensor,

@@ -151,7 +151,7 @@ fn pick(items: &[Item], count: usize) -> Vec<Item> {
 }
 
 /// Seconds one wire batch takes through the pack, and how many of its items failed.
-fn time_batch(pack: &KernelPack, call: &KernelCall<'_>, batch: &wire::Batch) -> (f64, usize) {
+fn time_batch(pack: &KernelPack, call: &KernelCall<'_>, batch: &wire::Batch<'_>) -> (f64, usize) {
     let outcome = run_wire_batch(pack, call, 0, batch);
     (outcome.elapsed.as_secs_f64(), outcome.results.failed())
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use crate::data::text;
-use crate::data::types::{Item, ItemError, Tensor};
+use crate::data::types::{BatchResults, Item, ItemError, PackedRef, Tensor};
 use crate::data::wire;
 use crate::plan::sizing::{self, Sizing, Venue};
 use crate::sandbox::engine::{StopCheck, Stopped};
@@ -135,7 +135,7 @@ pub fn run_wire_batch(
     pack: &KernelPack,
     call: &KernelCall<'_>,
     index: usize,
-    batch: &wire::Batch,
+    batch: &wire::Batch<'_>,
 ) -> BatchOutcome {
     run_wire_batch_until(pack, call, index, batch, None)
 }
@@ -146,7 +146,7 @@ pub fn run_wire_batch_until(
     pack: &KernelPack,
     call: &KernelCall<'_>,
     index: usize,
-    batch: &wire::Batch,
+    batch: &wire::Batch<'_>,
     stop: Option<StopCheck>,
 ) -> BatchOutcome {
     let start = Instant::now();
@@ -179,7 +179,7 @@ fn call_pack(
     pack: &KernelPack,
     call: &KernelCall<'_>,
     index: usize,
-    batch: &wire::Batch,
+    batch: &wire::Batch<'_>,
     stop: Option<StopCheck>,
     deadline: Instant,
 ) -> Result<wire::Results, BatchError> {
@@ -191,27 +191,37 @@ fn call_pack(
     };
     // Instantiation is the host's part (an instance slot, memory for it); the kernel only
     // starts to run in `call_run`.
-    let instance = pack.pre().instantiate(&mut store).map_err(|e| {
-        if store.data().memory_denied() {
-            // The pack's own initial memory is over the limit: the pack's fault.
-            return BatchError::MemoryLimit {
+    let instance = pack
+        .pre()
+        .instance_pre()
+        .instantiate(&mut store)
+        .map_err(|e| {
+            if store.data().memory_denied() {
+                // The pack's own initial memory is over the limit: the pack's fault.
+                return BatchError::MemoryLimit {
+                    kernel: call.kernel.to_string(),
+                    batch: index,
+                    limit: engine.limits().memory_bytes,
+                };
+            }
+            BatchError::Host {
                 kernel: call.kernel.to_string(),
                 batch: index,
-                limit: engine.limits().memory_bytes,
-            };
-        }
-        BatchError::Host {
+                reason: format!("instantiating the pack: {e:#}"),
+            }
+        })?;
+    // The generated `call_run` takes the lists owned; this lends them.
+    type Run<'a> = (&'a str, &'a [(String, Tensor)], PackedRef<'a>);
+    let run = instance
+        .get_typed_func::<Run<'_>, (BatchResults,)>(&mut store, pack.run_export())
+        .map_err(|e| BatchError::Host {
             kernel: call.kernel.to_string(),
             batch: index,
-            reason: format!("instantiating the pack: {e:#}"),
-        }
-    })?;
-    let outcome = instance.crunch_kernel_kernels().call_run(
-        &mut store,
-        call.kernel,
-        call.params,
-        &batch.lists,
-    );
+            reason: format!("the pack's `run` export: {e:#}"),
+        })?;
+    let outcome = run
+        .call(&mut store, (call.kernel, call.params, batch.packed()))
+        .map(|(results,)| results);
     let results = match outcome {
         Ok(results) => results,
         Err(e) if is_over_result_limit(&e) => {

@@ -14,6 +14,9 @@ use crate::sandbox::engine::Engine;
 /// The time `list-kernels` may take before the pack is refused (it only lists names).
 pub const LIST_KERNELS_TIME: Duration = Duration::from_secs(5);
 
+/// The interface a kernel pack exports, as the WIT contract (`wit/`) names it.
+const KERNELS_INTERFACE: &str = "crunch:kernel/kernels@0.2.0";
+
 /// Why a component could not become a kernel pack.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
@@ -33,6 +36,8 @@ pub enum PackError {
 pub struct KernelPack {
     engine: Engine,
     pre: KernelPackPre<crate::sandbox::engine::BatchState>,
+    /// The `run` export, called with the batch's lists lent ([`crate::data::types::PackedRef`]).
+    run: wasmtime::component::ComponentExportIndex,
     digest: String,
     size: usize,
     kernels: Vec<KernelInfo>,
@@ -102,9 +107,17 @@ impl KernelPack {
             .map_err(|e| PackError::Link(format!("{e:#}")))?;
         let pre = KernelPackPre::new(instance_pre)
             .map_err(|e| PackError::NotKernelPack(format!("{e:#}")))?;
+        // Found as the generated bindings find it (they have checked its type).
+        let run = component
+            .get_export_index(None, KERNELS_INTERFACE)
+            .and_then(|kernels| component.get_export_index(Some(&kernels), "run"))
+            .ok_or_else(|| {
+                PackError::NotKernelPack(format!("no `run` in its `{KERNELS_INTERFACE}` export"))
+            })?;
         let mut pack = Self {
             engine: engine.clone(),
             pre,
+            run,
             digest,
             size,
             kernels: Vec::new(),
@@ -178,6 +191,11 @@ impl KernelPack {
     /// The pre-instantiated component.
     pub(crate) fn pre(&self) -> &KernelPackPre<crate::sandbox::engine::BatchState> {
         &self.pre
+    }
+
+    /// The `run` export's index in the pack's instances.
+    pub(crate) fn run_export(&self) -> &wasmtime::component::ComponentExportIndex {
+        &self.run
     }
 
     /// `sha256:<hex>` of the component's bytes: the pack's identity.

@@ -441,7 +441,11 @@ mod tests {
         let expected = wire::Batch::from_items(&items).lists;
         assert_eq!(
             (wire.count, wire.shapes, wire.data),
-            (expected.count, expected.shapes, expected.data)
+            (
+                expected.count,
+                expected.shapes.into_owned(),
+                expected.data.into_owned()
+            )
         );
         assert!(wire_from_bytes(&buf[..buf.len() - 1]).is_err());
     }

@@ -172,7 +172,7 @@ pub fn decode_items(bytes: &[u8]) -> Result<Vec<Item>> {
 }
 
 /// Items from Crunch binary bytes, laid out for a call into a pack (see [`crate::data::wire`]).
-pub fn decode_batch(bytes: &[u8]) -> Result<wire::Batch> {
+pub fn decode_batch(bytes: &[u8]) -> Result<wire::Batch<'static>> {
     binary::wire_from_bytes(bytes).map(wire::Batch::from)
 }
 

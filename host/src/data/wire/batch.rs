@@ -2,6 +2,8 @@
 //! read in the wire layout cut into batches, and the pack's results back into one result per
 //! item, checking that the pack kept the contract.
 
+use std::borrow::Cow;
+
 use crunch_abi::TensorRef;
 
 use super::results::{Results, ResultsBuilder};
@@ -9,9 +11,9 @@ use crate::data::text;
 use crate::data::types::{BatchResults, Item, ItemError, KernelError, Tensor};
 
 /// A batch's items in the wire layout, and the items refused before they were laid out.
-pub struct Batch {
+pub struct Batch<'a> {
     /// The items whose tensors match their shapes, in order.
-    pub lists: crate::data::types::WireData,
+    pub lists: Lists<'a>,
     /// For each item in `lists`, its position in the batch.
     positions: Vec<usize>,
     /// Items whose tensors do not match their shapes: position and error.
@@ -20,7 +22,19 @@ pub struct Batch {
     len: usize,
 }
 
-impl Batch {
+/// A batch's accepted items in the wire layout (see [`crunch_abi::WireData`]): lists of its own,
+/// or lent from an input that holds them, since a call into the pack copies them anyway.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lists<'a> {
+    /// Number of items.
+    pub count: u32,
+    /// Per item: tensor count; per tensor: rank, then dimensions.
+    pub shapes: Cow<'a, [u32]>,
+    /// Every tensor's values, in order.
+    pub data: Cow<'a, [f64]>,
+}
+
+impl Batch<'static> {
     /// `items` in the wire layout; an item whose tensors do not match their shapes is refused
     /// alone, with an invalid-input error naming the tensor.
     pub fn from_items(items: &[Item]) -> Self {
@@ -57,21 +71,29 @@ fn check_items(items: &[Item]) -> (crunch_abi::WireData, Vec<usize>, Refused) {
     (lists, positions, refused)
 }
 
-fn to_wit(lists: crunch_abi::WireData) -> crate::data::types::WireData {
-    crate::data::types::WireData {
+fn to_wit(lists: crunch_abi::WireData) -> Lists<'static> {
+    Lists {
         count: lists.count,
-        shapes: lists.shapes,
-        data: lists.data,
+        shapes: Cow::Owned(lists.shapes),
+        data: Cow::Owned(lists.data),
     }
 }
 
 /// A batch read already in the wire layout (from Crunch binary, where every tensor matches its
 /// shape).
-impl From<crunch_abi::WireData> for Batch {
+impl From<crunch_abi::WireData> for Batch<'static> {
     fn from(lists: crunch_abi::WireData) -> Self {
+        Batch::from_lists(to_wit(lists))
+    }
+}
+
+impl<'a> Batch<'a> {
+    /// The batch of every item in `lists`, all of them accepted: the caller has checked that
+    /// every tensor matches its shape (a reader of the wire layout, an array's rows).
+    pub fn from_lists(lists: Lists<'a>) -> Self {
         let len = lists.count as usize;
         Self {
-            lists: to_wit(lists),
+            lists,
             positions: (0..len).collect(),
             refused: Vec::new(),
             len,
@@ -152,11 +174,11 @@ impl Input {
 
     /// The batch at `span` (one of [`spans`](Self::spans)), laid out for a call: a copy of its
     /// part of the lists, made where the batch runs.
-    pub fn batch(&self, span: &Span) -> Batch {
-        Batch::from(crunch_abi::WireData {
+    pub fn batch(&self, span: &Span) -> Batch<'_> {
+        Batch::from_lists(Lists {
             count: span.items,
-            shapes: self.lists.shapes[span.shapes.clone()].to_vec(),
-            data: self.lists.data[span.values.clone()].to_vec(),
+            shapes: Cow::Borrowed(&self.lists.shapes[span.shapes.clone()]),
+            data: Cow::Borrowed(&self.lists.data[span.values.clone()]),
         })
     }
 
@@ -181,7 +203,16 @@ impl Input {
     }
 }
 
-impl Batch {
+impl Batch<'_> {
+    /// The accepted items' lists, lent to a pack's `run`.
+    pub fn packed(&self) -> crate::data::types::PackedRef<'_> {
+        crate::data::types::PackedRef {
+            count: self.lists.count,
+            shapes: &self.lists.shapes,
+            data: &self.lists.data,
+        }
+    }
+
     /// Items in the batch, refused ones included.
     pub fn len(&self) -> usize {
         self.len
@@ -194,7 +225,7 @@ impl Batch {
 
     /// The batch cut in two halves of about as many accepted items each, every item (refused
     /// ones too) in the half that holds its position; `None` for fewer than two accepted items.
-    pub fn split(&self) -> Option<(Batch, Batch)> {
+    pub fn split(&self) -> Option<(Batch<'_>, Batch<'_>)> {
         let accepted = self.lists.count as usize;
         if accepted < 2 {
             return None;
@@ -202,13 +233,16 @@ impl Batch {
         let middle = accepted / 2;
         let at = self.positions[middle];
         let (shape_at, data_at) = skip_items(&self.lists.shapes, (0, 0), middle);
-        let half = |range: std::ops::Range<usize>, shapes: &[u32], data: &[f64], count| {
+        let (shapes, data): (&[u32], &[f64]) = (&self.lists.shapes, &self.lists.data);
+        // Each half: its positions, and where its items lie in the shapes and the values.
+        type Range = std::ops::Range<usize>;
+        let half = |range: Range, in_shapes: Range, in_data: Range, count| {
             let offset = range.start;
             Batch {
-                lists: crate::data::types::WireData {
+                lists: Lists {
                     count,
-                    shapes: shapes.to_vec(),
-                    data: data.to_vec(),
+                    shapes: Cow::Borrowed(&shapes[in_shapes]),
+                    data: Cow::Borrowed(&data[in_data]),
                 },
                 positions: self
                     .positions
@@ -225,13 +259,12 @@ impl Batch {
                 len: range.len(),
             }
         };
-        let (shapes, data) = (&self.lists.shapes, &self.lists.data);
         Some((
-            half(0..at, &shapes[..shape_at], &data[..data_at], middle as u32),
+            half(0..at, 0..shape_at, 0..data_at, middle as u32),
             half(
                 at..self.len,
-                &shapes[shape_at..],
-                &data[data_at..],
+                shape_at..shapes.len(),
+                data_at..data.len(),
                 (accepted - middle) as u32,
             ),
         ))

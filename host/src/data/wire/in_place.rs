@@ -4,7 +4,9 @@
 //! the pack's copy of them go. The run then holds one array, not an input and a second array of
 //! results, and does not fault a second one in page by page.
 
-use super::batch::{Batch, Input};
+use std::borrow::Cow;
+
+use super::batch::{Batch, Input, Lists};
 use super::results::Results;
 
 /// One batch of an input, with its part of the input's values to write its results over.
@@ -25,12 +27,12 @@ pub enum Written {
 }
 
 impl BatchInPlace<'_> {
-    /// The batch laid out for a call: a copy of its part of the lists.
-    pub fn batch(&self) -> Batch {
-        Batch::from(crunch_abi::WireData {
+    /// The batch laid out for a call, its lists lent from the input.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch::from_lists(Lists {
             count: self.items,
-            shapes: self.shapes.to_vec(),
-            data: self.values.to_vec(),
+            shapes: Cow::Borrowed(self.shapes),
+            data: Cow::Borrowed(self.values),
         })
     }
 

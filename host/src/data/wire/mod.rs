@@ -10,7 +10,7 @@ mod batch;
 mod in_place;
 mod results;
 
-pub use batch::{Batch, Input, Span};
+pub use batch::{Batch, Input, Lists, Span};
 pub use in_place::{BatchInPlace, Written};
 #[cfg(test)]
 pub(crate) use results::ResultsBuilder;

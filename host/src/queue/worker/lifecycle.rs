@@ -56,7 +56,7 @@ impl Claimed {
 pub(crate) struct Ready {
     pub claimed: Claimed,
     pub pack: KernelPack,
-    pub items: wire::Batch,
+    pub items: wire::Batch<'static>,
 }
 
 /// A batch that has run, its results to be stored.
@@ -93,7 +93,7 @@ pub(crate) fn overdue<Q: Queue + ?Sized>(
 pub(crate) fn input<Q: Queue + ?Sized>(
     queue: &mut Q,
     claimed: &Claimed,
-) -> Result<Result<wire::Batch, String>> {
+) -> Result<Result<wire::Batch<'static>, String>> {
     let batch = claimed.batch();
     Ok(match queue.input(claimed.job(), batch)? {
         Some(bytes) => codec::decode_batch(&bytes)
