@@ -157,10 +157,24 @@ impl TensorRef<'_> {
     }
 }
 
+/// The length `len` when the wire shape words `shapes` are those of `count` items that are each
+/// one 1-D tensor of `len` values (`1, 1, len` per item, nothing else); `None` otherwise, and
+/// for no items. Such items lie each at its position times `len` in the values.
+pub fn vectors_len(shapes: &[u32], count: usize) -> Option<u32> {
+    match shapes.get(..3) {
+        Some(&[1, 1, len])
+            if count.checked_mul(3) == Some(shapes.len()) && all_vectors_of(shapes, len) =>
+        {
+            Some(len)
+        }
+        _ => None,
+    }
+}
+
 /// Whether the wire shape words `shapes` are those of items that are each one 1-D tensor of
 /// `len` values (`1, 1, len` per item, nothing else). Four items' words at a time and without
 /// an early exit, so that the comparison runs in vector instructions.
-pub fn all_vectors_of(shapes: &[u32], len: u32) -> bool {
+fn all_vectors_of(shapes: &[u32], len: u32) -> bool {
     let word = [1, 1, len];
     let four: [u32; 12] = core::array::from_fn(|i| word[i % 3]);
     let (blocks, rest) = shapes.as_chunks::<12>();

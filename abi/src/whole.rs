@@ -265,10 +265,8 @@ pub(crate) fn kept_records<E>(
 /// `1, 1, input` per item, and nothing else).
 pub(crate) fn uniform_records(items: &Items<'_>, input: usize) -> bool {
     let count = items.remaining() as usize;
-    count > 0
-        && items.shapes.len() == count * 3
-        && count.checked_mul(input) == Some(items.data.len())
-        && u32::try_from(input).is_ok_and(|len| crate::all_vectors_of(items.shapes, len))
+    count.checked_mul(input) == Some(items.data.len())
+        && crate::vectors_len(items.shapes, count).is_some_and(|len| len as usize == input)
 }
 
 #[cfg(test)]

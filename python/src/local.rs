@@ -108,6 +108,16 @@ struct Rows {
 }
 
 impl Rows {
+    /// Rows of zeros for `count` results of `shape`.
+    fn new(shape: &[u32], count: usize) -> Self {
+        let m = shape.iter().map(|&d| d as usize).product();
+        Self {
+            shape: shape.to_vec(),
+            m,
+            data: vec![0.0; count * m],
+        }
+    }
+
     fn row(&mut self, item: usize) -> &mut [f64] {
         &mut self.data[item * self.m..(item + 1) * self.m]
     }
@@ -152,14 +162,7 @@ fn absorb(
         };
     };
     let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
-    let rows = rows.get_or_insert_with(|| {
-        let m = shape.iter().map(|&d| d as usize).product();
-        Rows {
-            shape: shape.to_vec(),
-            m,
-            data: vec![0.0; count * m],
-        }
-    });
+    let rows = rows.get_or_insert_with(|| Rows::new(shape, count));
     let fits = outcome
         .results
         .iter()
@@ -192,11 +195,7 @@ fn absorb_vectors(
 ) -> Option<Report> {
     let (len, values) = outcome.results.as_vectors()?;
     let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
-    let rows = rows.get_or_insert_with(|| Rows {
-        shape: vec![len],
-        m: len as usize,
-        data: vec![0.0; count * len as usize],
-    });
+    let rows = rows.get_or_insert_with(|| Rows::new(&[len], count));
     if rows.shape != [len] {
         return None;
     }

@@ -146,14 +146,7 @@ impl Input {
         // Every item one vector of the same length (an array read from .npy, say): where each
         // item lies follows from its position, with no walk over the items.
         let shapes = &self.lists.shapes;
-        let vectors = match shapes.get(..3) {
-            Some(&[1, 1, len])
-                if shapes.len() == 3 * self.len() && crunch_abi::all_vectors_of(shapes, len) =>
-            {
-                Some(len as usize)
-            }
-            _ => None,
-        };
+        let vectors = crunch_abi::vectors_len(shapes, self.len()).map(|len| len as usize);
         let (mut at, mut values) = (0, 0);
         let mut left = self.len();
         while left > 0 {

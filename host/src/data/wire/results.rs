@@ -363,10 +363,8 @@ impl<'a> ResultsBuilder<'a> {
         // Every item one vector of the same length (what a whole-batch kernel of fixed-length
         // records gives): each output follows from the item's position, and nothing need be
         // recorded per item when nothing was before.
-        if let Some(&[1, 1, len]) = shapes.get(..3)
-            && shapes.len() == 3 * count as usize
+        if let Some(len) = crunch_abi::vectors_len(shapes, count as usize)
             && (len as usize).checked_mul(count as usize) == Some(values)
-            && crunch_abi::all_vectors_of(shapes, len)
         {
             if entries.is_empty() && self.built.errors.is_empty() {
                 self.built.vectors = Some((count as usize, len));
