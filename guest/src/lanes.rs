@@ -63,13 +63,18 @@ pub fn sums<const M: usize>(xs: &[f64], mut terms: impl FnMut(Step) -> [Step; M]
 
 /// The smallest and the largest of `xs` (not empty) by `<`, and their sum, in one pass of
 /// [`sums`]. The extremes are kept in lanes by `pmin`/`pmax`, which a NaN does not always pass
-/// through; a NaN always makes the sum NaN. Equal values keep the first of them in their lane's
-/// order, not the sample's (only zeros are equal with different bits).
+/// through; a NaN always makes the sum NaN. Of equal values (only zeros are equal with
+/// different bits) one is kept by a fixed rule, the same on every target, not the sample's first.
 pub fn extremes(xs: &[f64]) -> (f64, f64, f64) {
     let (mut low, mut high) = (F64x2::splat(xs[0]), F64x2::splat(xs[0]));
     let [sum] = sums(xs, |[a, b, c, d]| {
-        low = low.pmin(a.pmin(b).pmin(c.pmin(d)));
-        high = high.pmax(a.pmax(b).pmax(c.pmax(d)));
+        // One comparison orders each of the first two pairs for both extremes (the component
+        // selects in two instructions where a native `minpd` takes one, so comparisons count).
+        let (ab, cd) = (b.lt(a), d.lt(c));
+        let (low_ab, high_ab) = (ab.select(b, a), ab.select(a, b));
+        let (low_cd, high_cd) = (cd.select(d, c), cd.select(c, d));
+        low = low.pmin(low_ab.pmin(low_cd));
+        high = high.pmax(high_ab.pmax(high_cd));
         [[a, b, c, d]]
     });
     let ([l0, l1], [h0, h1]) = (low.to_array(), high.to_array());

@@ -114,12 +114,13 @@ const _: () = assert!(STEP_VALUES % 2 == 1);
 const STEP_PAIRS: usize = STEP_VALUES / 2;
 
 /// `out[j] = sum over i of long[j + i] * taps[i]`, each sum from -0.0 over i in order (as
-/// `Iterator::sum` runs). Twelve outputs at a time: their sums stay in registers while the taps
-/// go by, so each tap costs one load of the tap (made once per item in both lanes), six
-/// products and six sums for twelve outputs. The windows of neighbouring taps overlap: a step
-/// of four taps reads 14 distinct pairs of values, the seven at even offsets by loads, six of
-/// those at odd offsets by one shuffle of two even neighbours each (a load that straddles two
-/// loaded pairs costs Cranelift an address computation and a load; natively all are loaded).
+/// `Iterator::sum` runs), each step a fused multiply-add. Twelve outputs at a time: their sums
+/// stay in registers while the taps go by, so each tap costs one load of the tap (made once per
+/// item in both lanes) and six fused multiply-adds for twelve outputs. The windows of
+/// neighbouring taps overlap: a step of four taps reads 14 distinct pairs of values, the seven
+/// at even offsets by loads, six of those at odd offsets by one shuffle of two even neighbours
+/// each (a load that straddles two loaded pairs costs Cranelift an address computation and a
+/// load; natively all are loaded).
 // Not inlined: compiled alone, its loop gets the registers to itself (inlined into the batch
 // loop, Cranelift spilled more and the batch ran 4% slower).
 #[inline(never)]
@@ -133,7 +134,7 @@ fn convolve_valid(long: &[f64], taps: &[f64], out: &mut [f64]) {
         let add = |sums: &mut [F64x2; BLOCK / 2], w: F64x2, x: &[f64]| {
             let x: &[f64; BLOCK] = x[..BLOCK].try_into().expect("a block of values");
             for (sum, pair) in sums.iter_mut().zip(x.as_chunks::<2>().0) {
-                *sum = *sum + w * F64x2::load(pair);
+                *sum = w.mul_add(F64x2::load(pair), *sum);
             }
         };
         let (steps, rest) = splats.as_chunks::<TAPS_PER_STEP>();
@@ -164,7 +165,10 @@ fn convolve_valid(long: &[f64], taps: &[f64], out: &mut [f64]) {
         *y = taps
             .iter()
             .zip(window)
-            .fold(-0.0, |sum, (w, x)| sum + w * x);
+            .fold(F64x2::splat(-0.0), |sum, (&w, &x)| {
+                F64x2::splat(w).mul_add(F64x2::splat(x), sum)
+            })
+            .first();
     }
 }
 
@@ -186,7 +190,7 @@ fn add_shuffled(
     for (i, &w) in taps.iter().enumerate() {
         let pairs = if i % 2 == 0 { &even } else { &odd };
         for (k, sum) in sums.iter_mut().enumerate() {
-            *sum = *sum + w * pairs[i / 2 + k];
+            *sum = w.mul_add(pairs[i / 2 + k], *sum);
         }
     }
 }
@@ -264,7 +268,7 @@ mod tests {
             for (j, y) in out.iter().enumerate() {
                 let mut sum = -0.0;
                 for i in 0..m {
-                    sum += long[j + i] * taps[i];
+                    sum = long[j + i].mul_add(taps[i], sum);
                 }
                 assert_eq!(y.to_bits(), sum.to_bits(), "n {n}, m {m}, output {j}");
             }
@@ -285,7 +289,7 @@ mod tests {
         for (i, &w) in taps.iter().enumerate() {
             for (k, sum) in loaded.iter_mut().enumerate() {
                 let pair = &step[i + 2 * k..][..2];
-                *sum = *sum + w * F64x2::load(pair.try_into().unwrap());
+                *sum = w.mul_add(F64x2::load(pair.try_into().unwrap()), *sum);
             }
         }
         let bits = |sums: [F64x2; BLOCK / 2]| sums.map(|s| s.to_array().map(f64::to_bits));

@@ -164,7 +164,11 @@ pub fn corrcoef(_: Params<'_>, item: &[TensorRef<'_>]) -> Result<Tensor, KernelE
     let stddev: Vec<f64> = (0..p).map(|i| corr[i * p + i].sqrt()).collect();
     for (row, &si) in corr.chunks_exact_mut(p).zip(&stddev) {
         for (c, &sj) in row.iter_mut().zip(&stddev) {
-            *c = (*c / si / sj).clamp(-1.0, 1.0);
+            // `clamp(-1, 1)` by comparisons and selects (NaN stays NaN): the compiler makes
+            // `f64::clamp` a relaxed min and max in the component, which the host computes as
+            // IEEE min and max.
+            let r = F64x2::splat(*c / si / sj);
+            *c = r.pmax(F64x2::splat(-1.0)).pmin(F64x2::splat(1.0)).first();
         }
     }
     Ok(Tensor::matrix(p, p, corr))

@@ -46,17 +46,17 @@ pub fn exp_with_tail<V: Real>(x: V, tail: V) -> V {
     let x = V::select(x.gt(c(EXP_MAX_ARG)), c(EXP_MAX_ARG), x);
     let x = V::select(x.lt(c(EXP_MIN_ARG)), c(EXP_MIN_ARG), x);
     let rounder = c(ROUNDER);
-    let shifted = x * c(LOG2_E) + rounder;
+    let shifted = x.mul_add(c(LOG2_E), rounder);
     let k = shifted - rounder;
-    let hi = x - k * c(LN2_HI);
-    let lo = k * c(LN2_LO) - tail;
+    let hi = (-k).mul_add(c(LN2_HI), x);
+    let lo = k.mul_add(c(LN2_LO), -tail);
     let r = hi - lo;
     let rr = r * r;
     let mut p = c(EXP_P[4]);
     for &coefficient in EXP_P[..4].iter().rev() {
-        p = c(coefficient) + rr * p;
+        p = rr.mul_add(p, c(coefficient));
     }
-    let t = r - rr * p;
+    let t = (-rr).mul_add(p, r);
     let y = c(1.0) - ((lo - (r * t) / (c(2.0) - t)) - hi);
     scale_by_power_of_two(y, k)
 }
@@ -66,7 +66,7 @@ pub fn exp_with_tail<V: Real>(x: V, tail: V) -> V {
 #[inline(always)]
 fn scale_by_power_of_two<V: Real>(y: V, k: V) -> V {
     let rounder = V::splat(ROUNDER);
-    let half = k * V::splat(0.5) + rounder;
+    let half = k.mul_add(V::splat(0.5), rounder);
     let k1 = half - rounder;
     let k2 = (k - k1) + rounder;
     y * power_of_two(half) * power_of_two(k2)
@@ -120,8 +120,8 @@ pub fn log<V: Real>(x: V) -> V {
     let s = f / (c(2.0) + f);
     let z = s * s;
     let w = z * z;
-    let t1 = w * (c(LG[1]) + w * (c(LG[3]) + w * c(LG[5])));
-    let t2 = z * (c(LG[0]) + w * (c(LG[2]) + w * (c(LG[4]) + w * c(LG[6]))));
+    let t1 = w * w.mul_add(w.mul_add(c(LG[5]), c(LG[3])), c(LG[1]));
+    let t2 = z * w.mul_add(w.mul_add(w.mul_add(c(LG[6]), c(LG[4])), c(LG[2])), c(LG[0]));
     let r = t2 + t1;
     let result = s * (half_f2 + r) + k * c(LN2_LO) - half_f2 + f + k * c(LN2_HI);
 

@@ -2,10 +2,11 @@
 //! and quantile, on two f64 lanes ([`F64x2`]).
 //!
 //! Every function is written with the lane operations of [`simd`], which map one to one onto
-//! wasm `simd128`, x86_64 SSE2 and aarch64 NEON instructions whose results IEEE 754 fixes
-//! exactly (no fused multiply-add, no min/max, no platform `libm`). So a kernel pack built for
-//! wasm, the same kernels built natively for x86_64 or arm64, and the component run by wasmtime
-//! on either architecture all compute the same bits. The [`scalar`] functions are the same code
+//! wasm `simd128`, x86_64 SSE2/FMA3 and aarch64 NEON instructions whose results IEEE 754 fixes
+//! exactly (fused multiply-add on every target alike, no min/max, no platform `libm`). So a
+//! kernel pack built for wasm, the same kernels built natively for x86_64 or arm64, and the
+//! component run by wasmtime on either architecture all compute the same bits. Built natively
+//! for x86_64, the functions need a CPU with FMA3 ([`cpu_supported`]). The [`scalar`] functions are the same code
 //! on one value (both lanes equal), for per-item code that must agree with the batch loops.
 
 mod explog;
@@ -18,6 +19,17 @@ pub use normal::{
     ppf, ppf_central,
 };
 pub use simd::{F64x2, F64x4, Mask, Mask4, Real, U64x2, U64x4};
+
+/// Whether this CPU runs the native build of these functions: on x86_64 built without FMA in
+/// its baseline they use the FMA3 instruction all the same (every x86_64 CPU since 2013 has it,
+/// some low-power ones do not). Elsewhere always true. A wasm pack runs on any CPU: its engine
+/// fuses in software where the CPU cannot.
+pub fn cpu_supported() -> bool {
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
+    return std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(all(target_arch = "x86_64", not(target_feature = "fma"))))]
+    true
+}
 
 /// The vector functions on one value: the same code and bits as each lane of the vector forms.
 pub mod scalar {

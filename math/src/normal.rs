@@ -94,38 +94,32 @@ pub fn exp_minus_half_square<V: Real>(y: V) -> V {
 #[inline(always)]
 fn center<V: Real>(x: V) -> V {
     let xsq = x * x;
-    let mut num = V::splat(A[4]) * xsq;
-    let mut den = xsq;
-    for i in 0..3 {
-        num = (num + V::splat(A[i])) * xsq;
-        den = (den + V::splat(B[i])) * xsq;
-    }
-    x * (num + V::splat(A[3])) / (den + V::splat(B[3]))
+    let num = horner(xsq, V::splat(A[4]), &A[..4]);
+    let den = horner(xsq, xsq + V::splat(B[0]), &B[1..]);
+    x * num / den
+}
+
+/// `((lead x + c0) x + c1) x + ...`, each step one fused multiply-add.
+#[inline(always)]
+fn horner<V: Real>(x: V, lead: V, coefficients: &[f64]) -> V {
+    coefficients
+        .iter()
+        .fold(lead, |acc, &c| acc.mul_add(x, V::splat(c)))
 }
 
 /// The tail Φ(-y) of y > 0.67448975 divided by exp(-y²/2), up to √32.
 #[inline(always)]
 fn middle<V: Real>(y: V) -> V {
-    let mut num = V::splat(C[8]) * y;
-    let mut den = y;
-    for i in 0..7 {
-        num = (num + V::splat(C[i])) * y;
-        den = (den + V::splat(D[i])) * y;
-    }
-    (num + V::splat(C[7])) / (den + V::splat(D[7]))
+    horner(y, V::splat(C[8]), &C[..8]) / horner(y, y + V::splat(D[0]), &D[1..])
 }
 
 /// The tail Φ(-y) of y > √32 divided by exp(-y²/2).
 #[inline(always)]
 fn far<V: Real>(y: V) -> V {
     let xsq = V::splat(1.0) / (y * y);
-    let mut num = V::splat(P[5]) * xsq;
-    let mut den = xsq;
-    for i in 0..4 {
-        num = (num + V::splat(P[i])) * xsq;
-        den = (den + V::splat(Q[i])) * xsq;
-    }
-    let r = xsq * (num + V::splat(P[4])) / (den + V::splat(Q[4]));
+    let num = horner(xsq, V::splat(P[5]), &P[..5]);
+    let den = horner(xsq, xsq + V::splat(Q[0]), &Q[1..]);
+    let r = xsq * num / den;
     (V::splat(FRAC_1_SQRT_2PI) - r) / y
 }
 
@@ -274,8 +268,8 @@ fn rational7<V: Real>(t: V, num: [V; 8], den: [V; 8]) -> V {
     let mut n = num[7];
     let mut d = den[7];
     for i in (0..7).rev() {
-        n = n * t + num[i];
-        d = d * t + den[i];
+        n = n.mul_add(t, num[i]);
+        d = d.mul_add(t, den[i]);
     }
     n / d
 }

@@ -1,15 +1,25 @@
-//! Two f64 lanes, with one definition per target of each operation: wasm32 `simd128`, x86_64
-//! SSE2 and aarch64 NEON (both part of their targets' baselines, so no runtime detection), and
-//! plain arrays elsewhere.
+//! Two f64 lanes, with one definition per target of each operation: wasm32 `simd128` (and
+//! relaxed SIMD's `relaxed_madd`), x86_64 SSE2 and FMA3, aarch64 NEON, and plain arrays
+//! elsewhere.
 //!
 //! Only operations whose results IEEE 754 (or the bit patterns) fix exactly are offered:
-//! add, sub, mul, div and sqrt (correctly rounded everywhere), negation and absolute value (the
-//! sign bit), ordered comparisons, bitwise selects and 64-bit integer adds and shifts on the bit
-//! patterns. Nothing here fuses a multiply and an add, and there is no IEEE min/max (their NaN
-//! and signed-zero rules differ between instruction sets): [`F64x2::pmin`] and [`F64x2::pmax`]
-//! are defined as a comparison and a select, which x86 `minpd`/`maxpd` and wasm
-//! `f64x2.pmin`/`pmax` compute exactly (aarch64 compares and selects). So code written on
-//! these types computes the same bits on every target.
+//! add, sub, mul, div, sqrt and the fused multiply-add [`F64x2::mul_add`] (correctly rounded
+//! everywhere: every target fuses it, none contracts anything else), negation and absolute
+//! value (the sign bit), ordered comparisons, bitwise selects and 64-bit integer adds and shifts
+//! on the bit patterns. There is no IEEE min/max (their NaN and signed-zero rules differ between
+//! instruction sets): [`F64x2::pmin`] and [`F64x2::pmax`] are defined as a comparison and a
+//! select, which x86 `minpd`/`maxpd` and wasm `f64x2.pmin`/`pmax` compute exactly (aarch64
+//! compares and selects). So code written on these types computes the same bits on every
+//! target.
+//!
+//! The fused multiply-add is `f64x2.relaxed_madd`, which the host's engine compiles
+//! deterministically (one rounding on every CPU; in software on a CPU without FMA), `vfmadd` on
+//! x86_64 and `fmla` on aarch64. A pack built without relaxed SIMD calls a function that has it
+//! (the same result, slower). With relaxed SIMD enabled, LLVM turns some plain instructions
+//! into relaxed ones (`f64x2.pmin` into `f64x2.relaxed_min`), whose results a deterministic
+//! engine may choose differently: [`F64x2::pmin`] and [`F64x2::pmax`] are therefore written as
+//! a comparison and a select, and a test checks that the pack holds no relaxed instruction but
+//! the fused multiply-add.
 
 use core::ops::{Add, BitAnd, BitOr, Div, Mul, Neg, Not, Sub};
 
@@ -97,6 +107,13 @@ impl F64x2 {
     #[inline(always)]
     pub fn sqrt(self) -> Self {
         Self(imp::sqrt(self.0))
+    }
+
+    /// `self * b + c`, rounded once (fused multiply-add: IEEE 754 fixes its result as it does
+    /// a sum's, so every target that fuses gives the same bits).
+    #[inline(always)]
+    pub fn mul_add(self, b: Self, c: Self) -> Self {
+        Self(imp::mul_add(self.0, b.0, c.0))
     }
 
     /// The value with its sign bit cleared.
@@ -258,6 +275,8 @@ pub trait Real:
     fn splat(v: f64) -> Self;
     /// Correctly rounded square root.
     fn sqrt(self) -> Self;
+    /// `self * b + c` rounded once (fused multiply-add).
+    fn mul_add(self, b: Self, c: Self) -> Self;
     /// The value with its sign bit cleared.
     fn abs(self) -> Self;
     /// `self < o` (false where either is NaN).
@@ -303,6 +322,10 @@ impl Real for F64x2 {
     type Mask = Mask;
     type Bits = U64x2;
 
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        F64x2::mul_add(self, b, c)
+    }
     #[inline(always)]
     fn splat(v: f64) -> Self {
         F64x2::splat(v)
@@ -443,6 +466,10 @@ impl Real for F64x4 {
     type Mask = Mask4;
     type Bits = U64x4;
 
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        Self(self.0.mul_add(b.0, c.0), self.1.mul_add(b.1, c.1))
+    }
     #[inline(always)]
     fn splat(v: f64) -> Self {
         Self(F64x2::splat(v), F64x2::splat(v))
@@ -604,6 +631,13 @@ mod imp {
     pub fn div(a: V, b: V) -> V {
         f64x2_div(a, b)
     }
+    /// `f64x2.relaxed_madd`, which the host's engine makes the fused operation on every CPU
+    /// (wasmtime's deterministic relaxed SIMD; in software where the CPU has no FMA). A pack
+    /// built without relaxed SIMD calls a function that has it: the same result, slower.
+    #[inline(always)]
+    pub fn mul_add(a: V, b: V, c: V) -> V {
+        f64x2_relaxed_madd(a, b, c)
+    }
     #[inline(always)]
     pub fn sqrt(a: V) -> V {
         f64x2_sqrt(a)
@@ -626,13 +660,15 @@ mod imp {
     }
     #[inline(always)]
     pub fn pmin(a: V, b: V) -> V {
-        // `b < a ? b : a`, by the instruction's definition.
-        f64x2_pmin(a, b)
+        // `b < a ? b : a` as a comparison and a select, not `f64x2.pmin`: with relaxed SIMD
+        // enabled, LLVM turns `f64x2.pmin` into `f64x2.relaxed_min`, which a deterministic
+        // engine computes as IEEE `min` (other NaN and signed-zero results).
+        v128_bitselect(b, a, f64x2_lt(b, a))
     }
     #[inline(always)]
     pub fn pmax(a: V, b: V) -> V {
-        // `a < b ? b : a`, by the instruction's definition.
-        f64x2_pmax(a, b)
+        // `a < b ? b : a`, likewise.
+        v128_bitselect(b, a, f64x2_lt(a, b))
     }
     #[inline(always)]
     pub fn bitmask(mask: V) -> u8 {
@@ -730,6 +766,31 @@ mod imp {
     #[inline(always)]
     pub fn div(a: V, b: V) -> V {
         unsafe { _mm_div_pd(a, b) }
+    }
+    #[cfg(target_feature = "fma")]
+    #[inline(always)]
+    pub fn mul_add(a: V, b: V, c: V) -> V {
+        unsafe { _mm_fmadd_pd(a, b, c) }
+    }
+    /// Built without FMA in the baseline (the default x86_64 target): the FMA3 instruction
+    /// all the same, which every x86_64 CPU since 2013 has but some low-power ones
+    /// ([`crate::cpu_supported`] says whether this one does). A check per operation would
+    /// cost more than the fused operation saves.
+    #[cfg(not(target_feature = "fma"))]
+    #[inline(always)]
+    pub fn mul_add(a: V, b: V, c: V) -> V {
+        let mut a = a;
+        // vfmadd213pd a, b, c: a = b * a + c, rounded once.
+        unsafe {
+            core::arch::asm!(
+                "vfmadd213pd {a}, {b}, {c}",
+                a = inout(xmm_reg) a,
+                b = in(xmm_reg) b,
+                c = in(xmm_reg) c,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        a
     }
     #[inline(always)]
     pub fn sqrt(a: V) -> V {
@@ -868,6 +929,10 @@ mod imp {
         unsafe { vdivq_f64(a, b) }
     }
     #[inline(always)]
+    pub fn mul_add(a: V, b: V, c: V) -> V {
+        unsafe { vfmaq_f64(c, a, b) }
+    }
+    #[inline(always)]
     pub fn sqrt(a: V) -> V {
         unsafe { vsqrtq_f64(a) }
     }
@@ -1004,6 +1069,10 @@ mod imp {
     pub fn div(a: V, b: V) -> V {
         zip(a, b, |x, y| x / y)
     }
+    pub fn mul_add(a: V, b: V, c: V) -> V {
+        let f = f64::from_bits;
+        [0, 1].map(|i| f(a[i]).mul_add(f(b[i]), f(c[i])).to_bits())
+    }
     pub fn sqrt(a: V) -> V {
         map(a, f64::sqrt)
     }
@@ -1061,6 +1130,26 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mul_add_rounds_once() {
+        assert!(
+            crate::cpu_supported(),
+            "this CPU has no FMA3, which the native build needs"
+        );
+        // (1 + 2^-52)(1 - 2^-52) - 1 = -2^-104 exactly; rounding the product first gives 0.
+        let e = f64::EPSILON;
+        let a = F64x2::new(1.0 + e, 3.0);
+        let b = F64x2::new(1.0 - e, 0.1);
+        let c = F64x2::new(-1.0, -0.3);
+        let fused = a.mul_add(b, c).to_array();
+        assert_eq!(fused[0], -(e * e));
+        assert_eq!(fused[1], 3.0f64.mul_add(0.1, -0.3));
+        assert_ne!(fused[1], 3.0 * 0.1 - 0.3);
+        let four = F64x4(a, b).mul_add(F64x4(b, a), F64x4(c, c)).to_array();
+        assert_eq!(four[0], fused[0]);
+        assert_eq!(four[2], (1.0 - e).mul_add(1.0 + e, -1.0));
+    }
 
     #[test]
     fn lanes_and_bits() {

@@ -1,7 +1,10 @@
 //! Beyond the golden vectors: the component and the native build give the same bits on a sweep
 //! of edge and random inputs for the kernels built on the vector math and the whole-batch
 //! loops (region boundaries of the normal CDF and quantile, subnormals, infinities, NaN, bad
-//! records mixed with good ones, odd lengths for the FFT, sizes off the matmul blocks).
+//! records mixed with good ones, odd lengths for the FFT, sizes off the matmul blocks, signed
+//! zeros and NaN for the extremes). The pack's code is also checked for relaxed SIMD whose
+//! results an engine may choose (only the fused multiply-add, which the host makes
+//! deterministic, may appear).
 
 use std::time::Duration;
 
@@ -130,7 +133,44 @@ fn cases() -> Vec<(&'static str, Vec<Vec<Tensor>>)> {
             },
         ]);
     }
+    // Extremes and clamps (describe's min and max, corrcoef's clamp to [-1, 1]) on signed
+    // zeros, NaN and infinities, where IEEE min/max and a comparison with a select differ.
+    let specials = [
+        0.0,
+        -0.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1.0,
+        -1.0,
+    ];
+    let mut describe = Vec::new();
+    let mut corrcoef = Vec::new();
+    for n in [1, 2, 3, 7, 64, 100, 1000] {
+        for special in specials {
+            let mut data: Vec<f64> = (0..n)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        -0.0
+                    } else {
+                        rng.range(-1.0, 1.0)
+                    }
+                })
+                .collect();
+            data[n / 2] = special;
+            describe.push(vec![vector(data.clone())]);
+            if n >= 2 && n % 2 == 0 {
+                corrcoef.push(vec![Tensor {
+                    shape: vec![(n / 2) as u32, 2],
+                    data,
+                }]);
+            }
+        }
+    }
+    describe.push(vec![vector([0.0, -0.0, 0.0, -0.0].repeat(40))]);
     vec![
+        ("describe", describe),
+        ("corrcoef", corrcoef),
         ("norm_cdf", cdf_items),
         ("norm_ppf", ppf_items),
         ("black_scholes", contracts),
@@ -177,5 +217,41 @@ fn component_and_native_give_the_same_bits_on_an_edge_sweep() -> anyhow::Result<
     }
     assert!(compared > 20_000, "compared only {compared} values");
     println!("{compared} values bit-identical between the component and the native build");
+    Ok(())
+}
+
+/// Relaxed SIMD instructions let the engine pick among several results; the pack may use only
+/// the fused multiply-add, which the host's engine computes deterministically (one rounding on
+/// every CPU). Others would be a compiler's choice the host does not pin down: LLVM, for one,
+/// turns `f64x2.pmin` into `f64x2.relaxed_min` when relaxed SIMD is enabled, which a
+/// deterministic engine computes as IEEE `min` (NaN and signed zeros then differ from the
+/// native build's).
+#[test]
+fn the_pack_uses_no_relaxed_simd_but_the_fused_multiply_add() -> anyhow::Result<()> {
+    let bytes = std::fs::read(paths::component("crunch_kernels"))?;
+    let mut fused = 0;
+    let mut others = std::collections::BTreeSet::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::CodeSectionEntry(body) = payload? {
+            let mut reader = body.get_operators_reader()?;
+            while !reader.eof() {
+                let name = format!("{:?}", reader.read()?);
+                let name = name.split([' ', '{', '(']).next().unwrap_or_default();
+                if name == "F64x2RelaxedMadd" {
+                    fused += 1;
+                } else if name.contains("Relaxed") {
+                    others.insert(name.to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        others.is_empty(),
+        "relaxed SIMD beyond the fused multiply-add: {others:?}"
+    );
+    assert!(
+        fused > 100,
+        "only {fused} fused multiply-adds: built without relaxed SIMD?"
+    );
     Ok(())
 }

@@ -185,6 +185,9 @@ impl Engine {
         config
             .wasm_component_model(true)
             .epoch_interruption(epoch_checks)
+            // A pack's fused multiply-adds (`f64x2.relaxed_madd`) round once on every CPU, so
+            // its results do not depend on the machine (crunch-math relies on it).
+            .relaxed_simd_deterministic(true)
             .max_wasm_stack(limits.stack_bytes)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         if perf_map {
