@@ -135,19 +135,10 @@ fn cases() -> Vec<(&'static str, Vec<Vec<Tensor>>)> {
     }
     // Extremes and clamps (describe's min and max, corrcoef's clamp to [-1, 1]) on signed
     // zeros, NaN and infinities, where IEEE min/max and a comparison with a select differ.
-    let specials = [
-        0.0,
-        -0.0,
-        f64::NAN,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        1.0,
-        -1.0,
-    ];
     let mut describe = Vec::new();
     let mut corrcoef = Vec::new();
     for n in [1, 2, 3, 7, 64, 100, 1000] {
-        for special in specials {
+        for special in specials.into_iter().chain([1.0, -1.0]) {
             let mut data: Vec<f64> = (0..n)
                 .map(|i| {
                     if i % 3 == 0 {
