@@ -6,6 +6,7 @@
 //! results an engine may choose (only the fused multiply-add, which the host makes
 //! deterministic, may appear).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crunch::{Engine, KernelCall, KernelPack, Limits, Tensor};
@@ -219,9 +220,27 @@ fn component_and_native_give_the_same_bits_on_an_edge_sweep() -> anyhow::Result<
 /// native build's).
 #[test]
 fn the_pack_uses_no_relaxed_simd_but_the_fused_multiply_add() -> anyhow::Result<()> {
-    let bytes = std::fs::read(paths::component("crunch_kernels"))?;
+    let (fused, others) = relaxed_instructions("crunch_kernels")?;
+    assert!(
+        others.is_empty(),
+        "relaxed SIMD beyond the fused multiply-add: {others:?}"
+    );
+    assert!(
+        fused > 100,
+        "only {fused} fused multiply-adds: built without relaxed SIMD?"
+    );
+    // The example pack that pack authors start from is built the same way.
+    let (_, others) = relaxed_instructions("crunch_example_risk")?;
+    assert!(others.is_empty(), "the example pack: {others:?}");
+    Ok(())
+}
+
+/// How many `f64x2.relaxed_madd` the component `name` holds, and which other relaxed SIMD
+/// instructions.
+fn relaxed_instructions(name: &str) -> anyhow::Result<(usize, BTreeSet<String>)> {
+    let bytes = std::fs::read(paths::component(name))?;
     let mut fused = 0;
-    let mut others = std::collections::BTreeSet::new();
+    let mut others = BTreeSet::new();
     for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
         if let wasmparser::Payload::CodeSectionEntry(body) = payload? {
             let mut reader = body.get_operators_reader()?;
@@ -236,13 +255,5 @@ fn the_pack_uses_no_relaxed_simd_but_the_fused_multiply_add() -> anyhow::Result<
             }
         }
     }
-    assert!(
-        others.is_empty(),
-        "relaxed SIMD beyond the fused multiply-add: {others:?}"
-    );
-    assert!(
-        fused > 100,
-        "only {fused} fused multiply-adds: built without relaxed SIMD?"
-    );
-    Ok(())
+    Ok((fused, others))
 }
