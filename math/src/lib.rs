@@ -78,15 +78,19 @@ pub mod scalar {
 #[inline(always)]
 pub fn map(values: &mut [f64], f: impl Fn(F64x4) -> F64x4) {
     let (quads, rest) = values.as_chunks_mut::<4>();
-    for x in quads {
+    let mut padded = [rest.last().copied().unwrap_or_default(); 4];
+    padded[..rest.len()].copy_from_slice(rest);
+    let tail = if rest.is_empty() { 0 } else { 1 };
+    // One call of `f` in one loop (the padded last group goes through it too): with a second
+    // call after the loop, the compiler kept `f` out of line and passed each group through
+    // memory.
+    for x in quads
+        .iter_mut()
+        .chain(core::slice::from_mut(&mut padded)[..tail].iter_mut())
+    {
         *x = f(F64x4::load(x)).to_array();
     }
-    if let Some(&last) = rest.last() {
-        let mut padded = [last; 4];
-        padded[..rest.len()].copy_from_slice(rest);
-        let y = f(F64x4::load(&padded)).to_array();
-        rest.copy_from_slice(&y[..rest.len()]);
-    }
+    rest.copy_from_slice(&padded[..rest.len()]);
 }
 
 /// Each value replaced by `f` of it like [`map`], for an `f` with a common branch that is cheap
