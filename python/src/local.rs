@@ -121,6 +121,47 @@ impl Rows {
     fn row(&mut self, item: usize) -> &mut [f64] {
         &mut self.data[item * self.m..(item + 1) * self.m]
     }
+
+    /// A way to write the rows without holding their lock, for the batch threads.
+    fn writer(&mut self) -> RowsWriter {
+        // `Vec::as_mut_ptr` makes no reference to the values, so writes through the pointer
+        // from several threads, each to rows of its own, do not alias one another.
+        RowsWriter {
+            values: self.data.as_mut_ptr(),
+            len: self.data.len(),
+        }
+    }
+}
+
+/// Where the batch threads copy their results: the rows' values, written through their
+/// pointer so that each thread copies (and faults in the pages of) its own rows at the same
+/// time as the others, not one after another under the rows' lock.
+#[derive(Clone, Copy)]
+struct RowsWriter {
+    values: *mut f64,
+    len: usize,
+}
+
+impl RowsWriter {
+    /// Copies `values` into the rows from value `start` on (panics past their end).
+    ///
+    /// # Safety
+    ///
+    /// The rows outlive the call, and no other thread reads or writes those values meanwhile:
+    /// each batch writes only the rows of its own items, and the rows are read once every
+    /// batch is done.
+    #[allow(unsafe_code)]
+    unsafe fn write(self, start: usize, values: &[f64]) {
+        let end = start.checked_add(values.len());
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "rows written past their end"
+        );
+        // SAFETY: in bounds (checked above), alive and not shared (the caller's promise).
+        unsafe {
+            std::ptr::copy_nonoverlapping(values.as_ptr(), self.values.add(start), values.len())
+        }
+    }
 }
 
 /// What became of one batch once its rows are written.
@@ -161,21 +202,28 @@ fn absorb(
             kept: None,
         };
     };
-    let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
-    let rows = rows.get_or_insert_with(|| Rows::new(shape, count));
-    let fits = outcome
-        .results
-        .iter()
-        .all(|r| r.is_err() || r.is_ok_and(|t| t.shape == rows.shape));
-    if !fits {
-        return Report {
-            failures,
-            kept: Some(outcome.results),
-        };
-    }
+    let (writer, m) = {
+        let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let rows = rows.get_or_insert_with(|| Rows::new(shape, count));
+        let fits = outcome
+            .results
+            .iter()
+            .all(|r| r.is_err() || r.is_ok_and(|t| t.shape == rows.shape));
+        if !fits {
+            return Report {
+                failures,
+                kept: Some(outcome.results),
+            };
+        }
+        (rows.writer(), rows.m)
+    };
     for (j, result) in outcome.results.iter().enumerate() {
         if let Ok(t) = result {
-            rows.row(first_item + j).copy_from_slice(t.data);
+            // SAFETY: the rows outlive the run's batches, and these are this batch's items.
+            #[allow(unsafe_code)]
+            unsafe {
+                writer.write((first_item + j) * m, t.data);
+            }
         }
     }
     Report {
@@ -194,13 +242,19 @@ fn absorb_vectors(
     rows: &Mutex<Option<Rows>>,
 ) -> Option<Report> {
     let (len, values) = outcome.results.as_vectors()?;
-    let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
-    let rows = rows.get_or_insert_with(|| Rows::new(&[len], count));
-    if rows.shape != [len] {
-        return None;
+    let (writer, m) = {
+        let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let rows = rows.get_or_insert_with(|| Rows::new(&[len], count));
+        if rows.shape != [len] {
+            return None;
+        }
+        (rows.writer(), rows.m)
+    };
+    // SAFETY: the rows outlive the run's batches, and these are this batch's items.
+    #[allow(unsafe_code)]
+    unsafe {
+        writer.write(first_item * m, values);
     }
-    let start = first_item * rows.m;
-    rows.data[start..start + values.len()].copy_from_slice(values);
     Some(Report {
         failures: Vec::new(),
         kept: None,
