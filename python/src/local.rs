@@ -2,8 +2,9 @@
 //!
 //! A run of one batch runs on the calling thread. Otherwise the batches run on a pool of
 //! threads; the first to finish with a result sizes one output buffer for every item by that
-//! result's shape, and each batch copies its rows into its place there as it finishes (a result
-//! of another shape sends the run to one array per item instead). The calling thread waits
+//! result's shape, and each batch copies its rows into its place there as it finishes, at the
+//! same time as the others (a result of another shape sends the run to one array per item
+//! instead). The calling thread waits
 //! without the GIL, waking as batches finish and every [`POLL`] to check for Ctrl-C and report
 //! progress; on Ctrl-C, or an exception from the progress callback, every batch stops within
 //! one epoch tick and the exception is raised.
