@@ -8,9 +8,8 @@
 //! value (the sign bit), ordered comparisons, bitwise selects and 64-bit integer adds and shifts
 //! on the bit patterns. There is no IEEE min/max (their NaN and signed-zero rules differ between
 //! instruction sets): [`F64x2::pmin`] and [`F64x2::pmax`] are defined as a comparison and a
-//! select, which x86 `minpd`/`maxpd` and wasm `f64x2.pmin`/`pmax` compute exactly (aarch64
-//! compares and selects). So code written on these types computes the same bits on every
-//! target.
+//! select, which x86 `minpd`/`maxpd` compute exactly (the component and aarch64 compare and
+//! select). So code written on these types computes the same bits on every target.
 //!
 //! The fused multiply-add is `f64x2.relaxed_madd`, which the host's engine compiles
 //! deterministically (one rounding on every CPU; in software on a CPU without FMA), `vfmadd` on
@@ -710,9 +709,12 @@ mod imp {
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
-    //! x86_64: SSE2 is part of the baseline, so these instructions are always there.
+    //! x86_64: SSE2 is part of the baseline, so these instructions are always there; the fused
+    //! multiply-add is FMA3's, which [`crate::cpu_supported`] checks for.
     // SAFETY (every block below): the intrinsics need SSE2, which every x86_64 CPU has; the
     // loads and stores go through references to exactly two f64 (16 bytes, unaligned access).
+    // The FMA3 instruction touches registers only: on a CPU without it the process stops with
+    // an illegal instruction, it reads or writes nothing.
     #![allow(unsafe_code)]
     use core::arch::x86_64::*;
 
