@@ -6,8 +6,9 @@
 //! exactly (fused multiply-add on every target alike, no min/max, no platform `libm`). So a
 //! kernel pack built for wasm, the same kernels built natively for x86_64 or arm64, and the
 //! component run by wasmtime on either architecture all compute the same bits. Built natively
-//! for x86_64, the functions need a CPU with FMA3 ([`cpu_supported`]). The [`scalar`] functions are the same code
-//! on one value (both lanes equal), for per-item code that must agree with the batch loops.
+//! for x86_64, the functions need a CPU with FMA3 ([`cpu_supported`]). The [`scalar`]
+//! functions are the same code on one value (both lanes equal), for per-item code that must
+//! agree with the batch loops.
 
 mod explog;
 mod normal;

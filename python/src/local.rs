@@ -4,10 +4,9 @@
 //! threads; the first to finish with a result sizes one output buffer for every item by that
 //! result's shape, and each batch copies its rows into its place there as it finishes, at the
 //! same time as the others (a result of another shape sends the run to one array per item
-//! instead). The calling thread waits
-//! without the GIL, waking as batches finish and every [`POLL`] to check for Ctrl-C and report
-//! progress; on Ctrl-C, or an exception from the progress callback, every batch stops within
-//! one epoch tick and the exception is raised.
+//! instead). The calling thread waits without the GIL, waking as batches finish and every
+//! [`POLL`] to check for Ctrl-C and report progress; on Ctrl-C, or an exception from the
+//! progress callback, every batch stops within one epoch tick and the exception is raised.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -130,8 +129,22 @@ impl Rows {
         RowsWriter {
             values: self.data.as_mut_ptr(),
             len: self.data.len(),
+            m: self.m,
         }
     }
+}
+
+/// The rows of `count` results (made now with `shape` if no batch has made them yet), to
+/// write without their lock, when `fits` says this batch's results fit them.
+fn rows_writer(
+    rows: &Mutex<Option<Rows>>,
+    shape: &[u32],
+    count: usize,
+    fits: impl FnOnce(&Rows) -> bool,
+) -> Option<RowsWriter> {
+    let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
+    let rows = rows.get_or_insert_with(|| Rows::new(shape, count));
+    fits(rows).then(|| rows.writer())
 }
 
 /// Where the batch threads copy their results: the rows' values, written through their
@@ -141,10 +154,12 @@ impl Rows {
 struct RowsWriter {
     values: *mut f64,
     len: usize,
+    /// Values per row.
+    m: usize,
 }
 
 impl RowsWriter {
-    /// Copies `values` into the rows from value `start` on (panics past their end).
+    /// Copies `values` into the rows from the row of `item` on (panics past their end).
     ///
     /// # Safety
     ///
@@ -152,7 +167,8 @@ impl RowsWriter {
     /// each batch writes only the rows of its own items, and the rows are read once every
     /// batch is done.
     #[allow(unsafe_code)]
-    unsafe fn write(self, start: usize, values: &[f64]) {
+    unsafe fn write(self, item: usize, values: &[f64]) {
+        let start = item * self.m;
         let end = start.checked_add(values.len());
         assert!(
             end.is_some_and(|end| end <= self.len),
@@ -203,27 +219,24 @@ fn absorb(
             kept: None,
         };
     };
-    let (writer, m) = {
-        let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
-        let rows = rows.get_or_insert_with(|| Rows::new(shape, count));
-        let fits = outcome
+    let fits = |rows: &Rows| {
+        outcome
             .results
             .iter()
-            .all(|r| r.is_err() || r.is_ok_and(|t| t.shape == rows.shape));
-        if !fits {
-            return Report {
-                failures,
-                kept: Some(outcome.results),
-            };
-        }
-        (rows.writer(), rows.m)
+            .all(|r| r.is_err() || r.is_ok_and(|t| t.shape == rows.shape))
+    };
+    let Some(writer) = rows_writer(rows, shape, count, fits) else {
+        return Report {
+            failures,
+            kept: Some(outcome.results),
+        };
     };
     for (j, result) in outcome.results.iter().enumerate() {
         if let Ok(t) = result {
             // SAFETY: the rows outlive the run's batches, and these are this batch's items.
             #[allow(unsafe_code)]
             unsafe {
-                writer.write((first_item + j) * m, t.data);
+                writer.write(first_item + j, t.data);
             }
         }
     }
@@ -243,18 +256,11 @@ fn absorb_vectors(
     rows: &Mutex<Option<Rows>>,
 ) -> Option<Report> {
     let (len, values) = outcome.results.as_vectors()?;
-    let (writer, m) = {
-        let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner);
-        let rows = rows.get_or_insert_with(|| Rows::new(&[len], count));
-        if rows.shape != [len] {
-            return None;
-        }
-        (rows.writer(), rows.m)
-    };
+    let writer = rows_writer(rows, &[len], count, |rows| rows.shape == [len])?;
     // SAFETY: the rows outlive the run's batches, and these are this batch's items.
     #[allow(unsafe_code)]
     unsafe {
-        writer.write(first_item * m, values);
+        writer.write(first_item, values);
     }
     Some(Report {
         failures: Vec::new(),

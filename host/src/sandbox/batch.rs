@@ -190,7 +190,7 @@ fn call_pack(
         None => engine.new_store(remaining),
     };
     // Instantiation is the host's part (an instance slot, memory for it); the kernel only
-    // starts to run in `call_run`.
+    // starts to run in `run.call` below.
     let instance = pack
         .pre()
         .instance_pre()

@@ -40,7 +40,7 @@ impl Batch<'static> {
     pub fn from_items(items: &[Item]) -> Self {
         let (lists, positions, refused) = check_items(items);
         Self {
-            lists: to_wit(lists),
+            lists: lists.into(),
             positions,
             refused,
             len: items.len(),
@@ -71,11 +71,14 @@ fn check_items(items: &[Item]) -> (crunch_abi::WireData, Vec<usize>, Refused) {
     (lists, positions, refused)
 }
 
-fn to_wit(lists: crunch_abi::WireData) -> Lists<'static> {
-    Lists {
-        count: lists.count,
-        shapes: Cow::Owned(lists.shapes),
-        data: Cow::Owned(lists.data),
+/// Lists of their own.
+impl From<crunch_abi::WireData> for Lists<'static> {
+    fn from(lists: crunch_abi::WireData) -> Self {
+        Lists {
+            count: lists.count,
+            shapes: Cow::Owned(lists.shapes),
+            data: Cow::Owned(lists.data),
+        }
     }
 }
 
@@ -83,7 +86,7 @@ fn to_wit(lists: crunch_abi::WireData) -> Lists<'static> {
 /// shape).
 impl From<crunch_abi::WireData> for Batch<'static> {
     fn from(lists: crunch_abi::WireData) -> Self {
-        Batch::from_lists(to_wit(lists))
+        Batch::from_lists(lists.into())
     }
 }
 
@@ -165,8 +168,8 @@ impl Input {
         spans
     }
 
-    /// The batch at `span` (one of [`spans`](Self::spans)), laid out for a call: a copy of its
-    /// part of the lists, made where the batch runs.
+    /// The batch at `span` (one of [`spans`](Self::spans)), laid out for a call: its part of
+    /// the lists, lent.
     pub fn batch(&self, span: &Span) -> Batch<'_> {
         Batch::from_lists(Lists {
             count: span.items,
