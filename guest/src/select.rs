@@ -2,11 +2,13 @@
 //! found without sorting.
 //!
 //! Bucket selection: one pass finds the extremes, one counts the values per bucket of equal
-//! width between them (a monotone map, so bucket order is value order), the counts say which
-//! bucket holds each wanted rank, and one more pass gathers only those buckets' values (without
-//! a branch: each value is written, and the end of the gathered values moves on only for the
+//! width between them (a monotone map, so bucket order is value order) and keeps each bucket's
+//! first few values, and the counts say which bucket holds each wanted rank. Where those
+//! buckets' values were all kept (the usual case, two values per bucket on average), each is
+//! sorted and read. Otherwise one more pass gathers only the wanted buckets' values (without a
+//! branch: each value is written, and the end of the gathered values moves on only for the
 //! wanted buckets), which are then put in bucket order and sorted or selected in, bucket by
-//! bucket. About three cheap, branch-free passes over the data where quickselect's partitions
+//! bucket. Two or three cheap, branch-free passes over the data where quickselect's partitions
 //! take several data-dependent ones per rank. The results are exact (the buckets only narrow
 //! the search), so every target gives the same bits. Short inputs, many ranks and ranges that
 //! are not finite (an infinity, or a span beyond f64) take divide-and-conquer quickselect
@@ -22,7 +24,7 @@ const MANY_RANKS: usize = 16;
 /// A bucket of at most this many values is sorted rather than selected in.
 const SORT_BELOW: usize = 24;
 /// Values per bucket, on average.
-const PER_BUCKET: usize = 4;
+const PER_BUCKET: usize = 2;
 /// Values per step of a pass over the data (the component pays its time-limit check per loop
 /// iteration).
 const STEP: usize = 8;
@@ -44,45 +46,130 @@ pub fn order_statistics(values: &[f64], ranks: &[usize]) -> Option<Vec<f64>> {
     let Some(map) = BucketMap::new(min, max, buckets) else {
         return Some(by_quickselect(values, ranks));
     };
-    // Indexed with `b & last`, which is b (the map's buckets are below `buckets`) and lets
-    // the compiler see that the index is in range.
-    let last = buckets - 1;
-    let mut counts = vec![0u32; last + 1];
-    map.count(values, &mut counts);
-    // The bucket of each rank, walking the counts once. Each wanted bucket gets its place among
-    // the gathered values (which, sorted, are the wanted buckets' values sorted, one bucket
-    // after another), and each rank its rank among them.
-    let mut wanted = vec![0u8; last + 1];
-    let mut places = Vec::with_capacity(ranks.len()); // (bucket, start, len) among the gathered
-    let mut local = Vec::with_capacity(ranks.len());
-    let (mut b, mut below, mut gathered) = (0usize, 0usize, 0usize);
-    for &rank in ranks {
-        // Eight buckets at a time while the rank lies beyond them, then one at a time.
-        while let Some(block) = counts.get(b..b + 8) {
-            let in_block = block.iter().sum::<u32>() as usize;
-            if below + in_block > rank {
-                break;
+    let keep = buckets <= KEEP_UP_TO;
+    SCRATCH.with_borrow_mut(|scratch| {
+        let (counts, kept) = scratch.for_buckets(buckets, keep);
+        if keep {
+            map.count_and_keep(values, counts, kept);
+        } else {
+            map.count(values, counts);
+        }
+        let places = rank_places(counts, ranks);
+        Some(if keep && places.iter().all(|&(_, _, len)| len <= KEPT) {
+            from_kept(&places, kept)
+        } else {
+            by_gathering(values, &places, &map, counts)
+        })
+    })
+}
+
+/// Values kept per bucket by the counting pass, in the order they come: a bucket holding a
+/// wanted rank with no more values than this needs no second pass over the data.
+const KEPT: usize = 8;
+
+/// Up to this many buckets (8192 values), the counting pass keeps values: their room, four
+/// times the data's size, stays within 256 KiB. Past it, a second pass gathers.
+const KEEP_UP_TO: usize = 4096;
+
+thread_local! {
+    /// The counting pass's buffers, reused from item to item.
+    static SCRATCH: core::cell::RefCell<Scratch> = const {
+        core::cell::RefCell::new(Scratch { counts: Vec::new(), kept: Vec::new() })
+    };
+}
+
+/// A count per bucket and room for [`KEPT`] values per bucket.
+struct Scratch {
+    counts: Vec<u32>,
+    kept: Vec<f64>,
+}
+
+impl Scratch {
+    /// Zeroed counts for `buckets` buckets and, if `keep`, room to keep their values (holding
+    /// whatever an earlier item left there: only what this item's pass writes is read).
+    fn for_buckets(&mut self, buckets: usize, keep: bool) -> (&mut [u32], &mut [f64]) {
+        self.counts.clear();
+        self.counts.resize(buckets, 0);
+        let room = if keep { buckets * KEPT } else { 0 };
+        if self.kept.len() < room {
+            self.kept.resize(room, 0.0);
+        }
+        (&mut self.counts, &mut self.kept[..room])
+    }
+}
+
+/// Where each of `ranks` lies: (bucket, the rank among the bucket's values, the bucket's
+/// count), walking the counts once, eight buckets at a time while the rank lies beyond them.
+fn rank_places(counts: &[u32], ranks: &[usize]) -> Vec<(usize, usize, usize)> {
+    let last = counts.len() - 1;
+    let (mut b, mut below) = (0usize, 0usize);
+    ranks
+        .iter()
+        .map(|&rank| {
+            while let Some(block) = counts.get(b..b + 8) {
+                let in_block = block.iter().sum::<u32>() as usize;
+                if below + in_block > rank {
+                    break;
+                }
+                below += in_block;
+                b += 8;
             }
-            below += in_block;
-            b += 8;
+            while below + counts[b & last] as usize <= rank {
+                below += counts[b & last] as usize;
+                b += 1;
+            }
+            (b & last, rank - below, counts[b & last] as usize)
+        })
+        .collect()
+}
+
+/// The order statistics when every wanted bucket's values were all kept: each such bucket
+/// sorted in place, once (`places` are in rank order, so a bucket's places come together).
+fn from_kept(places: &[(usize, usize, usize)], kept: &mut [f64]) -> Vec<f64> {
+    let mut sorted = usize::MAX;
+    places
+        .iter()
+        .map(|&(b, at, len)| {
+            let bucket = &mut kept[b * KEPT..b * KEPT + len];
+            if b != sorted {
+                bucket.sort_unstable_by(f64::total_cmp);
+                sorted = b;
+            }
+            bucket[at]
+        })
+        .collect()
+}
+
+/// The order statistics at `places` by a second pass that gathers the wanted buckets' values:
+/// for when a wanted bucket held more values than the counting pass keeps. `next` has one
+/// entry per bucket (what it holds does not matter).
+fn by_gathering(
+    values: &[f64],
+    places: &[(usize, usize, usize)],
+    map: &BucketMap,
+    next: &mut [u32],
+) -> Vec<f64> {
+    let last = next.len() - 1;
+    // Each wanted bucket gets its place among the gathered values (which, sorted, are the
+    // wanted buckets' values sorted, one bucket after another), and each rank its rank among
+    // them.
+    let mut wanted = vec![0u8; last + 1];
+    let mut starts = Vec::with_capacity(places.len()); // (bucket, start, len) among the gathered
+    let mut local = Vec::with_capacity(places.len());
+    let mut gathered = 0usize;
+    for &(b, at, len) in places {
+        if wanted[b] == 0 {
+            wanted[b] = 1;
+            starts.push((b, gathered, len));
+            gathered += len;
         }
-        while below + counts[b & last] as usize <= rank {
-            below += counts[b & last] as usize;
-            b += 1;
-        }
-        if wanted[b & last] == 0 {
-            wanted[b & last] = 1;
-            places.push((b, gathered, counts[b & last] as usize));
-            gathered += counts[b & last] as usize;
-        }
-        let start = places.last().map_or(0, |&(_, start, _)| start);
-        local.push(start + rank - below);
+        let start = starts.last().map_or(0, |&(_, start, _)| start);
+        local.push(start + at);
     }
     let mut pool = vec![0.0; (gathered + 1).next_power_of_two()];
     map.gather(values, &wanted, &mut pool);
     // The few gathered values in bucket order, then each bucket's ranks selected within it.
-    let mut next = counts;
-    for &(b, start, _) in &places {
+    for &(b, start, _) in &starts {
         next[b] = start as u32;
     }
     let mut ordered = vec![0.0; gathered];
@@ -92,7 +179,7 @@ pub fn order_statistics(values: &[f64], ranks: &[usize]) -> Option<Vec<f64>> {
         *at += 1;
     }
     let mut ranks_left = local.as_slice();
-    for (_, start, len) in places {
+    for (_, start, len) in starts {
         let inside = ranks_left.partition_point(|&r| r < start + len);
         let (these, rest) = ranks_left.split_at(inside);
         let bucket = &mut ordered[start..start + len];
@@ -103,7 +190,7 @@ pub fn order_statistics(values: &[f64], ranks: &[usize]) -> Option<Vec<f64>> {
         }
         ranks_left = rest;
     }
-    Some(local.iter().map(|&r| ordered[r]).collect())
+    local.iter().map(|&r| ordered[r]).collect()
 }
 
 /// A monotone map from the values in [min, max] to buckets 0..buckets: (v - min) * scale, with
@@ -145,6 +232,21 @@ impl BucketMap {
     fn count(&self, values: &[f64], counts: &mut [u32]) {
         let last = counts.len() - 1;
         self.each(values, |_, b| counts[b & last] += 1);
+    }
+
+    /// [`Self::count`], and keeps the first [`KEPT`] values of each bucket in its part of `kept`
+    /// (later ones overwrite the last place). A function of its own, so that the compiler keeps
+    /// its few values in registers.
+    #[inline(never)]
+    fn count_and_keep(&self, values: &[f64], counts: &mut [u32], kept: &mut [f64]) {
+        let last = counts.len() - 1;
+        let kept_last = kept.len() - 1;
+        self.each(values, |v, b| {
+            let b = b & last;
+            let count = counts[b];
+            kept[(b * KEPT + (count as usize).min(KEPT - 1)) & kept_last] = v;
+            counts[b] = count + 1;
+        });
     }
 
     /// Writes the values of the buckets marked 1 in `wanted` (one per bucket, a power of two of
@@ -288,6 +390,21 @@ mod tests {
             ranks.sort_unstable();
             ranks.dedup();
             check(&values, &ranks);
+        }
+    }
+
+    #[test]
+    fn inputs_on_both_sides_of_keeping_values_give_what_a_sort_gives() {
+        // Up to KEEP_UP_TO buckets the counting pass keeps values; past it, it only counts.
+        let edge = KEEP_UP_TO * PER_BUCKET;
+        for n in [edge - 1, edge, edge + 1, 3 * edge] {
+            let smooth: Vec<f64> = (0..n).map(|i| libm::sin(i as f64 * 1.7) * 10.0).collect();
+            let ties: Vec<f64> = (0..n).map(|i| (i % 13) as f64).collect();
+            for values in [smooth, ties] {
+                for ranks in spread(n) {
+                    check(&values, &ranks);
+                }
+            }
         }
     }
 
