@@ -46,16 +46,17 @@ pub fn order_statistics(values: &[f64], ranks: &[usize]) -> Option<Vec<f64>> {
     let Some(map) = BucketMap::new(min, max, buckets) else {
         return Some(by_quickselect(values, ranks));
     };
-    let keep = buckets <= KEEP_UP_TO;
+    if buckets > KEEP_UP_TO {
+        let mut counts = vec![0u32; buckets];
+        map.count(values, &mut counts);
+        let places = rank_places(&counts, ranks);
+        return Some(by_gathering(values, &places, &map, &mut counts));
+    }
     SCRATCH.with_borrow_mut(|scratch| {
-        let (counts, kept) = scratch.for_buckets(buckets, keep);
-        if keep {
-            map.count_and_keep(values, counts, kept);
-        } else {
-            map.count(values, counts);
-        }
+        let (counts, kept) = scratch.for_buckets(buckets);
+        map.count_and_keep(values, counts, kept);
         let places = rank_places(counts, ranks);
-        Some(if keep && places.iter().all(|&(_, _, len)| len <= KEPT) {
+        Some(if places.iter().all(|&(_, _, len)| len <= KEPT) {
             from_kept(&places, kept)
         } else {
             by_gathering(values, &places, &map, counts)
@@ -68,7 +69,8 @@ pub fn order_statistics(values: &[f64], ranks: &[usize]) -> Option<Vec<f64>> {
 const KEPT: usize = 8;
 
 /// Up to this many buckets (8192 values), the counting pass keeps values: their room, four
-/// times the data's size, stays within 256 KiB. Past it, a second pass gathers.
+/// times the data's size, stays within 256 KiB, held from item to item. Past it, the counts
+/// are the item's own and a second pass gathers.
 const KEEP_UP_TO: usize = 4096;
 
 thread_local! {
@@ -85,12 +87,12 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Zeroed counts for `buckets` buckets and, if `keep`, room to keep their values (holding
-    /// whatever an earlier item left there: only what this item's pass writes is read).
-    fn for_buckets(&mut self, buckets: usize, keep: bool) -> (&mut [u32], &mut [f64]) {
+    /// Zeroed counts for `buckets` buckets and room to keep their values (holding whatever an
+    /// earlier item left there: only what this item's pass writes is read).
+    fn for_buckets(&mut self, buckets: usize) -> (&mut [u32], &mut [f64]) {
         self.counts.clear();
         self.counts.resize(buckets, 0);
-        let room = if keep { buckets * KEPT } else { 0 };
+        let room = buckets * KEPT;
         if self.kept.len() < room {
             self.kept.resize(room, 0.0);
         }
