@@ -463,20 +463,16 @@ pub struct Scratch {
     spare: Vec<C2>,
 }
 
-/// The power spectrum |X[k]|^2, k = 0..=n/2, of two real sequences of the same length n at
-/// once (lane 0 from `a`, lane 1 from `b`): `out_a` and `out_b` get n / 2 + 1 values each.
+/// The power spectra |X[k]|^2, k = 0..=n/2, of two real sequences of the same length n at once
+/// (lane 0 from `a`, lane 1 from `b`), in two steps: this one transforms them into `scratch`
+/// and reads them no more (so that the spectra may be written over them), then
+/// [`Transformed::write_power`] writes n / 2 + 1 values for each.
 ///
 /// For even n, the standard real-input method: the even and odd samples become the real and
 /// imaginary parts of one complex sequence of length n / 2, whose DFT is split back into the
 /// two halves' DFTs and combined with the length-n twiddles. Odd lengths take the complex
 /// transform.
-pub fn power_spectra(
-    a: &[f64],
-    b: &[f64],
-    out_a: &mut [f64],
-    out_b: &mut [f64],
-    scratch: &mut Scratch,
-) {
+pub fn transform(a: &[f64], b: &[f64], scratch: &mut Scratch) -> Transformed {
     let n = a.len();
     debug_assert_eq!(b.len(), n);
     let plan = cached(&REAL, n, || RealPlan::new(n));
@@ -485,26 +481,49 @@ pub fn power_spectra(
             re: F64x2::new(a[j], b[j]),
             im: F64x2::splat(0.0),
         });
-        let bins = n / 2 + 1;
-        let outs = out_a[..bins].iter_mut().zip(&mut out_b[..bins]);
-        for (z, (oa, ob)) in scratch.buf[..bins].iter().zip(outs) {
-            store(z.re * z.re + z.im * z.im, oa, ob);
-        }
-        return;
+    } else {
+        let (a_pairs, _) = a.as_chunks::<2>();
+        let (b_pairs, _) = b.as_chunks::<2>();
+        // Sample pairs (2j, 2j + 1) of each sequence in one load, their lanes regrouped by one
+        // shuffle each (four values set one by one go through integer registers in the
+        // component).
+        plan.complex.forward(scratch, |j| {
+            let (a, b) = (F64x2::load(&a_pairs[j]), F64x2::load(&b_pairs[j]));
+            C2 {
+                re: a.zip_low(b),
+                im: a.zip_high(b),
+            }
+        });
     }
-    let h = n / 2;
-    let (a_pairs, _) = a.as_chunks::<2>();
-    let (b_pairs, _) = b.as_chunks::<2>();
-    // Sample pairs (2j, 2j + 1) of each sequence in one load, their lanes regrouped by one
-    // shuffle each (four values set one by one go through integer registers in the component).
-    plan.complex.forward(scratch, |j| {
-        let (a, b) = (F64x2::load(&a_pairs[j]), F64x2::load(&b_pairs[j]));
-        C2 {
-            re: a.zip_low(b),
-            im: a.zip_high(b),
+    Transformed { plan, n }
+}
+
+/// Two sequences of length `n` transformed into a [`Scratch`] by [`transform`].
+pub struct Transformed {
+    plan: Rc<RealPlan>,
+    n: usize,
+}
+
+impl Transformed {
+    /// The length of the two sequences.
+    pub fn length(&self) -> usize {
+        self.n
+    }
+
+    /// The two spectra from the transform in `scratch`: n / 2 + 1 values to each of `out_a`
+    /// and `out_b`.
+    pub fn write_power(&self, scratch: &Scratch, out_a: &mut [f64], out_b: &mut [f64]) {
+        let bins = self.n / 2 + 1;
+        if self.n % 2 == 1 {
+            let outs = out_a[..bins].iter_mut().zip(&mut out_b[..bins]);
+            for (z, (oa, ob)) in scratch.buf[..bins].iter().zip(outs) {
+                store(z.re * z.re + z.im * z.im, oa, ob);
+            }
+        } else {
+            let z = &scratch.buf[..self.n / 2];
+            recombine(z, &self.plan.rotated_twiddles, out_a, out_b);
         }
-    });
-    recombine(&scratch.buf[..h], &plan.rotated_twiddles, out_a, out_b);
+    }
 }
 
 /// The power spectra of the two real sequences whose even and odd samples made the complex
@@ -571,7 +590,8 @@ mod tests {
     fn spectra(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let bins = a.len() / 2 + 1;
         let (mut pa, mut pb) = (vec![0.0; bins], vec![0.0; bins]);
-        power_spectra(a, b, &mut pa, &mut pb, &mut Scratch::default());
+        let mut scratch = Scratch::default();
+        transform(a, b, &mut scratch).write_power(&scratch, &mut pa, &mut pb);
         (pa, pb)
     }
 

@@ -4,42 +4,128 @@
 use crate::check::{self, unreadable};
 use crate::fft;
 use crate::tensor::{KernelError, Params};
-use crunch_abi::{BatchResults, Items, WireData};
+use crunch_abi::{BatchResults, Items, ItemsMut, WireData};
 use crunch_math::F64x2;
+use std::ops::Range;
 
 /// `fft_power`: [x (n)] -> |rfft(x)|^2, n/2 + 1 values, for every item of the batch: two items
 /// of the same length at a time, one per lane (an item without a partner of its length runs in
 /// both lanes).
 pub fn fft_power(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
     let count = items.remaining();
-    let (accepted, failures) = crunch_abi::read_items(items, unreadable, |item| {
+    let (accepted, failures) = read_signals(items);
+    let mut spectra = vec![0.0; accepted.iter().map(|(_, x)| bins(x.len())).sum()];
+    let (mut scratch, mut spare, mut at) = (fft::Scratch::default(), Vec::new(), 0);
+    for (i, partner) in lane_pairs(accepted.iter().map(|(_, x)| x.len())) {
+        let a = accepted[i].1;
+        let b = partner.map_or(a, |j| accepted[j].1);
+        let transformed = fft::transform(a, b, &mut scratch);
+        at += write_spectra(
+            &transformed,
+            &scratch,
+            &mut spectra[at..],
+            partner,
+            &mut spare,
+        );
+    }
+    let lengths = accepted.iter().map(|&(index, x)| (index, bins(x.len())));
+    vector_results(count, lengths, spectra, failures)
+}
+
+/// [`fft_power`] given lists it may write over: when every item is good, the spectra are
+/// written over the values, one after another from the start, and the same values go back.
+/// A spectrum is no longer than its signal, and a pair's spectra are written only once both
+/// signals are transformed, so they land over values already read. With a bad item among
+/// them, as [`fft_power`].
+pub fn fft_power_in_place(params: Params<'_>, items: ItemsMut<'_>) -> BatchResults<KernelError> {
+    let (accepted, failures) = read_signals(items.items());
+    if !failures.is_empty() {
+        return fft_power(params, items.items());
+    }
+    // Where each signal lies among the values (the items in order, one tensor each).
+    let mut at = 0;
+    let places: Vec<Range<usize>> = accepted
+        .iter()
+        .map(|(_, x)| {
+            at += x.len();
+            at - x.len()..at
+        })
+        .collect();
+    let values = items.into_data();
+    let (mut scratch, mut spare, mut out) = (fft::Scratch::default(), Vec::new(), 0);
+    for (i, partner) in lane_pairs(places.iter().map(Range::len)) {
+        let a = &values[places[i].clone()];
+        let b = partner.map_or(a, |j| &values[places[j].clone()]);
+        let transformed = fft::transform(a, b, &mut scratch);
+        out += write_spectra(
+            &transformed,
+            &scratch,
+            &mut values[out..],
+            partner,
+            &mut spare,
+        );
+    }
+    values.truncate(out);
+    let lengths = places.iter().map(|x| bins(x.len()));
+    BatchResults {
+        outputs: WireData::vectors(lengths, core::mem::take(values)),
+        failures: Vec::new(),
+    }
+}
+
+/// Items accepted with their signal, by index.
+type Signals<'a> = Vec<(u32, &'a [f64])>;
+
+/// Each item's signal (a vector, not empty), or why the item is refused.
+fn read_signals(items: Items<'_>) -> (Signals<'_>, Vec<(u32, KernelError)>) {
+    crunch_abi::read_items(items, unreadable, |item| {
         let [x] = check::inputs(item, ["x"])?;
         check::nonempty_vector(x, "x")
-    });
-    let bins = |x: &[f64]| x.len() / 2 + 1;
-    let mut spectra = vec![0.0; accepted.iter().map(|(_, x)| bins(x)).sum()];
-    let mut scratch = fft::Scratch::default();
-    let mut spare = Vec::new();
-    let (mut i, mut at) = (0, 0);
-    while i < accepted.len() {
-        let a = accepted[i].1;
-        let (out_a, rest) = spectra[at..].split_at_mut(bins(a));
-        match accepted.get(i + 1) {
-            Some(&(_, b)) if b.len() == a.len() => {
-                fft::power_spectra(a, b, out_a, &mut rest[..bins(b)], &mut scratch);
-                i += 2;
-                at += 2 * bins(a);
+    })
+}
+
+/// The bins of a power spectrum of `n` values.
+fn bins(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// The order the FFT takes signals of these lengths in: each with the next if it is as long
+/// (the two share the transform's lanes), else alone.
+fn lane_pairs(
+    lengths: impl Iterator<Item = usize>,
+) -> impl Iterator<Item = (usize, Option<usize>)> {
+    let mut lengths = lengths.enumerate().peekable();
+    core::iter::from_fn(move || {
+        let (i, n) = lengths.next()?;
+        Some(match lengths.peek() {
+            Some(&(j, m)) if m == n => {
+                lengths.next();
+                (i, Some(j))
             }
-            _ => {
-                spare.resize(bins(a), 0.0);
-                fft::power_spectra(a, a, out_a, &mut spare, &mut scratch);
-                i += 1;
-                at += bins(a);
-            }
-        }
+            _ => (i, None),
+        })
+    })
+}
+
+/// Writes the spectrum of a transformed signal, and of its partner if it has one, to the front
+/// of `out` (a lone signal's second lane goes to `spare`); returns the values written.
+fn write_spectra(
+    transformed: &fft::Transformed,
+    scratch: &fft::Scratch,
+    out: &mut [f64],
+    partner: Option<usize>,
+    spare: &mut Vec<f64>,
+) -> usize {
+    let bins = bins(transformed.length());
+    let (out_a, rest) = out.split_at_mut(bins);
+    if partner.is_some() {
+        transformed.write_power(scratch, out_a, &mut rest[..bins]);
+        2 * bins
+    } else {
+        spare.resize(bins, 0.0);
+        transformed.write_power(scratch, out_a, spare);
+        bins
     }
-    let lengths = accepted.iter().map(|&(index, x)| (index, bins(x)));
-    vector_results(count, lengths, spectra, failures)
 }
 
 /// A batch's results when each accepted item gives one vector: `lengths` says which item gives
@@ -73,26 +159,86 @@ fn vector_results(
 /// one. The outputs are written straight into the batch's result values.
 pub fn convolve(_: Params<'_>, items: Items<'_>) -> BatchResults<KernelError> {
     let count = items.remaining();
-    let (accepted, failures) = crunch_abi::read_items(items, unreadable, |item| {
-        let [x, w] = check::inputs(item, ["x", "w"])?;
-        let x = check::nonempty_vector(x, "x")?;
-        let w = check::nonempty_vector(w, "w")?;
-        Ok(if x.len() >= w.len() { (x, w) } else { (w, x) })
-    });
-    let valid = |(long, short): (&[f64], &[f64])| long.len() - short.len() + 1;
+    let (accepted, failures) = read_pairs(items);
+    let accepted: Vec<_> = accepted
+        .into_iter()
+        .map(|(index, (x, w))| (index, longer_first(x, w, |v| v.len())))
+        .collect();
     // Zeroed item by item just before they are written, while the item's outputs are in the
     // cache, rather than all at once up front.
-    let mut values = Vec::with_capacity(accepted.iter().map(|&(_, pair)| valid(pair)).sum());
+    let mut values = Vec::with_capacity(accepted.iter().map(|&(_, (l, s))| valid(l, s)).sum());
     let mut taps = Vec::new();
     for &(_, (long, short)) in &accepted {
         taps.clear();
         taps.extend(short.iter().rev());
         let at = values.len();
-        values.resize(at + valid((long, short)), 0.0);
+        values.resize(at + valid(long, short), 0.0);
         convolve_valid(long, &taps, &mut values[at..]);
     }
-    let lengths = accepted.iter().map(|&(index, pair)| (index, valid(pair)));
+    let lengths = accepted.iter().map(|&(index, (l, s))| (index, valid(l, s)));
     vector_results(count, lengths, values, failures)
+}
+
+/// [`convolve`] given lists it may write over: when every item is good, each item's output is
+/// written over the values where its inputs lay, one output after another from the start, and
+/// the same values go back. An output is shorter than its inputs, so it lands at or before the
+/// values it is computed from, and a block's outputs are stored only after the block has read
+/// them. With a bad item among them, as [`convolve`].
+pub fn convolve_in_place(params: Params<'_>, items: ItemsMut<'_>) -> BatchResults<KernelError> {
+    let (accepted, failures) = read_pairs(items.items());
+    if !failures.is_empty() {
+        return convolve(params, items.items());
+    }
+    // Where each item's longer and shorter input lie among the values (an item's tensors lie
+    // one after the other, and the items in order).
+    let mut at = 0;
+    let places: Vec<_> = accepted
+        .iter()
+        .map(|&(_, (x, w))| {
+            let (x_at, w_at) = (at, at + x.len());
+            at = w_at + w.len();
+            longer_first((x_at, x.len()), (w_at, w.len()), |&(_, len)| len)
+        })
+        .collect();
+    let values = items.into_data();
+    let (mut out, mut taps, mut lengths) = (0, Vec::new(), Vec::with_capacity(places.len()));
+    for ((long, n), (short, m)) in places {
+        taps.clear();
+        taps.extend(values[short..short + m].iter().rev());
+        convolve_valid_in_place(values, long..long + n, &taps, out);
+        out += n - m + 1;
+        lengths.push(n - m + 1);
+    }
+    values.truncate(out);
+    BatchResults {
+        outputs: WireData::vectors(lengths, core::mem::take(values)),
+        failures: Vec::new(),
+    }
+}
+
+/// Items accepted with their two inputs, by index.
+type Pairs<'a> = Vec<(u32, (&'a [f64], &'a [f64]))>;
+
+/// Each item's two inputs, x and w (vectors, not empty), or why the item is refused.
+fn read_pairs(items: Items<'_>) -> (Pairs<'_>, Vec<(u32, KernelError)>) {
+    crunch_abi::read_items(items, unreadable, |item| {
+        let [x, w] = check::inputs(item, ["x", "w"])?;
+        Ok((
+            check::nonempty_vector(x, "x")?,
+            check::nonempty_vector(w, "w")?,
+        ))
+    })
+}
+
+/// The longer of two inputs (x first if they are as long) first: it slides over the shorter
+/// one.
+fn longer_first<T>(x: T, w: T, len: impl Fn(&T) -> usize) -> (T, T) {
+    if len(&x) >= len(&w) { (x, w) } else { (w, x) }
+}
+
+/// Outputs of the longer input sliding over the shorter.
+fn valid(long: &[f64], short: &[f64]) -> usize {
+    long.len() - short.len() + 1
 }
 
 /// Outputs per block: twelve, in six two-lane sums kept in registers across the taps. Six
@@ -125,51 +271,87 @@ const STEP_PAIRS: usize = STEP_VALUES / 2;
 // loop, Cranelift spilled more and the batch ran 4% slower).
 #[inline(never)]
 fn convolve_valid(long: &[f64], taps: &[f64], out: &mut [f64]) {
-    let m = taps.len();
     let splats: Vec<F64x2> = taps.iter().map(|&w| F64x2::splat(w)).collect();
     let (blocks, rest) = out.as_chunks_mut::<BLOCK>();
     for (b, block) in blocks.iter_mut().enumerate() {
-        let window = &long[BLOCK * b..BLOCK * b + m + BLOCK - 1];
-        let mut sums = [F64x2::splat(-0.0); BLOCK / 2];
-        let add = |sums: &mut [F64x2; BLOCK / 2], w: F64x2, x: &[f64]| {
-            let x: &[f64; BLOCK] = x[..BLOCK].try_into().expect("a block of values");
-            for (sum, pair) in sums.iter_mut().zip(x.as_chunks::<2>().0) {
-                *sum = w.mul_add(F64x2::load(pair), *sum);
-            }
-        };
-        let (steps, rest) = splats.as_chunks::<TAPS_PER_STEP>();
-        let mut x = window;
-        for w in steps {
-            let step: &[f64; STEP_VALUES] = x.first_chunk().expect("a step of values");
-            if cfg!(target_arch = "wasm32") {
-                add_shuffled(&mut sums, w, step);
-            } else {
-                // x86 and NEON load an unaligned pair as cheaply as they shuffle (and SSE2's
-                // shuffle overwrites an input, so it costs copies): every pair is loaded.
-                for (i, &w) in w.iter().enumerate() {
-                    add(&mut sums, w, &step[i..]);
-                }
-            }
-            x = &x[TAPS_PER_STEP..];
-        }
-        for (i, &w) in rest.iter().enumerate() {
-            add(&mut sums, w, &x[i..]);
-        }
-        for (y, sum) in block.as_chunks_mut::<2>().0.iter_mut().zip(sums) {
-            sum.store(y);
-        }
+        store_block(block, block_sums(&long[BLOCK * b..], &splats));
     }
     let start = BLOCK * blocks.len();
     for (j, y) in rest.iter_mut().enumerate() {
-        let window = &long[start + j..start + j + m];
-        *y = taps
-            .iter()
-            .zip(window)
-            .fold(F64x2::splat(-0.0), |sum, (&w, &x)| {
-                F64x2::splat(w).mul_add(F64x2::splat(x), sum)
-            })
-            .first();
+        *y = one_output(&long[start + j..], taps);
     }
+}
+
+/// [`convolve_valid`] with the longer input at `long` among `values` and the outputs written
+/// from `out` on, which is not after `long.start`: each block's outputs are stored after the
+/// block has read its values, over values no later block reads.
+#[inline(never)]
+fn convolve_valid_in_place(values: &mut [f64], long: Range<usize>, taps: &[f64], out: usize) {
+    debug_assert!(out <= long.start);
+    let splats: Vec<F64x2> = taps.iter().map(|&w| F64x2::splat(w)).collect();
+    let outputs = long.len() - taps.len() + 1;
+    let blocks = outputs / BLOCK;
+    for b in 0..blocks {
+        let sums = block_sums(&values[long.start + BLOCK * b..long.end], &splats);
+        let block = values[out + BLOCK * b..]
+            .first_chunk_mut()
+            .expect("a block");
+        store_block(block, sums);
+    }
+    for j in BLOCK * blocks..outputs {
+        values[out + j] = one_output(&values[long.start + j..long.end], taps);
+    }
+}
+
+/// The sums of a block of outputs, from the values from its first on (at least the block and
+/// the taps less one of them).
+#[inline(always)]
+fn block_sums(long: &[f64], splats: &[F64x2]) -> [F64x2; BLOCK / 2] {
+    let window = &long[..BLOCK + splats.len() - 1];
+    let mut sums = [F64x2::splat(-0.0); BLOCK / 2];
+    let add = |sums: &mut [F64x2; BLOCK / 2], w: F64x2, x: &[f64]| {
+        let x: &[f64; BLOCK] = x[..BLOCK].try_into().expect("a block of values");
+        for (sum, pair) in sums.iter_mut().zip(x.as_chunks::<2>().0) {
+            *sum = w.mul_add(F64x2::load(pair), *sum);
+        }
+    };
+    let (steps, rest) = splats.as_chunks::<TAPS_PER_STEP>();
+    let mut x = window;
+    for w in steps {
+        let step: &[f64; STEP_VALUES] = x.first_chunk().expect("a step of values");
+        if cfg!(target_arch = "wasm32") {
+            add_shuffled(&mut sums, w, step);
+        } else {
+            // x86 and NEON load an unaligned pair as cheaply as they shuffle (and SSE2's
+            // shuffle overwrites an input, so it costs copies): every pair is loaded.
+            for (i, &w) in w.iter().enumerate() {
+                add(&mut sums, w, &step[i..]);
+            }
+        }
+        x = &x[TAPS_PER_STEP..];
+    }
+    for (i, &w) in rest.iter().enumerate() {
+        add(&mut sums, w, &x[i..]);
+    }
+    sums
+}
+
+/// Stores a block's sums as its outputs.
+#[inline(always)]
+fn store_block(block: &mut [f64; BLOCK], sums: [F64x2; BLOCK / 2]) {
+    for (y, sum) in block.as_chunks_mut::<2>().0.iter_mut().zip(sums) {
+        sum.store(y);
+    }
+}
+
+/// One output past the last whole block, from the values from its first on.
+fn one_output(long: &[f64], taps: &[f64]) -> f64 {
+    taps.iter()
+        .zip(long)
+        .fold(F64x2::splat(-0.0), |sum, (&w, &x)| {
+            F64x2::splat(w).mul_add(F64x2::splat(x), sum)
+        })
+        .first()
 }
 
 /// One step of taps into a block's sums, as `add` for each tap does, with the pairs at odd
@@ -273,6 +455,73 @@ mod tests {
                 assert_eq!(y.to_bits(), sum.to_bits(), "n {n}, m {m}, output {j}");
             }
         }
+    }
+
+    type Copying = fn(Params<'_>, Items<'_>) -> BatchResults<KernelError>;
+    type OverInputs = fn(Params<'_>, ItemsMut<'_>) -> BatchResults<KernelError>;
+
+    /// Runs `items` through a kernel's copying form and its form that writes over its inputs,
+    /// checks they give the same bits, and returns the values.
+    fn both_forms(items: &[Vec<Tensor>], copying: Copying, over: OverInputs) -> Vec<f64> {
+        let mut wire = WireData::with_capacity(items.len(), 0);
+        for item in items {
+            wire.push(item.iter().map(Tensor::view)).unwrap();
+        }
+        let copied = copying(Params(&[]), wire.items());
+        let (mut shapes, mut data) = (wire.shapes.clone(), wire.data.clone());
+        let written = over(
+            Params(&[]),
+            ItemsMut::new(wire.count, &mut shapes, &mut data),
+        );
+        assert!(copied.failures.is_empty() && written.failures.is_empty());
+        assert_eq!(written.outputs.shapes, copied.outputs.shapes);
+        let bits = |d: &[f64]| d.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&written.outputs.data), bits(&copied.outputs.data));
+        written.outputs.data
+    }
+
+    fn signal(len: usize, k: usize, f: f64) -> Tensor {
+        Tensor::vector((0..len).map(|i| libm::sin((i + k) as f64 * f)).collect())
+    }
+
+    #[test]
+    fn convolutions_written_over_the_inputs_are_those_of_the_copy() {
+        // Items of many sizes, some with the longer input second: over the lists, each output
+        // lands at or before the values it still reads.
+        let sizes = [
+            (1000, 16),
+            (5, 17),
+            (1, 1),
+            (13, 12),
+            (40, 1),
+            (12, 37),
+            (100, 3),
+            (24, 24),
+        ];
+        let items: Vec<Vec<Tensor>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &(n, m))| vec![signal(n, k, 0.7), signal(m, k, 1.9)])
+            .collect();
+        let values = both_forms(&items, convolve, convolve_in_place);
+        let total: usize = sizes.iter().map(|&(n, m)| n.max(m) - n.min(m) + 1).sum();
+        assert_eq!(values.len(), total);
+    }
+
+    #[test]
+    fn spectra_written_over_the_inputs_are_those_of_the_copy() {
+        // Pairs and lone signals, even and odd lengths, the shortest.
+        let lengths = [1024, 1024, 7, 1, 1, 2, 64, 64, 64, 31, 31, 1000];
+        let items: Vec<Vec<Tensor>> = lengths
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| vec![signal(n, k, 0.37)])
+            .collect();
+        let values = both_forms(&items, fft_power, fft_power_in_place);
+        assert_eq!(
+            values.len(),
+            lengths.iter().map(|&n| n / 2 + 1).sum::<usize>()
+        );
     }
 
     #[test]

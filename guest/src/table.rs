@@ -53,7 +53,7 @@ pub const KERNELS: &[Kernel] = &[
         name: "fft_power",
         summary: "[x (n)] -> power spectrum |rfft(x)|^2 (n/2 + 1), any length",
         params: &[],
-        compute: Compute::Batch(signal::fft_power),
+        compute: Compute::BatchInPlace(signal::fft_power_in_place),
     },
     Kernel {
         name: "cubic_spline",
@@ -71,7 +71,7 @@ pub const KERNELS: &[Kernel] = &[
         name: "convolve",
         summary: "[x (n), w (m)] -> numpy.convolve(x, w, mode='valid')",
         params: &[],
-        compute: Compute::Batch(signal::convolve),
+        compute: Compute::BatchInPlace(signal::convolve_in_place),
     },
     Kernel {
         name: "corrcoef",

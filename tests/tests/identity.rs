@@ -1,9 +1,9 @@
 //! Beyond the golden vectors: the component and the native build give the same bits on a sweep
 //! of edge and random inputs for the kernels built on the vector math and the whole-batch
 //! loops (region boundaries of the normal CDF and quantile, subnormals, infinities, NaN, bad
-//! records mixed with good ones, odd lengths for the FFT, sizes off the matmul blocks, signed
-//! zeros and NaN for the extremes). The pack's code is also checked for relaxed SIMD whose
-//! results an engine may choose (only the fused multiply-add, which the host makes
+//! records mixed with good ones, odd lengths for the FFT, sizes off the matmul and convolve
+//! blocks, signed zeros and NaN for the extremes). The pack's code is also checked for relaxed
+//! SIMD whose results an engine may choose (only the fused multiply-add, which the host makes
 //! deterministic, may appear).
 
 use std::collections::BTreeSet;
@@ -160,6 +160,28 @@ fn cases() -> Vec<(&'static str, Vec<Vec<Tensor>>)> {
         }
     }
     describe.push(vec![vector([0.0, -0.0, 0.0, -0.0].repeat(40))]);
+    // Convolutions of sizes around its blocks of outputs and steps of taps, the longer input
+    // first or second, written over the batch's lists in the component (and a special value in
+    // each signal).
+    let mut convolve = Vec::new();
+    for (k, (n, m)) in [
+        (1, 1),
+        (11, 1),
+        (12, 1),
+        (13, 4),
+        (25, 5),
+        (3, 40),
+        (100, 16),
+        (31, 31),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut signal: Vec<f64> = (0..n).map(|_| rng.range(-2.0, 2.0)).collect();
+        signal[n / 2] = specials[k % specials.len()];
+        let taps: Vec<f64> = (0..m).map(|_| rng.range(-1.0, 1.0)).collect();
+        convolve.push(vec![vector(signal), vector(taps)]);
+    }
     vec![
         ("describe", describe),
         ("corrcoef", corrcoef),
@@ -169,6 +191,7 @@ fn cases() -> Vec<(&'static str, Vec<Vec<Tensor>>)> {
         ("implied_vol", implied),
         ("fft_power", fft),
         ("matmul", matmul),
+        ("convolve", convolve),
     ]
 }
 
