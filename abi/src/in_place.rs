@@ -6,6 +6,8 @@
 //! 0.70). A kernel whose outputs are shorter than its inputs may lay them out over the values
 //! itself ([`ItemsMut::into_data`]; the standard pack's convolve does).
 
+use std::ops::Range;
+
 use crate::whole::{Run, kept_records, map_elementwise, map_records, uniform_records};
 use crate::{BatchResults, Items, TensorRef, WireData, WireError};
 
@@ -135,9 +137,178 @@ pub fn map_elementwise_in_place<E>(
     }
 }
 
+/// [`crate::run_each`] given lists it may write over: each item's output goes over the values
+/// of the items already computed, one output after another from the start, so that the batch's
+/// results need no buffer of their own. An output longer than the room its item leaves (the
+/// values up to the end of its own inputs), and every output after it, is kept aside and put
+/// after the others at the end.
+pub fn run_each_in_place<E>(
+    items: ItemsMut<'_>,
+    unreadable: impl Fn(WireError) -> E,
+    mut compute: impl FnMut(&[TensorRef<'_>]) -> Result<(Vec<u32>, Vec<f64>), E>,
+) -> BatchResults<E> {
+    let ItemsMut {
+        count,
+        shapes,
+        data,
+    } = items;
+    let shapes: &[u32] = shapes;
+    let (places, tensor_places) = item_places(count, shapes, data);
+    let (mut out, mut aside) = (0, Vec::new());
+    let mut results = BatchResults {
+        outputs: WireData::with_capacity(count as usize, 0),
+        failures: Vec::new(),
+    };
+    for (index, place) in (0..count).zip(places) {
+        let output = place.map_err(&unreadable).and_then(|(item, end)| {
+            let tensors: Vec<TensorRef<'_>> = tensor_places[item]
+                .iter()
+                .map(|(shape, values)| TensorRef {
+                    shape: &shapes[shape.clone()],
+                    data: &data[values.clone()],
+                })
+                .collect();
+            let (shape, values) = compute(&tensors)?;
+            TensorRef {
+                shape: &shape,
+                data: &values,
+            }
+            .check()
+            .map_err(|reason| unreadable(WireError::ShapeMismatch { tensor: 0, reason }))?;
+            Ok((shape, values, end))
+        });
+        match output {
+            Ok((shape, values, end)) => {
+                results.outputs.shapes.extend([1, shape.len() as u32]);
+                results.outputs.shapes.extend_from_slice(&shape);
+                results.outputs.count += 1;
+                if aside.is_empty() && out + values.len() <= end {
+                    data[out..out + values.len()].copy_from_slice(&values);
+                    out += values.len();
+                } else {
+                    aside.extend_from_slice(&values);
+                }
+            }
+            Err(e) => {
+                results.outputs.push_none();
+                results.failures.push((index, e));
+            }
+        }
+    }
+    data.truncate(out);
+    data.extend_from_slice(&aside);
+    results.outputs.data = core::mem::take(data);
+    results
+}
+
+/// Where an item's tensors are among all the tensors, and where its values end.
+type ItemPlace = (Range<usize>, usize);
+
+/// Where a tensor's shape words and values lie.
+type TensorPlace = (Range<usize>, Range<usize>);
+
+/// Where each of `count` items lies in `shapes` and `data`, read once (the values of an item's
+/// tensors follow each other, and the items each other), or why it cannot be read; and where
+/// each tensor's shape words and values lie.
+fn item_places(
+    count: u32,
+    shapes: &[u32],
+    data: &[f64],
+) -> (Vec<Result<ItemPlace, WireError>>, Vec<TensorPlace>) {
+    let mut reader = Items::new(count, shapes, data);
+    let (mut tensors, mut all, mut at) = (Vec::new(), Vec::new(), 0);
+    let items = (0..count)
+        .map(|_| match reader.next_into(&mut tensors) {
+            Some(Ok(())) => {
+                let first = all.len();
+                all.extend(tensors.iter().map(|t| {
+                    // The shape words are a part of `shapes`: where, from the address.
+                    let word =
+                        (t.shape.as_ptr().addr() - shapes.as_ptr().addr()) / size_of::<u32>();
+                    at += t.data.len();
+                    (word..word + t.shape.len(), at - t.data.len()..at)
+                }));
+                Ok((first..all.len(), at))
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(WireError::Malformed(
+                "an earlier item could not be read".into(),
+            )),
+        })
+        .collect();
+    (items, all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Tensor;
+
+    /// An item kernel whose output depends on its first value: 0 one value (the sum), 1 three
+    /// times its inputs (more than the item's room), 2 an error, 3 an output whose values do
+    /// not fill its shape, else its inputs reversed.
+    fn varied(tensors: &[TensorRef<'_>]) -> Result<(Vec<u32>, Vec<f64>), String> {
+        let values: Vec<f64> = tensors
+            .iter()
+            .flat_map(|t| t.data.iter().copied())
+            .collect();
+        match values.first().copied().unwrap_or(-1.0) {
+            0.0 => Ok((vec![], vec![values.iter().sum()])),
+            1.0 => Ok((vec![3, values.len() as u32], values.repeat(3))),
+            2.0 => Err("refused".into()),
+            3.0 => Ok((vec![5], values)),
+            _ => Ok((
+                vec![2, values.len() as u32 / 2],
+                values.into_iter().rev().collect(),
+            )),
+        }
+    }
+
+    #[test]
+    fn item_outputs_over_the_inputs_are_those_of_the_copy() {
+        let item = |first: f64, n: usize| {
+            let values: Vec<f64> = (0..n)
+                .map(|i| if i == 0 { first } else { i as f64 })
+                .collect();
+            vec![Tensor::new(vec![n as u32], values)]
+        };
+        // Outputs that fit, one that does not (and those after it), failures of each kind.
+        let batches = [
+            vec![item(0.0, 8), item(4.0, 6), item(4.0, 2)],
+            vec![item(4.0, 4), item(1.0, 4), item(0.0, 9), item(4.0, 6)],
+            vec![item(2.0, 3), item(3.0, 2), item(4.0, 4), item(0.0, 1)],
+            vec![item(1.0, 2), item(1.0, 2)],
+            vec![],
+        ];
+        for items in batches {
+            let mut wire = WireData::with_capacity(items.len(), 0);
+            for it in &items {
+                wire.push(it.iter().map(Tensor::view)).unwrap();
+            }
+            let copied = crate::run_each(wire.items(), |e| e.to_string(), varied);
+            let mut lists = wire.clone();
+            let written = run_each_in_place(
+                ItemsMut::new(lists.count, &mut lists.shapes, &mut lists.data),
+                |e| e.to_string(),
+                varied,
+            );
+            assert_eq!(written, copied, "{} items", items.len());
+        }
+        // Lists that end early: the unreadable item and those after it fail, as in the copy.
+        let mut wire = WireData::with_capacity(2, 0);
+        for it in [item(4.0, 4), item(4.0, 4)] {
+            wire.push(it.iter().map(Tensor::view)).unwrap();
+        }
+        wire.data.truncate(6);
+        let copied = crate::run_each(wire.items(), |e| e.to_string(), varied);
+        let written = run_each_in_place(
+            ItemsMut::new(wire.count, &mut wire.shapes, &mut wire.data),
+            |e| e.to_string(),
+            varied,
+        );
+        assert_eq!(written, copied);
+        assert_eq!(written.failures.len(), 1);
+    }
 
     /// Doubles each record of two values in place; a record whose first value is negative fails.
     fn double(wire: &mut WireData) -> BatchResults<String> {

@@ -50,7 +50,7 @@ mod kernel;
 mod table;
 mod whole;
 
-pub use in_place::{ItemsMut, map_elementwise_in_place, map_records_in_place};
+pub use in_place::{ItemsMut, map_elementwise_in_place, map_records_in_place, run_each_in_place};
 pub use kernel::{KernelError, Params, Tensor};
 pub use table::{Compute, Kernel, run, run_wire, run_wire_in_place};
 pub use whole::{map_elementwise, map_records, read_items, wire_outputs};

@@ -3,7 +3,7 @@
 //! call for the whole batch).
 
 use crate::kernel::{KernelError, Params, Tensor};
-use crate::{BatchResults, Items, ItemsMut, TensorRef, WireData, run_each};
+use crate::{BatchResults, Items, ItemsMut, TensorRef, WireData, run_each, run_each_in_place};
 
 /// One kernel: its name, what it computes, the parameters it accepts, and its code.
 #[derive(Clone, Copy)]
@@ -50,7 +50,8 @@ pub fn run_wire(
 
 /// [`run_wire`] on lists the kernel may write over and keep: what a pack's `run` export does
 /// with the lists it was given, so that a [`Compute::BatchInPlace`] kernel writes its outputs
-/// over its inputs.
+/// over its inputs, and a [`Compute::Item`] kernel's outputs go over the items already
+/// computed ([`run_each_in_place`]).
 pub fn run_wire_in_place(
     table: &[Kernel],
     kernel: &str,
@@ -62,6 +63,12 @@ pub fn run_wire_in_place(
             compute: Compute::BatchInPlace(compute),
             ..
         }) => compute(Params(params), items),
+        Ok(Kernel {
+            compute: Compute::Item(compute),
+            ..
+        }) => run_each_in_place(items, KernelError::from, |tensors| {
+            compute(Params(params), tensors).map(|t| (t.shape, t.data))
+        }),
         Ok(spec) => run_kernel(spec, params, items.items()),
         Err(e) => refused(e, items.items()),
     }
