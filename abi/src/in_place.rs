@@ -278,6 +278,17 @@ mod tests {
             vec![item(4.0, 4), item(1.0, 4), item(0.0, 9), item(4.0, 6)],
             vec![item(2.0, 3), item(3.0, 2), item(4.0, 4), item(0.0, 1)],
             vec![item(1.0, 2), item(1.0, 2)],
+            // Scalars (no shape words) among vectors.
+            vec![
+                vec![
+                    Tensor::new(vec![], vec![0.0]),
+                    Tensor::new(vec![2], vec![5.0, 6.0]),
+                ],
+                vec![
+                    Tensor::new(vec![], vec![4.0]),
+                    Tensor::new(vec![], vec![7.0]),
+                ],
+            ],
             vec![],
         ];
         for items in batches {
