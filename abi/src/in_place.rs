@@ -33,9 +33,14 @@ impl<'a> ItemsMut<'a> {
         Items::new(self.count, self.shapes, self.data)
     }
 
+    /// Where `values`, read from these items, starts among their values.
+    pub fn offset_of(&self, values: &[f64]) -> usize {
+        offset_in(self.data, values)
+    }
+
     /// The items' values, for a kernel that lays its outputs out over them itself (having read
-    /// where each item lies with [`Self::items`]) and hands them back, for example with
-    /// [`WireData::vectors`].
+    /// where each item lies with [`Self::items`] and [`Self::offset_of`]) and hands them back,
+    /// for example with [`WireData::vectors`].
     pub fn into_data(self) -> &'a mut Vec<f64> {
         self.data
     }
@@ -160,7 +165,7 @@ pub fn run_each_in_place<E>(
         failures: Vec::new(),
     };
     for (index, place) in (0..count).zip(places) {
-        let output = place.map_err(&unreadable).and_then(|(item, end)| {
+        let pushed = place.map_err(&unreadable).and_then(|(item, end)| {
             let tensors: Vec<TensorRef<'_>> = tensor_places[item]
                 .iter()
                 .map(|(shape, values)| TensorRef {
@@ -169,30 +174,24 @@ pub fn run_each_in_place<E>(
                 })
                 .collect();
             let (shape, values) = compute(&tensors)?;
-            TensorRef {
-                shape: &shape,
-                data: &values,
+            results
+                .outputs
+                .push_shapes([TensorRef {
+                    shape: &shape,
+                    data: &values,
+                }])
+                .map_err(&unreadable)?;
+            if aside.is_empty() && out + values.len() <= end {
+                data[out..out + values.len()].copy_from_slice(&values);
+                out += values.len();
+            } else {
+                aside.extend_from_slice(&values);
             }
-            .check()
-            .map_err(|reason| unreadable(WireError::ShapeMismatch { tensor: 0, reason }))?;
-            Ok((shape, values, end))
+            Ok(())
         });
-        match output {
-            Ok((shape, values, end)) => {
-                results.outputs.shapes.extend([1, shape.len() as u32]);
-                results.outputs.shapes.extend_from_slice(&shape);
-                results.outputs.count += 1;
-                if aside.is_empty() && out + values.len() <= end {
-                    data[out..out + values.len()].copy_from_slice(&values);
-                    out += values.len();
-                } else {
-                    aside.extend_from_slice(&values);
-                }
-            }
-            Err(e) => {
-                results.outputs.push_none();
-                results.failures.push((index, e));
-            }
+        if let Err(e) = pushed {
+            results.outputs.push_none();
+            results.failures.push((index, e));
         }
     }
     data.truncate(out);
@@ -216,19 +215,17 @@ fn item_places(
     data: &[f64],
 ) -> (Vec<Result<ItemPlace, WireError>>, Vec<TensorPlace>) {
     let mut reader = Items::new(count, shapes, data);
-    let (mut tensors, mut all, mut at) = (Vec::new(), Vec::new(), 0);
+    let (mut tensors, mut all, mut end) = (Vec::new(), Vec::new(), 0);
     let items = (0..count)
         .map(|_| match reader.next_into(&mut tensors) {
             Some(Ok(())) => {
                 let first = all.len();
                 all.extend(tensors.iter().map(|t| {
-                    // The shape words are a part of `shapes`: where, from the address.
-                    let word =
-                        (t.shape.as_ptr().addr() - shapes.as_ptr().addr()) / size_of::<u32>();
-                    at += t.data.len();
-                    (word..word + t.shape.len(), at - t.data.len()..at)
+                    let (word, at) = (offset_in(shapes, t.shape), offset_in(data, t.data));
+                    end = at + t.data.len();
+                    (word..word + t.shape.len(), at..end)
                 }));
-                Ok((first..all.len(), at))
+                Ok((first..all.len(), end))
             }
             Some(Err(e)) => Err(e),
             None => Err(WireError::Malformed(
@@ -237,6 +234,17 @@ fn item_places(
         })
         .collect();
     (items, all)
+}
+
+/// Where `part`, a part of `whole` (as the reader lends: shapes and values are subslices of
+/// the lists, an empty one too), starts in it, from the addresses.
+fn offset_in<T>(whole: &[T], part: &[T]) -> usize {
+    let offset = (part.as_ptr().addr() - whole.as_ptr().addr()) / size_of::<T>();
+    debug_assert!(
+        offset + part.len() <= whole.len(),
+        "not a part of the lists"
+    );
+    offset
 }
 
 #[cfg(test)]

@@ -225,6 +225,19 @@ impl WireData {
         &mut self,
         tensors: impl IntoIterator<Item = TensorRef<'a>> + Clone,
     ) -> Result<(), WireError> {
+        self.push_shapes(tensors.clone())?;
+        for t in tensors {
+            self.data.extend_from_slice(t.data);
+        }
+        Ok(())
+    }
+
+    /// [`Self::push`] but for the values, which the caller lays out itself (as
+    /// [`run_each_in_place`] does over the batch's own values).
+    pub(crate) fn push_shapes<'a>(
+        &mut self,
+        tensors: impl IntoIterator<Item = TensorRef<'a>> + Clone,
+    ) -> Result<(), WireError> {
         let mut n = 0u32;
         for (i, t) in tensors.clone().into_iter().enumerate() {
             t.check()
@@ -235,7 +248,6 @@ impl WireData {
         for t in tensors {
             self.shapes.push(t.shape.len() as u32);
             self.shapes.extend_from_slice(t.shape);
-            self.data.extend_from_slice(t.data);
         }
         self.count += 1;
         Ok(())

@@ -100,9 +100,11 @@ impl Scratch {
     }
 }
 
-/// Where each of `ranks` lies: (bucket, the rank among the bucket's values, the bucket's
-/// count), walking the counts once, eight buckets at a time while the rank lies beyond them.
-fn rank_places(counts: &[u32], ranks: &[usize]) -> Vec<(usize, usize, usize)> {
+/// Where a rank lies: (bucket, the rank among the bucket's values, the bucket's count).
+type Place = (usize, usize, usize);
+
+/// Where each of `ranks` lies ([`Place`]), walking the counts once, eight buckets at a time while the rank lies beyond them.
+fn rank_places(counts: &[u32], ranks: &[usize]) -> Vec<Place> {
     let last = counts.len() - 1;
     let (mut b, mut below) = (0usize, 0usize);
     ranks
@@ -127,7 +129,7 @@ fn rank_places(counts: &[u32], ranks: &[usize]) -> Vec<(usize, usize, usize)> {
 
 /// The order statistics when every wanted bucket's values were all kept: each such bucket
 /// sorted in place, once (`places` are in rank order, so a bucket's places come together).
-fn from_kept(places: &[(usize, usize, usize)], kept: &mut [f64]) -> Vec<f64> {
+fn from_kept(places: &[Place], kept: &mut [f64]) -> Vec<f64> {
     let mut sorted = usize::MAX;
     places
         .iter()
@@ -145,12 +147,7 @@ fn from_kept(places: &[(usize, usize, usize)], kept: &mut [f64]) -> Vec<f64> {
 /// The order statistics at `places` by a second pass that gathers the wanted buckets' values:
 /// for when a wanted bucket held more values than the counting pass keeps. `next` has one
 /// entry per bucket (what it holds does not matter).
-fn by_gathering(
-    values: &[f64],
-    places: &[(usize, usize, usize)],
-    map: &BucketMap,
-    next: &mut [u32],
-) -> Vec<f64> {
+fn by_gathering(values: &[f64], places: &[Place], map: &BucketMap, next: &mut [u32]) -> Vec<f64> {
     let last = next.len() - 1;
     // Each wanted bucket gets its place among the gathered values (which, sorted, are the
     // wanted buckets' values sorted, one bucket after another), and each rank its rank among

@@ -42,14 +42,9 @@ pub fn fft_power_in_place(params: Params<'_>, items: ItemsMut<'_>) -> BatchResul
     if !failures.is_empty() {
         return fft_power(params, items.items());
     }
-    // Where each signal lies among the values (the items in order, one tensor each).
-    let mut at = 0;
     let places: Vec<Range<usize>> = accepted
         .iter()
-        .map(|(_, x)| {
-            at += x.len();
-            at - x.len()..at
-        })
+        .map(|(_, x)| items.offset_of(x)..items.offset_of(x) + x.len())
         .collect();
     let values = items.into_data();
     let (mut scratch, mut spare, mut out) = (fft::Scratch::default(), Vec::new(), 0);
@@ -189,14 +184,11 @@ pub fn convolve_in_place(params: Params<'_>, items: ItemsMut<'_>) -> BatchResult
     if !failures.is_empty() {
         return convolve(params, items.items());
     }
-    // Where each item's longer and shorter input lie among the values (an item's tensors lie
-    // one after the other, and the items in order).
-    let mut at = 0;
+    // Where each item's longer and shorter input lie among the values.
     let places: Vec<_> = accepted
         .iter()
         .map(|&(_, (x, w))| {
-            let (x_at, w_at) = (at, at + x.len());
-            at = w_at + w.len();
+            let (x_at, w_at) = (items.offset_of(x), items.offset_of(w));
             longer_first((x_at, x.len()), (w_at, w.len()), |&(_, len)| len)
         })
         .collect();
