@@ -111,10 +111,12 @@ impl Rows {
     /// Rows of zeros for `count` results of `shape`.
     fn new(shape: &[u32], count: usize) -> Self {
         let m = shape.iter().map(|&d| d as usize).product();
+        let mut data = vec![0.0; count * m];
+        crunch::process::memory::prefer_huge_pages(&mut data);
         Self {
             shape: shape.to_vec(),
             m,
-            data: vec![0.0; count * m],
+            data,
         }
     }
 

@@ -50,6 +50,7 @@ impl Values {
         let item_shape = first.clone();
         let m: usize = item_shape.iter().map(|&d| d as usize).product();
         let mut data = Vec::with_capacity(results.len() * m);
+        crunch::process::memory::prefer_huge_pages(data.spare_capacity_mut());
         for result in &results {
             match result {
                 Some(t) => data.extend_from_slice(&t.data),

@@ -93,7 +93,7 @@ pub fn read_input_from(
 ) -> Result<wire::Input> {
     match format {
         Format::Json => json::read_wire(reader),
-        Format::Npy => npy::read_wire(reader),
+        Format::Npy => npy::read_wire(reader, len),
         Format::Binary => binary::read_wire(reader, len),
     }
     .map(wire::Input::from)

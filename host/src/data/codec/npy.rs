@@ -18,8 +18,9 @@ use crate::data::wire::ResultRef;
 const FLOAT64: [&str; 2] = ["<f8", ">f8"];
 
 /// The items of an array in the wire layout: the array's values are the batch's values as they are, each
-/// item one tensor of the array's shape without its first axis.
-pub fn read_wire(mut reader: impl Read) -> Result<WireData> {
+/// item one tensor of the array's shape without its first axis. `len` is the stream's length
+/// when known (a file's).
+pub fn read_wire(mut reader: impl Read, len: Option<u64>) -> Result<WireData> {
     let npy = npyz::NpyFile::new(&mut reader).context("not a valid .npy file")?;
     ensure!(
         npy.order() == npyz::Order::C,
@@ -43,9 +44,17 @@ pub fn read_wire(mut reader: impl Read) -> Result<WireData> {
         .collect::<Result<_>>()?;
     let needed = npy.len();
     let big_endian = dtype == FLOAT64[1];
+    // A file's length bounds what its header may claim, before anything is allocated for it.
+    if let Some(len) = len.filter(|&len| needed.saturating_mul(8) > len) {
+        bail!(
+            "the data ends early: shape {shape:?} needs {needed} values ({} bytes) but the file \
+             holds {len} bytes",
+            needed.saturating_mul(8)
+        );
+    }
     let data = usize::try_from(needed)
         .context("too many values")
-        .and_then(|n| Ok(read_values(npy.into_inner(), n, big_endian)?))
+        .and_then(|n| Ok(read_values(npy.into_inner(), n, big_endian, len.is_some())?))
         .map_err(|e| {
             anyhow::anyhow!("the data ends early: shape {shape:?} needs {needed} values ({e})")
         })?;
@@ -139,48 +148,60 @@ fn stack<'a>(
     Ok(())
 }
 
-/// Values converted per step between bytes and f64 (64 KiB).
-const STEP_VALUES: usize = 8192;
+/// Values read at first from a stream of unknown length (8 MiB); more are read in steps that
+/// double what is there, so a header that claims more than follows costs no more than what does.
+const FIRST_STEP_VALUES: usize = 1 << 20;
 
-/// `count` float64 values from `reader`, little-endian or big-endian, read in large steps (a
-/// read per value costs more than the conversion).
+/// `count` float64 values from `reader`, little-endian or big-endian, read straight into the
+/// values' memory (fresh pages, huge where the kernel allows) and put in this machine's byte
+/// order in place where the file's differs. `checked`: the stream is known to hold them all, so
+/// their room is made at once.
 fn read_values(
     reader: &mut impl Read,
     count: usize,
     big_endian: bool,
+    checked: bool,
 ) -> std::io::Result<Vec<f64>> {
-    let decode = if big_endian {
-        f64::from_be_bytes
+    let first = if checked {
+        count
     } else {
-        f64::from_le_bytes
+        count.min(FIRST_STEP_VALUES)
     };
-    let mut values = Vec::with_capacity(count);
-    let mut bytes = vec![0u8; STEP_VALUES * 8];
-    while values.len() < count {
-        let step = &mut bytes[..(count - values.len()).min(STEP_VALUES) * 8];
-        reader.read_exact(step)?;
-        let (words, _) = step.as_chunks::<8>();
-        values.extend(words.iter().map(|w| decode(*w)));
+    let mut values: Vec<f64> = vec![0.0; first];
+    crate::process::memory::prefer_huge_pages(&mut values);
+    let mut read = 0;
+    loop {
+        reader.read_exact(bytemuck::cast_slice_mut(&mut values[read..]))?;
+        read = values.len();
+        if read == count {
+            break;
+        }
+        values.resize(count.min(2 * read), 0.0);
+    }
+    if big_endian != cfg!(target_endian = "big") {
+        for v in &mut values {
+            *v = f64::from_bits(v.to_bits().swap_bytes());
+        }
     }
     Ok(values)
 }
 
-/// Writes the values of `rows`, one after another, little-endian, in large steps.
+/// Writes the values of `rows`, one after another, little-endian.
 fn write_values<'a>(
     mut writer: impl Write,
     rows: impl Iterator<Item = &'a [f64]>,
 ) -> std::io::Result<()> {
-    let mut bytes = Vec::with_capacity(STEP_VALUES * 8);
+    let mut swapped = Vec::new();
     for row in rows {
-        for chunk in row.chunks(STEP_VALUES) {
-            if bytes.len() + chunk.len() * 8 > bytes.capacity() {
-                writer.write_all(&bytes)?;
-                bytes.clear();
-            }
-            bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+        if cfg!(target_endian = "little") {
+            writer.write_all(bytemuck::cast_slice(row))?;
+        } else {
+            swapped.clear();
+            swapped.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+            writer.write_all(&swapped)?;
         }
     }
-    writer.write_all(&bytes)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -206,7 +227,7 @@ mod tests {
             Err(ItemError::BatchFailed("x".into())),
         ])
         .unwrap();
-        let wire = read_wire(&buf[..]).unwrap();
+        let wire = read_wire(&buf[..], None).unwrap();
         assert_eq!(wire.shapes, vec![1, 1, 2, 1, 1, 2]);
         assert_eq!(wire.data[..2], [1.0, 2.0]);
         assert!(wire.data[2..].iter().all(|v| v.is_nan()));
@@ -245,7 +266,7 @@ mod tests {
             .iter()
             .flat_map(|r| r.as_ref().unwrap().data.clone())
             .collect();
-        assert_eq!(read_wire(&buf[..]).unwrap().data, expected);
+        assert_eq!(read_wire(&buf[..], None).unwrap().data, expected);
 
         // The same array big-endian: the header says '>f8', every value's bytes reversed.
         let header_end = buf.len() - expected.len() * 8;
@@ -253,10 +274,37 @@ mod tests {
         let at = big.windows(3).position(|w| w == b"<f8").expect("the dtype");
         big[at] = b'>';
         big.extend(expected.iter().flat_map(|v| v.to_be_bytes()));
-        assert_eq!(read_wire(&big[..]).unwrap().data, expected);
+        assert_eq!(read_wire(&big[..], None).unwrap().data, expected);
 
         // Cut short inside the last step.
-        let err = read_wire(&buf[..buf.len() - 12]).unwrap_err();
+        let err = read_wire(&buf[..buf.len() - 12], None).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("the data ends early"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_header_claiming_more_than_the_file_holds_is_refused_before_reading() {
+        // A header for 10^15 values in front of three: refused by the file's length, with no
+        // room made for what it claims; from a stream of unknown length, when the values end.
+        let mut buf = Vec::new();
+        npyz::WriteOptions::<f64>::new()
+            .default_dtype()
+            .shape(&[1_000_000_000_000_000])
+            .writer(&mut buf)
+            .write_header_only()
+            .unwrap();
+        buf.extend([1.0f64, 2.0, 3.0].iter().flat_map(|v| v.to_le_bytes()));
+        let err = read_wire(&buf[..], Some(buf.len() as u64)).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!(
+                "needs 1000000000000000 values (8000000000000000 bytes) but the file holds {} bytes",
+                buf.len()
+            )),
+            "{err:#}"
+        );
+        let err = read_wire(&buf[..], None).unwrap_err();
         assert!(
             format!("{err:#}").contains("the data ends early"),
             "{err:#}"
