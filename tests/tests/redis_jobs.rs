@@ -298,6 +298,83 @@ fn results_written_twice_count_once() {
     assert_eq!(progress(&redis, &job), before);
 }
 
+/// Runs `input` through `crunch run` into `dir`/local.crb and returns its bytes.
+fn run_locally(dir: &Path, input: &Path) -> Vec<u8> {
+    let local = dir.join("local.crb");
+    let out = Command::new(paths::crunch_bin())
+        .args([
+            "run",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(input),
+            "-o",
+            path(&local),
+        ])
+        .arg("--pack")
+        .arg(paths::component("crunch_kernels"))
+        .output()
+        .expect("crunch run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&local).expect("local results")
+}
+
+/// Submits `input` in batches of `batch_size` on `url`, drains it with one worker and returns
+/// the job and its results' bytes.
+fn run_through(url: &str, dir: &Path, input: &Path, batch_size: &str) -> (String, Vec<u8>) {
+    let job = ok_stdout(crunch(
+        url,
+        &[
+            "submit",
+            "-k",
+            "black_scholes",
+            "-i",
+            path(input),
+            "--batch-size",
+            batch_size,
+        ],
+    ));
+    wait(
+        spawn_worker(url, &["--job", &job, "--exit-when-done", "--threads", "2"]),
+        Duration::from_secs(120),
+    );
+    let out = dir.join(format!("{job}.crb"));
+    ok_stdout(crunch(url, &["results", &job, "-o", path(&out)]));
+    let results = std::fs::read(&out).expect("results");
+    (job, results)
+}
+
+#[test]
+fn batches_of_many_mib_are_read_in_parts_and_give_what_crunch_run_gives() {
+    // 100,000 contracts in one batch: about 6 MB of input, which the worker reads from Redis in
+    // parts of at most 4 MiB; in batches of 40,000 (about 2.4 MB), each read whole.
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = contracts_file(dir.path(), 100_000);
+    let local = run_locally(dir.path(), &input);
+    let mut c = redis.connection().expect("connection");
+    for (batch_size, in_parts) in [("100000", true), ("40000", false)] {
+        let (job, remote) = run_through(&redis.url(), dir.path(), &input, batch_size);
+        let len: usize = redis::cmd("STRLEN")
+            .arg(format!("crunch:{{{job}}}:in:0"))
+            .query(&mut c)
+            .expect("strlen");
+        assert_eq!(
+            len > 4 << 20,
+            in_parts,
+            "batch 0 of {batch_size} holds {len} bytes"
+        );
+        assert!(
+            local == remote,
+            "batches of {batch_size}: results differ from crunch run"
+        );
+    }
+}
+
 #[test]
 fn a_job_completes_on_a_three_master_cluster() {
     let cluster = RedisCluster::start().expect("cluster");
@@ -330,6 +407,14 @@ fn a_job_completes_on_a_three_master_cluster() {
             .expect("results")
             .len(),
         500
+    );
+    // A batch of about 6 MB, read in parts in one pipeline on the batch's node.
+    let big = dir.path().join("big.crb");
+    std::fs::rename(contracts_file(dir.path(), 100_000), &big).expect("rename");
+    let local = run_locally(dir.path(), &big);
+    assert!(
+        local == run_through(&url, dir.path(), &big, "100000").1,
+        "a batch read in parts on a cluster: results differ from crunch run"
     );
 }
 

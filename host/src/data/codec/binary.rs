@@ -41,6 +41,7 @@ fn wire(source: &mut impl Source) -> Result<WireData> {
     let count = header(source)?;
     let (items, values) = room(source, count);
     let mut wire = WireData::with_capacity(items, values);
+    crate::process::memory::prefer_huge_pages(wire.data.spare_capacity_mut());
     for i in 0..count {
         item_tag(source)
             .and_then(|()| tensors_into(source, &mut wire))

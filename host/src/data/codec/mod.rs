@@ -179,6 +179,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<wire::Batch<'static>> {
 /// Results as Crunch binary bytes.
 pub fn encode_results(results: &wire::Results) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(24 + 16 * results.len() + 8 * results.values());
+    crate::process::memory::prefer_huge_pages(bytes.spare_capacity_mut());
     let _ = binary::write_results(&mut bytes, results.len(), results.iter());
     bytes
 }

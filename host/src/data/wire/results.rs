@@ -465,18 +465,25 @@ mod tests {
 
     #[test]
     fn appended_results_keep_their_order() {
+        // One scalar output (no shape words, one value).
         let one = |v: f64| {
-            let mut b = ResultsBuilder::new(&[], &[], 1);
+            let (shapes, data) = (Vec::<u32>::new(), vec![v]);
+            let mut b = ResultsBuilder::new(&shapes, &data, 1);
             b.output(TensorRef {
-                shape: &[],
-                data: &[],
+                shape: &shapes,
+                data: &data,
             });
-            Results::from_parts(vec![1], vec![v], b.finish())
+            let built = b.finish();
+            Results::from_parts(shapes, data, built)
         };
         let mut results = Results::all_failed(1, ItemError::BatchFailed("a".into()));
         results.append(one(2.0));
         results.append(Results::all_failed(1, ItemError::BatchFailed("b".into())));
         assert_eq!(results.len(), 3);
+        assert_eq!(
+            results.get(1).and_then(Result::ok).map(|t| t.data),
+            Some(&[2.0][..])
+        );
         assert_eq!(
             results.get(2),
             Some(Err(&ItemError::BatchFailed("b".into())))

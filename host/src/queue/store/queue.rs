@@ -108,6 +108,13 @@ pub trait Queue {
     fn fail_job(&mut self, job: &str, reason: &str) -> Result<()>;
 }
 
+/// A batch's input longer than this is read in parts of this size, the first with its length
+/// and the others then in one round trip: a reply of many MiB makes the client grow a buffer for
+/// it and copy it out, in fresh pages each time, where parts of a few MiB reuse the same memory
+/// from batch to batch. A job of 20 batches of 51 MB (describe, 6400 items of 1000 values), one
+/// worker thread: 2.2-2.5 s to 1.5-1.8 s.
+const INPUT_PART: usize = 4 << 20;
+
 impl Queue for Redis {
     fn claim(&mut self, job: &str, consumer: &str, lease_ms: u64, request: &str) -> Result<Claim> {
         let keys = JobKeys::new(job);
@@ -143,7 +150,30 @@ impl Queue for Redis {
 
     fn input(&mut self, job: &str, batch: u64) -> Result<Option<Vec<u8>>> {
         let key = JobKeys::new(job).input(batch);
-        self.run(|c| redis::cmd("GET").arg(&key).query(c))
+        // Whether it is there, its length and its first part, in one round trip.
+        let mut first = redis::pipe();
+        first
+            .exists(&key)
+            .strlen(&key)
+            .getrange(&key, 0, INPUT_PART as isize - 1);
+        let (exists, len, mut bytes): (bool, usize, Vec<u8>) = self.pipeline(&first)?;
+        if !exists || bytes.len() == len {
+            return Ok(exists.then_some(bytes));
+        }
+        let mut rest = redis::pipe();
+        for start in (bytes.len()..len).step_by(INPUT_PART) {
+            let end = (start + INPUT_PART).min(len) - 1;
+            rest.getrange(&key, start as isize, end as isize);
+        }
+        let parts: Vec<Vec<u8>> = self.pipeline(&rest)?;
+        let mut whole = Vec::with_capacity(len);
+        crate::process::memory::prefer_huge_pages(whole.spare_capacity_mut());
+        whole.append(&mut bytes);
+        for part in &parts {
+            whole.extend_from_slice(part);
+        }
+        // Shorter: the key expired or was deleted while it was read.
+        Ok((whole.len() == len).then_some(whole))
     }
 
     fn last_error(&mut self, job: &str, batch: u64) -> Result<Option<String>> {
