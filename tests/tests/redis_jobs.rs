@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crunch::data::codec::{self, Format};
 use crunch_tests::cli::{
-    Crunch, contracts_file, drain, ok_stdout, path, progress, wait_success as wait,
+    Crunch, contracts_file, drain, ok_stdout, path, progress, run_kernel, wait_success as wait,
 };
 use crunch_tests::paths;
 use crunch_tests::redis_server::{RedisCluster, RedisServer};
@@ -21,10 +21,10 @@ fn spawn_worker(redis: &str, args: &[&str]) -> Child {
     Crunch::new().redis(redis).spawn_worker(args)
 }
 
-/// Submits, runs `workers` worker processes to completion, and returns (job, items/s).
-fn run_job(redis: &RedisServer, input: &Path, workers: usize) -> (String, f64) {
-    let job = ok_stdout(crunch(
-        &redis.url(),
+/// Submits the black_scholes items of `input` in batches of `batch_size`; returns the job.
+fn submit(url: &str, input: &Path, batch_size: &str) -> String {
+    ok_stdout(crunch(
+        url,
         &[
             "submit",
             "-k",
@@ -32,9 +32,14 @@ fn run_job(redis: &RedisServer, input: &Path, workers: usize) -> (String, f64) {
             "-i",
             path(input),
             "--batch-size",
-            "100",
+            batch_size,
         ],
-    ));
+    ))
+}
+
+/// Submits, runs `workers` worker processes to completion, and returns (job, items/s).
+fn run_job(redis: &RedisServer, input: &Path, workers: usize) -> (String, f64) {
+    let job = submit(&redis.url(), input, "100");
     let start = Instant::now();
     let children: Vec<Child> = (0..workers)
         .map(|_| {
@@ -56,26 +61,7 @@ fn two_workers_compute_100k_items_once_in_order_like_crunch_run() {
     let redis = RedisServer::start().expect("redis");
     let dir = tempfile::tempdir().expect("tempdir");
     let input = contracts_file(dir.path(), 100_000);
-    let local = dir.path().join("local.crb");
-    let out = Command::new(paths::crunch_bin())
-        .args([
-            "run",
-            "-k",
-            "black_scholes",
-            "-i",
-            path(&input),
-            "-o",
-            path(&local),
-            "--pack",
-        ])
-        .arg(paths::component("crunch_kernels"))
-        .output()
-        .expect("crunch run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let local = run_locally(dir.path(), &input);
 
     let (_, one_rate) = run_job(&redis, &input, 1);
     let (job, two_rate) = run_job(&redis, &input, 2);
@@ -92,16 +78,10 @@ fn two_workers_compute_100k_items_once_in_order_like_crunch_run() {
         .expect("scard");
     assert_eq!(counted, 1000);
 
-    let remote = dir.path().join("remote.crb");
-    ok_stdout(crunch(
-        &redis.url(),
-        &["results", &job, "-o", path(&remote)],
-    ));
-    let (a, b) = (
-        std::fs::read(&local).expect("local"),
-        std::fs::read(&remote).expect("remote"),
+    assert!(
+        local == results_bytes(&redis.url(), dir.path(), &job),
+        "results through Redis differ from crunch run"
     );
-    assert!(a == b, "results through Redis differ from crunch run");
     println!(
         "end to end through Redis: {one_rate:.0} items/s with one worker, {two_rate:.0} items/s with two"
     );
@@ -301,51 +281,27 @@ fn results_written_twice_count_once() {
 /// Runs `input` through `crunch run` into `dir`/local.crb and returns its bytes.
 fn run_locally(dir: &Path, input: &Path) -> Vec<u8> {
     let local = dir.join("local.crb");
-    let out = Command::new(paths::crunch_bin())
-        .args([
-            "run",
-            "-k",
-            "black_scholes",
-            "-i",
-            path(input),
-            "-o",
-            path(&local),
-        ])
-        .arg("--pack")
-        .arg(paths::component("crunch_kernels"))
-        .output()
-        .expect("crunch run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok_stdout(run_kernel("black_scholes", input, &local, &[]));
     std::fs::read(&local).expect("local results")
 }
 
 /// Submits `input` in batches of `batch_size` on `url`, drains it with one worker and returns
 /// the job and its results' bytes.
 fn run_through(url: &str, dir: &Path, input: &Path, batch_size: &str) -> (String, Vec<u8>) {
-    let job = ok_stdout(crunch(
-        url,
-        &[
-            "submit",
-            "-k",
-            "black_scholes",
-            "-i",
-            path(input),
-            "--batch-size",
-            batch_size,
-        ],
-    ));
+    let job = submit(url, input, batch_size);
     wait(
         spawn_worker(url, &["--job", &job, "--exit-when-done", "--threads", "2"]),
         Duration::from_secs(120),
     );
-    let out = dir.join(format!("{job}.crb"));
-    ok_stdout(crunch(url, &["results", &job, "-o", path(&out)]));
-    let results = std::fs::read(&out).expect("results");
+    let results = results_bytes(url, dir, &job);
     (job, results)
+}
+
+/// `crunch results` of `job`, as written to a .crb file in `dir`.
+fn results_bytes(url: &str, dir: &Path, job: &str) -> Vec<u8> {
+    let out = dir.join(format!("{job}.crb"));
+    ok_stdout(crunch(url, &["results", job, "-o", path(&out)]));
+    std::fs::read(&out).expect("results")
 }
 
 #[test]
