@@ -285,14 +285,20 @@ fn run_locally(dir: &Path, input: &Path) -> Vec<u8> {
     std::fs::read(&local).expect("local results")
 }
 
-/// Submits `input` in batches of `batch_size` on `url`, drains it with one worker and returns
-/// the job and its results' bytes.
-fn run_through(url: &str, dir: &Path, input: &Path, batch_size: &str) -> (String, Vec<u8>) {
+/// Submits `input` in batches of `batch_size` on `url` and drains it with one worker; returns
+/// the job.
+fn run_to_the_end(url: &str, input: &Path, batch_size: &str) -> String {
     let job = submit(url, input, batch_size);
     wait(
         spawn_worker(url, &["--job", &job, "--exit-when-done", "--threads", "2"]),
         Duration::from_secs(120),
     );
+    job
+}
+
+/// [`run_to_the_end`], then the job and its results' bytes.
+fn run_through(url: &str, dir: &Path, input: &Path, batch_size: &str) -> (String, Vec<u8>) {
+    let job = run_to_the_end(url, input, batch_size);
     let results = results_bytes(url, dir, &job);
     (job, results)
 }
@@ -337,22 +343,7 @@ fn a_job_completes_on_a_three_master_cluster() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = contracts_file(dir.path(), 500);
     let url = cluster.url();
-    let job = ok_stdout(crunch(
-        &url,
-        &[
-            "submit",
-            "-k",
-            "black_scholes",
-            "-i",
-            path(&input),
-            "--batch-size",
-            "50",
-        ],
-    ));
-    wait(
-        spawn_worker(&url, &["--job", &job, "--exit-when-done", "--threads", "2"]),
-        Duration::from_secs(120),
-    );
+    let job = run_to_the_end(&url, &input, "50");
     let status = crunch(&url, &["status", &job]);
     let text = ok_stdout(status);
     assert!(text.contains("state    done"), "{text}");
